@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages fusecheck builds and tests with. Idempotent: it only calls apt-get
+# when something is missing. Runs as root (CI) or through sudo.
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config
+      nlohmann-json3-dev libsimdjson-dev libcli11-dev libfmt-dev libxxhash-dev
+      libgtest-dev libbenchmark-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "setup: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

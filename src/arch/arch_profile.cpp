@@ -1,0 +1,151 @@
+#include "arch/arch_profile.h"
+
+#include <nlohmann/json.hpp>
+
+#include "io/checkpoint.h"
+#include "util/atomic_file.h"
+#include "util/embedded.h"
+
+namespace fusecheck {
+
+using json = nlohmann::json;
+
+std::string NormSpec::tensor_name(const std::string& prefix, int64_t layer) const {
+  std::string name = prefix + tensor;
+  auto pos = name.find("{layer}");
+  if (pos != std::string::npos) name.replace(pos, 7, std::to_string(layer));
+  return name;
+}
+
+int64_t NormSpec::expected_size(const ModelConfig& c) const {
+  switch (size) {
+    case NormSize::kHidden: return c.hidden_size;
+    case NormSize::kHeadDim: return c.head_dim;
+    case NormSize::kQProj: return c.num_heads * c.head_dim;
+    case NormSize::kKvProj: return c.num_kv_heads * c.head_dim;
+  }
+  return 0;
+}
+
+std::string_view norm_kind_name(NormKind k) {
+  switch (k) {
+    case NormKind::kBlock: return "block";
+    case NormKind::kQ: return "q";
+    case NormKind::kK: return "k";
+    case NormKind::kFinal: return "final";
+  }
+  return "?";
+}
+
+std::string_view gain_convention_name(GainConvention c) {
+  return c == GainConvention::kW ? "w" : "one_plus_w";
+}
+
+namespace {
+
+template <class E>
+Status pick(const json& j, const char* key, std::initializer_list<std::pair<const char*, E>> options,
+            E& out, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string())
+    return make_error("{}: \"{}\" must be a string", where, key);
+  std::string v = it->get<std::string>();
+  std::string known;
+  for (auto& [name, e] : options) {
+    if (v == name) {
+      out = e;
+      return ok_status();
+    }
+    known += known.empty() ? name : std::string(", ") + name;
+  }
+  return make_error("{}: \"{}\" = \"{}\" is not one of {}", where, key, v, known);
+}
+
+Result<std::vector<std::string>> strings(const json& j, const char* key, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_array() || it->empty())
+    return make_error("{}: \"{}\" must be a non-empty array of strings", where, key);
+  std::vector<std::string> out;
+  for (const auto& s : *it) {
+    if (!s.is_string()) return make_error("{}: \"{}\" must hold strings", where, key);
+    out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<ArchRegistry> ArchRegistry::parse(std::string_view text, const std::string& source) {
+  json root = json::parse(text, nullptr, false);
+  if (root.is_discarded() || !root.is_object() || !root.contains("architectures") ||
+      !root["architectures"].is_array())
+    return make_error("{}: expected a JSON object with an \"architectures\" array", source);
+  ArchRegistry reg;
+  for (const auto& a : root["architectures"]) {
+    if (!a.is_object() || !a.contains("name") || !a["name"].is_string())
+      return make_error("{}: every architecture needs a \"name\"", source);
+    ArchProfile p;
+    p.name = a["name"].get<std::string>();
+    std::string where = source + ": architecture \"" + p.name + "\"";
+    FC_ASSIGN(types, strings(a, "model_types", where));
+    p.model_types = std::move(types);
+    FC_ASSIGN(prefixes, strings(a, "tensor_prefixes", where));
+    p.tensor_prefixes = std::move(prefixes);
+    FC_TRY(pick<GainConvention>(a, "gain_convention",
+                                {{"w", GainConvention::kW}, {"one_plus_w", GainConvention::kOnePlusW}},
+                                p.convention, where));
+    FC_TRY(pick<QkNormScope>(a, "qk_norm_scope",
+                             {{"none", QkNormScope::kNone},
+                              {"per_head", QkNormScope::kPerHead},
+                              {"whole_projection", QkNormScope::kWholeProjection}},
+                             p.qk_scope, where));
+    if (!a.contains("norms") || !a["norms"].is_array() || a["norms"].empty())
+      return make_error("{}: \"norms\" must be a non-empty array", where);
+    for (const auto& n : a["norms"]) {
+      if (!n.is_object() || !n.contains("role") || !n["role"].is_string() || !n.contains("tensor") ||
+          !n["tensor"].is_string())
+        return make_error("{}: every norm needs \"role\" and \"tensor\" strings", where);
+      NormSpec s;
+      s.role = n["role"].get<std::string>();
+      s.tensor = n["tensor"].get<std::string>();
+      std::string nw = where + " norm \"" + s.role + "\"";
+      FC_TRY(pick<NormKind>(n, "kind",
+                            {{"block", NormKind::kBlock},
+                             {"q", NormKind::kQ},
+                             {"k", NormKind::kK},
+                             {"final", NormKind::kFinal}},
+                            s.kind, nw));
+      FC_TRY(pick<NormSize>(n, "size",
+                            {{"hidden", NormSize::kHidden},
+                             {"head_dim", NormSize::kHeadDim},
+                             {"q_proj", NormSize::kQProj},
+                             {"kv_proj", NormSize::kKvProj}},
+                            s.size, nw));
+      p.norms.push_back(std::move(s));
+    }
+    reg.profiles_.push_back(std::move(p));
+  }
+  return reg;
+}
+
+Result<ArchRegistry> ArchRegistry::load(const std::string& file) {
+  if (file.empty()) return parse(embedded_data("architectures.json"), "built-in architectures.json");
+  FC_ASSIGN(text, read_small_file(file, kMaxConfigBytes));
+  return parse(text, file);
+}
+
+Result<const ArchProfile*> ArchRegistry::find(const std::string& model_type,
+                                              const std::string& config_path) const {
+  std::string known;
+  for (const auto& p : profiles_) {
+    for (const auto& t : p.model_types) {
+      if (t == model_type) return &p;
+      known += known.empty() ? t : ", " + t;
+    }
+  }
+  return make_error("{}: unknown architecture (model_type \"{}\"); known: {}. Add a profile with "
+                    "--arch-profiles FILE",
+                    config_path, model_type, known);
+}
+
+}  // namespace fusecheck

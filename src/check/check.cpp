@@ -1,0 +1,172 @@
+#include "check/check.h"
+
+#include <cstdlib>
+
+#include "arch/arch_profile.h"
+#include "check/cache.h"
+#include "io/checkpoint.h"
+#include "report/json_io.h"
+#include "util/hash.h"
+
+namespace fusecheck {
+
+namespace {
+
+// Picks the tensor-name prefix under which this checkpoint stores the language model.
+Result<std::string> find_prefix(const Checkpoint& ck, const ArchProfile& arch) {
+  const NormSpec& probe = arch.norms.front();
+  for (const auto& p : arch.tensor_prefixes)
+    if (ck.find(probe.tensor_name(p, 0))) return p;
+  return make_error("{}: missing tensor {} (also tried the prefixes of architecture \"{}\"); the "
+                    "checkpoint is incomplete or not a {} model",
+                    ck.dir(), probe.tensor_name(arch.tensor_prefixes.front(), 0), arch.name,
+                    arch.name);
+}
+
+// Reads one norm tensor, checks its shape against the config, applies the gain convention.
+// The raw bytes also go into the fingerprint.
+Result<NormGains> read_norm(const Checkpoint& ck, const ModelConfig& cfg, const ArchProfile& arch,
+                            const NormSpec& spec, const std::string& prefix, int64_t layer,
+                            Hasher& fingerprint) {
+  NormGains g;
+  g.role = spec.role;
+  g.kind = spec.kind;
+  g.layer = layer;
+  g.tensor = spec.tensor_name(prefix, layer);
+  const TensorRef* ref = ck.find(g.tensor);
+  if (!ref)
+    return make_error("{}: missing tensor \"{}\" ({} of layer {}); config.json says {} layers",
+                      ck.dir(), g.tensor, spec.role, layer, cfg.num_layers);
+  const TensorInfo& t = *ref->info;
+  const int64_t want = spec.expected_size(cfg);
+  if (t.shape.size() != 1 || int64_t(t.shape[0]) != want) {
+    std::string shape;
+    for (auto d : t.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    return make_error("{}: tensor \"{}\" has shape [{}], expected [{}] from config.json",
+                      ref->file->path(), g.tensor, shape, want);
+  }
+  FC_ASSIGN(raw, ref->file->read_bytes(t));
+  if (!dtype_is_float_supported(t.dtype))
+    return make_error("{}: norm tensor \"{}\" has dtype {}; expected F32, F16 or BF16",
+                      ref->file->path(), g.tensor, dtype_name(t.dtype));
+  fingerprint.update(g.tensor);
+  fingerprint.update(raw);
+  g.gains.resize(t.numel);
+  convert_to_f32(t.dtype, raw.data(), t.numel, g.gains.data());
+  if (arch.convention == GainConvention::kOnePlusW)
+    for (float& x : g.gains) x = 1.0f + x;
+  return g;
+}
+
+Result<Verdict> forced_verdict(const CheckOptions& o) {
+  if (o.force_verdict) return *o.force_verdict;
+  if (!o.read_env) return make_error("");
+  const char* env = std::getenv(kForceStatusEnv);
+  if (!env || !*env) return make_error("");
+  return parse_verdict(env);
+}
+
+}  // namespace
+
+Result<Verdict> parse_verdict(std::string_view name) {
+  for (Verdict v : {Verdict::kCompatible, Verdict::kWarning, Verdict::kIncompatible})
+    if (name == verdict_name(v)) return v;
+  return make_error("\"{}\" is not COMPATIBLE, WARNING or INCOMPATIBLE", name);
+}
+
+std::string fallback_warning(const std::string& model_dir) {
+  return "WARNING: This model has extreme normalization weights that make it incompatible with "
+         "fused kernels.\nFalling back to standard kernels.\nTo see detailed compatibility report, "
+         "run: fusecheck check " +
+         model_dir;
+}
+
+Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions& o) {
+  FC_ASSIGN(archs, ArchRegistry::load(o.arch_profiles_file));
+  FC_ASSIGN(numerics, NumericsRegistry::load(o.kernel_profiles_file));
+  FC_ASSIGN(kernels, numerics.find(o.kernels));
+  Thresholds thresholds;
+  if (o.thresholds) {
+    thresholds = *o.thresholds;
+    FC_TRY(validate_thresholds(thresholds, "thresholds"));
+  } else {
+    FC_ASSIGN(t, load_thresholds(o.thresholds_file));
+    thresholds = t;
+  }
+
+  FC_ASSIGN(ck, Checkpoint::open(model_dir));
+  FC_ASSIGN(cfg, parse_model_config(ck.config_json(), ck.config_path()));
+  FC_ASSIGN(arch, archs.find(cfg.model_type, ck.config_path()));
+  FC_ASSIGN(prefix, find_prefix(ck, *arch));
+
+  // Fingerprint: config, every shard's name, size and header, and the norm bytes. Enough to notice
+  // any edit that changes the verdict, without hashing gigabytes of matrices.
+  Hasher fp;
+  fp.update(ck.config_json());
+  for (const auto& f : ck.files()) {
+    fp.update(f.path().substr(f.path().rfind('/') + 1));
+    fp.update_u64(f.file_size());
+    fp.update(f.header_json());
+  }
+  std::vector<NormGains> norms;
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    for (const auto& spec : arch->norms) {
+      if (!spec.per_layer()) continue;
+      FC_ASSIGN(g, read_norm(ck, cfg, *arch, spec, prefix, l, fp));
+      norms.push_back(std::move(g));
+    }
+  }
+  for (const auto& spec : arch->norms) {
+    if (spec.per_layer()) continue;
+    FC_ASSIGN(g, read_norm(ck, cfg, *arch, spec, prefix, -1, fp));
+    norms.push_back(std::move(g));
+  }
+
+  CheckResult r;
+  r.model_path = model_dir;
+  r.fingerprint = fp.hex();
+  const nlohmann::json key = {
+      {"checker_version", kCheckerVersion}, {"fingerprint", r.fingerprint},
+      {"thresholds", thresholds_to_json(thresholds)}, {"kernels", numerics_to_json(kernels)},
+      {"architecture", hash_hex(o.arch_profiles_file.empty() ? std::string("builtin")
+                                                             : o.arch_profiles_file) +
+                           arch->name}};
+  std::optional<ResultCache> cache;
+  if (o.use_cache) cache.emplace(o.cache_dir);
+  bool hit = false;
+  if (cache) {
+    if (auto v = cache->load(key)) {
+      if (auto cached = result_from_json(*v)) {
+        r = std::move(cached).value();
+        r.model_path = model_dir;  // the same bytes may sit at another path
+        r.from_cache = true;
+        hit = true;
+      }
+    }
+  }
+  if (!hit) {
+    r.architecture = arch->name;
+    r.model_type = cfg.model_type;
+    r.gain_convention = std::string(gain_convention_name(arch->convention));
+    r.config = cfg;
+    r.kernels = kernels;
+    r.thresholds = thresholds;
+    r.analysis = analyze_gains(cfg, arch->qk_scope, norms, kernels, thresholds.extreme_weight_threshold);
+    r.score = score_analysis(r.analysis, thresholds, kernels);
+    r.verdict = r.score.verdict;
+    if (cache) {
+      if (auto st = cache->store(key, result_to_json(r)); !st)
+        r.cache_note = "result not cached: " + st.error().message;
+    }
+  }
+  // The testing override is applied after the cache, so it never leaks into stored results.
+  if (auto forced = forced_verdict(o)) {
+    r.verdict = *forced;
+    r.overridden = true;
+  } else if (!forced.error().message.empty()) {
+    return make_error("{}: {}", kForceStatusEnv, forced.error().message);
+  }
+  return r;
+}
+
+}  // namespace fusecheck

@@ -1,0 +1,177 @@
+#include "check/score.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace fusecheck {
+
+std::string_view verdict_name(Verdict v) {
+  switch (v) {
+    case Verdict::kCompatible: return "COMPATIBLE";
+    case Verdict::kWarning: return "WARNING";
+    case Verdict::kIncompatible: return "INCOMPATIBLE";
+  }
+  return "?";
+}
+
+Verdict verdict_for_score(double score, const Thresholds& t) {
+  if (score >= t.compatible_score) return Verdict::kCompatible;
+  if (score >= t.warning_score) return Verdict::kWarning;
+  return Verdict::kIncompatible;
+}
+
+double component_score(double metric, double threshold) {
+  if (std::isnan(metric)) return 0;
+  if (metric <= threshold) return 1;
+  return std::max(0.0, 1.0 - std::log2(metric / threshold));
+}
+
+bool is_reference_numerics(const NumericsProfile& k) {
+  return k.activation_unit_roundoff == 0 && k.kv_format == KvFormat::kSame &&
+         k.accumulation_unit_roundoff == 0;
+}
+
+namespace {
+bool scored(NormKind k) { return k == NormKind::kQ || k == NormKind::kK; }
+
+std::string where(int64_t layer) {
+  return layer >= 0 ? fmt::format("Layer {}", layer) : std::string("Model");
+}
+}  // namespace
+
+Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfile& kernels) {
+  Score s;
+  // Component metrics over the scored (q/k) norms.
+  double worst_ratio = 0, worst_cv = 0;
+  std::vector<bool> extreme_layer(size_t(a.num_layers), false);
+  bool any_scored = false;
+  for (const auto& n : a.norms) {
+    const GainStats& g = n.stats;
+    // Hard findings apply to every norm: a NaN gain poisons every activation after it.
+    if (g.n_nan || g.n_inf)
+      s.findings.push_back({"error", n.layer,
+                            fmt::format("{} {}: {} NaN and {} Inf gains in {}", where(n.layer),
+                                        n.role, g.n_nan, g.n_inf, n.tensor)});
+    if (g.n_negative)
+      s.findings.push_back({"warning", n.layer,
+                            fmt::format("{} {}: {} negative effective gains (min {:.4g}); trained "
+                                        "norms are positive, so the checkpoint may be corrupt",
+                                        where(n.layer), n.role, g.n_negative, g.min)});
+    if (g.median_abs == 0 && g.n > 0)
+      s.findings.push_back({"warning", n.layer,
+                            fmt::format("{} {}: median gain is 0, so the max/median ratio is "
+                                        "undefined (most channels are switched off)",
+                                        where(n.layer), n.role)});
+    if (!scored(n.kind)) {
+      if (g.ratio > t.max_safe_weight_ratio || g.max_abs > t.extreme_weight_threshold)
+        s.findings.push_back({"note", n.layer,
+                              fmt::format("{} {}: max gain {:.2f} (max/median {:.1f}); not scored: "
+                                          "block norms feed linear layers, whose relative error a "
+                                          "gain does not change",
+                                          where(n.layer), n.role, g.max_abs, g.ratio)});
+      continue;
+    }
+    any_scored = true;
+    worst_ratio = std::max(worst_ratio, g.ratio);
+    worst_cv = std::max(worst_cv, g.cv);
+    if (n.layer >= 0 && n.layer < a.num_layers && g.count_above_extreme > 0)
+      extreme_layer[size_t(n.layer)] = true;
+  }
+  int64_t n_extreme = 0;
+  for (bool e : extreme_layer) n_extreme += e;
+
+  const ScoreWeights& w = t.weights;
+  s.components = {
+      {"weight_ratio", worst_ratio, t.max_safe_weight_ratio,
+       component_score(worst_ratio, t.max_safe_weight_ratio), w.weight_ratio},
+      {"amplification", a.amplification, t.max_safe_amplification,
+       component_score(a.amplification, t.max_safe_amplification), w.amplification},
+      {"extreme_layers", double(n_extreme), 0,
+       1.0 - double(n_extreme) / double(std::max<int64_t>(1, a.num_layers)), w.extreme_layers},
+      {"variance", worst_cv, t.max_safe_gain_cv, component_score(worst_cv, t.max_safe_gain_cv),
+       w.variance},
+  };
+  s.total = 0;
+  for (const auto& c : s.components) s.total += c.weight * c.score;
+
+  // One issue line per layer with a scored norm or its logit noise over a threshold.
+  for (int64_t l = 0; l < a.num_layers; ++l) {
+    std::vector<std::string> parts;
+    for (const auto& n : a.norms) {
+      if (n.layer != l || !scored(n.kind)) continue;
+      const GainStats& g = n.stats;
+      const bool over_ratio = g.ratio > t.max_safe_weight_ratio;
+      if (over_ratio || g.count_above_extreme > 0)
+        parts.push_back(fmt::format("{} max gain {:.2f} (max/median {:.1f}{}; {} channel{} > {:g})",
+                                    n.role, g.max_abs, g.ratio,
+                                    over_ratio ? fmt::format(" > {:g}", t.max_safe_weight_ratio) : "",
+                                    g.count_above_extreme, g.count_above_extreme == 1 ? "" : "s",
+                                    t.extreme_weight_threshold));
+    }
+    const LayerReport& lr = a.layers[size_t(l)];
+    if (lr.noise.amplification > t.max_safe_amplification)
+      parts.push_back(fmt::format("logit-noise amplification {:.1f}x > {:g}",
+                                  lr.noise.amplification, t.max_safe_amplification));
+    if (lr.noise.fp16_overflow_risk)
+      s.findings.push_back({"error", l,
+                            fmt::format("Layer {}: keys or q.k partial sums may exceed fp16's 65504 "
+                                        "(estimated |k| {:.0f}, partial sum {:.0f})",
+                                        l, lr.noise.max_key_estimate,
+                                        lr.noise.max_logit_sum_estimate)});
+    if (!parts.empty()) {
+      std::string line = fmt::format("Layer {}: ", l);
+      for (size_t i = 0; i < parts.size(); ++i) line += (i ? "; " : "") + parts[i];
+      s.issues.push_back(line);
+    }
+  }
+
+  s.verdict = verdict_for_score(s.total, t);
+  bool has_error = false, has_warning = false;
+  for (const auto& f : s.findings) {
+    has_error |= f.severity == "error";
+    has_warning |= f.severity == "warning";
+  }
+  if (has_error) s.verdict = Verdict::kIncompatible;
+  else if (has_warning && s.verdict == Verdict::kCompatible) s.verdict = Verdict::kWarning;
+
+  const bool reference = is_reference_numerics(kernels);
+  if (reference && !has_error) {
+    s.verdict = Verdict::kCompatible;
+    s.recommendations.push_back(fmt::format(
+        "Kernel profile \"{}\" moves no rounding point: it is the reference the check compares "
+        "against, so it is compatible by construction. The statistics are shown for information.",
+        kernels.name));
+    return s;
+  }
+  if (!any_scored)
+    s.recommendations.push_back(
+        "This architecture has no per-head q/k norms; the logit-noise estimate assumes unit q/k "
+        "gains.");
+  switch (s.verdict) {
+    case Verdict::kCompatible:
+      s.recommendations.push_back(fmt::format(
+          "Fused kernels (profile \"{}\") are expected to be safe for this model.", kernels.name));
+      break;
+    case Verdict::kWarning:
+      s.recommendations.push_back(
+          "Fused kernels may change this model's outputs measurably. Measure before deploying "
+          "(fusecheck probe), and avoid lossy (int8/fp8) KV caches.");
+      break;
+    case Verdict::kIncompatible:
+      s.recommendations.push_back(
+          "Use standard (unfused) kernels for this model. If you must fuse, keep the q/k-norm and "
+          "RoPE steps unfused in the layers listed above, keep a bf16 KV cache, and measure the "
+          "result with fusecheck probe.");
+      break;
+  }
+  if (kernels.kv_format == KvFormat::kInt8 || kernels.kv_format == KvFormat::kFp8E4M3) {
+    if (s.verdict != Verdict::kCompatible)
+      s.recommendations.push_back(
+          "The lossy KV cache of this kernel profile is a large part of the estimated noise; a "
+          "bf16 or fp16 cache removes it.");
+  }
+  return s;
+}
+
+}  // namespace fusecheck

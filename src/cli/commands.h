@@ -1,0 +1,21 @@
+// Subcommand registration for the fusecheck CLI. Each register_* adds one subcommand to `app`; its
+// callback stores the process exit status in `exit_code`.
+//
+// Exit codes: 0 COMPATIBLE, 1 WARNING, 2 INCOMPATIBLE (check), 3 the model or an input file could
+// not be read (one line on stderr naming the file), 64 usage error.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace fusecheck::cli {
+
+constexpr int kExitInputError = 3;
+constexpr int kExitUsage = 64;
+
+// `fusecheck check MODEL_DIR ...`: the static compatibility check (src/check).
+void register_check_command(CLI::App& app, int& exit_code);
+
+// `fusecheck fixture OUT_DIR --profile NAME ...`: writes a synthetic checkpoint (src/fixture).
+void register_fixture_command(CLI::App& app, int& exit_code);
+
+}  // namespace fusecheck::cli

@@ -1,0 +1,132 @@
+#include "io/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "util/atomic_file.h"
+
+namespace fusecheck {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;  // follows symlinks: a dangling link does not exist
+}
+
+// An index entry must name a file directly inside the model directory.
+bool is_plain_file_name(const std::string& s) {
+  return !s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos &&
+         s.find('\\') == std::string::npos && s.find('\0') == std::string::npos;
+}
+
+Error refuse_pickle(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string ext = e.path().extension().string();
+    if (ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt")
+      return make_error(
+          "{}: only a PyTorch pickle checkpoint ({}) is here; pickle can run code when loaded, so "
+          "fusecheck does not read it. Convert it to safetensors first (transformers: "
+          "model.save_pretrained(dir, safe_serialization=True))",
+          dir, e.path().filename().string());
+  }
+  return make_error("{}: no model.safetensors or model.safetensors.index.json found", dir);
+}
+
+}  // namespace
+
+Result<Checkpoint> Checkpoint::open(const std::string& dir) {
+  Checkpoint ck;
+  ck.dir_ = dir;
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return make_error("{}: no such model directory", dir);
+  if (!S_ISDIR(st.st_mode))
+    return make_error("{}: expected a model directory (with config.json and *.safetensors), found a "
+                      "file",
+                      dir);
+  ck.config_path_ = dir + "/config.json";
+  if (!exists(ck.config_path_))
+    return make_error("{}: missing; a Hugging Face model directory needs its config.json",
+                      ck.config_path_);
+  FC_ASSIGN(cfg, read_small_file(ck.config_path_, kMaxConfigBytes));
+  ck.config_json_ = std::move(cfg);
+
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  const std::string single_path = dir + "/model.safetensors";
+  std::vector<std::string> shard_names;
+  nlohmann::json weight_map;
+  if (exists(index_path)) {
+    FC_ASSIGN(text, read_small_file(index_path, kMaxIndexBytes));
+    nlohmann::json idx = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (idx.is_discarded() || !idx.is_object())
+      return make_error("{}: not a valid JSON object", index_path);
+    auto it = idx.find("weight_map");
+    if (it == idx.end() || !it->is_object())
+      return make_error("{}: expected a \"weight_map\" object of tensor name -> shard file",
+                        index_path);
+    weight_map = std::move(*it);
+    for (auto& [name, file] : weight_map.items()) {
+      if (!file.is_string())
+        return make_error("{}: weight_map[\"{}\"] must be a file name string", index_path, name);
+      const std::string& f = file.get_ref<const std::string&>();
+      if (!is_plain_file_name(f))
+        return make_error("{}: weight_map[\"{}\"] = \"{}\" is not a plain file name in the model "
+                          "directory; refusing to follow it",
+                          index_path, name, f);
+      if (std::find(shard_names.begin(), shard_names.end(), f) == shard_names.end())
+        shard_names.push_back(f);
+    }
+    if (shard_names.empty()) return make_error("{}: weight_map is empty", index_path);
+  } else if (exists(single_path)) {
+    shard_names.push_back("model.safetensors");
+  } else {
+    return refuse_pickle(dir);
+  }
+
+  std::sort(shard_names.begin(), shard_names.end());
+  ck.files_.reserve(shard_names.size());
+  for (const auto& name : shard_names) {
+    std::string p = dir + "/" + name;
+    if (!exists(p))
+      return make_error("{}: missing; {} lists it as a shard", p,
+                        fs::path(index_path).filename().string());
+    FC_ASSIGN(f, SafetensorsFile::open(p));
+    ck.files_.push_back(std::move(f));
+  }
+  FC_TRY(ck.index_tensors());
+
+  // Every index entry must be where the index says it is.
+  for (auto& [name, file] : weight_map.items()) {
+    const TensorRef* r = ck.find(name);
+    const std::string& want = file.get_ref<const std::string&>();
+    if (!r || fs::path(r->file->path()).filename() != want)
+      return make_error("{}: index lists tensor \"{}\" in {}, but that shard does not hold it",
+                        index_path, name, want);
+  }
+  return ck;
+}
+
+Status Checkpoint::index_tensors() {
+  for (const auto& f : files_) {
+    for (const auto& t : f.tensors()) {
+      auto [it, inserted] = tensors_.emplace(t.name, TensorRef{&f, &t});
+      if (!inserted)
+        return make_error("{}: tensor \"{}\" is also in {}; shards must not repeat tensors", f.path(),
+                          t.name, it->second.file->path());
+    }
+  }
+  return ok_status();
+}
+
+const TensorRef* Checkpoint::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+}  // namespace fusecheck

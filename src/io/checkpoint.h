@@ -1,0 +1,46 @@
+// A Hugging Face checkpoint directory: config.json plus one safetensors file or shards listed in
+// model.safetensors.index.json. Opening reads only headers; tensors are read on demand.
+// Symlinked files (the HF cache's snapshots/<rev>/* -> blobs/) are followed; index entries must be
+// plain file names inside the directory.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "util/result.h"
+
+namespace fusecheck {
+
+constexpr size_t kMaxConfigBytes = 16u << 20;  // config.json, index, profiles: small files
+constexpr size_t kMaxIndexBytes = 64u << 20;
+
+struct TensorRef {
+  const SafetensorsFile* file = nullptr;
+  const TensorInfo* info = nullptr;
+};
+
+class Checkpoint {
+ public:
+  static Result<Checkpoint> open(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  const std::string& config_path() const { return config_path_; }
+  const std::string& config_json() const { return config_json_; }
+  const std::vector<SafetensorsFile>& files() const { return files_; }
+  // nullptr if no shard holds `name`.
+  const TensorRef* find(const std::string& name) const;
+  size_t tensor_count() const { return tensors_.size(); }
+
+ private:
+  Status index_tensors();
+
+  std::string dir_;
+  std::string config_path_;
+  std::string config_json_;
+  std::vector<SafetensorsFile> files_;
+  std::unordered_map<std::string, TensorRef> tensors_;
+};
+
+}  // namespace fusecheck

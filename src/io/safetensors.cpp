@@ -1,0 +1,311 @@
+#include "io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <simdjson.h>
+
+#include "util/half.h"
+
+namespace fusecheck {
+
+namespace {
+
+struct DTypeEntry {
+  DType type;
+  std::string_view name;
+  size_t size;
+};
+constexpr std::array<DTypeEntry, 12> kDTypes{{
+    {DType::F32, "F32", 4},
+    {DType::F16, "F16", 2},
+    {DType::BF16, "BF16", 2},
+    {DType::F64, "F64", 8},
+    {DType::I64, "I64", 8},
+    {DType::I32, "I32", 4},
+    {DType::I16, "I16", 2},
+    {DType::I8, "I8", 1},
+    {DType::U8, "U8", 1},
+    {DType::BOOL, "BOOL", 1},
+    {DType::F8_E4M3, "F8_E4M3", 1},
+    {DType::F8_E5M2, "F8_E5M2", 1},
+}};
+
+// Reads exactly n bytes at off, retrying short reads; false if the file ends first.
+bool pread_all(int fd, void* buf, size_t n, uint64_t off) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, n, off_t(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= size_t(r);
+    off += uint64_t(r);
+  }
+  return true;
+}
+
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 80)) out += (c >= 32 && c < 127) ? c : '?';
+  if (s.size() > 80) out += "...";
+  return out;
+}
+
+}  // namespace
+
+std::string_view dtype_name(DType t) { return kDTypes[size_t(t)].name; }
+size_t dtype_size(DType t) { return kDTypes[size_t(t)].size; }
+bool dtype_is_float_supported(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16;
+}
+
+Result<DType> parse_dtype(std::string_view name) {
+  for (const auto& e : kDTypes)
+    if (e.name == name) return e.type;
+  return make_error("unknown dtype \"{}\" (expected one of F32, F16, BF16, F64, I64, I32, I16, I8, "
+                    "U8, BOOL, F8_E4M3, F8_E5M2)",
+                    printable(name));
+}
+
+void convert_to_f32(DType dtype, const void* src, size_t n, float* dst) {
+  const auto* b = static_cast<const unsigned char*>(src);
+  for (size_t i = 0; i < n; ++i) {
+    switch (dtype) {
+      case DType::F32: std::memcpy(&dst[i], b + 4 * i, 4); break;
+      case DType::BF16: {
+        uint16_t h;
+        std::memcpy(&h, b + 2 * i, 2);
+        dst[i] = bf16_to_f32(h);
+        break;
+      }
+      case DType::F16: {
+        uint16_t h;
+        std::memcpy(&h, b + 2 * i, 2);
+        dst[i] = f16_to_f32(h);
+        break;
+      }
+      default: assert(false && "convert_to_f32: unsupported dtype"); return;
+    }
+  }
+}
+
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept { *this = std::move(o); }
+
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
+  if (this != &o) {
+    this->~SafetensorsFile();
+    path_ = std::move(o.path_);
+    fd_ = std::exchange(o.fd_, -1);
+    file_size_ = o.file_size_;
+    header_ = std::move(o.header_);
+    tensors_ = std::move(o.tensors_);
+    index_ = std::move(o.index_);
+    metadata_ = std::move(o.metadata_);
+    map_ = std::exchange(o.map_, nullptr);
+  }
+  return *this;
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) ::munmap(map_, file_size_);
+  if (fd_ >= 0) ::close(fd_);
+  map_ = nullptr;
+  fd_ = -1;
+}
+
+Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  SafetensorsFile f;
+  f.path_ = path;
+  f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd_ < 0) return make_error("{}: cannot open: {}", path, strerror(errno));
+  struct stat st;
+  if (fstat(f.fd_, &st) != 0) return make_error("{}: cannot stat: {}", path, strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return make_error("{}: is a directory, expected a .safetensors file", path);
+  if (!S_ISREG(st.st_mode)) return make_error("{}: not a regular file", path);
+  f.file_size_ = uint64_t(st.st_size);
+  if (f.file_size_ < 8)
+    return make_error("{}: truncated: {} bytes, a safetensors file starts with an 8-byte header "
+                      "length",
+                      path, f.file_size_);
+  unsigned char len_bytes[8];
+  if (!pread_all(f.fd_, len_bytes, 8, 0)) return make_error("{}: cannot read the header length", path);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
+  if (n > kMaxHeaderBytes)
+    return make_error("{}: header length {} exceeds the {}-byte limit; the file is corrupt or not "
+                      "safetensors",
+                      path, n, kMaxHeaderBytes);
+  if (n > f.file_size_ - 8)
+    return make_error("{}: header length {} runs past the end of the {}-byte file (truncated "
+                      "download?)",
+                      path, n, f.file_size_);
+  if (n < 2) return make_error("{}: header length {} is too small for a JSON object", path, n);
+  f.header_.resize(n);
+  if (!pread_all(f.fd_, f.header_.data(), n, 8))
+    return make_error("{}: file ended while reading the {}-byte header", path, n);
+  FC_TRY(f.parse_header(f.header_, f.file_size_ - 8 - n));
+  return f;
+}
+
+Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size) {
+  const uint64_t data_start = 8 + json.size();
+  // The DOM parser dispatches at run time to the best SIMD kernel of the machine, validates UTF-8
+  // and rejects trailing content; it keeps duplicate keys, which we detect below.
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  auto bad_json = [&](simdjson::error_code e) {
+    return make_error("{}: header is not valid JSON ({}); the file is corrupt or not safetensors",
+                      path_, simdjson::error_message(e));
+  };
+  if (auto e = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(doc))
+    return bad_json(e);
+  simdjson::dom::object root;
+  if (doc.get_object().get(root))
+    return make_error("{}: header must be a JSON object", path_);
+
+  tensors_.reserve(root.size());
+  for (auto [key, val] : root) {
+    if (key == "__metadata__") {
+      simdjson::dom::object meta;
+      if (val.get_object().get(meta))
+        return make_error("{}: \"__metadata__\" must be an object of strings", path_);
+      for (auto [mk, mv] : meta) {
+        std::string_view s;
+        if (mv.get_string().get(s))
+          return make_error("{}: \"__metadata__\" must map strings to strings", path_);
+        metadata_[std::string(mk)] = std::string(s);
+      }
+      continue;
+    }
+    TensorInfo t;
+    t.name = std::string(key);
+    simdjson::dom::object obj;
+    if (val.get_object().get(obj))
+      return make_error("{}: tensor \"{}\" must be an object with dtype, shape and data_offsets",
+                        path_, printable(key));
+    bool have_dtype = false, have_shape = false, have_offsets = false;
+    uint64_t begin = 0, end = 0;
+    for (auto [tk, tv] : obj) {
+      if (tk == "dtype") {
+        std::string_view ds;
+        if (tv.get_string().get(ds))
+          return make_error("{}: tensor \"{}\": dtype must be a string", path_, printable(key));
+        auto dt = parse_dtype(ds);
+        if (!dt) return make_error("{}: tensor \"{}\": {}", path_, printable(key), dt.error().message);
+        t.dtype = *dt;
+        have_dtype = true;
+      } else if (tk == "shape") {
+        simdjson::dom::array arr;
+        if (tv.get_array().get(arr))
+          return make_error("{}: tensor \"{}\": shape must be an array", path_, printable(key));
+        for (auto d : arr) {
+          uint64_t dim;
+          if (d.get_uint64().get(dim))
+            return make_error("{}: tensor \"{}\": shape entries must be non-negative integers",
+                              path_, printable(key));
+          if (t.shape.size() >= 16)
+            return make_error("{}: tensor \"{}\": more than 16 dimensions", path_, printable(key));
+          t.shape.push_back(dim);
+        }
+        have_shape = true;
+      } else if (tk == "data_offsets") {
+        simdjson::dom::array arr;
+        if (tv.get_array().get(arr) || arr.size() != 2 || arr.at(0).get_uint64().get(begin) ||
+            arr.at(1).get_uint64().get(end))
+          return make_error("{}: tensor \"{}\": data_offsets must be [begin, end], two "
+                            "non-negative integers",
+                            path_, printable(key));
+        have_offsets = true;
+      }
+      // Unknown fields are ignored, as the reference implementation does.
+    }
+    if (!have_dtype || !have_shape || !have_offsets)
+      return make_error("{}: tensor \"{}\" lacks {}", path_, printable(key),
+                        !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
+    if (end < begin)
+      return make_error("{}: tensor \"{}\": data_offsets [{}, {}] run backwards", path_,
+                        printable(key), begin, end);
+    uint64_t numel = 1;
+    for (uint64_t d : t.shape)
+      if (__builtin_mul_overflow(numel, d, &numel))
+        return make_error("{}: tensor \"{}\": shape product overflows 64 bits", path_,
+                          printable(key));
+    uint64_t nbytes;
+    if (__builtin_mul_overflow(numel, uint64_t(dtype_size(t.dtype)), &nbytes) ||
+        nbytes != end - begin)
+      return make_error("{}: tensor \"{}\": {} x {} elements need {} bytes but data_offsets give {}",
+                        path_, printable(key), dtype_name(t.dtype), numel,
+                        numel * dtype_size(t.dtype), end - begin);
+    t.numel = numel;
+    t.nbytes = nbytes;
+    t.offset = begin;  // relative for now; made absolute after validation
+    if (!index_.emplace(t.name, tensors_.size()).second)
+      return make_error("{}: tensor \"{}\" appears twice in the header", path_, printable(key));
+    tensors_.push_back(std::move(t));
+  }
+
+  // The data region must be tiled exactly: sorted by offset, each tensor starts where the last ended.
+  std::vector<const TensorInfo*> order;
+  order.reserve(tensors_.size());
+  for (const auto& t : tensors_) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
+    return a->offset != b->offset ? a->offset < b->offset : a->nbytes < b->nbytes;
+  });
+  uint64_t expect = 0;
+  for (const TensorInfo* t : order) {
+    if (t->offset != expect)
+      return make_error("{}: tensor \"{}\" starts at data offset {} but the previous tensor ended at "
+                        "{} ({}); the header is corrupt",
+                        path_, printable(t->name), t->offset, expect,
+                        t->offset < expect ? "overlap" : "gap");
+    expect = t->offset + t->nbytes;
+  }
+  if (expect != data_size)
+    return make_error("{}: tensors cover {} data bytes but the file holds {} ({})", path_, expect,
+                      data_size, expect > data_size ? "truncated file" : "trailing bytes");
+  for (auto& t : tensors_) t.offset += data_start;
+  return ok_status();
+}
+
+const TensorInfo* SafetensorsFile::find(std::string_view name) const {
+  auto it = index_.find(std::string(name));
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+Result<std::string> SafetensorsFile::read_bytes(const TensorInfo& t) const {
+  std::string out(t.nbytes, '\0');
+  if (!pread_all(fd_, out.data(), t.nbytes, t.offset))
+    return make_error("{}: file ended while reading tensor \"{}\" (truncated after it was opened?)",
+                      path_, t.name);
+  return out;
+}
+
+Result<std::vector<float>> SafetensorsFile::read_f32(const TensorInfo& t) const {
+  if (!dtype_is_float_supported(t.dtype))
+    return make_error("{}: tensor \"{}\" has dtype {}; fusecheck reads F32, F16 and BF16 (convert "
+                      "the checkpoint, or dequantize it first)",
+                      path_, t.name, dtype_name(t.dtype));
+  FC_ASSIGN(raw, read_bytes(t));
+  std::vector<float> out(t.numel);
+  convert_to_f32(t.dtype, raw.data(), t.numel, out.data());
+  return out;
+}
+
+Result<std::span<const std::byte>> SafetensorsFile::mapped(const TensorInfo& t) const {
+  if (!map_) {
+    void* p = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) return make_error("{}: mmap failed: {}", path_, strerror(errno));
+    map_ = p;
+  }
+  return std::span<const std::byte>(static_cast<const std::byte*>(map_) + t.offset, t.nbytes);
+}
+
+}  // namespace fusecheck

@@ -1,0 +1,79 @@
+#include "kernels/numerics_profile.h"
+
+#include <nlohmann/json.hpp>
+
+#include "io/checkpoint.h"
+#include "util/atomic_file.h"
+#include "util/embedded.h"
+
+namespace fusecheck {
+
+using json = nlohmann::json;
+
+std::string_view kv_format_name(KvFormat f) {
+  switch (f) {
+    case KvFormat::kSame: return "same";
+    case KvFormat::kFp16: return "fp16";
+    case KvFormat::kInt8: return "int8";
+    case KvFormat::kFp8E4M3: return "fp8_e4m3";
+  }
+  return "?";
+}
+
+Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const std::string& source) {
+  json root = json::parse(text, nullptr, false);
+  if (root.is_discarded() || !root.is_object() || !root.contains("profiles") ||
+      !root["profiles"].is_array())
+    return make_error("{}: expected a JSON object with a \"profiles\" array", source);
+  NumericsRegistry reg;
+  for (const auto& p : root["profiles"]) {
+    NumericsProfile np;
+    if (!p.is_object() || !p.contains("name") || !p["name"].is_string())
+      return make_error("{}: every kernel profile needs a \"name\"", source);
+    np.name = p["name"].get<std::string>();
+    const std::string where = source + ": kernel profile \"" + np.name + "\"";
+    np.description = p.value("description", "");
+    auto num = [&](const char* key, double& out) -> Status {
+      auto it = p.find(key);
+      if (it == p.end()) return ok_status();
+      if (!it->is_number() || it->get<double>() < 0 || it->get<double>() > 1)
+        return make_error("{}: \"{}\" must be a number in [0, 1]", where, key);
+      out = it->get<double>();
+      return ok_status();
+    };
+    FC_TRY(num("activation_unit_roundoff", np.activation_unit_roundoff));
+    FC_TRY(num("accumulation_unit_roundoff", np.accumulation_unit_roundoff));
+    if (auto kv = p.find("kv_cache"); kv != p.end()) {
+      if (!kv->is_object()) return make_error("{}: \"kv_cache\" must be an object", where);
+      std::string fmt = kv->value("format", "same");
+      std::string scale = kv->value("scale", "per_tensor");
+      if (fmt == "same") np.kv_format = KvFormat::kSame;
+      else if (fmt == "fp16") np.kv_format = KvFormat::kFp16;
+      else if (fmt == "int8") np.kv_format = KvFormat::kInt8;
+      else if (fmt == "fp8_e4m3") np.kv_format = KvFormat::kFp8E4M3;
+      else return make_error("{}: kv_cache.format \"{}\" is not same, fp16, int8 or fp8_e4m3", where, fmt);
+      if (scale == "per_tensor") np.kv_scale = KvScale::kPerTensor;
+      else if (scale == "per_channel") np.kv_scale = KvScale::kPerChannel;
+      else return make_error("{}: kv_cache.scale \"{}\" is not per_tensor or per_channel", where, scale);
+    }
+    reg.profiles_.push_back(std::move(np));
+  }
+  return reg;
+}
+
+Result<NumericsRegistry> NumericsRegistry::load(const std::string& file) {
+  if (file.empty()) return parse(embedded_data("kernels.json"), "built-in kernels.json");
+  FC_ASSIGN(text, read_small_file(file, kMaxConfigBytes));
+  return parse(text, file);
+}
+
+Result<NumericsProfile> NumericsRegistry::find(const std::string& name) const {
+  std::string known;
+  for (const auto& p : profiles_) {
+    if (p.name == name) return p;
+    known += known.empty() ? p.name : ", " + p.name;
+  }
+  return make_error("unknown kernel profile \"{}\"; known: {}", name, known);
+}
+
+}  // namespace fusecheck

@@ -1,0 +1,39 @@
+// Numerics profiles of kernel sets (data/kernels.json): where a kernel set rounds differently from
+// the standard path. The checker reads these to judge a model for a specific kernel set; the
+// engine's kernels are documented against the same names (`--kernels NAME`).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "util/result.h"
+
+namespace fusecheck {
+
+enum class KvFormat { kSame, kFp16, kInt8, kFp8E4M3 };  // kSame: as the standard path stores keys
+enum class KvScale { kPerTensor, kPerChannel };
+
+struct NumericsProfile {
+  std::string name;
+  std::string description;
+  double activation_unit_roundoff = 0;    // rounding of q/k where fusion moves it; 0 = none moves
+  KvFormat kv_format = KvFormat::kSame;
+  KvScale kv_scale = KvScale::kPerTensor;
+  double accumulation_unit_roundoff = 0;  // attention dot-product accumulator; 0 = fp32
+};
+
+class NumericsRegistry {
+ public:
+  static Result<NumericsRegistry> parse(std::string_view json_text, const std::string& source);
+  // The built-in data/kernels.json, or `file` when non-empty.
+  static Result<NumericsRegistry> load(const std::string& file);
+  Result<NumericsProfile> find(const std::string& name) const;
+  const std::vector<NumericsProfile>& profiles() const { return profiles_; }
+
+ private:
+  std::vector<NumericsProfile> profiles_;
+};
+
+std::string_view kv_format_name(KvFormat f);
+
+}  // namespace fusecheck

@@ -1,0 +1,76 @@
+#include "util/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace fusecheck {
+
+Status write_file_atomic(const std::string& path, std::string_view contents) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  std::string tmpl = dir + "/." + std::filesystem::path(path).filename().string() + ".tmp.XXXXXX";
+  int fd = mkstemp(tmpl.data());
+  if (fd < 0) return make_error("{}: cannot create a temporary file in {}: {}", path, dir, strerror(errno));
+  const char* p = contents.data();
+  size_t left = contents.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = errno;
+      ::close(fd);
+      ::unlink(tmpl.c_str());
+      return make_error("{}: write failed: {}", path, strerror(e));
+    }
+    p += n;
+    left -= size_t(n);
+  }
+  // mkstemp creates 0600; reports and cache entries are ordinary files, so honour the umask.
+  mode_t mask = umask(0);
+  umask(mask);
+  fchmod(fd, 0666 & ~mask);
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int e = errno;
+    ::unlink(tmpl.c_str());
+    return make_error("{}: cannot flush to disk: {}", path, strerror(e));
+  }
+  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmpl.c_str());
+    return make_error("{}: cannot rename the temporary file into place: {}", path, strerror(e));
+  }
+  return ok_status();
+}
+
+Result<std::string> read_small_file(const std::string& path, size_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error("{}: cannot open: {}", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return make_error("{}: not a regular file", path);
+  }
+  if (size_t(st.st_size) > max_bytes) {
+    ::close(fd);
+    return make_error("{}: {} bytes, more than the {} allowed for this kind of file", path,
+                      st.st_size, max_bytes);
+  }
+  std::string out(size_t(st.st_size), '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::pread(fd, out.data() + got, out.size() - got, off_t(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += size_t(n);
+  }
+  ::close(fd);
+  out.resize(got);  // a file that shrank while read is read as what is there
+  return out;
+}
+
+}  // namespace fusecheck
