@@ -1,0 +1,366 @@
+// The checker end to end: real reference checkpoints (no false positives), the Qwen3-0.6B
+// statistics fixture (INCOMPATIBLE, naming layers 0 and 1), thresholds on both sides, sharded and
+// sparse fixtures, the cache under corruption and read-only directories, and the CLI's outputs.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "analysis/gain_stats.h"
+#include "check/cache.h"
+#include "check/check.h"
+#include "fixture/fixture.h"
+#include "report/json_io.h"
+#include "report/report.h"
+#include "testing.h"
+
+namespace fusecheck {
+namespace {
+
+using testing::run_cli;
+using testing::TempDir;
+
+CheckOptions no_cache() {
+  CheckOptions o;
+  o.use_cache = false;
+  o.read_env = false;
+  return o;
+}
+
+std::string make_fixture(const TempDir& t, const std::string& name, FixtureOptions fo) {
+  fo.tiny = true;
+  std::string dir = t / name;
+  auto r = write_fixture(dir, fo);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  return dir;
+}
+
+// Independent oracle: statistics worked out by hand.
+TEST(GainStats, HandComputedValues) {
+  std::vector<float> g = {1, 2, 3, 4, 100};
+  GainStats s = compute_gain_stats(g, 10);
+  EXPECT_EQ(s.max_abs, 100);
+  EXPECT_EQ(s.median_abs, 3);
+  EXPECT_DOUBLE_EQ(s.ratio, 100.0 / 3.0);
+  EXPECT_EQ(s.count_above_extreme, 1);
+  EXPECT_DOUBLE_EQ(s.mean_abs, 22);
+  EXPECT_DOUBLE_EQ(s.variance, (21 * 21 + 20 * 20 + 19 * 19 + 18 * 18 + 78 * 78) / 5.0);
+  EXPECT_DOUBLE_EQ(s.p25, 2);          // numpy.percentile([1,2,3,4,100], 25)
+  EXPECT_DOUBLE_EQ(s.p95, 4 + 0.8 * 96);  // position 3.8
+  EXPECT_EQ(s.argmax, 4);
+}
+
+TEST(GainStats, NonFiniteAndNegativeAreCountedNotFatal) {
+  std::vector<float> g = {1, -2, NAN, INFINITY, 0};
+  GainStats s = compute_gain_stats(g, 10);
+  EXPECT_EQ(s.n_nan, 1);
+  EXPECT_EQ(s.n_inf, 1);
+  EXPECT_EQ(s.n_negative, 1);
+  EXPECT_EQ(s.max_abs, 2);
+  std::vector<float> zeros = {0, 0, 0, 5};
+  EXPECT_TRUE(std::isinf(compute_gain_stats(zeros, 10).ratio));
+}
+
+TEST(Score, ComponentAndVerdictBoundaries) {
+  Thresholds t;
+  EXPECT_EQ(component_score(20.0, 20), 1.0);
+  EXPECT_LT(component_score(20.01, 20), 1.0);
+  EXPECT_EQ(component_score(40.0, 20), 0.0);
+  EXPECT_NEAR(component_score(28.2842712, 20), 0.5, 1e-6);
+  EXPECT_EQ(verdict_for_score(0.8, t), Verdict::kCompatible);
+  EXPECT_EQ(verdict_for_score(0.7999, t), Verdict::kWarning);
+  EXPECT_EQ(verdict_for_score(0.5, t), Verdict::kWarning);
+  EXPECT_EQ(verdict_for_score(0.4999, t), Verdict::kIncompatible);
+}
+
+TEST(Check, SharedReferenceCheckpointsAreCompatible) {
+  FC_REQUIRE_SHARED();
+  const std::string s = testing::shared_dir();
+  for (std::string m : {"qwen3-tiny", "llama-tiny", "qwen2-tiny"})
+    for (std::string d : {"fp32", "bf16"}) {
+      auto r = check_model(s + "/testdata/hf/" + m + "/" + d, no_cache());
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      EXPECT_EQ(r->verdict, Verdict::kCompatible) << m << "/" << d;
+      EXPECT_TRUE(r->score.issues.empty()) << m << "/" << d;
+    }
+  auto r = check_model(s + "/models/stories260K/hf", no_cache());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->verdict, Verdict::kCompatible);
+  EXPECT_EQ(r->config.num_layers, 5);
+}
+
+TEST(Check, OrdinaryFixturesAreCompatible) {
+  TempDir t;
+  for (std::string p : {"qwen3-0.6b", "llama-3.2-1b", "qwen3-8b", "qwen3-235b-a22b"}) {
+    FixtureOptions fo;
+    fo.profile = p;
+    auto r = check_model(make_fixture(t, p, fo), no_cache());
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->verdict, Verdict::kCompatible) << p;
+  }
+}
+
+TEST(Check, ExtremeQwen3StatisticsAreIncompatibleAndNamed) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b-extreme";
+  std::string dir = make_fixture(t, "x", fo);
+  auto r = check_model(dir, no_cache());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->verdict, Verdict::kIncompatible);
+  ASSERT_GE(r->score.issues.size(), 2u);
+  EXPECT_NE(r->score.issues[0].find("Layer 0: k_norm max gain 96.50"), std::string::npos)
+      << r->score.issues[0];
+  EXPECT_NE(r->score.issues[1].find("Layer 1: k_norm max gain 44.50"), std::string::npos)
+      << r->score.issues[1];
+  // Lossy key caches are judged worse than bf16 I/O fusion on the same model.
+  CheckOptions o = no_cache();
+  o.kernels = "fused-int8kv";
+  auto int8 = check_model(dir, o);
+  ASSERT_TRUE(int8.ok());
+  EXPECT_GT(int8->analysis.amplification, 5 * r->analysis.amplification);
+  // The reference path moves nothing: compatible by construction.
+  o.kernels = "standard";
+  auto standard = check_model(dir, o);
+  ASSERT_TRUE(standard.ok());
+  EXPECT_EQ(standard->verdict, Verdict::kCompatible);
+
+  // The CLI: exit 2, seed layout.
+  auto cli = run_cli("check " + dir + " --no-cache");
+  EXPECT_EQ(cli.exit_code, 2) << cli.err;
+  for (const char* s : {"Model: ", "Status: INCOMPATIBLE", "Issues Found:", "Layer 0: k_norm",
+                        "Estimated amplification:", "Recommendation:"})
+    EXPECT_NE(cli.out.find(s), std::string::npos) << s << "\n" << cli.out;
+  EXPECT_EQ(cli.out.find("\033["), std::string::npos) << "colour on a non-TTY";
+}
+
+// One planted k_norm outlier, on each side of the thresholds.
+TEST(Check, ThresholdsOnBothSides) {
+  TempDir t;
+  auto check_with_max = [&](double max_gain, const Thresholds& th) {
+    FixtureOptions fo;
+    fo.profile = "qwen3-0.6b";
+    fo.dtype = DType::F32;  // exact planted values
+    fo.k_norm_max[3] = max_gain;
+    fo.force = true;
+    std::string dir = make_fixture(t, "m" + std::to_string(max_gain), fo);
+    CheckOptions o = no_cache();
+    o.thresholds = th;
+    auto r = check_model(dir, o);
+    EXPECT_TRUE(r.ok());
+    return *r;
+  };
+  Thresholds th;
+  // Extreme-gain threshold 10: 9.9 is not extreme, 10.1 is.
+  auto below = check_with_max(9.9, th), above = check_with_max(10.1, th);
+  EXPECT_EQ(below.analysis.norms.size(), above.analysis.norms.size());
+  auto k3 = [](const CheckResult& r) {
+    for (const auto& n : r.analysis.norms)
+      if (n.layer == 3 && n.role == "k_norm") return n.stats;
+    return GainStats{};
+  };
+  EXPECT_EQ(k3(below).count_above_extreme, 0);
+  EXPECT_EQ(k3(above).count_above_extreme, 1);
+  EXPECT_TRUE(below.score.issues.empty());
+  ASSERT_EQ(above.score.issues.size(), 1u);
+  EXPECT_NE(above.score.issues[0].find("Layer 3"), std::string::npos);
+  // Weight-ratio threshold placed on either side of layer 3's measured ratio.
+  const double ratio = k3(above).ratio;
+  Thresholds lo = th, hi = th;
+  lo.max_safe_weight_ratio = ratio * 0.99;
+  hi.max_safe_weight_ratio = ratio * 1.01;
+  lo.extreme_weight_threshold = hi.extreme_weight_threshold = 1000;
+  auto over = check_with_max(10.1, lo), under = check_with_max(10.1, hi);
+  EXPECT_LT(over.score.components[0].score, 1.0);
+  EXPECT_EQ(under.score.components[0].score, 1.0);
+  EXPECT_EQ(over.score.issues.size(), 1u);
+  EXPECT_TRUE(under.score.issues.empty());
+  // Amplification threshold on either side of the worst layer's value.
+  const double amp = above.analysis.amplification;
+  Thresholds alo = hi, ahi = hi;
+  alo.max_safe_amplification = amp * 0.99;
+  ahi.max_safe_amplification = amp * 1.01;
+  EXPECT_LT(check_with_max(10.1, alo).score.components[1].score, 1.0);
+  EXPECT_EQ(check_with_max(10.1, ahi).score.components[1].score, 1.0);
+}
+
+TEST(Check, ShardedAndSparseFixturesCheck) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b-extreme";
+  fo.shard_bytes = 200000;
+  std::string sharded = make_fixture(t, "sharded", fo);
+  auto a = check_model(sharded, no_cache());
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a->verdict, Verdict::kIncompatible);
+
+  FixtureOptions big;
+  big.profile = "qwen3-235b-a22b";
+  big.sparse = true;
+  std::string dir = t / "235b";
+  ASSERT_TRUE(write_fixture(dir, big).ok());
+  auto b = check_model(dir, no_cache());
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ(b->verdict, Verdict::kCompatible);
+  EXPECT_EQ(b->config.num_experts, 128);
+  EXPECT_EQ(b->analysis.layers.size(), 94u);
+}
+
+TEST(Check, GemmaProfileRequiresItsExtraNorms) {
+  // A Qwen3 checkpoint relabelled gemma3_text lacks Gemma's feed-forward norms.
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b";
+  fo.dtype = DType::F32;
+  std::string dir = make_fixture(t, "g", fo);
+  auto qwen = check_model(dir, no_cache());
+  ASSERT_TRUE(qwen.ok());
+  std::string cfg = testing::read_text(dir + "/config.json");
+  auto j = nlohmann::json::parse(cfg);
+  j["model_type"] = "gemma3_text";
+  testing::write_text(dir + "/config.json", j.dump());
+  // Gemma also has pre/post feed-forward norms; this fixture lacks them, which must be an error.
+  auto gemma = check_model(dir, no_cache());
+  ASSERT_FALSE(gemma.ok());
+  EXPECT_NE(gemma.error().message.find("pre_feedforward_layernorm"), std::string::npos)
+      << gemma.error().message;
+}
+
+TEST(Check, CacheHitsAndSurvivesCorruption) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b-extreme";
+  std::string dir = make_fixture(t, "m", fo);
+  CheckOptions o;
+  o.read_env = false;
+  o.cache_dir = t / "cache";
+  auto first = check_model(dir, o);
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->from_cache);
+  EXPECT_TRUE(first->cache_note.empty()) << first->cache_note;
+  auto second = check_model(dir, o);
+  ASSERT_TRUE(second.ok());
+  EXPECT_TRUE(second->from_cache);
+  EXPECT_EQ(second->verdict, first->verdict);
+  EXPECT_EQ(second->score.issues, first->score.issues);
+  EXPECT_EQ(result_to_json(*second)["analysis"], result_to_json(*first)["analysis"]);
+
+  // Corrupt every entry in three ways: garbage, truncation, a flipped verdict with a stale checksum.
+  auto entries = [&] {
+    std::vector<std::string> v;
+    for (auto& e : std::filesystem::directory_iterator(o.cache_dir)) v.push_back(e.path());
+    return v;
+  };
+  ASSERT_EQ(entries().size(), 1u);
+  const std::string entry = entries()[0];
+  const std::string good = testing::read_text(entry);
+  std::string flipped = good;
+  auto pos = flipped.find("\"INCOMPATIBLE\"");
+  ASSERT_NE(pos, std::string::npos);
+  flipped.replace(pos, 14, "\"COMPATIBLE\"  ");
+  for (const std::string& bad : {std::string("garbage"), good.substr(0, good.size() / 2), flipped}) {
+    testing::write_text(entry, bad);
+    auto r = check_model(dir, o);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->from_cache);
+    EXPECT_EQ(r->verdict, Verdict::kIncompatible);
+    EXPECT_EQ(testing::read_text(entry), good) << "corrupt entry was not rewritten";
+  }
+  // A different kernel profile is a different key.
+  CheckOptions k = o;
+  k.kernels = "fused-int8kv";
+  auto other = check_model(dir, k);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->from_cache);
+  EXPECT_EQ(entries().size(), 2u);
+}
+
+TEST(Check, ReadOnlyCacheStillGivesVerdict) {
+  if (geteuid() == 0) GTEST_SKIP() << "root ignores directory permissions";
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b";
+  std::string dir = make_fixture(t, "m", fo);
+  std::string cache = t / "ro";
+  ASSERT_EQ(mkdir(cache.c_str(), 0555), 0);
+  CheckOptions o;
+  o.read_env = false;
+  o.cache_dir = cache;
+  auto r = check_model(dir, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->verdict, Verdict::kCompatible);
+  EXPECT_FALSE(r->cache_note.empty());
+}
+
+TEST(Check, CacheDirThatIsAFileGivesNoteNotFailure) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b";
+  std::string dir = make_fixture(t, "m", fo);
+  testing::write_text(t / "file", "x");
+  auto cli = run_cli("check " + dir + " --cache-dir " + (t / "file"));
+  EXPECT_EQ(cli.exit_code, 0);
+  EXPECT_NE(cli.err.find("note: result not cached"), std::string::npos) << cli.err;
+}
+
+TEST(Check, ForceStatusOverride) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b";
+  std::string dir = make_fixture(t, "m", fo);
+  auto env = run_cli("check " + dir + " --no-cache", "FUSECHECK_FORCE_STATUS=INCOMPATIBLE");
+  EXPECT_EQ(env.exit_code, 2);
+  EXPECT_NE(env.out.find("forced by override; measured COMPATIBLE"), std::string::npos);
+  auto flag = run_cli("check " + dir + " --no-cache --force-status WARNING");
+  EXPECT_EQ(flag.exit_code, 1);
+  EXPECT_EQ(run_cli("check " + dir + " --no-cache", "FUSECHECK_FORCE_STATUS=bogus").exit_code, 3);
+}
+
+TEST(Check, ReportFormatsAndAtomicReportFile) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b-extreme";
+  std::string dir = make_fixture(t, "m", fo);
+  auto js = run_cli("check " + dir + " --no-cache --format json --report " + (t / "r.md"));
+  EXPECT_EQ(js.exit_code, 2);
+  auto j = nlohmann::json::parse(js.out);
+  EXPECT_EQ(j["schema"], "fusecheck.check/1");
+  EXPECT_EQ(j["verdict"], "INCOMPATIBLE");
+  EXPECT_EQ(j["analysis"]["norms"].size(), 28u * 4 + 1);
+  auto back = result_from_json(j);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->score.issues.size(), j["score"]["issues"].size());
+  std::string md = testing::read_text(t / "r.md");
+  EXPECT_NE(md.find("## Fused-kernel compatibility"), std::string::npos);
+  EXPECT_NE(md.find("| layer | norm |"), std::string::npos);
+  auto card = run_cli("check " + dir + " --no-cache --format model-card");
+  EXPECT_EQ(card.out.rfind("---\nfusecheck:\n  status: INCOMPATIBLE\n", 0), 0u) << card.out;
+  auto verbose = run_cli("check " + dir + " --no-cache -v");
+  EXPECT_NE(verbose.out.find("Per-layer metrics:"), std::string::npos);
+  EXPECT_NE(verbose.out.find("Layer-wise distribution"), std::string::npos);
+  // No temporary files are left beside the report.
+  size_t n = 0;
+  for (auto& e : std::filesystem::directory_iterator(t.path())) n += e.path().filename() != "m";
+  EXPECT_EQ(n, 1u);
+}
+
+TEST(Check, RopeParametersAndHubFormBothLoad) {
+  FC_REQUIRE_SHARED();
+  // transformers 5 form (shared checkpoints) and the Hub's older form (fixtures) parse the same way.
+  auto r = check_model(testing::shared_dir() + "/testdata/hf/qwen3-tiny/fp32", no_cache());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->config.rope.theta, 1000000.0);
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "llama-3.2-1b";
+  auto l = check_model(make_fixture(t, "l", fo), no_cache());
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->config.rope.type, "llama3");
+  EXPECT_EQ(l->config.rope.factor, 32.0);
+  EXPECT_EQ(l->config.rope.theta, 500000.0);
+}
+
+}  // namespace
+}  // namespace fusecheck
