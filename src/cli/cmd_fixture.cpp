@@ -20,9 +20,6 @@ namespace fusecheck::cli {
 
 namespace {
 
-constexpr int kExitError = 3;   // the fixture could not be written
-constexpr int kExitUsage = 64;  // EX_USAGE: a malformed flag value
-
 struct FixtureArgs {
   std::string out_dir, profile, seed = "0", dtype = "bf16", shard_size, profiles_file;
   std::vector<std::string> k_norm_max, q_norm_max;
@@ -144,7 +141,7 @@ int run_fixture(const FixtureArgs& a) {
   auto r = write_fixture(a.out_dir, o);
   if (!r.ok()) {
     fmt::print(stderr, "fusecheck: error: {}\n", r.error().message);
-    return kExitError;
+    return kExitInputError;
   }
   fmt::print("wrote {}: {}, {} tensors, {} file(s), {} logical\n", r->dir, o.profile,
              r->tensor_count, r->shard_count, human_bytes(r->total_bytes));
@@ -157,21 +154,26 @@ void register_fixture_command(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<FixtureArgs>();
   CLI::App* sub = app.add_subcommand(
       "fixture", "Write a synthetic Hugging Face checkpoint (config.json + safetensors) for tests");
-  sub->add_option("OUT_DIR", a->out_dir, "Output directory (created if needed)");
-  sub->add_option("--profile", a->profile, "Profile name from data/fixtures.json (see --list)");
+  sub->add_option("OUT_DIR", a->out_dir, "Output directory (created if needed)")->type_name("DIR");
+  sub->add_option("--profile", a->profile, "Profile name from data/fixtures.json (see --list)")
+      ->type_name("NAME");
   sub->add_flag("--tiny", a->tiny, "Test-sized widths; layer counts are kept");
   sub->add_flag("--sparse", a->sparse, "Leave matrices as file holes (zeros); norms are real");
   sub->add_flag("--force", a->force, "Overwrite a non-empty OUT_DIR (only the files written here)");
-  sub->add_option("--seed", a->seed, "PRNG seed (default 0)");
-  sub->add_option("--dtype", a->dtype, "bf16 (default), f16 or f32");
+  sub->add_option("--seed", a->seed, "PRNG seed (default 0)")->type_name("N");
+  sub->add_option("--dtype", a->dtype, "bf16 (default), f16 or f32")->type_name("DTYPE");
   sub->add_option("--shard-size", a->shard_size,
-                  "Largest shard, e.g. 4GB, 500MB, 2GiB (default: the profile's; else one file)");
+                  "Largest shard, e.g. 4GB, 500MB, 2GiB (default: the profile's; else one file)")
+      ->type_name("BYTES");
   // One value per occurrence, so a repeated flag accumulates and never swallows OUT_DIR.
   sub->add_option("--k-norm-max", a->k_norm_max, "Planted k_norm maximum per layer: L=V[,L=V...]")
+      ->type_name("L=V")
       ->allow_extra_args(false);
   sub->add_option("--q-norm-max", a->q_norm_max, "Planted q_norm maximum per layer: L=V[,L=V...]")
+      ->type_name("L=V")
       ->allow_extra_args(false);
-  sub->add_option("--profiles", a->profiles_file, "Profiles file replacing the built-in one");
+  sub->add_option("--profiles", a->profiles_file, "Profiles file replacing the built-in one")
+      ->type_name("FILE");
   sub->add_flag("--list", a->list, "List the built-in profiles and exit");
   sub->callback([a, &exit_code] { exit_code = run_fixture(*a); });
 }
