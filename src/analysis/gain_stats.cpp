@@ -1,6 +1,8 @@
 #include "analysis/gain_stats.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -8,21 +10,30 @@
 namespace fusecheck {
 
 namespace {
-// Linear-interpolated percentile of sorted data (numpy's default method).
-double percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  double pos = q * double(sorted.size() - 1);
-  size_t lo = size_t(std::floor(pos));
-  size_t hi = std::min(lo + 1, sorted.size() - 1);
-  double frac = pos - double(lo);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * frac;
+
+// Sorts non-negative finite floats by their bit patterns (which order like the values) with an
+// LSD radix sort, 3 passes of 11 bits. The check sorts hundreds of norm tensors of up to 16k
+// channels; this is ~4x faster than std::sort there and the sort was most of the check's compute.
+void radix_sort_nonnegative(std::vector<float>& v) {
+  const size_t n = v.size();
+  std::vector<uint32_t> a(n), b(n);
+  for (size_t i = 0; i < n; ++i) std::memcpy(&a[i], &v[i], 4);
+  for (int shift = 0; shift < 33; shift += 11) {
+    size_t count[2049] = {};
+    for (uint32_t x : a) ++count[((x >> shift) & 2047u) + 1];
+    for (size_t i = 1; i < 2049; ++i) count[i] += count[i - 1];
+    for (uint32_t x : a) b[count[(x >> shift) & 2047u]++] = x;
+    a.swap(b);
+  }
+  for (size_t i = 0; i < n; ++i) std::memcpy(&v[i], &a[i], 4);
 }
+
 }  // namespace
 
 GainStats compute_gain_stats(std::span<const float> gains, double extreme_threshold) {
   GainStats s;
   s.n = int64_t(gains.size());
-  std::vector<double> mags;
+  std::vector<float> mags;  // float: exact for |g|, and half the memory traffic of double
   mags.reserve(gains.size());
   s.min = std::numeric_limits<double>::infinity();
   for (size_t i = 0; i < gains.size(); ++i) {
@@ -38,25 +49,34 @@ GainStats compute_gain_stats(std::span<const float> gains, double extreme_thresh
       s.argmax = int64_t(i);
     }
     s.min = std::min(s.min, g);
-    mags.push_back(a);
+    mags.push_back(float(a));
   }
   if (mags.empty()) {
     s.min = 0;
     return s;
   }
-  std::sort(mags.begin(), mags.end());
-  s.median_abs = percentile(mags, 0.5);
-  s.p01 = percentile(mags, 0.01);
-  s.p05 = percentile(mags, 0.05);
-  s.p25 = percentile(mags, 0.25);
-  s.p75 = percentile(mags, 0.75);
-  s.p95 = percentile(mags, 0.95);
-  s.p99 = percentile(mags, 0.99);
+  // Percentiles with linear interpolation between order statistics (numpy's default method).
+  radix_sort_nonnegative(mags);
+  const size_t n = mags.size();
+  constexpr double kQ[] = {0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99};
+  auto pct = [&](double q) {
+    const double pos = q * double(n - 1);
+    const size_t lo = size_t(std::floor(pos));
+    const size_t hi = std::min(lo + 1, n - 1);
+    return double(mags[lo]) + (double(mags[hi]) - double(mags[lo])) * (pos - double(lo));
+  };
+  s.p01 = pct(kQ[0]);
+  s.p05 = pct(kQ[1]);
+  s.p25 = pct(kQ[2]);
+  s.median_abs = pct(kQ[3]);
+  s.p75 = pct(kQ[4]);
+  s.p95 = pct(kQ[5]);
+  s.p99 = pct(kQ[6]);
   double sum = 0;
-  for (double a : mags) sum += a;
+  for (float a : mags) sum += a;
   s.mean_abs = sum / double(mags.size());
   double ss = 0;
-  for (double a : mags) ss += (a - s.mean_abs) * (a - s.mean_abs);
+  for (float a : mags) ss += (a - s.mean_abs) * (a - s.mean_abs);
   s.variance = ss / double(mags.size());
   const double inf = std::numeric_limits<double>::infinity();
   s.ratio = s.median_abs > 0 ? s.max_abs / s.median_abs : inf;

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <nlohmann/json.hpp>
+#include <simdjson.h>
+
+#include <string_view>
 
 #include "util/atomic_file.h"
 
@@ -60,27 +62,31 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
   const std::string index_path = dir + "/model.safetensors.index.json";
   const std::string single_path = dir + "/model.safetensors";
   std::vector<std::string> shard_names;
-  nlohmann::json weight_map;
+  // weight_map entries (tensor, shard file). A 235B model lists ~37k tensors: parsed with simdjson,
+  // which is several times faster than a DOM of std::maps here.
+  std::vector<std::pair<std::string, std::string>> weight_map;
   if (exists(index_path)) {
     FC_ASSIGN(text, read_small_file(index_path, kMaxIndexBytes));
-    nlohmann::json idx = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (idx.is_discarded() || !idx.is_object())
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    simdjson::dom::object map;
+    if (parser.parse(text).get(root) || !root.is_object())
       return make_error("{}: not a valid JSON object", index_path);
-    auto it = idx.find("weight_map");
-    if (it == idx.end() || !it->is_object())
+    if (root["weight_map"].get_object().get(map))
       return make_error("{}: expected a \"weight_map\" object of tensor name -> shard file",
                         index_path);
-    weight_map = std::move(*it);
-    for (auto& [name, file] : weight_map.items()) {
-      if (!file.is_string())
+    weight_map.reserve(map.size());
+    std::unordered_map<std::string_view, bool> seen;
+    for (auto [name, file] : map) {
+      std::string_view f;
+      if (file.get_string().get(f))
         return make_error("{}: weight_map[\"{}\"] must be a file name string", index_path, name);
-      const std::string& f = file.get_ref<const std::string&>();
-      if (!is_plain_file_name(f))
+      if (!is_plain_file_name(std::string(f)))
         return make_error("{}: weight_map[\"{}\"] = \"{}\" is not a plain file name in the model "
                           "directory; refusing to follow it",
                           index_path, name, f);
-      if (std::find(shard_names.begin(), shard_names.end(), f) == shard_names.end())
-        shard_names.push_back(f);
+      if (seen.emplace(f, true).second) shard_names.emplace_back(f);
+      weight_map.emplace_back(name, f);
     }
     if (shard_names.empty()) return make_error("{}: weight_map is empty", index_path);
   } else if (exists(single_path)) {
@@ -91,21 +97,21 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
 
   std::sort(shard_names.begin(), shard_names.end());
   ck.files_.reserve(shard_names.size());
+  HeaderParser parser;
   for (const auto& name : shard_names) {
     std::string p = dir + "/" + name;
     if (!exists(p))
       return make_error("{}: missing; {} lists it as a shard", p,
                         fs::path(index_path).filename().string());
-    FC_ASSIGN(f, SafetensorsFile::open(p));
+    FC_ASSIGN(f, SafetensorsFile::open(p, &parser));
     ck.files_.push_back(std::move(f));
   }
   FC_TRY(ck.index_tensors());
 
   // Every index entry must be where the index says it is.
-  for (auto& [name, file] : weight_map.items()) {
+  for (const auto& [name, want] : weight_map) {
     const TensorRef* r = ck.find(name);
-    const std::string& want = file.get_ref<const std::string&>();
-    if (!r || fs::path(r->file->path()).filename() != want)
+    if (!r || std::string_view(r->file->path()).substr(dir.size() + 1) != want)
       return make_error("{}: index lists tensor \"{}\" in {}, but that shard does not hold it",
                         index_path, name, want);
   }
@@ -113,6 +119,9 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
 }
 
 Status Checkpoint::index_tensors() {
+  size_t total = 0;
+  for (const auto& f : files_) total += f.tensors().size();
+  tensors_.reserve(total);
   for (const auto& f : files_) {
     for (const auto& t : f.tensors()) {
       auto [it, inserted] = tensors_.emplace(t.name, TensorRef{&f, &t});

@@ -96,6 +96,12 @@ void convert_to_f32(DType dtype, const void* src, size_t n, float* dst) {
   }
 }
 
+struct HeaderParser::Impl {
+  simdjson::dom::parser parser;
+};
+HeaderParser::HeaderParser() : impl_(std::make_unique<Impl>()) {}
+HeaderParser::~HeaderParser() = default;
+
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept { *this = std::move(o); }
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
@@ -120,7 +126,7 @@ SafetensorsFile::~SafetensorsFile() {
   fd_ = -1;
 }
 
-Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, HeaderParser* parser) {
   SafetensorsFile f;
   f.path_ = path;
   f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -151,15 +157,17 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   f.header_.resize(n);
   if (!pread_all(f.fd_, f.header_.data(), n, 8))
     return make_error("{}: file ended while reading the {}-byte header", path, n);
-  FC_TRY(f.parse_header(f.header_, f.file_size_ - 8 - n));
+  HeaderParser local;
+  FC_TRY(f.parse_header(f.header_, f.file_size_ - 8 - n, parser ? *parser : local));
   return f;
 }
 
-Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size) {
+Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
+                                     HeaderParser& header_parser) {
   const uint64_t data_start = 8 + json.size();
   // The DOM parser dispatches at run time to the best SIMD kernel of the machine, validates UTF-8
   // and rejects trailing content; it keeps duplicate keys, which we detect below.
-  simdjson::dom::parser parser;
+  simdjson::dom::parser& parser = header_parser.impl_->parser;
   simdjson::dom::element doc;
   auto bad_json = [&](simdjson::error_code e) {
     return make_error("{}: header is not valid JSON ({}); the file is corrupt or not safetensors",
@@ -172,6 +180,7 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size) 
     return make_error("{}: header must be a JSON object", path_);
 
   tensors_.reserve(root.size());
+  index_.reserve(root.size());
   for (auto [key, val] : root) {
     if (key == "__metadata__") {
       simdjson::dom::object meta;

@@ -39,10 +39,23 @@ struct TensorInfo {
   uint64_t nbytes = 0;
 };
 
+// A reusable header parser: opening many shards with one parser reuses its buffers instead of
+// allocating (and page-faulting) fresh ones per shard.
+class HeaderParser {
+ public:
+  HeaderParser();
+  ~HeaderParser();
+
+ private:
+  friend class SafetensorsFile;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 class SafetensorsFile {
  public:
   // Opens `path` (symlinks followed), reads and validates the header. Reads no tensor data.
-  static Result<SafetensorsFile> open(const std::string& path);
+  static Result<SafetensorsFile> open(const std::string& path, HeaderParser* parser = nullptr);
 
   SafetensorsFile(SafetensorsFile&&) noexcept;
   SafetensorsFile& operator=(SafetensorsFile&&) noexcept;
@@ -67,7 +80,7 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
-  Status parse_header(std::string_view json, uint64_t data_size);
+  Status parse_header(std::string_view json, uint64_t data_size, HeaderParser& parser);
 
   std::string path_;
   int fd_ = -1;
