@@ -145,7 +145,7 @@ Result<const ArchProfile*> ArchRegistry::find(const std::string& model_type,
   }
   return make_error("{}: unknown architecture (model_type \"{}\"); known: {}. Add a profile with "
                     "--arch-profiles FILE",
-                    config_path, model_type, known);
+                    config_path, printable(model_type), known);
 }
 
 }  // namespace fusecheck

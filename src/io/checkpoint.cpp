@@ -24,7 +24,8 @@ bool exists(const std::string& p) {
 // An index entry must name a file directly inside the model directory.
 bool is_plain_file_name(const std::string& s) {
   return !s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos &&
-         s.find('\\') == std::string::npos && s.find('\0') == std::string::npos;
+         s.find('\\') == std::string::npos &&
+         std::none_of(s.begin(), s.end(), [](char c) { return (unsigned char)c < 32; });
 }
 
 Error refuse_pickle(const std::string& dir) {
@@ -80,11 +81,12 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
     for (auto [name, file] : map) {
       std::string_view f;
       if (file.get_string().get(f))
-        return make_error("{}: weight_map[\"{}\"] must be a file name string", index_path, name);
+        return make_error("{}: weight_map[\"{}\"] must be a file name string", index_path,
+                          printable(name));
       if (!is_plain_file_name(std::string(f)))
         return make_error("{}: weight_map[\"{}\"] = \"{}\" is not a plain file name in the model "
                           "directory; refusing to follow it",
-                          index_path, name, f);
+                          index_path, printable(name), printable(f));
       if (seen.emplace(f, true).second) shard_names.emplace_back(f);
       weight_map.emplace_back(name, f);
     }
@@ -113,7 +115,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
     const TensorRef* r = ck.find(name);
     if (!r || std::string_view(r->file->path()).substr(dir.size() + 1) != want)
       return make_error("{}: index lists tensor \"{}\" in {}, but that shard does not hold it",
-                        index_path, name, want);
+                        index_path, printable(name), want);
   }
   return ck;
 }
@@ -127,7 +129,7 @@ Status Checkpoint::index_tensors() {
       auto [it, inserted] = tensors_.emplace(t.name, TensorRef{&f, &t});
       if (!inserted)
         return make_error("{}: tensor \"{}\" is also in {}; shards must not repeat tensors", f.path(),
-                          t.name, it->second.file->path());
+                          printable(t.name), it->second.file->path());
     }
   }
   return ok_status();

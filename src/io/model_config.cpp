@@ -1,5 +1,6 @@
 #include "io/model_config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace fusecheck {
@@ -23,7 +24,7 @@ class Reader {
     double v;
     if (it->is_number_integer()) {
       v = double(it->get<int64_t>());
-    } else if (it->is_number_float() && it->get<double>() == double(int64_t(it->get<double>()))) {
+    } else if (it->is_number_float() && std::trunc(it->get<double>()) == it->get<double>()) {
       v = it->get<double>();
     } else {
       return make_error("{}: \"{}\" must be an integer, found {}", path_, key, it->dump());

@@ -51,13 +51,6 @@ bool pread_all(int fd, void* buf, size_t n, uint64_t off) {
   return true;
 }
 
-std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 80)) out += (c >= 32 && c < 127) ? c : '?';
-  if (s.size() > 80) out += "...";
-  return out;
-}
-
 }  // namespace
 
 std::string_view dtype_name(DType t) { return kDTypes[size_t(t)].name; }
@@ -106,7 +99,10 @@ SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept { *this = std::mo
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
   if (this != &o) {
-    this->~SafetensorsFile();
+    // Release our file, not our members: they are assigned below (calling the destructor here
+    // ended the members' lifetimes and double-freed the old path string).
+    if (map_) ::munmap(map_, file_size_);
+    if (fd_ >= 0) ::close(fd_);
     path_ = std::move(o.path_);
     fd_ = std::exchange(o.fd_, -1);
     file_size_ = o.file_size_;
@@ -129,7 +125,8 @@ SafetensorsFile::~SafetensorsFile() {
 Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, HeaderParser* parser) {
   SafetensorsFile f;
   f.path_ = path;
-  f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; fstat rejects it.
+  f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (f.fd_ < 0) return make_error("{}: cannot open: {}", path, strerror(errno));
   struct stat st;
   if (fstat(f.fd_, &st) != 0) return make_error("{}: cannot stat: {}", path, strerror(errno));
@@ -248,11 +245,12 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
         return make_error("{}: tensor \"{}\": shape product overflows 64 bits", path_,
                           printable(key));
     uint64_t nbytes;
-    if (__builtin_mul_overflow(numel, uint64_t(dtype_size(t.dtype)), &nbytes) ||
-        nbytes != end - begin)
+    if (__builtin_mul_overflow(numel, uint64_t(dtype_size(t.dtype)), &nbytes))
+      return make_error("{}: tensor \"{}\": {} x {} elements: byte count overflows 64 bits", path_,
+                        printable(key), dtype_name(t.dtype), numel);
+    if (nbytes != end - begin)
       return make_error("{}: tensor \"{}\": {} x {} elements need {} bytes but data_offsets give {}",
-                        path_, printable(key), dtype_name(t.dtype), numel,
-                        numel * dtype_size(t.dtype), end - begin);
+                        path_, printable(key), dtype_name(t.dtype), numel, nbytes, end - begin);
     t.numel = numel;
     t.nbytes = nbytes;
     t.offset = begin;  // relative for now; made absolute after validation

@@ -4,6 +4,7 @@
 
 #include <cassert>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -18,6 +19,15 @@ struct Error {
 template <class... Args>
 Error make_error(fmt::format_string<Args...> f, Args&&... args) {
   return Error{fmt::format(f, std::forward<Args>(args)...)};
+}
+
+// Untrusted text (names read from files) made safe for a one-line message: bytes outside printable
+// ASCII become '?', and more than 80 characters are cut with "...".
+inline std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 80)) out += (c >= 32 && c < 127) ? c : '?';
+  if (s.size() > 80) out += "...";
+  return out;
 }
 
 template <class T>
