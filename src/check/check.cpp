@@ -6,6 +6,7 @@
 #include "check/cache.h"
 #include "io/checkpoint.h"
 #include "report/json_io.h"
+#include "util/atomic_file.h"
 #include "util/hash.h"
 
 namespace fusecheck {
@@ -83,6 +84,12 @@ std::string fallback_warning(const std::string& model_dir) {
 
 Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions& o) {
   FC_ASSIGN(archs, ArchRegistry::load(o.arch_profiles_file));
+  // The cache key holds the profile file's contents, not its path: editing it in place must miss.
+  std::string arch_profiles_hash = "builtin";
+  if (!o.arch_profiles_file.empty()) {
+    FC_ASSIGN(text, read_small_file(o.arch_profiles_file, kMaxConfigBytes));
+    arch_profiles_hash = hash_hex(text);
+  }
   FC_ASSIGN(numerics, NumericsRegistry::load(o.kernel_profiles_file));
   FC_ASSIGN(kernels, numerics.find(o.kernels));
   Thresholds thresholds;
@@ -128,9 +135,9 @@ Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions
   const nlohmann::json key = {
       {"checker_version", kCheckerVersion}, {"fingerprint", r.fingerprint},
       {"thresholds", thresholds_to_json(thresholds)}, {"kernels", numerics_to_json(kernels)},
-      {"architecture", hash_hex(o.arch_profiles_file.empty() ? std::string("builtin")
-                                                             : o.arch_profiles_file) +
-                           arch->name}};
+      {"analysis_revision", kAnalysisRevision},
+      {"architecture", arch->name},
+      {"arch_profiles", arch_profiles_hash}};
   std::optional<ResultCache> cache;
   if (o.use_cache) cache.emplace(o.cache_dir);
   bool hit = false;

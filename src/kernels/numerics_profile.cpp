@@ -32,7 +32,15 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
       return make_error("{}: every kernel profile needs a \"name\"", source);
     np.name = p["name"].get<std::string>();
     const std::string where = source + ": kernel profile \"" + np.name + "\"";
-    np.description = p.value("description", "");
+    // Typed reads: a wrong type in a user's profile file is an error, not an exception.
+    auto str = [&](const json& obj, const char* key, std::string fallback) -> Result<std::string> {
+      auto it = obj.find(key);
+      if (it == obj.end()) return fallback;
+      if (!it->is_string()) return make_error("{}: \"{}\" must be a string", where, key);
+      return it->get<std::string>();
+    };
+    FC_ASSIGN(description, str(p, "description", ""));
+    np.description = description;
     auto num = [&](const char* key, double& out) -> Status {
       auto it = p.find(key);
       if (it == p.end()) return ok_status();
@@ -45,8 +53,8 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
     FC_TRY(num("accumulation_unit_roundoff", np.accumulation_unit_roundoff));
     if (auto kv = p.find("kv_cache"); kv != p.end()) {
       if (!kv->is_object()) return make_error("{}: \"kv_cache\" must be an object", where);
-      std::string fmt = kv->value("format", "same");
-      std::string scale = kv->value("scale", "per_tensor");
+      FC_ASSIGN(fmt, str(*kv, "format", "same"));
+      FC_ASSIGN(scale, str(*kv, "scale", "per_tensor"));
       if (fmt == "same") np.kv_format = KvFormat::kSame;
       else if (fmt == "fp16") np.kv_format = KvFormat::kFp16;
       else if (fmt == "int8") np.kv_format = KvFormat::kInt8;

@@ -76,7 +76,7 @@ std::string render_text(const CheckResult& r, const ReportOptions& o) {
   out += fmt::format("Kernels: {} ({})\n", r.kernels.name, r.kernels.description);
   out += fmt::format("Status: {}\n", colored(status_line(r), r.verdict, o.color));
   out += "\nIssues Found:\n";
-  if (r.score.issues.empty()) out += "  none\n";
+  if (r.score.issues.empty() && r.score.findings.empty()) out += "  none\n";
   for (const auto& i : r.score.issues) out += "  - " + i + "\n";
   for (const auto& f : r.score.findings)
     out += fmt::format("  {} {}\n", f.severity == "error" ? "! error:" : f.severity == "warning" ? "! warning:" : "  note:", f.message);
