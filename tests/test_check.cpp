@@ -47,7 +47,7 @@ TEST(GainStats, HandComputedValues) {
   EXPECT_EQ(s.count_above_extreme, 1);
   EXPECT_DOUBLE_EQ(s.mean_abs, 22);
   EXPECT_DOUBLE_EQ(s.variance, (21 * 21 + 20 * 20 + 19 * 19 + 18 * 18 + 78 * 78) / 5.0);
-  EXPECT_DOUBLE_EQ(s.p25, 2);          // numpy.percentile([1,2,3,4,100], 25)
+  EXPECT_DOUBLE_EQ(s.p25, 2);             // numpy.percentile([1,2,3,4,100], 25)
   EXPECT_DOUBLE_EQ(s.p95, 4 + 0.8 * 96);  // position 3.8
   EXPECT_EQ(s.argmax, 4);
 }
@@ -247,7 +247,8 @@ TEST(Check, CacheHitsAndSurvivesCorruption) {
   EXPECT_EQ(second->score.issues, first->score.issues);
   EXPECT_EQ(result_to_json(*second)["analysis"], result_to_json(*first)["analysis"]);
 
-  // Corrupt every entry in three ways: garbage, truncation, a flipped verdict with a stale checksum.
+  // Corrupt every entry in three ways: garbage, truncation, a flipped verdict with a stale
+  // checksum.
   auto entries = [&] {
     std::vector<std::string> v;
     for (auto& e : std::filesystem::directory_iterator(o.cache_dir)) v.push_back(e.path());
@@ -260,7 +261,8 @@ TEST(Check, CacheHitsAndSurvivesCorruption) {
   auto pos = flipped.find("\"INCOMPATIBLE\"");
   ASSERT_NE(pos, std::string::npos);
   flipped.replace(pos, 14, "\"COMPATIBLE\"  ");
-  for (const std::string& bad : {std::string("garbage"), good.substr(0, good.size() / 2), flipped}) {
+  for (const std::string& bad :
+       {std::string("garbage"), good.substr(0, good.size() / 2), flipped}) {
     testing::write_text(entry, bad);
     auto r = check_model(dir, o);
     ASSERT_TRUE(r.ok());
@@ -348,7 +350,8 @@ TEST(Check, ReportFormatsAndAtomicReportFile) {
 
 TEST(Check, RopeParametersAndHubFormBothLoad) {
   FC_REQUIRE_SHARED();
-  // transformers 5 form (shared checkpoints) and the Hub's older form (fixtures) parse the same way.
+  // transformers 5 form (shared checkpoints) and the Hub's older form (fixtures) parse the same
+  // way.
   auto r = check_model(testing::shared_dir() + "/testdata/hf/qwen3-tiny/fp32", no_cache());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->config.rope.theta, 1000000.0);

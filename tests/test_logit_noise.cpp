@@ -1,6 +1,7 @@
 // The logit-noise model (src/analysis/logit_noise.cpp) against an independent Monte Carlo oracle:
-// random unit-RMS activations, real bf16 / int8 / fp8-like rounding of q and k, RoPE rotation of the
-// pair channels (i, i + d/2), and the measured standard deviation of the attention-logit change.
+// random unit-RMS activations, real bf16 / int8 / fp8-like rounding of q and k, RoPE rotation of
+// the pair channels (i, i + d/2), and the measured standard deviation of the attention-logit
+// change.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -25,7 +26,8 @@ double simulate_sigma(const std::vector<float>& gq, const std::vector<float>& gk
   // Quantization steps as the model defines them (the model's scale choice, not its variance).
   double max_pair = 0;
   for (size_t i = 0; i < half; ++i)
-    max_pair = std::max(max_pair, std::sqrt(double(gk[i]) * gk[i] + double(gk[i + half]) * gk[i + half]));
+    max_pair =
+        std::max(max_pair, std::sqrt(double(gk[i]) * gk[i] + double(gk[i + half]) * gk[i + half]));
   double sum_sq = 0;
   std::vector<double> q(d), k(d), qe(d), ke(d), kr(d), ker(d);
   for (int s = 0; s < samples; ++s) {
@@ -116,8 +118,8 @@ TEST(LogitNoise, Bf16ActivationRoundingMatchesSimulation) {
     auto gq = gains(128, 0, 1), gk = gains(128, outlier, 2);
     const double model = logit_noise(gq, gk, profile(kBf16UnitRoundoff, KvFormat::kSame)).sigma;
     const double measured = simulate_sigma(gq, gk, Lossy::kBf16Activations);
-    EXPECT_NEAR(model / measured, 1.0, 0.05) << "outlier " << outlier << ": model " << model
-                                             << " measured " << measured;
+    EXPECT_NEAR(model / measured, 1.0, 0.05)
+        << "outlier " << outlier << ": model " << model << " measured " << measured;
   }
 }
 

@@ -36,8 +36,8 @@ TempDir::~TempDir() {
 
 RunResult run_cli(const std::string& args, const std::string& env) {
   TempDir io;
-  std::string cmd = env + " " + FUSECHECK_BINARY + " " + args + " >" + io.path() + "/out 2>" +
-                    io.path() + "/err";
+  std::string cmd =
+      env + " " + FUSECHECK_BINARY + " " + args + " >" + io.path() + "/out 2>" + io.path() + "/err";
   int status = std::system(cmd.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

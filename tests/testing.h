@@ -10,9 +10,9 @@ namespace fusecheck::testing {
 // ../shared beside the source tree, or "" when absent (users do not have it).
 std::string shared_dir();
 // Skips the calling test with a clear message when ../shared is absent.
-#define FC_REQUIRE_SHARED()                                                        \
-  do {                                                                             \
-    if (::fusecheck::testing::shared_dir().empty())                                \
+#define FC_REQUIRE_SHARED()                                                      \
+  do {                                                                           \
+    if (::fusecheck::testing::shared_dir().empty())                              \
       GTEST_SKIP() << "../shared (reference checkpoints) not present; skipping"; \
   } while (0)
 

@@ -10,8 +10,8 @@ namespace {
 
 // Logit noise of one layer. Per-head q/k norms share one gain vector across heads; whole-projection
 // norms (OLMo2) give every head its own slice, and query head h reads key head h / group.
-LayerReport layer_noise(const ModelConfig& c, QkNormScope scope, int64_t layer,
-                        const NormGains* q, const NormGains* k, const NumericsProfile& kernels) {
+LayerReport layer_noise(const ModelConfig& c, QkNormScope scope, int64_t layer, const NormGains* q,
+                        const NormGains* k, const NumericsProfile& kernels) {
   LayerReport r;
   r.layer = layer;
   const size_t d = size_t(c.head_dim);
@@ -53,7 +53,8 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
   std::map<std::string, std::vector<const NormReport*>> by_role;
   a.norms.reserve(norms.size());
   for (const auto& n : norms) {
-    a.norms.push_back({n.role, n.tensor, n.kind, n.layer, compute_gain_stats(n.gains, extreme_threshold)});
+    a.norms.push_back(
+        {n.role, n.tensor, n.kind, n.layer, compute_gain_stats(n.gains, extreme_threshold)});
     if (n.layer >= 0 && n.layer < config.num_layers) {
       if (n.kind == NormKind::kQ) q_of[size_t(n.layer)] = &n;
       if (n.kind == NormKind::kK) k_of[size_t(n.layer)] = &n;

@@ -20,7 +20,7 @@ struct NormGains {
   std::string role;    // "k_norm"
   std::string tensor;  // full tensor name
   NormKind kind = NormKind::kBlock;
-  int64_t layer = -1;       // -1 for model-wide norms (the final norm)
+  int64_t layer = -1;        // -1 for model-wide norms (the final norm)
   std::vector<float> gains;  // effective gains (convention applied); [size per NormSpec]
 };
 
@@ -35,7 +35,7 @@ struct NormReport {
 struct LayerReport {
   int64_t layer = 0;
   bool has_qk_norm = false;  // false: unit q/k gains assumed (no per-head norm to amplify logits)
-  int64_t worst_head = 0;    // head with the largest noise (differs only for whole-projection norms)
+  int64_t worst_head = 0;  // head with the largest noise (differs only for whole-projection norms)
   LogitNoise noise;
 };
 
@@ -43,7 +43,7 @@ struct LayerReport {
 struct RoleSummary {
   std::string role;
   int64_t layers = 0;
-  double max_of_max = 0;     // largest max|g| over layers
+  double max_of_max = 0;  // largest max|g| over layers
   int64_t max_layer = -1;
   double median_of_max = 0;  // median over layers of max|g|
   int64_t layers_above_extreme = 0;
@@ -52,10 +52,10 @@ struct RoleSummary {
 struct Analysis {
   int64_t num_layers = 0;
   int64_t head_dim = 0;
-  std::vector<NormReport> norms;   // every norm tensor, in layer order
+  std::vector<NormReport> norms;    // every norm tensor, in layer order
   std::vector<LayerReport> layers;  // one per layer
   std::vector<RoleSummary> roles;
-  double amplification = 0;        // max over layers of the per-layer amplification
+  double amplification = 0;  // max over layers of the per-layer amplification
   int64_t worst_layer = 0;
   // Independent per-layer logit errors add in variance along the residual stream:
   // sqrt(mean_l a_l^2), the RMS of per-layer amplifications.

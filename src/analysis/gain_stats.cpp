@@ -1,9 +1,9 @@
 #include "analysis/gain_stats.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -38,8 +38,14 @@ GainStats compute_gain_stats(std::span<const float> gains, double extreme_thresh
   s.min = std::numeric_limits<double>::infinity();
   for (size_t i = 0; i < gains.size(); ++i) {
     double g = gains[i];
-    if (std::isnan(g)) { ++s.n_nan; continue; }
-    if (std::isinf(g)) { ++s.n_inf; continue; }
+    if (std::isnan(g)) {
+      ++s.n_nan;
+      continue;
+    }
+    if (std::isinf(g)) {
+      ++s.n_inf;
+      continue;
+    }
     if (g < 0) ++s.n_negative;
     if (g != 0 && std::fpclassify(gains[i]) == FP_SUBNORMAL) ++s.n_subnormal;
     double a = std::fabs(g);

@@ -1,6 +1,7 @@
 // Summary statistics of one norm tensor's effective gains (after the architecture's convention,
-// e.g. Gemma's 1 + w). Magnitudes |g| are used throughout: a gain's sign flips a channel but does not
-// change how much rounding error it amplifies. Non-finite and negative gains are counted, not fatal.
+// e.g. Gemma's 1 + w). Magnitudes |g| are used throughout: a gain's sign flips a channel but does
+// not change how much rounding error it amplifies. Non-finite and negative gains are counted, not
+// fatal.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,7 @@ struct GainStats {
   double cv = 0;        // sqrt(variance) / median_abs: spread relative to the typical gain
   double min = 0;       // smallest signed gain
   double p01 = 0, p05 = 0, p25 = 0, p75 = 0, p95 = 0, p99 = 0;  // percentiles of |g|
-  int64_t count_above_extreme = 0;                               // |g| > extreme threshold
+  int64_t count_above_extreme = 0;                              // |g| > extreme threshold
   int64_t n_nan = 0, n_inf = 0, n_negative = 0, n_subnormal = 0;
   int64_t argmax = -1;  // channel of max |g|
 };

@@ -16,7 +16,9 @@ const double kRelVar = 1.0 / (8.0 * std::log(2.0));
 // the step, most channels round to 0 and their error is their own value (variance sigma^2).
 double gaussian_quant_mse(double sigma, double step, int levels) {
   if (sigma <= 0) return 0;
-  auto phi = [](double z) { return std::isinf(z) ? 0.0 : std::exp(-0.5 * z * z) / std::sqrt(2 * M_PI); };
+  auto phi = [](double z) {
+    return std::isinf(z) ? 0.0 : std::exp(-0.5 * z * z) / std::sqrt(2 * M_PI);
+  };
   auto Phi = [](double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); };
   auto zphi = [&](double z) { return std::isinf(z) ? 0.0 : z * phi(z); };
   // Bins beyond 9 sigma carry nothing measurable.
@@ -44,9 +46,9 @@ LogitNoise logit_noise(std::span<const float> g_q, std::span<const float> g_k,
   const size_t half = d / 2;
   // Pair averages over a RoPE pair p = (i, i + d/2): after rotation by an arbitrary angle each
   // channel of the pair carries on average (g_i^2 + g_j^2) / 2 of the squared magnitude.
-  double s_pair = 0;         // (2/d) sum_p Qp Kp
-  double max_k2 = 0;         // max_p 2 Kp (squared peak magnitude of a rotated key channel pair)
-  double abs_product = 0;    // sum_i |g_q g_k|
+  double s_pair = 0;       // (2/d) sum_p Qp Kp
+  double max_k2 = 0;       // max_p 2 Kp (squared peak magnitude of a rotated key channel pair)
+  double abs_product = 0;  // sum_i |g_q g_k|
   for (size_t i = 0; i < half; ++i) {
     const size_t j = i + half;
     const double qp = 0.5 * (double(g_q[i]) * g_q[i] + double(g_q[j]) * g_q[j]);

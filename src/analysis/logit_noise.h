@@ -1,7 +1,7 @@
 // Attention-logit noise implied by q/k norm gains under a kernel set's numerics (docs/ANALYSIS.md
 // derives every term). Activations after a per-head RMSNorm have unit RMS per channel, so channel i
-// of q (k) has magnitude ~ g_q[i] (g_k[i]). The logit is q.k / sqrt(head_dim); rounding, quantizing or
-// accumulating q and k with relative error e adds noise whose variance is a gain-weighted sum.
+// of q (k) has magnitude ~ g_q[i] (g_k[i]). The logit is q.k / sqrt(head_dim); rounding, quantizing
+// or accumulating q and k with relative error e adds noise whose variance is a gain-weighted sum.
 // RoPE rotates channels i and i + head_dim/2 together, so gains enter through pair averages.
 //
 // The result is expressed as an amplification: the noise's standard deviation divided by that of
@@ -15,8 +15,8 @@
 namespace fusecheck {
 
 struct LogitNoise {
-  double amplification = 0;  // sigma / sigma_ref; the checker's per-layer "amplification"
-  double sigma = 0;          // std of the logit noise, in logits
+  double amplification = 0;      // sigma / sigma_ref; the checker's per-layer "amplification"
+  double sigma = 0;              // std of the logit noise, in logits
   double pair_gain_product = 0;  // S_pair: (2/d) sum_p Qp*Kp, 1 for unit gains
   double max_key_estimate = 0;   // c_peak * max_p sqrt(2 Kp): the largest |k| the cache must hold
   double max_logit_sum_estimate = 0;  // c_peak^2 * sum_i |g_q[i] g_k[i]|: worst-case partial sum

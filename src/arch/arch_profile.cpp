@@ -19,20 +19,28 @@ std::string NormSpec::tensor_name(const std::string& prefix, int64_t layer) cons
 
 int64_t NormSpec::expected_size(const ModelConfig& c) const {
   switch (size) {
-    case NormSize::kHidden: return c.hidden_size;
-    case NormSize::kHeadDim: return c.head_dim;
-    case NormSize::kQProj: return c.num_heads * c.head_dim;
-    case NormSize::kKvProj: return c.num_kv_heads * c.head_dim;
+    case NormSize::kHidden:
+      return c.hidden_size;
+    case NormSize::kHeadDim:
+      return c.head_dim;
+    case NormSize::kQProj:
+      return c.num_heads * c.head_dim;
+    case NormSize::kKvProj:
+      return c.num_kv_heads * c.head_dim;
   }
   return 0;
 }
 
 std::string_view norm_kind_name(NormKind k) {
   switch (k) {
-    case NormKind::kBlock: return "block";
-    case NormKind::kQ: return "q";
-    case NormKind::kK: return "k";
-    case NormKind::kFinal: return "final";
+    case NormKind::kBlock:
+      return "block";
+    case NormKind::kQ:
+      return "q";
+    case NormKind::kK:
+      return "k";
+    case NormKind::kFinal:
+      return "final";
   }
   return "?";
 }
@@ -44,8 +52,9 @@ std::string_view gain_convention_name(GainConvention c) {
 namespace {
 
 template <class E>
-Status pick(const json& j, const char* key, std::initializer_list<std::pair<const char*, E>> options,
-            E& out, const std::string& where) {
+Status pick(const json& j, const char* key,
+            std::initializer_list<std::pair<const char*, E>> options, E& out,
+            const std::string& where) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_string())
     return make_error("{}: \"{}\" must be a string", where, key);
@@ -91,9 +100,10 @@ Result<ArchRegistry> ArchRegistry::parse(std::string_view text, const std::strin
     p.model_types = std::move(types);
     FC_ASSIGN(prefixes, strings(a, "tensor_prefixes", where));
     p.tensor_prefixes = std::move(prefixes);
-    FC_TRY(pick<GainConvention>(a, "gain_convention",
-                                {{"w", GainConvention::kW}, {"one_plus_w", GainConvention::kOnePlusW}},
-                                p.convention, where));
+    FC_TRY(
+        pick<GainConvention>(a, "gain_convention",
+                             {{"w", GainConvention::kW}, {"one_plus_w", GainConvention::kOnePlusW}},
+                             p.convention, where));
     FC_TRY(pick<QkNormScope>(a, "qk_norm_scope",
                              {{"none", QkNormScope::kNone},
                               {"per_head", QkNormScope::kPerHead},
@@ -102,8 +112,8 @@ Result<ArchRegistry> ArchRegistry::parse(std::string_view text, const std::strin
     if (!a.contains("norms") || !a["norms"].is_array() || a["norms"].empty())
       return make_error("{}: \"norms\" must be a non-empty array", where);
     for (const auto& n : a["norms"]) {
-      if (!n.is_object() || !n.contains("role") || !n["role"].is_string() || !n.contains("tensor") ||
-          !n["tensor"].is_string())
+      if (!n.is_object() || !n.contains("role") || !n["role"].is_string() ||
+          !n.contains("tensor") || !n["tensor"].is_string())
         return make_error("{}: every norm needs \"role\" and \"tensor\" strings", where);
       NormSpec s;
       s.role = n["role"].get<std::string>();
@@ -129,7 +139,8 @@ Result<ArchRegistry> ArchRegistry::parse(std::string_view text, const std::strin
 }
 
 Result<ArchRegistry> ArchRegistry::load(const std::string& file) {
-  if (file.empty()) return parse(embedded_data("architectures.json"), "built-in architectures.json");
+  if (file.empty())
+    return parse(embedded_data("architectures.json"), "built-in architectures.json");
   FC_ASSIGN(text, read_small_file(file, kMaxConfigBytes));
   return parse(text, file);
 }
@@ -143,9 +154,10 @@ Result<const ArchProfile*> ArchRegistry::find(const std::string& model_type,
       known += known.empty() ? t : ", " + t;
     }
   }
-  return make_error("{}: unknown architecture (model_type \"{}\"); known: {}. Add a profile with "
-                    "--arch-profiles FILE",
-                    config_path, printable(model_type), known);
+  return make_error(
+      "{}: unknown architecture (model_type \"{}\"); known: {}. Add a profile with "
+      "--arch-profiles FILE",
+      config_path, printable(model_type), known);
 }
 
 }  // namespace fusecheck

@@ -11,9 +11,9 @@
 
 namespace fusecheck {
 
-enum class GainConvention { kW, kOnePlusW };  // gain = w, or Gemma's gain = 1 + w
+enum class GainConvention { kW, kOnePlusW };                   // gain = w, or Gemma's gain = 1 + w
 enum class QkNormScope { kNone, kPerHead, kWholeProjection };  // OLMo2: whole projection
-enum class NormKind { kBlock, kQ, kK, kFinal };  // q/k norms shape attention logits
+enum class NormKind { kBlock, kQ, kK, kFinal };                // q/k norms shape attention logits
 enum class NormSize { kHidden, kHeadDim, kQProj, kKvProj };
 
 struct NormSpec {
@@ -43,7 +43,8 @@ class ArchRegistry {
   static Result<ArchRegistry> load(const std::string& file);
 
   // Error lists the known model types when `model_type` has no profile.
-  Result<const ArchProfile*> find(const std::string& model_type, const std::string& config_path) const;
+  Result<const ArchProfile*> find(const std::string& model_type,
+                                  const std::string& config_path) const;
   const std::vector<ArchProfile>& profiles() const { return profiles_; }
 
  private:

@@ -35,7 +35,8 @@ std::string default_cache_dir() {
   return std::string(home && *home ? home : "/tmp") + "/.cache/fusecheck";
 }
 
-ResultCache::ResultCache(std::string dir) : dir_(dir.empty() ? default_cache_dir() : std::move(dir)) {}
+ResultCache::ResultCache(std::string dir)
+    : dir_(dir.empty() ? default_cache_dir() : std::move(dir)) {}
 
 std::string ResultCache::entry_path(const json& key) const {
   return dir_ + "/" + hash_hex(key.dump()) + ".json";
@@ -49,7 +50,8 @@ std::optional<json> ResultCache::load(const json& key) const {
   auto k = entry.find("key");
   auto v = entry.find("value");
   auto c = entry.find("checksum");
-  if (k == entry.end() || v == entry.end() || c == entry.end() || !c->is_string()) return std::nullopt;
+  if (k == entry.end() || v == entry.end() || c == entry.end() || !c->is_string())
+    return std::nullopt;
   // The full key must match (a hash collision or a stale format is a miss), and the value must be
   // byte-for-byte what was stored.
   if (*k != key || c->get<std::string>() != hash_hex(v->dump())) return std::nullopt;

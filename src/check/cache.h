@@ -1,14 +1,13 @@
 // On-disk cache of check results, keyed by everything the result depends on: checker version,
 // thresholds, kernel profile, architecture profile and the checkpoint fingerprint. Entries are
-// written atomically and carry their full key and a checksum; anything that does not verify (corrupt,
-// truncated, another key that hashed alike) is ignored and rewritten. A cache that cannot be read or
-// written never fails the check: the caller gets a note instead.
+// written atomically and carry their full key and a checksum; anything that does not verify
+// (corrupt, truncated, another key that hashed alike) is ignored and rewritten. A cache that cannot
+// be read or written never fails the check: the caller gets a note instead.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "util/result.h"
 

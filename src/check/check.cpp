@@ -18,10 +18,10 @@ Result<std::string> find_prefix(const Checkpoint& ck, const ArchProfile& arch) {
   const NormSpec& probe = arch.norms.front();
   for (const auto& p : arch.tensor_prefixes)
     if (ck.find(probe.tensor_name(p, 0))) return p;
-  return make_error("{}: missing tensor {} (also tried the prefixes of architecture \"{}\"); the "
-                    "checkpoint is incomplete or not a {} model",
-                    ck.dir(), probe.tensor_name(arch.tensor_prefixes.front(), 0), arch.name,
-                    arch.name);
+  return make_error(
+      "{}: missing tensor {} (also tried the prefixes of architecture \"{}\"); the "
+      "checkpoint is incomplete or not a {} model",
+      ck.dir(), probe.tensor_name(arch.tensor_prefixes.front(), 0), arch.name, arch.name);
 }
 
 // Reads one norm tensor, checks its shape against the config, applies the gain convention.
@@ -133,10 +133,9 @@ Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions
   r.model_path = model_dir;
   r.fingerprint = fp.hex();
   const nlohmann::json key = {
-      {"checker_version", kCheckerVersion}, {"fingerprint", r.fingerprint},
+      {"checker_version", kCheckerVersion},           {"fingerprint", r.fingerprint},
       {"thresholds", thresholds_to_json(thresholds)}, {"kernels", numerics_to_json(kernels)},
-      {"analysis_revision", kAnalysisRevision},
-      {"architecture", arch->name},
+      {"analysis_revision", kAnalysisRevision},       {"architecture", arch->name},
       {"arch_profiles", arch_profiles_hash}};
   std::optional<ResultCache> cache;
   if (o.use_cache) cache.emplace(o.cache_dir);
@@ -158,7 +157,8 @@ Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions
     r.config = cfg;
     r.kernels = kernels;
     r.thresholds = thresholds;
-    r.analysis = analyze_gains(cfg, arch->qk_scope, norms, kernels, thresholds.extreme_weight_threshold);
+    r.analysis =
+        analyze_gains(cfg, arch->qk_scope, norms, kernels, thresholds.extreme_weight_threshold);
     r.score = score_analysis(r.analysis, thresholds, kernels);
     r.verdict = r.score.verdict;
     if (cache) {

@@ -23,13 +23,13 @@ constexpr int kAnalysisRevision = 1;
 constexpr const char* kForceStatusEnv = "FUSECHECK_FORCE_STATUS";
 
 struct CheckOptions {
-  std::string kernels = "generic";   // numerics profile name (data/kernels.json)
-  std::string thresholds_file;       // optional overrides of data/thresholds.json
+  std::string kernels = "generic";       // numerics profile name (data/kernels.json)
+  std::string thresholds_file;           // optional overrides of data/thresholds.json
   std::optional<Thresholds> thresholds;  // when set, used instead of the file/defaults (flags)
-  std::string arch_profiles_file;    // optional replacement for data/architectures.json
-  std::string kernel_profiles_file;  // optional replacement for data/kernels.json
+  std::string arch_profiles_file;        // optional replacement for data/architectures.json
+  std::string kernel_profiles_file;      // optional replacement for data/kernels.json
   bool use_cache = true;
-  std::string cache_dir;  // "" = $XDG_CACHE_HOME/fusecheck or ~/.cache/fusecheck
+  std::string cache_dir;                 // "" = $XDG_CACHE_HOME/fusecheck or ~/.cache/fusecheck
   std::optional<Verdict> force_verdict;  // testing override; also read from kForceStatusEnv
   bool read_env = true;                  // honour kForceStatusEnv
 };
@@ -38,8 +38,8 @@ struct CheckResult {
   std::string schema = "fusecheck.check/1";
   std::string checker_version = kCheckerVersion;
   std::string model_path;
-  std::string architecture;   // profile name, e.g. "qwen3"
-  std::string model_type;     // config's model_type
+  std::string architecture;  // profile name, e.g. "qwen3"
+  std::string model_type;    // config's model_type
   std::string gain_convention;
   ModelConfig config;
   NumericsProfile kernels;

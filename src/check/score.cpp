@@ -1,16 +1,19 @@
 #include "check/score.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 namespace fusecheck {
 
 std::string_view verdict_name(Verdict v) {
   switch (v) {
-    case Verdict::kCompatible: return "COMPATIBLE";
-    case Verdict::kWarning: return "WARNING";
-    case Verdict::kIncompatible: return "INCOMPATIBLE";
+    case Verdict::kCompatible:
+      return "COMPATIBLE";
+    case Verdict::kWarning:
+      return "WARNING";
+    case Verdict::kIncompatible:
+      return "INCOMPATIBLE";
   }
   return "?";
 }
@@ -33,7 +36,9 @@ bool is_reference_numerics(const NumericsProfile& k) {
 }
 
 namespace {
-bool scored(NormKind k) { return k == NormKind::kQ || k == NormKind::kK; }
+bool scored(NormKind k) {
+  return k == NormKind::kQ || k == NormKind::kK;
+}
 
 std::string where(int64_t layer) {
   return layer >= 0 ? fmt::format("Layer {}", layer) : std::string("Model");
@@ -103,22 +108,22 @@ Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfi
       const GainStats& g = n.stats;
       const bool over_ratio = g.ratio > t.max_safe_weight_ratio;
       if (over_ratio || g.count_above_extreme > 0)
-        parts.push_back(fmt::format("{} max gain {:.2f} (max/median {:.1f}{}; {} channel{} > {:g})",
-                                    n.role, g.max_abs, g.ratio,
-                                    over_ratio ? fmt::format(" > {:g}", t.max_safe_weight_ratio) : "",
-                                    g.count_above_extreme, g.count_above_extreme == 1 ? "" : "s",
-                                    t.extreme_weight_threshold));
+        parts.push_back(fmt::format(
+            "{} max gain {:.2f} (max/median {:.1f}{}; {} channel{} > {:g})", n.role, g.max_abs,
+            g.ratio, over_ratio ? fmt::format(" > {:g}", t.max_safe_weight_ratio) : "",
+            g.count_above_extreme, g.count_above_extreme == 1 ? "" : "s",
+            t.extreme_weight_threshold));
     }
     const LayerReport& lr = a.layers[size_t(l)];
     if (lr.noise.amplification > t.max_safe_amplification)
       parts.push_back(fmt::format("logit-noise amplification {:.1f}x > {:g}",
                                   lr.noise.amplification, t.max_safe_amplification));
     if (lr.noise.fp16_overflow_risk)
-      s.findings.push_back({"error", l,
-                            fmt::format("Layer {}: keys or q.k partial sums may exceed fp16's 65504 "
-                                        "(estimated |k| {:.0f}, partial sum {:.0f})",
-                                        l, lr.noise.max_key_estimate,
-                                        lr.noise.max_logit_sum_estimate)});
+      s.findings.push_back(
+          {"error", l,
+           fmt::format("Layer {}: keys or q.k partial sums may exceed fp16's 65504 "
+                       "(estimated |k| {:.0f}, partial sum {:.0f})",
+                       l, lr.noise.max_key_estimate, lr.noise.max_logit_sum_estimate)});
     if (!parts.empty()) {
       std::string line = fmt::format("Layer {}: ", l);
       for (size_t i = 0; i < parts.size(); ++i) line += (i ? "; " : "") + parts[i];
@@ -132,8 +137,10 @@ Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfi
     has_error |= f.severity == "error";
     has_warning |= f.severity == "warning";
   }
-  if (has_error) s.verdict = Verdict::kIncompatible;
-  else if (has_warning && s.verdict == Verdict::kCompatible) s.verdict = Verdict::kWarning;
+  if (has_error)
+    s.verdict = Verdict::kIncompatible;
+  else if (has_warning && s.verdict == Verdict::kCompatible)
+    s.verdict = Verdict::kWarning;
 
   const bool reference = is_reference_numerics(kernels);
   if (reference && !has_error) {

@@ -16,7 +16,7 @@
 namespace fusecheck {
 
 enum class Verdict { kCompatible = 0, kWarning = 1, kIncompatible = 2 };  // = exit codes
-std::string_view verdict_name(Verdict v);  // "COMPATIBLE", ...
+std::string_view verdict_name(Verdict v);                                 // "COMPATIBLE", ...
 Verdict verdict_for_score(double score, const Thresholds& t);
 
 struct ScoreComponent {

@@ -91,7 +91,8 @@ void register_check_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<CheckArgs>();
   CLI::App* cmd = app.add_subcommand(
       "check",
-      "Static check: read a checkpoint's safetensors headers and norm tensors, score its gains, and "
+      "Static check: read a checkpoint's safetensors headers and norm tensors, score its gains, "
+      "and "
       "report COMPATIBLE / WARNING / INCOMPATIBLE for fused kernels.\n"
       "Exit codes: 0 COMPATIBLE, 1 WARNING, 2 INCOMPATIBLE, 3 cannot check (bad or missing file), "
       "64 usage error.");
@@ -120,8 +121,9 @@ void register_check_command(CLI::App& app, int& exit_code) {
                   "JSON file replacing the built-in architecture profiles");
   cmd->add_option("--kernel-profiles", args->options.kernel_profiles_file,
                   "JSON file replacing the built-in kernel numerics profiles");
-  cmd->add_flag("--no-cache", [args](int64_t) { args->options.use_cache = false; },
-                "Neither read nor write the result cache");
+  cmd->add_flag(
+      "--no-cache", [args](int64_t) { args->options.use_cache = false; },
+      "Neither read nor write the result cache");
   cmd->add_option("--cache-dir", args->options.cache_dir,
                   "Cache directory (default $XDG_CACHE_HOME/fusecheck or ~/.cache/fusecheck)");
   cmd->add_option("--force-status", args->force_status,

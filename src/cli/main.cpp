@@ -5,7 +5,8 @@
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"fusecheck: is this model numerically safe for fused inference kernels?", "fusecheck"};
+  CLI::App app{"fusecheck: is this model numerically safe for fused inference kernels?",
+               "fusecheck"};
   app.set_version_flag("--version", std::string("fusecheck ") + FUSECHECK_VERSION);
   app.require_subcommand(1);
   int exit_code = 0;

@@ -1,11 +1,10 @@
 #include "io/checkpoint.h"
 
+#include <simdjson.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <simdjson.h>
-
 #include <string_view>
 
 #include "util/atomic_file.h"
@@ -50,9 +49,10 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) return make_error("{}: no such model directory", dir);
   if (!S_ISDIR(st.st_mode))
-    return make_error("{}: expected a model directory (with config.json and *.safetensors), found a "
-                      "file",
-                      dir);
+    return make_error(
+        "{}: expected a model directory (with config.json and *.safetensors), found a "
+        "file",
+        dir);
   ck.config_path_ = dir + "/config.json";
   if (!exists(ck.config_path_))
     return make_error("{}: missing; a Hugging Face model directory needs its config.json",
@@ -84,9 +84,10 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
         return make_error("{}: weight_map[\"{}\"] must be a file name string", index_path,
                           printable(name));
       if (!is_plain_file_name(std::string(f)))
-        return make_error("{}: weight_map[\"{}\"] = \"{}\" is not a plain file name in the model "
-                          "directory; refusing to follow it",
-                          index_path, printable(name), printable(f));
+        return make_error(
+            "{}: weight_map[\"{}\"] = \"{}\" is not a plain file name in the model "
+            "directory; refusing to follow it",
+            index_path, printable(name), printable(f));
       if (seen.emplace(f, true).second) shard_names.emplace_back(f);
       weight_map.emplace_back(name, f);
     }
@@ -128,8 +129,8 @@ Status Checkpoint::index_tensors() {
     for (const auto& t : f.tensors()) {
       auto [it, inserted] = tensors_.emplace(t.name, TensorRef{&f, &t});
       if (!inserted)
-        return make_error("{}: tensor \"{}\" is also in {}; shards must not repeat tensors", f.path(),
-                          printable(t.name), it->second.file->path());
+        return make_error("{}: tensor \"{}\" is also in {}; shards must not repeat tensors",
+                          f.path(), printable(t.name), it->second.file->path());
     }
   }
   return ok_status();

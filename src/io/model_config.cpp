@@ -127,19 +127,21 @@ Result<ModelConfig> parse_model_config(const std::string& text, const std::strin
   FC_TRY(r.get_int("head_dim", c.head_dim, 1, 65536, false));
   if (c.head_dim == 0) {
     if (c.hidden_size % c.num_heads != 0)
-      return make_error("{}: hidden_size {} is not divisible by num_attention_heads {} and no "
-                        "head_dim is given",
-                        path, c.hidden_size, c.num_heads);
+      return make_error(
+          "{}: hidden_size {} is not divisible by num_attention_heads {} and no "
+          "head_dim is given",
+          path, c.hidden_size, c.num_heads);
     c.head_dim = c.hidden_size / c.num_heads;
   }
   if (c.num_heads % c.num_kv_heads != 0)
-    return make_error("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", path,
-                      c.num_heads, c.num_kv_heads);
+    return make_error("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                      path, c.num_heads, c.num_kv_heads);
   if (c.head_dim % 2 != 0)
     return make_error("{}: head_dim {} is odd; RoPE rotates channel pairs", path, c.head_dim);
   FC_TRY(r.get_int("intermediate_size", c.intermediate_size, 1, kBig, false));
   FC_TRY(r.get_int("vocab_size", c.vocab_size, 1, int64_t(1) << 24, false));
-  FC_TRY(r.get_int("max_position_embeddings", c.max_position_embeddings, 1, int64_t(1) << 30, false));
+  FC_TRY(
+      r.get_int("max_position_embeddings", c.max_position_embeddings, 1, int64_t(1) << 30, false));
   FC_TRY(r.get_double(j, "rms_norm_eps", c.rms_norm_eps, 0.0, 1.0));
   FC_TRY(r.get_bool("tie_word_embeddings", c.tie_word_embeddings));
   FC_TRY(r.get_bool("attention_bias", c.attention_bias));

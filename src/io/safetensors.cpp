@@ -1,6 +1,7 @@
 #include "io/safetensors.h"
 
 #include <fcntl.h>
+#include <simdjson.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,7 +10,6 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <simdjson.h>
 
 #include "util/half.h"
 
@@ -53,8 +53,12 @@ bool pread_all(int fd, void* buf, size_t n, uint64_t off) {
 
 }  // namespace
 
-std::string_view dtype_name(DType t) { return kDTypes[size_t(t)].name; }
-size_t dtype_size(DType t) { return kDTypes[size_t(t)].size; }
+std::string_view dtype_name(DType t) {
+  return kDTypes[size_t(t)].name;
+}
+size_t dtype_size(DType t) {
+  return kDTypes[size_t(t)].size;
+}
 bool dtype_is_float_supported(DType t) {
   return t == DType::F32 || t == DType::F16 || t == DType::BF16;
 }
@@ -62,16 +66,19 @@ bool dtype_is_float_supported(DType t) {
 Result<DType> parse_dtype(std::string_view name) {
   for (const auto& e : kDTypes)
     if (e.name == name) return e.type;
-  return make_error("unknown dtype \"{}\" (expected one of F32, F16, BF16, F64, I64, I32, I16, I8, "
-                    "U8, BOOL, F8_E4M3, F8_E5M2)",
-                    printable(name));
+  return make_error(
+      "unknown dtype \"{}\" (expected one of F32, F16, BF16, F64, I64, I32, I16, I8, "
+      "U8, BOOL, F8_E4M3, F8_E5M2)",
+      printable(name));
 }
 
 void convert_to_f32(DType dtype, const void* src, size_t n, float* dst) {
   const auto* b = static_cast<const unsigned char*>(src);
   for (size_t i = 0; i < n; ++i) {
     switch (dtype) {
-      case DType::F32: std::memcpy(&dst[i], b + 4 * i, 4); break;
+      case DType::F32:
+        std::memcpy(&dst[i], b + 4 * i, 4);
+        break;
       case DType::BF16: {
         uint16_t h;
         std::memcpy(&h, b + 2 * i, 2);
@@ -84,7 +91,9 @@ void convert_to_f32(DType dtype, const void* src, size_t n, float* dst) {
         dst[i] = f16_to_f32(h);
         break;
       }
-      default: assert(false && "convert_to_f32: unsupported dtype"); return;
+      default:
+        assert(false && "convert_to_f32: unsupported dtype");
+        return;
     }
   }
 }
@@ -95,7 +104,9 @@ struct HeaderParser::Impl {
 HeaderParser::HeaderParser() : impl_(std::make_unique<Impl>()) {}
 HeaderParser::~HeaderParser() = default;
 
-SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept { *this = std::move(o); }
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept {
+  *this = std::move(o);
+}
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
   if (this != &o) {
@@ -135,21 +146,25 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, HeaderPar
   if (!S_ISREG(st.st_mode)) return make_error("{}: not a regular file", path);
   f.file_size_ = uint64_t(st.st_size);
   if (f.file_size_ < 8)
-    return make_error("{}: truncated: {} bytes, a safetensors file starts with an 8-byte header "
-                      "length",
-                      path, f.file_size_);
+    return make_error(
+        "{}: truncated: {} bytes, a safetensors file starts with an 8-byte header "
+        "length",
+        path, f.file_size_);
   unsigned char len_bytes[8];
-  if (!pread_all(f.fd_, len_bytes, 8, 0)) return make_error("{}: cannot read the header length", path);
+  if (!pread_all(f.fd_, len_bytes, 8, 0))
+    return make_error("{}: cannot read the header length", path);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
   if (n > kMaxHeaderBytes)
-    return make_error("{}: header length {} exceeds the {}-byte limit; the file is corrupt or not "
-                      "safetensors",
-                      path, n, kMaxHeaderBytes);
+    return make_error(
+        "{}: header length {} exceeds the {}-byte limit; the file is corrupt or not "
+        "safetensors",
+        path, n, kMaxHeaderBytes);
   if (n > f.file_size_ - 8)
-    return make_error("{}: header length {} runs past the end of the {}-byte file (truncated "
-                      "download?)",
-                      path, n, f.file_size_);
+    return make_error(
+        "{}: header length {} runs past the end of the {}-byte file (truncated "
+        "download?)",
+        path, n, f.file_size_);
   if (n < 2) return make_error("{}: header length {} is too small for a JSON object", path, n);
   f.header_.resize(n);
   if (!pread_all(f.fd_, f.header_.data(), n, 8))
@@ -173,8 +188,7 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
   if (auto e = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(doc))
     return bad_json(e);
   simdjson::dom::object root;
-  if (doc.get_object().get(root))
-    return make_error("{}: header must be a JSON object", path_);
+  if (doc.get_object().get(root)) return make_error("{}: header must be a JSON object", path_);
 
   tensors_.reserve(root.size());
   index_.reserve(root.size());
@@ -205,7 +219,8 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
         if (tv.get_string().get(ds))
           return make_error("{}: tensor \"{}\": dtype must be a string", path_, printable(key));
         auto dt = parse_dtype(ds);
-        if (!dt) return make_error("{}: tensor \"{}\": {}", path_, printable(key), dt.error().message);
+        if (!dt)
+          return make_error("{}: tensor \"{}\": {}", path_, printable(key), dt.error().message);
         t.dtype = *dt;
         have_dtype = true;
       } else if (tk == "shape") {
@@ -226,16 +241,19 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
         simdjson::dom::array arr;
         if (tv.get_array().get(arr) || arr.size() != 2 || arr.at(0).get_uint64().get(begin) ||
             arr.at(1).get_uint64().get(end))
-          return make_error("{}: tensor \"{}\": data_offsets must be [begin, end], two "
-                            "non-negative integers",
-                            path_, printable(key));
+          return make_error(
+              "{}: tensor \"{}\": data_offsets must be [begin, end], two "
+              "non-negative integers",
+              path_, printable(key));
         have_offsets = true;
       }
       // Unknown fields are ignored, as the reference implementation does.
     }
     if (!have_dtype || !have_shape || !have_offsets)
       return make_error("{}: tensor \"{}\" lacks {}", path_, printable(key),
-                        !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
+                        !have_dtype   ? "dtype"
+                        : !have_shape ? "shape"
+                                      : "data_offsets");
     if (end < begin)
       return make_error("{}: tensor \"{}\": data_offsets [{}, {}] run backwards", path_,
                         printable(key), begin, end);
@@ -249,8 +267,9 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
       return make_error("{}: tensor \"{}\": {} x {} elements: byte count overflows 64 bits", path_,
                         printable(key), dtype_name(t.dtype), numel);
     if (nbytes != end - begin)
-      return make_error("{}: tensor \"{}\": {} x {} elements need {} bytes but data_offsets give {}",
-                        path_, printable(key), dtype_name(t.dtype), numel, nbytes, end - begin);
+      return make_error(
+          "{}: tensor \"{}\": {} x {} elements need {} bytes but data_offsets give {}", path_,
+          printable(key), dtype_name(t.dtype), numel, nbytes, end - begin);
     t.numel = numel;
     t.nbytes = nbytes;
     t.offset = begin;  // relative for now; made absolute after validation
@@ -259,7 +278,8 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
     tensors_.push_back(std::move(t));
   }
 
-  // The data region must be tiled exactly: sorted by offset, each tensor starts where the last ended.
+  // The data region must be tiled exactly: sorted by offset, each tensor starts where the last
+  // ended.
   std::vector<const TensorInfo*> order;
   order.reserve(tensors_.size());
   for (const auto& t : tensors_) order.push_back(&t);
@@ -269,10 +289,10 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
   uint64_t expect = 0;
   for (const TensorInfo* t : order) {
     if (t->offset != expect)
-      return make_error("{}: tensor \"{}\" starts at data offset {} but the previous tensor ended at "
-                        "{} ({}); the header is corrupt",
-                        path_, printable(t->name), t->offset, expect,
-                        t->offset < expect ? "overlap" : "gap");
+      return make_error(
+          "{}: tensor \"{}\" starts at data offset {} but the previous tensor ended at "
+          "{} ({}); the header is corrupt",
+          path_, printable(t->name), t->offset, expect, t->offset < expect ? "overlap" : "gap");
     expect = t->offset + t->nbytes;
   }
   if (expect != data_size)
@@ -297,9 +317,10 @@ Result<std::string> SafetensorsFile::read_bytes(const TensorInfo& t) const {
 
 Result<std::vector<float>> SafetensorsFile::read_f32(const TensorInfo& t) const {
   if (!dtype_is_float_supported(t.dtype))
-    return make_error("{}: tensor \"{}\" has dtype {}; fusecheck reads F32, F16 and BF16 (convert "
-                      "the checkpoint, or dequantize it first)",
-                      path_, t.name, dtype_name(t.dtype));
+    return make_error(
+        "{}: tensor \"{}\" has dtype {}; fusecheck reads F32, F16 and BF16 (convert "
+        "the checkpoint, or dequantize it first)",
+        path_, t.name, dtype_name(t.dtype));
   FC_ASSIGN(raw, read_bytes(t));
   std::vector<float> out(t.numel);
   convert_to_f32(t.dtype, raw.data(), t.numel, out.data());

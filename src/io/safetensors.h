@@ -1,11 +1,12 @@
 // safetensors reader: header parsing and layout validation, read through pread (never mmap) for the
-// check path so a file truncated under us is an error, not a SIGBUS; mmap for the engine's zero-copy use.
+// check path so a file truncated under us is an error, not a SIGBUS; mmap for the engine's
+// zero-copy use.
 //
 // File layout: [u64 little-endian N][N bytes of JSON header][data]. The header maps tensor names to
 // {dtype, shape, data_offsets: [begin, end)} relative to the start of data, plus optional
-// "__metadata__" (string -> string). Validation follows the reference implementation: offsets sorted
-// by begin must tile the data region exactly (no gaps, overlaps or trailing bytes), and every
-// tensor's byte count must equal numel * dtype size.
+// "__metadata__" (string -> string). Validation follows the reference implementation: offsets
+// sorted by begin must tile the data region exactly (no gaps, overlaps or trailing bytes), and
+// every tensor's byte count must equal numel * dtype size.
 #pragma once
 
 #include <cstdint>
@@ -70,12 +71,13 @@ class SafetensorsFile {
 
   // Copies a tensor's raw bytes with pread. Fails (never crashes) if the file shrank since open.
   Result<std::string> read_bytes(const TensorInfo& t) const;
-  // Reads a tensor and converts it to fp32. F32, F16 and BF16 only; other dtypes are an error naming
-  // the dtype.
+  // Reads a tensor and converts it to fp32. F32, F16 and BF16 only; other dtypes are an error
+  // naming the dtype.
   Result<std::vector<float>> read_f32(const TensorInfo& t) const;
 
   // Maps the whole file read-only (once) and returns the tensor's bytes in place, zero-copy.
-  // Engine path only: a file truncated after mapping raises SIGBUS on access (see docs/RELIABILITY).
+  // Engine path only: a file truncated after mapping raises SIGBUS on access (see
+  // docs/RELIABILITY).
   Result<std::span<const std::byte>> mapped(const TensorInfo& t) const;
 
  private:

@@ -12,10 +12,14 @@ using json = nlohmann::json;
 
 std::string_view kv_format_name(KvFormat f) {
   switch (f) {
-    case KvFormat::kSame: return "same";
-    case KvFormat::kFp16: return "fp16";
-    case KvFormat::kInt8: return "int8";
-    case KvFormat::kFp8E4M3: return "fp8_e4m3";
+    case KvFormat::kSame:
+      return "same";
+    case KvFormat::kFp16:
+      return "fp16";
+    case KvFormat::kInt8:
+      return "int8";
+    case KvFormat::kFp8E4M3:
+      return "fp8_e4m3";
   }
   return "?";
 }
@@ -55,14 +59,24 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
       if (!kv->is_object()) return make_error("{}: \"kv_cache\" must be an object", where);
       FC_ASSIGN(fmt, str(*kv, "format", "same"));
       FC_ASSIGN(scale, str(*kv, "scale", "per_tensor"));
-      if (fmt == "same") np.kv_format = KvFormat::kSame;
-      else if (fmt == "fp16") np.kv_format = KvFormat::kFp16;
-      else if (fmt == "int8") np.kv_format = KvFormat::kInt8;
-      else if (fmt == "fp8_e4m3") np.kv_format = KvFormat::kFp8E4M3;
-      else return make_error("{}: kv_cache.format \"{}\" is not same, fp16, int8 or fp8_e4m3", where, fmt);
-      if (scale == "per_tensor") np.kv_scale = KvScale::kPerTensor;
-      else if (scale == "per_channel") np.kv_scale = KvScale::kPerChannel;
-      else return make_error("{}: kv_cache.scale \"{}\" is not per_tensor or per_channel", where, scale);
+      if (fmt == "same")
+        np.kv_format = KvFormat::kSame;
+      else if (fmt == "fp16")
+        np.kv_format = KvFormat::kFp16;
+      else if (fmt == "int8")
+        np.kv_format = KvFormat::kInt8;
+      else if (fmt == "fp8_e4m3")
+        np.kv_format = KvFormat::kFp8E4M3;
+      else
+        return make_error("{}: kv_cache.format \"{}\" is not same, fp16, int8 or fp8_e4m3", where,
+                          fmt);
+      if (scale == "per_tensor")
+        np.kv_scale = KvScale::kPerTensor;
+      else if (scale == "per_channel")
+        np.kv_scale = KvScale::kPerChannel;
+      else
+        return make_error("{}: kv_cache.scale \"{}\" is not per_tensor or per_channel", where,
+                          scale);
     }
     reg.profiles_.push_back(std::move(np));
   }

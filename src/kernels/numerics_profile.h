@@ -16,7 +16,7 @@ enum class KvScale { kPerTensor, kPerChannel };
 struct NumericsProfile {
   std::string name;
   std::string description;
-  double activation_unit_roundoff = 0;    // rounding of q/k where fusion moves it; 0 = none moves
+  double activation_unit_roundoff = 0;  // rounding of q/k where fusion moves it; 0 = none moves
   KvFormat kv_format = KvFormat::kSame;
   KvScale kv_scale = KvScale::kPerTensor;
   double accumulation_unit_roundoff = 0;  // attention dot-product accumulator; 0 = fp32

@@ -16,13 +16,20 @@ struct adl_serializer<double> {
     }
   }
   static void from_json(const json& j, double& v) {
-    if (j.is_number_float()) v = *j.get_ptr<const json::number_float_t*>();
-    else if (j.is_number_integer()) v = double(*j.get_ptr<const json::number_integer_t*>());
-    else if (j.is_number_unsigned()) v = double(*j.get_ptr<const json::number_unsigned_t*>());
-    else if (j == "inf") v = std::numeric_limits<double>::infinity();
-    else if (j == "-inf") v = -std::numeric_limits<double>::infinity();
-    else if (j == "nan") v = std::numeric_limits<double>::quiet_NaN();
-    else throw json::type_error::create(302, "expected a number", &j);
+    if (j.is_number_float())
+      v = *j.get_ptr<const json::number_float_t*>();
+    else if (j.is_number_integer())
+      v = double(*j.get_ptr<const json::number_integer_t*>());
+    else if (j.is_number_unsigned())
+      v = double(*j.get_ptr<const json::number_unsigned_t*>());
+    else if (j == "inf")
+      v = std::numeric_limits<double>::infinity();
+    else if (j == "-inf")
+      v = -std::numeric_limits<double>::infinity();
+    else if (j == "nan")
+      v = std::numeric_limits<double>::quiet_NaN();
+    else
+      throw json::type_error::create(302, "expected a number", &j);
   }
 };
 }  // namespace nlohmann
@@ -77,9 +84,15 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CheckResult, schema, checker_version, model_p
                                    analysis, score, verdict, overridden, from_cache, fingerprint,
                                    cache_note)
 
-nlohmann::json result_to_json(const CheckResult& r) { return r; }
-nlohmann::json thresholds_to_json(const Thresholds& t) { return t; }
-nlohmann::json numerics_to_json(const NumericsProfile& k) { return k; }
+nlohmann::json result_to_json(const CheckResult& r) {
+  return r;
+}
+nlohmann::json thresholds_to_json(const Thresholds& t) {
+  return t;
+}
+nlohmann::json numerics_to_json(const NumericsProfile& k) {
+  return k;
+}
 
 Result<CheckResult> result_from_json(const nlohmann::json& j) {
   try {

@@ -44,13 +44,14 @@ std::string model_line(const CheckResult& r) {
 // The per-layer metric table, as aligned text or as a markdown table.
 std::string layer_table(const CheckResult& r, bool markdown) {
   std::string out;
-  const char* hdr[] = {"layer", "norm", "max|g|", "median", "max/med", "cv", "p99", ">extreme", "amp"};
+  const char* hdr[] = {"layer", "norm", "max|g|",   "median", "max/med",
+                       "cv",    "p99",  ">extreme", "amp"};
   if (markdown) {
     out += "| layer | norm | max\\|g\\| | median | max/med | cv | p99 | >extreme | amp |\n";
     out += "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
   } else {
-    out += fmt::format("  {:>5} {:<28} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7}\n", hdr[0],
-                       hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7], hdr[8]);
+    out += fmt::format("  {:>5} {:<28} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7}\n", hdr[0], hdr[1],
+                       hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7], hdr[8]);
   }
   for (const auto& n : r.analysis.norms) {
     std::string layer = n.layer >= 0 ? std::to_string(n.layer) : "-";
@@ -59,13 +60,13 @@ std::string layer_table(const CheckResult& r, bool markdown) {
       amp = fmt::format("{:.2f}", r.analysis.layers[size_t(n.layer)].noise.amplification);
     const GainStats& s = n.stats;
     if (markdown)
-      out += fmt::format("| {} | {} | {:.3f} | {:.3f} | {:.2f} | {:.2f} | {:.3f} | {} | {} |\n", layer,
-                         n.role, s.max_abs, s.median_abs, s.ratio, s.cv, s.p99,
-                         s.count_above_extreme, amp);
-    else
-      out += fmt::format("  {:>5} {:<28} {:>9.3f} {:>8.3f} {:>8.2f} {:>7.2f} {:>8.3f} {:>8} {:>7}\n",
+      out += fmt::format("| {} | {} | {:.3f} | {:.3f} | {:.2f} | {:.2f} | {:.3f} | {} | {} |\n",
                          layer, n.role, s.max_abs, s.median_abs, s.ratio, s.cv, s.p99,
                          s.count_above_extreme, amp);
+    else
+      out += fmt::format(
+          "  {:>5} {:<28} {:>9.3f} {:>8.3f} {:>8.2f} {:>7.2f} {:>8.3f} {:>8} {:>7}\n", layer,
+          n.role, s.max_abs, s.median_abs, s.ratio, s.cv, s.p99, s.count_above_extreme, amp);
   }
   return out;
 }
@@ -79,7 +80,11 @@ std::string render_text(const CheckResult& r, const ReportOptions& o) {
   if (r.score.issues.empty() && r.score.findings.empty()) out += "  none\n";
   for (const auto& i : r.score.issues) out += "  - " + i + "\n";
   for (const auto& f : r.score.findings)
-    out += fmt::format("  {} {}\n", f.severity == "error" ? "! error:" : f.severity == "warning" ? "! warning:" : "  note:", f.message);
+    out += fmt::format("  {} {}\n",
+                       f.severity == "error"     ? "! error:"
+                       : f.severity == "warning" ? "! warning:"
+                                                 : "  note:",
+                       f.message);
   out += fmt::format("\nEstimated amplification: {}\n", amplification_line(r));
   out += "Score components:";
   for (const auto& c : r.score.components)
@@ -91,11 +96,13 @@ std::string render_text(const CheckResult& r, const ReportOptions& o) {
     out += "\nPer-layer metrics:\n" + layer_table(r, false);
     out += "\nLayer-wise distribution (max |g| over layers):\n";
     for (const auto& s : r.analysis.roles)
-      out += fmt::format("  {:<28} max {:.3f} at layer {}, median of layer maxima {:.3f}, {} of {} "
-                         "layers above {:g}\n",
-                         s.role, s.max_of_max, s.max_layer, s.median_of_max,
-                         s.layers_above_extreme, s.layers, r.thresholds.extreme_weight_threshold);
-    out += fmt::format("\nFingerprint: {}{}\n", r.fingerprint, r.from_cache ? " (cached result)" : "");
+      out += fmt::format(
+          "  {:<28} max {:.3f} at layer {}, median of layer maxima {:.3f}, {} of {} "
+          "layers above {:g}\n",
+          s.role, s.max_of_max, s.max_layer, s.median_of_max, s.layers_above_extreme, s.layers,
+          r.thresholds.extreme_weight_threshold);
+    out +=
+        fmt::format("\nFingerprint: {}{}\n", r.fingerprint, r.from_cache ? " (cached result)" : "");
   }
   return out;
 }
@@ -125,7 +132,8 @@ std::string render_model_card(const CheckResult& r) {
   out += fmt::format("  kernel_profile: {}\n", r.kernels.name);
   out += fmt::format("  amplification: {:.2f}\n", r.analysis.amplification);
   out += fmt::format("  worst_layer: {}\n", r.analysis.worst_layer);
-  out += fmt::format("  fused_kernels_safe: {}\n", r.verdict == Verdict::kCompatible ? "true" : "false");
+  out += fmt::format("  fused_kernels_safe: {}\n",
+                     r.verdict == Verdict::kCompatible ? "true" : "false");
   out += fmt::format("  checker_version: \"{}\"\n", r.checker_version);
   out += fmt::format("  fingerprint: \"{}\"\n", r.fingerprint);
   out += "---\n\n";
@@ -137,10 +145,14 @@ std::string render_model_card(const CheckResult& r) {
 
 std::string render_report(const CheckResult& r, ReportFormat format, const ReportOptions& o) {
   switch (format) {
-    case ReportFormat::kText: return render_text(r, o);
-    case ReportFormat::kJson: return result_to_json(r).dump(2) + "\n";
-    case ReportFormat::kMarkdown: return render_markdown(r, o.verbose);
-    case ReportFormat::kModelCard: return render_model_card(r);
+    case ReportFormat::kText:
+      return render_text(r, o);
+    case ReportFormat::kJson:
+      return result_to_json(r).dump(2) + "\n";
+    case ReportFormat::kMarkdown:
+      return render_markdown(r, o.verbose);
+    case ReportFormat::kModelCard:
+      return render_model_card(r);
   }
   return {};
 }

@@ -1,5 +1,6 @@
 // Report renderers for a CheckResult: text (the seed's layout), JSON (stable schema), markdown, and
-// a model-card snippet (YAML front-matter keys plus a markdown section) to publish with a checkpoint.
+// a model-card snippet (YAML front-matter keys plus a markdown section) to publish with a
+// checkpoint.
 #pragma once
 
 #include <string>

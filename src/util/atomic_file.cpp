@@ -15,7 +15,8 @@ Status write_file_atomic(const std::string& path, std::string_view contents) {
   if (dir.empty()) dir = ".";
   std::string tmpl = dir + "/." + std::filesystem::path(path).filename().string() + ".tmp.XXXXXX";
   int fd = mkstemp(tmpl.data());
-  if (fd < 0) return make_error("{}: cannot create a temporary file in {}: {}", path, dir, strerror(errno));
+  if (fd < 0)
+    return make_error("{}: cannot create a temporary file in {}: {}", path, dir, strerror(errno));
   const char* p = contents.data();
   size_t left = contents.size();
   while (left > 0) {

@@ -1,6 +1,6 @@
 // Scalar conversions between fp32 and the 16-bit float formats of checkpoints.
-// bf16 is the top half of an fp32; f16 is IEEE binary16. Rounding to 16 bits is round-to-nearest-even,
-// as PyTorch's .to(torch.bfloat16) / .half() do, with NaN kept quiet.
+// bf16 is the top half of an fp32; f16 is IEEE binary16. Rounding to 16 bits is
+// round-to-nearest-even, as PyTorch's .to(torch.bfloat16) / .half() do, with NaN kept quiet.
 #pragma once
 
 #include <cstdint>
@@ -19,12 +19,14 @@ inline uint32_t f32_to_bits(float f) {
   return u;
 }
 
-inline float bf16_to_f32(uint16_t h) { return bits_to_f32(uint32_t(h) << 16); }
+inline float bf16_to_f32(uint16_t h) {
+  return bits_to_f32(uint32_t(h) << 16);
+}
 
 inline uint16_t f32_to_bf16(float f) {
   uint32_t u = f32_to_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                                           // round to nearest even
+  u += 0x7fffu + ((u >> 16) & 1u);                                         // round to nearest even
   return uint16_t(u >> 16);
 }
 

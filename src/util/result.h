@@ -2,13 +2,13 @@
 // Errors are returned, never asserted; asserts are kept for invariants of our own code.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cassert>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
-
-#include <fmt/format.h>
 
 namespace fusecheck {
 
@@ -39,15 +39,27 @@ class [[nodiscard]] Result {
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    assert(ok());
+    return std::get<0>(std::move(v_));
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
 
-  const Error& error() const { assert(!ok()); return std::get<1>(v_); }
+  const Error& error() const {
+    assert(!ok());
+    return std::get<1>(v_);
+  }
 
  private:
   std::variant<T, Error> v_;
@@ -56,19 +68,21 @@ class [[nodiscard]] Result {
 // Status: a Result with no value.
 struct Ok {};
 using Status = Result<Ok>;
-inline Status ok_status() { return Ok{}; }
+inline Status ok_status() {
+  return Ok{};
+}
 
 }  // namespace fusecheck
 
 // Propagates an error from an expression returning Result<...>/Status.
-#define FC_TRY(expr)                             \
-  do {                                           \
-    auto fc_try_r_ = (expr);                     \
+#define FC_TRY(expr)                               \
+  do {                                             \
+    auto fc_try_r_ = (expr);                       \
     if (!fc_try_r_.ok()) return fc_try_r_.error(); \
   } while (0)
 
 // Declares `var` from a Result-returning expression or returns its error.
-#define FC_ASSIGN(var, expr)                              \
-  auto var##_result_ = (expr);                            \
-  if (!var##_result_.ok()) return var##_result_.error();  \
+#define FC_ASSIGN(var, expr)                             \
+  auto var##_result_ = (expr);                           \
+  if (!var##_result_.ok()) return var##_result_.error(); \
   auto var = std::move(var##_result_).value()
