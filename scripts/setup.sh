@@ -4,11 +4,15 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       nlohmann-json3-dev libsimdjson-dev libcli11-dev libfmt-dev libxxhash-dev
+      libpcre2-dev libutf8proc-dev libhwy-dev
       libgtest-dev libbenchmark-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Node.js and npm run the tokenizer oracle (@lenml/tokenizers). Machines that already have a Node.js
+# with npm (nodesource's package bundles it) keep theirs; otherwise Debian's are installed.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "setup: installing ${missing[*]}"
 sudo=""
