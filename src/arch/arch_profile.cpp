@@ -10,11 +10,15 @@ namespace fusecheck {
 
 using json = nlohmann::json;
 
-std::string NormSpec::tensor_name(const std::string& prefix, int64_t layer) const {
-  std::string name = prefix + tensor;
+std::string layer_tensor_name(const std::string& prefix, const std::string& tmpl, int64_t layer) {
+  std::string name = prefix + tmpl;
   auto pos = name.find("{layer}");
   if (pos != std::string::npos) name.replace(pos, 7, std::to_string(layer));
   return name;
+}
+
+std::string NormSpec::tensor_name(const std::string& prefix, int64_t layer) const {
+  return layer_tensor_name(prefix, tensor, layer);
 }
 
 int64_t NormSpec::expected_size(const ModelConfig& c) const {
@@ -82,6 +86,49 @@ Result<std::vector<std::string>> strings(const json& j, const char* key, const s
   return out;
 }
 
+Status parse_decoder(const json& d, DecoderTensors& out, const std::string& where) {
+  if (!d.is_object()) return make_error("{}: \"decoder\" must be an object", where);
+  auto str = [&](const json& obj, const char* key, std::string& dst) -> Status {
+    auto it = obj.find(key);
+    if (it == obj.end()) return ok_status();
+    if (!it->is_string()) return make_error("{}: decoder \"{}\" must be a string", where, key);
+    dst = it->get<std::string>();
+    return ok_status();
+  };
+  FC_TRY(str(d, "embed_tokens", out.embed_tokens));
+  FC_TRY(str(d, "final_norm", out.final_norm));
+  if (d.contains("lm_head")) {
+    FC_ASSIGN(heads, strings(d, "lm_head", where + " decoder"));
+    out.lm_head = std::move(heads);
+  }
+  if (!d.contains("layer") || !d["layer"].is_object())
+    return make_error("{}: decoder needs a \"layer\" object", where);
+  const json& l = d["layer"];
+  std::pair<const char*, std::string*> fields[] = {
+      {"input_norm", &out.input_norm},
+      {"q_proj", &out.q_proj},
+      {"k_proj", &out.k_proj},
+      {"v_proj", &out.v_proj},
+      {"q_bias", &out.q_bias},
+      {"k_bias", &out.k_bias},
+      {"v_bias", &out.v_bias},
+      {"q_norm", &out.q_norm},
+      {"k_norm", &out.k_norm},
+      {"o_proj", &out.o_proj},
+      {"post_attention_norm", &out.post_attention_norm},
+      {"gate_proj", &out.gate_proj},
+      {"up_proj", &out.up_proj},
+      {"down_proj", &out.down_proj}};
+  for (auto& [key, dst] : fields) FC_TRY(str(l, key, *dst));
+  for (const std::string* required :
+       {&out.embed_tokens, &out.final_norm, &out.input_norm, &out.q_proj, &out.k_proj, &out.v_proj,
+        &out.o_proj, &out.post_attention_norm, &out.gate_proj, &out.up_proj, &out.down_proj})
+    if (required->empty())
+      return make_error("{}: decoder must name embed_tokens, final_norm and every projection",
+                        where);
+  return ok_status();
+}
+
 }  // namespace
 
 Result<ArchRegistry> ArchRegistry::parse(std::string_view text, const std::string& source) {
@@ -132,6 +179,10 @@ Result<ArchRegistry> ArchRegistry::parse(std::string_view text, const std::strin
                              {"kv_proj", NormSize::kKvProj}},
                             s.size, nw));
       p.norms.push_back(std::move(s));
+    }
+    if (a.contains("decoder")) {
+      FC_TRY(parse_decoder(a["decoder"], p.decoder, where));
+      p.has_decoder = true;
     }
     reg.profiles_.push_back(std::move(p));
   }

@@ -26,6 +26,16 @@ struct NormSpec {
   int64_t expected_size(const ModelConfig& c) const;
 };
 
+// The tensors the inference engine loads, by role, relative to the tensor prefix ({layer} = index).
+// An empty name means the architecture has no such tensor. Biases are optional even when named
+// (Qwen2 has them, Llama does not); q_norm/k_norm are required when named.
+struct DecoderTensors {
+  std::string embed_tokens, final_norm;
+  std::vector<std::string> lm_head;  // full names to try; none found -> tied to embed_tokens
+  std::string input_norm, q_proj, k_proj, v_proj, q_bias, k_bias, v_bias, q_norm, k_norm, o_proj;
+  std::string post_attention_norm, gate_proj, up_proj, down_proj;
+};
+
 struct ArchProfile {
   std::string name;
   std::vector<std::string> model_types;
@@ -33,7 +43,12 @@ struct ArchProfile {
   QkNormScope qk_scope = QkNormScope::kNone;
   std::vector<std::string> tensor_prefixes;
   std::vector<NormSpec> norms;
+  bool has_decoder = false;  // the engine can run it
+  DecoderTensors decoder;
 };
+
+// "layers.{layer}.x" -> prefix + "layers.3.x".
+std::string layer_tensor_name(const std::string& prefix, const std::string& tmpl, int64_t layer);
 
 class ArchRegistry {
  public:

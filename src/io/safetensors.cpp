@@ -74,27 +74,27 @@ Result<DType> parse_dtype(std::string_view name) {
 
 void convert_to_f32(DType dtype, const void* src, size_t n, float* dst) {
   const auto* b = static_cast<const unsigned char*>(src);
-  for (size_t i = 0; i < n; ++i) {
-    switch (dtype) {
-      case DType::F32:
-        std::memcpy(&dst[i], b + 4 * i, 4);
-        break;
-      case DType::BF16: {
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(dst, b, 4 * n);
+      return;
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, b + 2 * i, 2);
         dst[i] = bf16_to_f32(h);
-        break;
       }
-      case DType::F16: {
+      return;
+    case DType::F16:
+      for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, b + 2 * i, 2);
         dst[i] = f16_to_f32(h);
-        break;
       }
-      default:
-        assert(false && "convert_to_f32: unsupported dtype");
-        return;
-    }
+      return;
+    default:
+      assert(false && "convert_to_f32: unsupported dtype");
+      return;
   }
 }
 
@@ -329,6 +329,12 @@ Result<std::vector<float>> SafetensorsFile::read_f32(const TensorInfo& t) const 
 
 Result<std::span<const std::byte>> SafetensorsFile::mapped(const TensorInfo& t) const {
   if (!map_) {
+    // A file that shrank since the header was validated would SIGBUS on access: refuse to map it.
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) != file_size_)
+      return make_error("{}: file changed size since it was opened (expected {} bytes); was it "
+                        "being written?",
+                        path_, file_size_);
     void* p = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) return make_error("{}: mmap failed: {}", path_, strerror(errno));
     map_ = p;

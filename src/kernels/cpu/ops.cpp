@@ -1,0 +1,127 @@
+#include "kernels/cpu/ops.h"
+
+#include <cassert>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "util/half.h"
+
+namespace fusecheck::cpu {
+
+float round_one(ActType t, float x) {
+  switch (t) {
+    case ActType::F32:
+      return x;
+    case ActType::BF16:
+      return bf16_to_f32(f32_to_bf16(x));
+    case ActType::F16:
+      return f16_to_f32(f32_to_f16(x));
+  }
+  return x;
+}
+
+void round_to(ActType t, float* x, size_t n) {
+  if (t == ActType::F32) return;
+  for (size_t i = 0; i < n; ++i) x[i] = round_one(t, x[i]);
+}
+
+void weight_row_f32(const Weight& w, int64_t r, float* dst) {
+  assert(w.data && r < w.rows);
+  const size_t n = static_cast<size_t>(w.cols);
+  const size_t off = static_cast<size_t>(r) * n;
+  convert_to_f32(w.dtype, static_cast<const std::byte*>(w.data) + off * dtype_size(w.dtype), n,
+                 dst);
+}
+
+namespace {
+
+// Dot product with 8 independent fp32 lanes, folded pairwise: the error grows like that of a
+// blocked BLAS kernel rather than that of one long serial sum.
+float dot8(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  for (int k = 0; i < n; ++i, ++k) acc[k] += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+}  // namespace
+
+void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias, ActType t,
+            float* scratch) {
+  const int64_t rows = w.rows, cols = w.cols;
+  float bias_r = 0.0f;
+  for (int64_t r = 0; r < rows; ++r) {
+    weight_row_f32(w, r, scratch);  // one row, reused across all T tokens
+    if (bias) weight_row_f32(Weight{bias.dtype, bias.data, bias.cols, 1}, r, &bias_r);
+    for (int64_t tok = 0; tok < T; ++tok) {
+      float s = dot8(x + tok * cols, scratch, cols);
+      if (bias) s += bias_r;
+      out[tok * rows + r] = round_one(t, s);
+    }
+  }
+}
+
+void rmsnorm(float* out, const float* x, const float* gain, int64_t n, float eps, ActType t) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  // transformers: variance (fp32) = mean(x^2); x * torch.rsqrt(variance + eps).
+  const float variance = static_cast<float>(ss / static_cast<double>(n));
+  const float inv = 1.0f / std::sqrt(variance + eps);
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = round_one(t, x[i] * inv);  // hidden_states.to(input_dtype)
+    out[i] = round_one(t, gain[i] * y);        // self.weight * hidden_states
+  }
+}
+
+void add(float* out, const float* a, const float* b, size_t n, ActType t) {
+  for (size_t i = 0; i < n; ++i) out[i] = round_one(t, a[i] + b[i]);
+}
+
+void silu_mul(float* out, float* gate, const float* up, size_t n, ActType t) {
+  for (size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float s = round_one(t, g / (1.0f + std::exp(-g)));  // act_fn(gate_proj(x))
+    out[i] = round_one(t, s * up[i]);                         // * up_proj(x)
+  }
+}
+
+void rope_rotate_half(float* x, int64_t head_dim, const float* cos, const float* sin, ActType t) {
+  const int64_t half = head_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float x1 = x[i], x2 = x[i + half];
+    // q * cos + rotate_half(q) * sin, where rotate_half(q) = cat(-q2, q1); cos/sin repeat per half.
+    const float a1 = round_one(t, x1 * cos[i]), b1 = round_one(t, -x2 * sin[i]);
+    const float a2 = round_one(t, x2 * cos[i]), b2 = round_one(t, x1 * sin[i]);
+    x[i] = round_one(t, a1 + b1);
+    x[i + half] = round_one(t, a2 + b2);
+  }
+}
+
+void attention_head(float* out, const float* q, const float* keys, const float* values,
+                    int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
+                    float* scores) {
+  float max_s = -INFINITY;
+  for (int64_t j = 0; j < n_ctx; ++j) {
+    // matmul(q, k^T) rounds, then "* self.scaling" rounds again.
+    const float s = round_one(t, round_one(t, dot8(q, keys + j * kv_stride, head_dim)) * scale);
+    scores[j] = s;
+    max_s = std::max(max_s, s);
+  }
+  double sum = 0.0;
+  for (int64_t j = 0; j < n_ctx; ++j) {
+    scores[j] = std::exp(scores[j] - max_s);
+    sum += scores[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < n_ctx; ++j) scores[j] = round_one(t, scores[j] * inv);  // .to(dtype)
+  for (int64_t d = 0; d < head_dim; ++d) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < n_ctx; ++j) acc += scores[j] * values[j * kv_stride + d];
+    out[d] = round_one(t, acc);
+  }
+}
+
+}  // namespace fusecheck::cpu

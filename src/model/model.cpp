@@ -1,0 +1,194 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace fusecheck {
+
+using cpu::ActType;
+
+Result<Precision> parse_precision(std::string_view name) {
+  if (name == "model") return Precision::kModel;
+  if (name == "fp32") return Precision::kFp32;
+  return make_error("--precision: expected \"model\" or \"fp32\", found \"{}\"", printable(name));
+}
+
+Result<Model> Model::load(const std::string& dir, const LoadOptions& opt) {
+  Model m;
+  FC_ASSIGN(ckpt, Checkpoint::open(dir));
+  m.ckpt_ = std::move(ckpt);
+  FC_ASSIGN(cfg, parse_model_config(m.ckpt_.config_json(), m.ckpt_.config_path()));
+  m.config_ = std::move(cfg);
+  FC_TRY(validate_engine_config(m.config_, m.ckpt_.config_path()));
+  FC_ASSIGN(registry, ArchRegistry::load(opt.arch_profiles));
+  FC_ASSIGN(arch, registry.find(m.config_.model_type, m.ckpt_.config_path()));
+  FC_ASSIGN(weights, load_weights(m.ckpt_, m.config_, *arch));
+  m.weights_ = std::move(weights);
+  m.rope_ = Rope(m.config_.rope, m.config_.head_dim);
+  return m;
+}
+
+ActType Model::act_type(Precision p) const {
+  if (p == Precision::kFp32) return ActType::F32;
+  switch (weights_.dtype) {
+    case DType::BF16:
+      return ActType::BF16;
+    case DType::F16:
+      return ActType::F16;
+    default:
+      return ActType::F32;
+  }
+}
+
+int64_t Model::weight_bytes() const {
+  int64_t n = 0;
+  for (const auto& f : ckpt_.files()) n += static_cast<int64_t>(f.file_size());
+  return n;
+}
+
+KvCache Model::new_cache(Precision p, int64_t max_context) const {
+  if (max_context <= 0) max_context = config_.max_position_embeddings;
+  if (max_context <= 0) max_context = 4096;
+  return KvCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, max_context,
+                 act_type(p));
+}
+
+void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
+  const auto& c = config_;
+  const size_t t = static_cast<size_t>(T);
+  const size_t dim = static_cast<size_t>(c.hidden_size),
+               ffn = static_cast<size_t>(c.intermediate_size);
+  const size_t q_dim = static_cast<size_t>(c.num_heads * c.head_dim);
+  const size_t kv_dim = static_cast<size_t>(c.num_kv_heads * c.head_dim);
+  const size_t hd = static_cast<size_t>(c.head_dim);
+  a.T = T;
+  a.hidden.resize(t * dim), a.normed.resize(t * dim), a.attn_out.resize(t * dim);
+  a.mlp_out.resize(t * dim);
+  a.q.resize(t * q_dim), a.attn.resize(t * q_dim);
+  a.k.resize(t * kv_dim), a.v.resize(t * kv_dim);
+  a.gate.resize(t * ffn), a.up.resize(t * ffn), a.mlp_act.resize(t * ffn);
+  a.row.resize(std::max({dim, ffn, q_dim}));
+  a.cos.resize(hd / 2), a.sin.resize(hd / 2);
+  a.k_ctx.resize(static_cast<size_t>(n_ctx) * hd), a.v_ctx.resize(static_cast<size_t>(n_ctx) * hd);
+  a.scores.resize(static_cast<size_t>(n_ctx));
+}
+
+// Eager attention over the cache (which already holds this call's keys and values), causal:
+// token t at position pos0 + t sees positions 0 .. pos0 + t. Query head h reads kv head
+// h / (nh / nkv) (repeat_kv).
+void Model::attention(int64_t layer, Activations& a, int64_t pos0, const KvCache& cache,
+                      ActType t) const {
+  const auto& c = config_;
+  const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, n_rep = nh / nkv;
+  const int64_t q_dim = nh * hd, n_ctx = pos0 + a.T;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));  // head_dim ** -0.5
+  for (int64_t kvh = 0; kvh < nkv; ++kvh) {
+    cache.load_head(layer, kvh, n_ctx, a.k_ctx.data(), a.v_ctx.data());
+    for (int64_t h = kvh * n_rep; h < (kvh + 1) * n_rep; ++h)
+      for (int64_t tok = 0; tok < a.T; ++tok)
+        cpu::attention_head(&a.attn[tok * q_dim + h * hd], &a.q[tok * q_dim + h * hd],
+                            a.k_ctx.data(), a.v_ctx.data(), pos0 + tok + 1, hd, hd, scale, t,
+                            a.scores.data());
+  }
+}
+
+void Model::layer_forward(int64_t layer, Activations& a, int64_t pos0, KvCache& cache,
+                          ActType t) const {
+  const auto& c = config_;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int64_t T = a.T, dim = c.hidden_size, ffn = c.intermediate_size, hd = c.head_dim;
+  const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  float* row = a.row.data();
+
+  // --- self-attention block ---
+  // normed = input_layernorm(hidden)
+  for (int64_t tok = 0; tok < T; ++tok)
+    cpu::rmsnorm(&a.normed[tok * dim], &a.hidden[tok * dim], w.input_norm.data(), dim, eps, t);
+  // q, k, v = q_proj(normed), k_proj(normed), v_proj(normed)   (+ bias for Qwen2)
+  cpu::linear(a.q.data(), a.normed.data(), T, w.q_proj, w.q_bias, t, row);
+  cpu::linear(a.k.data(), a.normed.data(), T, w.k_proj, w.k_bias, t, row);
+  cpu::linear(a.v.data(), a.normed.data(), T, w.v_proj, w.v_bias, t, row);
+  for (int64_t tok = 0; tok < T; ++tok) {
+    float* q = &a.q[tok * q_dim];
+    float* k = &a.k[tok * kv_dim];
+    // q, k = q_norm(q), k_norm(k) per head (Qwen3)
+    if (!w.q_norm.empty()) {
+      for (int64_t h = 0; h < c.num_heads; ++h)
+        cpu::rmsnorm(q + h * hd, q + h * hd, w.q_norm.data(), hd, eps, t);
+      for (int64_t h = 0; h < c.num_kv_heads; ++h)
+        cpu::rmsnorm(k + h * hd, k + h * hd, w.k_norm.data(), hd, eps, t);
+    }
+    // q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    rope_.cos_sin(pos0 + tok, t, a.cos.data(), a.sin.data());
+    for (int64_t h = 0; h < c.num_heads; ++h)
+      cpu::rope_rotate_half(q + h * hd, hd, a.cos.data(), a.sin.data(), t);
+    for (int64_t h = 0; h < c.num_kv_heads; ++h)
+      cpu::rope_rotate_half(k + h * hd, hd, a.cos.data(), a.sin.data(), t);
+    // past_key_values.update(k, v)
+    cache.store(layer, pos0 + tok, k, &a.v[tok * kv_dim]);
+  }
+  // attn = softmax(q k^T * scaling + causal_mask) v
+  attention(layer, a, pos0, cache, t);
+  // attn_out = o_proj(attn); hidden = hidden + attn_out
+  cpu::linear(a.attn_out.data(), a.attn.data(), T, w.o_proj, cpu::Weight{}, t, row);
+  cpu::add(a.hidden.data(), a.hidden.data(), a.attn_out.data(), a.hidden.size(), t);
+
+  // --- MLP block ---
+  // normed = post_attention_layernorm(hidden)
+  for (int64_t tok = 0; tok < T; ++tok)
+    cpu::rmsnorm(&a.normed[tok * dim], &a.hidden[tok * dim], w.post_attention_norm.data(), dim, eps,
+                 t);
+  // mlp_out = down_proj(silu(gate_proj(normed)) * up_proj(normed)); hidden = hidden + mlp_out
+  cpu::linear(a.gate.data(), a.normed.data(), T, w.gate_proj, cpu::Weight{}, t, row);
+  cpu::linear(a.up.data(), a.normed.data(), T, w.up_proj, cpu::Weight{}, t, row);
+  cpu::silu_mul(a.mlp_act.data(), a.gate.data(), a.up.data(), static_cast<size_t>(T * ffn), t);
+  cpu::linear(a.mlp_out.data(), a.mlp_act.data(), T, w.down_proj, cpu::Weight{}, t, row);
+  cpu::add(a.hidden.data(), a.hidden.data(), a.mlp_out.data(), a.hidden.size(), t);
+}
+
+Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cache, LogitsFor which,
+                      std::vector<float>& logits, ForwardTrace* trace) const {
+  const auto& c = config_;
+  const int64_t T = static_cast<int64_t>(tokens.size()), dim = c.hidden_size;
+  if (T == 0) return make_error("forward: no tokens");
+  for (int32_t id : tokens)
+    if (id < 0 || id >= c.vocab_size)
+      return make_error("token id {} is out of range: the model's vocab_size is {}", id,
+                        c.vocab_size);
+  if (cache.storage() != act_type(p))
+    return make_error("forward: the KV cache was made for another precision");
+  const int64_t pos0 = cache.size();
+  FC_TRY(cache.reserve_more(T));
+  const ActType t = act_type(p);
+  Activations a;
+  prepare(a, T, pos0 + T);
+
+  // hidden = embed_tokens(tokens)
+  for (int64_t tok = 0; tok < T; ++tok)
+    cpu::weight_row_f32(weights_.embed_tokens, tokens[static_cast<size_t>(tok)],
+                        &a.hidden[tok * dim]);
+  if (trace) trace->hidden.assign(1, a.hidden);
+  // hidden = layer(hidden) for each decoder layer
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    layer_forward(l, a, pos0, cache, t);
+    if (trace && l + 1 < c.num_layers) trace->hidden.push_back(a.hidden);
+  }
+  cache.set_size(pos0 + T);
+  // hidden = norm(hidden)
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const int64_t first = which == LogitsFor::kLast ? T - 1 : 0;
+  for (int64_t tok = 0; tok < T; ++tok)
+    cpu::rmsnorm(&a.normed[tok * dim], &a.hidden[tok * dim], weights_.final_norm.data(), dim, eps,
+                 t);
+  if (trace) trace->hidden.push_back(a.normed);
+  // logits = lm_head(hidden)
+  const int64_t n_out = T - first;
+  logits.resize(static_cast<size_t>(n_out * c.vocab_size));
+  cpu::linear(logits.data(), &a.normed[first * dim], n_out, weights_.lm_head, cpu::Weight{}, t,
+              a.row.data());
+  return ok_status();
+}
+
+}  // namespace fusecheck

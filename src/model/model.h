@@ -1,0 +1,95 @@
+// The decoder-only transformer (Qwen3, Qwen2, Llama family) on the CPU, configured from config.json
+// and the architecture's decoder tensor table. forward() follows transformers' modeling code step
+// by step; every intermediate is a named buffer in Activations so a numerical difference can be
+// traced to its layer and op.
+//
+// Two numerics paths (docs/NUMERICS.md lists every rounding point):
+//   Precision::kModel  the standard kernels: ops round to the model dtype where PyTorch eager does.
+//   Precision::kFp32   the fp32 reference: no rounding, wider accumulation where it is cheap.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "arch/arch_profile.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
+#include "model/kv_cache.h"
+#include "model/rope.h"
+#include "model/weights.h"
+#include "util/result.h"
+
+namespace fusecheck {
+
+enum class Precision { kModel, kFp32 };
+Result<Precision> parse_precision(std::string_view name);  // "model" | "fp32"
+
+struct LoadOptions {
+  std::string arch_profiles;  // a data/architectures.json override; empty = built in
+};
+
+// Per-call activations for T tokens. Names follow transformers' variables.
+struct Activations {
+  int64_t T = 0;
+  std::vector<float> hidden;        // [T, dim]    the residual stream (hidden_states)
+  std::vector<float> normed;        // [T, dim]    input_layernorm / post_attention_layernorm out
+  std::vector<float> q, k, v;       // [T, nh*hd], [T, nkv*hd], [T, nkv*hd] after norm and RoPE
+  std::vector<float> attn;          // [T, nh*hd]  attention output before o_proj
+  std::vector<float> attn_out;      // [T, dim]    o_proj output
+  std::vector<float> gate, up;      // [T, ffn]
+  std::vector<float> mlp_act;       // [T, ffn]    silu(gate) * up
+  std::vector<float> mlp_out;       // [T, dim]    down_proj output
+  std::vector<float> row;           // [max(dim, ffn, nh*hd)] one weight row in fp32
+  std::vector<float> cos, sin;      // [hd/2]
+  std::vector<float> k_ctx, v_ctx;  // [n_ctx, hd] one kv head's cached keys/values in fp32
+  std::vector<float> scores;        // [n_ctx]
+};
+
+// Hidden states numbered as transformers numbers them: hidden[0] is the embedding output,
+// hidden[l + 1] the output of layer l, and the last one has the final norm applied.
+struct ForwardTrace {
+  std::vector<std::vector<float>> hidden;  // [n_layers + 1][T * dim]
+};
+
+enum class LogitsFor { kLast, kAll };
+
+class Model {
+ public:
+  static Result<Model> load(const std::string& dir, const LoadOptions& opt = {});
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const std::string& dir() const { return ckpt_.dir(); }
+  cpu::ActType act_type(Precision p) const;
+  // Bytes of the weights as stored (what the memory map makes resident).
+  int64_t weight_bytes() const;
+
+  // A cache for `precision`, bounded by max_context (<= 0: the model's max_position_embeddings).
+  KvCache new_cache(Precision p, int64_t max_context) const;
+
+  // Runs `tokens` at positions cache.size() .. + T, appending their keys and values to the cache.
+  // logits: [1 or T, vocab] (fp32 holding model-dtype values on the standard path).
+  Status forward(std::span<const int32_t> tokens, Precision p, KvCache& cache, LogitsFor which,
+                 std::vector<float>& logits, ForwardTrace* trace = nullptr) const;
+
+  // One decoder layer on a.hidden ([T, dim], positions pos0 ..), in place. Public for the probe,
+  // which feeds layers reference inputs.
+  void layer_forward(int64_t layer, Activations& a, int64_t pos0, KvCache& cache,
+                     cpu::ActType t) const;
+  // Sizes every buffer of `a` for T tokens attending over n_ctx positions.
+  void prepare(Activations& a, int64_t T, int64_t n_ctx) const;
+
+ private:
+  Model() = default;
+  void attention(int64_t layer, Activations& a, int64_t pos0, const KvCache& cache,
+                 cpu::ActType t) const;
+
+  Checkpoint ckpt_;
+  ModelConfig config_;
+  ModelWeights weights_;
+  Rope rope_;
+};
+
+}  // namespace fusecheck

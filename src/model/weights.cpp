@@ -1,0 +1,168 @@
+#include "model/weights.h"
+
+namespace fusecheck {
+
+Status validate_engine_config(const ModelConfig& c, const std::string& path) {
+  if (c.num_experts > 0)
+    return make_error(
+        "{}: mixture-of-experts models ({} experts) are checked but not run by the engine; "
+        "hint: `fusecheck check` works on this model",
+        path, c.num_experts);
+  if (c.rope.type != "default" && c.rope.type != "llama3")
+    return make_error(
+        "{}: rope type \"{}\" is not supported by the engine (expected \"default\" or "
+        "\"llama3\")",
+        path, printable(c.rope.type));
+  if (c.rope.type == "llama3" &&
+      (c.rope.factor <= 0 || c.rope.original_max_position_embeddings <= 0 ||
+       c.rope.high_freq_factor <= c.rope.low_freq_factor))
+    return make_error(
+        "{}: llama3 rope scaling needs factor > 0, original_max_position_embeddings > 0 and "
+        "high_freq_factor > low_freq_factor",
+        path);
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
+    return make_error("{}: head_dim must be positive and even for RoPE, found {}", path,
+                      c.head_dim);
+  if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
+    return make_error(
+        "{}: num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
+        path, c.num_heads, c.num_kv_heads);
+  if (c.hidden_size <= 0 || c.intermediate_size <= 0 || c.vocab_size <= 0 || c.num_layers <= 0)
+    return make_error(
+        "{}: hidden_size, intermediate_size, vocab_size and num_hidden_layers must be positive",
+        path);
+  if (!(c.rms_norm_eps > 0) || !(c.rope.theta > 0))
+    return make_error("{}: rms_norm_eps and rope_theta must be positive", path);
+  return ok_status();
+}
+
+namespace {
+
+class Loader {
+ public:
+  Loader(const Checkpoint& ck, std::string prefix) : ck_(ck), prefix_(std::move(prefix)) {}
+
+  // A matrix [rows, cols] (or a vector when rows == 0: shape [cols]). Optional tensors that are
+  // absent return an empty Weight.
+  Result<cpu::Weight> matrix(const std::string& name, int64_t rows, int64_t cols,
+                             bool optional = false) const {
+    const TensorRef* ref = ck_.find(name);
+    if (!ref) {
+      if (optional) return cpu::Weight{};
+      return make_error(
+          "{}: missing tensor {}; the checkpoint is incomplete or its config.json "
+          "describes another model",
+          ck_.dir(), name);
+    }
+    const TensorInfo& t = *ref->info;
+    const std::string& file = ref->file->path();
+    if (!dtype_is_float_supported(t.dtype))
+      return make_error("{}: tensor {} has dtype {}, expected F32, F16 or BF16", file, name,
+                        dtype_name(t.dtype));
+    std::vector<uint64_t> want;
+    if (rows > 0) want.push_back(static_cast<uint64_t>(rows));
+    want.push_back(static_cast<uint64_t>(cols));
+    if (t.shape != want)
+      return make_error("{}: tensor {} has shape {}, expected {} from config.json", file, name,
+                        shape_str(t.shape), shape_str(want));
+    FC_ASSIGN(bytes, ref->file->mapped(t));
+    return cpu::Weight{t.dtype, bytes.data(), rows > 0 ? rows : 1, cols};
+  }
+
+  Result<std::vector<float>> vector(const std::string& name, int64_t n) const {
+    FC_ASSIGN(w, matrix(name, 0, n));
+    std::vector<float> out(static_cast<size_t>(n));
+    cpu::weight_row_f32(w, 0, out.data());
+    return out;
+  }
+
+  std::string name(const std::string& tmpl, int64_t layer) const {
+    return layer_tensor_name(prefix_, tmpl, layer);
+  }
+
+ private:
+  static std::string shape_str(const std::vector<uint64_t>& s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+  }
+
+  const Checkpoint& ck_;
+  std::string prefix_;
+};
+
+}  // namespace
+
+Result<ModelWeights> load_weights(const Checkpoint& ck, const ModelConfig& c,
+                                  const ArchProfile& arch) {
+  if (!arch.has_decoder)
+    return make_error(
+        "{}: architecture \"{}\" (model_type \"{}\") is checked but not run by the engine; it "
+        "runs Qwen3, Qwen2 and Llama-family models",
+        ck.config_path(), arch.name, printable(c.model_type));
+  const DecoderTensors& d = arch.decoder;
+  std::string prefix;
+  for (const auto& p : arch.tensor_prefixes)
+    if (ck.find(p + d.embed_tokens)) prefix = p;
+  if (prefix.empty())
+    return make_error("{}: missing tensor {}; not a {} checkpoint or incomplete", ck.dir(),
+                      arch.tensor_prefixes.front() + d.embed_tokens, arch.name);
+  Loader L(ck, prefix);
+
+  const int64_t dim = c.hidden_size, hd = c.head_dim, ffn = c.intermediate_size;
+  const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
+  ModelWeights w;
+  FC_ASSIGN(embed, L.matrix(prefix + d.embed_tokens, c.vocab_size, dim));
+  w.embed_tokens = embed;
+  w.layers.resize(static_cast<size_t>(c.num_layers));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    auto N = [&](const std::string& t) { return L.name(t, l); };
+    FC_ASSIGN(in_norm, L.vector(N(d.input_norm), dim));
+    lw.input_norm = std::move(in_norm);
+    FC_ASSIGN(q, L.matrix(N(d.q_proj), q_dim, dim));
+    FC_ASSIGN(k, L.matrix(N(d.k_proj), kv_dim, dim));
+    FC_ASSIGN(v, L.matrix(N(d.v_proj), kv_dim, dim));
+    FC_ASSIGN(o, L.matrix(N(d.o_proj), dim, q_dim));
+    lw.q_proj = q, lw.k_proj = k, lw.v_proj = v, lw.o_proj = o;
+    // Biases: used when present; config.json's attention_bias makes them required.
+    if (!d.q_bias.empty()) {
+      const bool optional = !c.attention_bias;
+      FC_ASSIGN(qb, L.matrix(N(d.q_bias), 0, q_dim, optional));
+      FC_ASSIGN(kb, L.matrix(N(d.k_bias), 0, kv_dim, optional));
+      FC_ASSIGN(vb, L.matrix(N(d.v_bias), 0, kv_dim, optional));
+      lw.q_bias = qb, lw.k_bias = kb, lw.v_bias = vb;
+    }
+    if (!d.q_norm.empty()) {
+      FC_ASSIGN(qn, L.vector(N(d.q_norm), hd));
+      FC_ASSIGN(kn, L.vector(N(d.k_norm), hd));
+      lw.q_norm = std::move(qn), lw.k_norm = std::move(kn);
+    }
+    FC_ASSIGN(post_norm, L.vector(N(d.post_attention_norm), dim));
+    lw.post_attention_norm = std::move(post_norm);
+    FC_ASSIGN(gate, L.matrix(N(d.gate_proj), ffn, dim));
+    FC_ASSIGN(up, L.matrix(N(d.up_proj), ffn, dim));
+    FC_ASSIGN(down, L.matrix(N(d.down_proj), dim, ffn));
+    lw.gate_proj = gate, lw.up_proj = up, lw.down_proj = down;
+  }
+  FC_ASSIGN(final_norm, L.vector(prefix + d.final_norm, dim));
+  w.final_norm = std::move(final_norm);
+
+  w.tied = true;
+  w.lm_head = w.embed_tokens;
+  for (const auto& name : d.lm_head) {
+    if (!ck.find(name)) continue;
+    FC_ASSIGN(head, L.matrix(name, c.vocab_size, dim));
+    w.lm_head = head;
+    w.tied = false;
+    break;
+  }
+  if (w.tied && !c.tie_word_embeddings)
+    return make_error(
+        "{}: config.json says tie_word_embeddings is false but no lm_head tensor ({}) exists",
+        ck.dir(), d.lm_head.empty() ? std::string("lm_head.weight") : d.lm_head.front());
+  w.dtype = w.layers.front().q_proj.dtype;
+  return w;
+}
+
+}  // namespace fusecheck
