@@ -18,4 +18,14 @@ void register_check_command(CLI::App& app, int& exit_code);
 // `fusecheck fixture OUT_DIR --profile NAME ...`: writes a synthetic checkpoint (src/fixture).
 void register_fixture_command(CLI::App& app, int& exit_code);
 
+// `fusecheck generate MODEL (--prompt T | --token-ids 1,2,3)`: the engine's continuation
+// (src/model).
+void register_generate_command(CLI::App& app, int& exit_code);
+
+// `fusecheck eval MODEL --token-ids ... --out F.safetensors`: logits and hidden states.
+void register_eval_command(CLI::App& app, int& exit_code);
+
+// `fusecheck chat MODEL`: interactive chat through the model's chat template.
+void register_chat_command(CLI::App& app, int& exit_code);
+
 }  // namespace fusecheck::cli

@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   fusecheck::cli::register_check_command(app, exit_code);
   fusecheck::cli::register_fixture_command(app, exit_code);
+  fusecheck::cli::register_generate_command(app, exit_code);
+  fusecheck::cli::register_chat_command(app, exit_code);
+  fusecheck::cli::register_eval_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,111 @@
+#include "cli/engine_cli.h"
+
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace fusecheck::cli {
+
+void add_engine_options(CLI::App* cmd, EngineArgs& a) {
+  cmd->add_option("model", a.model_dir, "Hugging Face checkpoint directory")->required();
+  cmd->add_option("--precision", a.precision,
+                  "model: the standard kernels in the model's dtype; fp32: the fp32 reference")
+      ->check(CLI::IsMember({"model", "fp32"}));
+  cmd->add_option("--max-context", a.max_context,
+                  "KV cache bound in tokens (default: the model's, capped by available memory)")
+      ->check(CLI::PositiveNumber);
+}
+
+namespace {
+
+// MemAvailable from /proc/meminfo, in bytes; 0 when unknown.
+int64_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+}  // namespace
+
+Result<LoadedEngine> load_engine(const EngineArgs& a) {
+  FC_ASSIGN(precision, parse_precision(a.precision));
+  FC_ASSIGN(model, Model::load(a.model_dir));
+  int64_t model_max = model.config().max_position_embeddings;
+  if (model_max <= 0) model_max = 4096;
+  const int64_t per_pos = model.new_cache(precision, 1).bytes_per_position();
+  const int64_t avail = available_memory();
+  // Half of what is available, so the cache never pushes the weights' pages out.
+  const int64_t fits = avail > 0 ? avail / 2 / per_pos : model_max;
+  int64_t ctx = a.max_context > 0 ? a.max_context : std::min(model_max, std::max<int64_t>(fits, 1));
+  if (a.max_context > 0 && a.max_context > fits)
+    return make_error(
+        "--max-context {} needs {} MiB of KV cache but about {} MiB is available; hint: lower "
+        "--max-context",
+        a.max_context, a.max_context * per_pos >> 20, avail >> 20);
+  return LoadedEngine{std::move(model), precision, ctx};
+}
+
+Result<std::vector<int32_t>> parse_token_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b == std::string::npos)
+      return make_error("--token-ids: empty item in \"{}\"", printable(text));
+    std::string_view v(item.data() + b, e - b + 1);
+    int64_t id = -1;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), id);
+    if (ec != std::errc() || p != v.data() + v.size() || id < 0 || id > INT32_MAX)
+      return make_error("--token-ids: \"{}\" is not a token id (a non-negative integer)",
+                        printable(v));
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  if (ids.empty()) return make_error("--token-ids: no ids given");
+  return ids;
+}
+
+Result<Tokenizer> load_tokenizer_for(const std::string& dir) {
+  if (!std::ifstream(dir + "/tokenizer.json").good())
+    return make_error(
+        "{}/tokenizer.json: not found; the checkpoint has no tokenizer; hint: pass "
+        "--token-ids instead of text",
+        dir);
+  return Tokenizer::load(dir);
+}
+
+void print_stats(const GenerationStats& s) {
+  std::fprintf(stderr,
+               "prompt %lld tok, %.1f tok/s | decode %lld tok, %.1f tok/s | first token %.0f ms\n",
+               static_cast<long long>(s.prompt_tokens), s.prefill_tok_s(),
+               static_cast<long long>(s.generated), s.decode_tok_s(), s.first_token_s * 1e3);
+}
+
+void add_sampling_options(CLI::App* cmd, SamplingArgs& s) {
+  cmd->add_option("--temperature", s.temperature, "0 = greedy (default: generation_config.json)")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-k", s.top_k, "keep the k most likely tokens (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", s.top_p, "nucleus sampling mass (1 = off)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--min-p", s.min_p, "drop tokens below min-p x the top probability")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", s.seed, "sampling seed (default 0)");
+}
+
+SamplingParams resolve_sampling(const SamplingArgs& s, const GenerationDefaults& d) {
+  SamplingParams p = d.sampling;
+  if (s.temperature) p.temperature = *s.temperature;
+  if (s.top_k) p.top_k = *s.top_k;
+  if (s.top_p) p.top_p = *s.top_p;
+  if (s.min_p) p.min_p = *s.min_p;
+  if (s.seed) p.seed = *s.seed;
+  return p;
+}
+
+}  // namespace fusecheck::cli
