@@ -1,6 +1,7 @@
 // Reference encoder for fusecheck's tokenizer conformance test: encodes every string of a JSON
-// array with @lenml/tokenizers (a port of transformers.js) and writes the ids as a JSON array of
-// arrays.
+// array with @lenml/tokenizers (a port of transformers.js) and writes
+// {"ids": [[...], ...], "nfc": [...]}: the ids of each string, and its NFC form (String.normalize)
+// for the decode round-trip check.
 //   node tests/oracle/encode.mjs ORACLE_DIR MODEL_DIR IN.json OUT.json
 // ORACLE_DIR holds node_modules (scripts/setup_oracle.sh installs it); MODEL_DIR holds
 // tokenizer.json and tokenizer_config.json. Special tokens in the text are matched, none added.
@@ -23,4 +24,5 @@ const tok = TokenizerLoader.fromPreTrained({
 });
 const texts = JSON.parse(readFileSync(inPath, "utf8"));
 const ids = texts.map((t) => Array.from(tok.encode(t, { add_special_tokens: false })));
-writeFileSync(outPath, JSON.stringify(ids));
+const nfc = texts.map((t) => t.normalize("NFC"));
+writeFileSync(outPath, JSON.stringify({ ids, nfc }));
