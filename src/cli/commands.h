@@ -18,4 +18,7 @@ void register_check_command(CLI::App& app, int& exit_code);
 // `fusecheck fixture OUT_DIR --profile NAME ...`: writes a synthetic checkpoint (src/fixture).
 void register_fixture_command(CLI::App& app, int& exit_code);
 
+// `fusecheck tokenize DIR (--text T | --file F | --decode IDS | --chat FILE)`: the tokenizer.
+void register_tokenize_command(CLI::App& app, int& exit_code);
+
 }  // namespace fusecheck::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   fusecheck::cli::register_check_command(app, exit_code);
   fusecheck::cli::register_fixture_command(app, exit_code);
+  fusecheck::cli::register_tokenize_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
