@@ -28,4 +28,7 @@ void register_eval_command(CLI::App& app, int& exit_code);
 // `fusecheck chat MODEL`: interactive chat through the model's chat template.
 void register_chat_command(CLI::App& app, int& exit_code);
 
+// `fusecheck tokenize DIR (--text T | --file F | --decode IDS | --chat FILE)`: the tokenizer.
+void register_tokenize_command(CLI::App& app, int& exit_code);
+
 }  // namespace fusecheck::cli
