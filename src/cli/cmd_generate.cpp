@@ -101,6 +101,7 @@ int run_generate(const GenerateArgs& a) {
     if (stream) std::fputs(stream->flush().c_str(), stdout);
     std::printf("\n");
   }
+  std::fflush(stdout);
   print_stats(stats);
   return 0;
 }
