@@ -34,20 +34,17 @@ void weight_row_f32(const Weight& w, int64_t r, float* dst) {
                  dst);
 }
 
-namespace {
-
-// Dot product with 8 independent fp32 lanes, folded pairwise: the error grows like that of a
-// blocked BLAS kernel rather than that of one long serial sum.
-float dot8(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+float dot_lanes(const float* a, const float* b, int64_t n) {
+  float acc[kDotLanes] = {};
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
-  for (int k = 0; i < n; ++i, ++k) acc[k] += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i + kDotLanes <= n; i += kDotLanes)
+    for (int k = 0; k < kDotLanes; ++k) acc[k] = std::fma(a[i + k], b[i + k], acc[k]);
+  for (int k = 0; i < n; ++i, ++k) acc[k] = std::fma(a[i], b[i], acc[k]);
+  // Fold halves: lane k += lane k + width, for width 16, 8, 4, 2, 1.
+  for (int width = kDotLanes / 2; width >= 1; width /= 2)
+    for (int k = 0; k < width; ++k) acc[k] += acc[k + width];
+  return acc[0];
 }
-
-}  // namespace
 
 void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias, ActType t,
             float* scratch) {
@@ -57,7 +54,7 @@ void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight
     weight_row_f32(w, r, scratch);  // one row, reused across all T tokens
     if (bias) weight_row_f32(Weight{bias.dtype, bias.data, bias.cols, 1}, r, &bias_r);
     for (int64_t tok = 0; tok < T; ++tok) {
-      float s = dot8(x + tok * cols, scratch, cols);
+      float s = dot_lanes(x + tok * cols, scratch, cols);
       if (bias) s += bias_r;
       out[tok * rows + r] = round_one(t, s);
     }
@@ -106,7 +103,7 @@ void attention_head(float* out, const float* q, const float* keys, const float* 
   float max_s = -INFINITY;
   for (int64_t j = 0; j < n_ctx; ++j) {
     // matmul(q, k^T) rounds, then "* self.scaling" rounds again.
-    const float s = round_one(t, round_one(t, dot8(q, keys + j * kv_stride, head_dim)) * scale);
+    const float s = round_one(t, round_one(t, dot_lanes(q, keys + j * kv_stride, head_dim)) * scale);
     scores[j] = s;
     max_s = std::max(max_s, s);
   }

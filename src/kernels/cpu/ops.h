@@ -33,10 +33,19 @@ struct Weight {
 // Converts row `r` of `w` to fp32 (cols values) into `dst`.
 void weight_row_f32(const Weight& w, int64_t r, float* dst);
 
-// out[t, r] = round(sum_c x[t, c] * W[r, c] + bias[r]) for t < T, r < W.rows.
-// x: [T, W.cols], out: [T, W.rows], bias: [W.rows] or absent. Accumulates in fp32 (8 lanes, then
-// pairwise), the bias is added to the fp32 sum, and the output is rounded once, like PyTorch's
-// bf16 addmm on the CPU. `scratch` holds one weight row: [W.cols].
+// The dot-product contract every kernel (scalar, SIMD on any ISA, threaded) follows, so results
+// are bit-identical across ISAs and thread counts and a faster kernel never moves a measurement:
+// element i is accumulated into lane i % kDotLanes with a fused multiply-add, in increasing i;
+// then lanes fold in halves (lane k += lane k + w for w = 16, 8, 4, 2, 1). 32 lanes are four
+// AVX2 vectors, two AVX-512 vectors or eight NEON vectors: enough independent chains to hide FMA
+// latency. a, b: [n].
+constexpr int kDotLanes = 32;
+float dot_lanes(const float* a, const float* b, int64_t n);
+
+// out[t, r] = round(dot_lanes(x[t, :], W[r, :]) + bias[r]) for t < T, r < W.rows.
+// x: [T, W.cols], out: [T, W.rows], bias: [W.rows] or absent. The bias is added to the fp32 sum
+// and the output is rounded once, like PyTorch's bf16 addmm on the CPU. `scratch` holds one weight
+// row: [W.cols].
 void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias, ActType t,
             float* scratch);
 
