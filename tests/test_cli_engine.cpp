@@ -2,12 +2,13 @@
 // writes transformers-comparable logits and hidden states, chat runs from a pipe, and bad input
 // gets a one-line error and a non-zero exit.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
 #include "testing.h"
+#include "tokenizer_testing.h"
 
 namespace fusecheck {
 namespace {
@@ -27,8 +28,8 @@ TEST(CliGenerate, PrintsLlama2cStoryFromTokenIds) {
   for (const auto& c : expected["cases"]) {
     auto prompt = c["prompt_token_ids"].get<std::vector<int32_t>>();
     const size_t n = c["generated_token_ids"].size();
-    auto r = run_cli(fmt::format("generate {}/hf --token-ids {} -n {} --temperature 0", root,
-                                 join(prompt), n));
+    auto r = run_cli(
+        fmt::format("generate {}/hf --token-ids {} -n {} --temperature 0", root, join(prompt), n));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, c["text"].get<std::string>() + "\n");
     EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
@@ -92,6 +93,47 @@ TEST(CliChat, RefusesAModelWithoutAChatTemplate) {
   EXPECT_NE(r.err.find("tokenizer_config.json"), std::string::npos) << r.err;
 }
 
+// chat from a pipe on a Qwen3-architecture model with the real Qwen3 tokenizer (from the npm
+// oracle) and tiny random weights: two turns, the second reusing the first's cached prefix, then
+// /reset and a turn that starts over.
+TEST(CliChat, MultiTurnFromAPipeReusesThePrefix) {
+  FC_REQUIRE_ORACLE();
+  testing::TempDir tmp;
+  testing::write_text(tmp / "profiles.json", R"({"profiles": [{"name": "qwen3-chat", "config": {
+      "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": 16,
+      "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+      "num_key_value_heads": 1, "num_hidden_layers": 2, "max_position_embeddings": 4096,
+      "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": true,
+      "vocab_size": 151936, "bos_token_id": 151643, "eos_token_id": 151645},
+      "gains": {"input_layernorm": {"median": 1.0, "sigma": 0.25},
+                "post_attention_layernorm": {"median": 1.0, "sigma": 0.25},
+                "q_norm": {"median": 1.0, "sigma": 0.25}, "k_norm": {"median": 1.0, "sigma": 0.25},
+                "final_norm": {"median": 1.0, "sigma": 0.25}}}]})");
+  const std::string m = tmp / "m";
+  auto f =
+      run_cli("fixture " + m + " --profiles " + (tmp / "profiles.json") + " --profile qwen3-chat");
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json"})
+    testing::write_text(m + "/" + file,
+                        testing::read_text(testing::qwen3_model_dir() + "/" + file));
+  auto r = run_cli("chat " + m + " -n 6 --temperature 0 --no-thinking",
+                   "printf 'Hello there\nAnd again\n/reset\nHello there\n/exit\n' | ");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // One speed line per turn: "prompt N tok, ...".
+  std::vector<int> prompt_tokens;
+  for (size_t pos = 0; (pos = r.err.find("prompt ", pos)) != std::string::npos; pos += 7)
+    prompt_tokens.push_back(std::stoi(r.err.substr(pos + 7)));
+  ASSERT_EQ(prompt_tokens.size(), 3u) << r.err;
+  // Turn 1 renders "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n<think>..."
+  // in full; turn 2 re-renders the conversation but prefills only the part after the cached prefix;
+  // after /reset the same first turn is prefilled in full again.
+  // Turn 2 re-renders about p0 - 4 tokens of turn 1 (its empty think block goes), the <= 6-token
+  // reply and ~16 tokens of the new turn: about p0 + 18 without reuse, about 20 with it.
+  EXPECT_GT(prompt_tokens[0], 10);
+  EXPECT_LT(prompt_tokens[1], prompt_tokens[0] + 12) << "the cached prefix was not reused";
+  EXPECT_EQ(prompt_tokens[2], prompt_tokens[0]);
+}
+
 // A Qwen3-0.6B-shaped model (tiny widths, real layer count) from the fixture generator runs
 // prefill and decode from token ids; it has no tokenizer, so output is ids.
 TEST(CliGenerate, RunsTheQwen3Fixture) {
@@ -122,7 +164,8 @@ TEST(CliEngine, BadInputIsOneLineAndNonZero) {
       {"generate " + m + " --token-ids 1 --precision fp16", 64, "precision"},
       {"generate " + m, 64, "--token-ids"},
       {"generate " + m + " --token-ids 1,2,3 --max-context 2", 3, "max-context"},
-      {"eval " + m + " --token-ids 1,2 --out " + (tmp / "no/such/dir/x.safetensors"), 3, "x.safetensors"},
+      {"eval " + m + " --token-ids 1,2 --out " + (tmp / "no/such/dir/x.safetensors"), 3,
+       "x.safetensors"},
       {"generate " + (tmp / "missing") + " --token-ids 1", 3, "missing"},
   };
   for (const auto& c : cases) {
