@@ -24,6 +24,22 @@ std::string_view kv_format_name(KvFormat f) {
   return "?";
 }
 
+std::string_view fused_group_name(FusedGroup g) {
+  switch (g) {
+    case FusedGroup::kAddRmsnorm:
+      return "add_rmsnorm";
+    case FusedGroup::kRmsnormQkv:
+      return "rmsnorm_qkv";
+    case FusedGroup::kQkNormRope:
+      return "qk_norm_rope";
+    case FusedGroup::kAttention:
+      return "attention";
+    case FusedGroup::kGateUpSilu:
+      return "gate_up_silu";
+  }
+  return "?";
+}
+
 Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const std::string& source) {
   json root = json::parse(text, nullptr, false);
   if (root.is_discarded() || !root.is_object() || !root.contains("profiles") ||
@@ -77,6 +93,22 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
       else
         return make_error("{}: kv_cache.scale \"{}\" is not per_tensor or per_channel", where,
                           scale);
+    }
+    if (auto fu = p.find("fusion"); fu != p.end()) {
+      if (!fu->is_array()) return make_error("{}: \"fusion\" must be an array of names", where);
+      for (const auto& g : *fu) {
+        bool found = false;
+        for (int i = 0; i < kFusedGroupCount && g.is_string(); ++i)
+          if (g.get<std::string>() == fused_group_name(FusedGroup(i))) {
+            np.fusion.push_back(FusedGroup(i));
+            found = true;
+          }
+        if (!found)
+          return make_error(
+              "{}: fusion entry {} is not one of add_rmsnorm, rmsnorm_qkv, qk_norm_rope, "
+              "attention, gate_up_silu",
+              where, printable(g.dump()));
+      }
     }
     reg.profiles_.push_back(std::move(np));
   }

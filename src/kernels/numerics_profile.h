@@ -3,7 +3,9 @@
 // engine's kernels are documented against the same names (`--kernels NAME`).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/result.h"
@@ -13,6 +15,11 @@ namespace fusecheck {
 enum class KvFormat { kSame, kFp16, kInt8, kFp8E4M3 };  // kSame: as the standard path stores keys
 enum class KvScale { kPerTensor, kPerChannel };
 
+// The engine's fused kernel groups (docs/NUMERICS.md lists each one's rounding points).
+enum class FusedGroup : uint8_t { kAddRmsnorm, kRmsnormQkv, kQkNormRope, kAttention, kGateUpSilu };
+constexpr int kFusedGroupCount = 5;
+std::string_view fused_group_name(FusedGroup g);
+
 struct NumericsProfile {
   std::string name;
   std::string description;
@@ -20,6 +27,10 @@ struct NumericsProfile {
   KvFormat kv_format = KvFormat::kSame;
   KvScale kv_scale = KvScale::kPerTensor;
   double accumulation_unit_roundoff = 0;  // attention dot-product accumulator; 0 = fp32
+  std::vector<FusedGroup> fusion;         // the kernel groups the engine fuses; empty = standard
+  // Lossless profiles only move rounding points; lossy ones also narrow the KV cache or the
+  // accumulator. The probe judges the two kinds differently (docs/VALIDATION.md).
+  bool lossy() const { return kv_format != KvFormat::kSame || accumulation_unit_roundoff > 0; }
 };
 
 class NumericsRegistry {

@@ -79,11 +79,14 @@ Result<GenerationDefaults> read_generation_defaults(const std::string& dir) {
   return d;
 }
 
-Session::Session(const Model& m, Precision p, int64_t max_context)
-    : model_(&m), precision_(p), cache_(m.new_cache(p, max_context)) {}
+Session::Session(const Model& m, Precision p, int64_t max_context, const KernelPlan* plan)
+    : model_(&m),
+      precision_(p),
+      plan_(plan ? *plan : m.standard_plan()),
+      cache_(m.new_cache(p, max_context, &plan_)) {}
 
 void Session::reset() {
-  cache_.clear();
+  cache_ = model_->new_cache(precision_, cache_.max_context(), &plan_);  // recalibrates KV scales
   tokens_.clear();
   logits_.clear();
 }
@@ -99,7 +102,7 @@ Status Session::feed(std::span<const int32_t> tokens, GenerationStats* stats) {
   tokens_.resize(common);
   const double t0 = now_s();
   std::span<const int32_t> rest = tokens.subspan(common);
-  FC_TRY(model_->forward(rest, precision_, cache_, LogitsFor::kLast, logits_));
+  FC_TRY(model_->forward(rest, precision_, cache_, LogitsFor::kLast, logits_, nullptr, &plan_));
   tokens_.insert(tokens_.end(), rest.begin(), rest.end());
   if (stats) {
     stats->prompt_tokens += static_cast<int64_t>(rest.size());
@@ -128,7 +131,8 @@ Result<std::vector<int32_t>> Session::generate(int64_t max_tokens, Sampler& samp
     if ((on_token && !on_token(next)) || static_cast<int64_t>(out.size()) >= max_tokens) break;
     // Run the token just emitted: its logits give the next one. (The last emitted token is not
     // run; a later feed() of the conversation runs it.)
-    FC_TRY(model_->forward({&next, 1}, precision_, cache_, LogitsFor::kLast, logits_));
+    FC_TRY(model_->forward({&next, 1}, precision_, cache_, LogitsFor::kLast, logits_, nullptr,
+                           &plan_));
     tokens_.push_back(next);
     if (stats) stats->decode_steps++;
   }

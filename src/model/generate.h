@@ -36,7 +36,8 @@ struct GenerationStats {
 
 class Session {
  public:
-  Session(const Model& m, Precision p, int64_t max_context);
+  // plan: the kernels to run (nullptr = standard).
+  Session(const Model& m, Precision p, int64_t max_context, const KernelPlan* plan = nullptr);
 
   // Makes the cache hold exactly `tokens`: keeps the common prefix with what it holds and runs the
   // rest. At least the last token is always run, so its logits are fresh.
@@ -58,6 +59,7 @@ class Session {
  private:
   const Model* model_;
   Precision precision_;
+  KernelPlan plan_;
   KvCache cache_;
   std::vector<int32_t> tokens_;  // what the cache holds
   std::vector<float> logits_;

@@ -103,7 +103,8 @@ void attention_head(float* out, const float* q, const float* keys, const float* 
   float max_s = -INFINITY;
   for (int64_t j = 0; j < n_ctx; ++j) {
     // matmul(q, k^T) rounds, then "* self.scaling" rounds again.
-    const float s = round_one(t, round_one(t, dot_lanes(q, keys + j * kv_stride, head_dim)) * scale);
+    const float s =
+        round_one(t, round_one(t, dot_lanes(q, keys + j * kv_stride, head_dim)) * scale);
     scores[j] = s;
     max_s = std::max(max_s, s);
   }

@@ -1,0 +1,111 @@
+#include "kernels/cpu/fused.h"
+
+#include <cmath>
+
+#include "util/half.h"
+
+namespace fusecheck::cpu {
+
+namespace {
+
+// 1 / sqrt(mean(x^2) + eps), the sum of squares in double as in ops.cpp's rmsnorm.
+float inv_rms(const float* x, int64_t n, float eps) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float variance = static_cast<float>(ss / static_cast<double>(n));
+  return 1.0f / std::sqrt(variance + eps);
+}
+
+}  // namespace
+
+void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out,
+                       const float* gain, int64_t n, float eps, ActType t, ActType t_normed) {
+  float* s = sum_out ? sum_out : normed;  // the fp32 sum lives in one of the outputs
+  for (int64_t i = 0; i < n; ++i) {
+    s[i] = delta ? h[i] + delta[i] : h[i];
+    h[i] = round_one(t, s[i]);
+  }
+  const float inv = inv_rms(s, n, eps);
+  for (int64_t i = 0; i < n; ++i) normed[i] = round_one(t_normed, gain[i] * (s[i] * inv));
+}
+
+void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
+                       float eps, const Weight& wq, const Weight& wk, const Weight& wv,
+                       const Weight& bq, const Weight& bk, const Weight& bv, ActType t, float* xn,
+                       float* row) {
+  const int64_t dim = wq.cols;
+  for (int64_t tok = 0; tok < T; ++tok) {
+    const float* xt = x + tok * dim;
+    const float inv = inv_rms(xt, dim, eps);
+    for (int64_t i = 0; i < dim; ++i) xn[tok * dim + i] = gain[i] * (xt[i] * inv);  // stays fp32
+  }
+  linear(q, xn, T, wq, bq, t, row);
+  linear(k, xn, T, wk, bk, t, row);
+  linear(v, xn, T, wv, bv, t, row);
+}
+
+void fused_qk_norm_rope(float* x, int64_t n_heads, int64_t head_dim, const float* gain, float eps,
+                        const float* cos, const float* sin, ActType t) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * head_dim;
+    const float inv = gain ? inv_rms(xh, head_dim, eps) : 1.0f;
+    for (int64_t i = 0; i < half; ++i) {
+      const float x1 = gain ? gain[i] * (xh[i] * inv) : xh[i];
+      const float x2 = gain ? gain[i + half] * (xh[i + half] * inv) : xh[i + half];
+      xh[i] = round_one(t, x1 * cos[i] - x2 * sin[i]);
+      xh[i + half] = round_one(t, x2 * cos[i] + x1 * sin[i]);
+    }
+  }
+}
+
+namespace {
+
+// q.k with an fp16 accumulator: each product is formed in fp32 (the inputs are bf16 values) and
+// the running sum is rounded to fp16 after every addition.
+float dot_fp16_accumulate(const float* a, const float* b, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i) acc = f16_to_f32(f32_to_f16(acc + a[i] * b[i]));
+  return acc;
+}
+
+}  // namespace
+
+void fused_attention(float* out, const float* q, const float* keys, const float* values,
+                     int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
+                     bool fp16_accumulation, float* acc) {
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t d = 0; d < head_dim; ++d) acc[d] = 0.0f;
+  for (int64_t j = 0; j < n_ctx; ++j) {
+    const float* kj = keys + j * kv_stride;
+    const float dot =
+        fp16_accumulation ? dot_fp16_accumulate(q, kj, head_dim) : dot_lanes(q, kj, head_dim);
+    const float s = dot * scale;
+    // Online softmax: rescale what was accumulated when the running maximum grows.
+    const float m_new = std::max(m, s);
+    const float correction = std::exp(m - m_new);  // exp(-inf) = 0 on the first step
+    const float p = std::exp(s - m_new);
+    l = l * correction + p;
+    const float* vj = values + j * kv_stride;
+    for (int64_t d = 0; d < head_dim; ++d) acc[d] = acc[d] * correction + p * vj[d];
+    m = m_new;
+  }
+  const float inv_l = 1.0f / l;
+  for (int64_t d = 0; d < head_dim; ++d) out[d] = round_one(t, acc[d] * inv_l);
+}
+
+void fused_gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
+                        ActType t, float* row_g, float* row_u) {
+  const int64_t rows = wg.rows, cols = wg.cols;
+  for (int64_t r = 0; r < rows; ++r) {
+    weight_row_f32(wg, r, row_g);
+    weight_row_f32(wu, r, row_u);
+    for (int64_t tok = 0; tok < T; ++tok) {
+      const float g = dot_lanes(x + tok * cols, row_g, cols);
+      const float u = dot_lanes(x + tok * cols, row_u, cols);
+      out[tok * rows + r] = round_one(t, g / (1.0f + std::exp(-g)) * u);
+    }
+  }
+}
+
+}  // namespace fusecheck::cpu

@@ -1,0 +1,51 @@
+// Fused CPU kernels, each named for what it fuses. Their numerics differ from the standard path's
+// the way real fused kernels' do: intermediates stay fp32 inside the kernel and only its outputs
+// are rounded to the activation type. docs/NUMERICS.md lists every rounding point; the unfused
+// kernels in ops.h stay the oracle, and tests/test_fused_kernels.cpp checks each fused kernel
+// against a scalar reference of its own math.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/ops.h"
+
+namespace fusecheck::cpu {
+
+// Residual add and RMSNorm in one pass (vLLM's fused_add_rms_norm):
+//   s = h + delta (fp32); h = round(s) (the stored residual stream);
+//   normed = round_to(t_normed, gain * s * rsqrt(mean(s^2) + eps)): one rounding, from the
+//   unrounded sum. delta == nullptr: no add (s = h). sum_out (optional) receives s, for a
+//   following fused_rmsnorm_qkv. h, delta, normed, sum_out: [n]; gain: [n].
+void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out,
+                       const float* gain, int64_t n, float eps, ActType t, ActType t_normed);
+
+// RMSNorm fused into the QKV projection: the normalised activation times its gain stays fp32 and
+// feeds the three projections; only q, k, v are rounded (once each, bias added in fp32).
+// x: [T, dim]; q: [T, wq.rows]; k, v: [T, wk.rows]; gain: [dim];
+// xn: scratch [T, dim]; row: scratch [dim].
+void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
+                       float eps, const Weight& wq, const Weight& wk, const Weight& wv,
+                       const Weight& bq, const Weight& bk, const Weight& bv, ActType t, float* xn,
+                       float* row);
+
+// Per-head q/k RMSNorm (when gain != nullptr), its gain and RoPE in one pass, all fp32 with fp32
+// cos/sin; one rounding at the end. x: [n_heads, head_dim] in place; gain: [head_dim];
+// cos, sin: [head_dim/2] fp32 (not rounded).
+void fused_qk_norm_rope(float* x, int64_t n_heads, int64_t head_dim, const float* gain, float eps,
+                        const float* cos, const float* sin, ActType t);
+
+// Attention of one query head in one pass with an online softmax (flash-attention style): scores
+// and probabilities never leave fp32 and the output is rounded once. With fp16_accumulation the
+// q.k dot product accumulates in fp16 (each partial sum rounded to fp16), as kernels with an fp16
+// accumulator do. q: [head_dim]; keys/values: n_ctx rows of head_dim, kv_stride floats apart;
+// out: [head_dim]; acc: scratch [head_dim].
+void fused_attention(float* out, const float* q, const float* keys, const float* values,
+                     int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
+                     bool fp16_accumulation, float* acc);
+
+// The gate and up projections and silu(gate) * up in one pass: gate and up stay fp32, one rounding.
+// x: [T, dim]; out: [T, wg.rows]; row_g, row_u: scratch [dim] each.
+void fused_gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
+                        ActType t, float* row_g, float* row_u);
+
+}  // namespace fusecheck::cpu

@@ -1,0 +1,39 @@
+// Which kernels the engine runs: per layer and per kernel group, fused or not, plus the KV-cache
+// format and the attention accumulator. Built from a numerics profile (data/kernels.json), the
+// same data the static checker reads, so the check judges exactly what runs. A layer-wise selector
+// can later fuse some layers and not others by editing `layers`.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/numerics_profile.h"
+
+namespace fusecheck {
+
+struct LayerPlan {
+  std::array<bool, kFusedGroupCount> fused{};  // indexed by FusedGroup
+  bool on(FusedGroup g) const { return fused[static_cast<size_t>(g)]; }
+};
+
+struct KernelPlan {
+  std::string profile = "standard";
+  std::vector<LayerPlan> layers;  // [n_layers]
+  // The final norm fuses the last residual add when the last layer fuses add_rmsnorm.
+  KvFormat kv_format = KvFormat::kSame;
+  KvScale kv_scale = KvScale::kPerTensor;
+  bool fp16_accumulation = false;  // attention q.k accumulated in fp16
+
+  // The unfused path: the oracle every fused kernel is compared with.
+  static KernelPlan standard(int64_t n_layers);
+  static KernelPlan from_profile(const NumericsProfile& p, int64_t n_layers);
+  bool fuses(int64_t layer, FusedGroup g) const {
+    return layer >= 0 && layer < static_cast<int64_t>(layers.size()) &&
+           layers[static_cast<size_t>(layer)].on(g);
+  }
+  bool any_fused() const;
+};
+
+}  // namespace fusecheck
