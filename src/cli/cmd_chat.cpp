@@ -42,7 +42,7 @@ int run_chat(const ChatArgs& a) {
   for (int32_t id : tok->eos_ids())
     if (std::find(stops.begin(), stops.end(), id) == stops.end()) stops.push_back(id);
 
-  Session session(engine->model, engine->precision, engine->max_context);
+  Session session(engine->model, engine->precision, engine->max_context, &engine->kernels.plan);
   Sampler sampler(resolve_sampling(a.sampling, *defaults));
   std::vector<ChatMessage> history;
   if (!a.system.empty()) history.push_back({"system", a.system});

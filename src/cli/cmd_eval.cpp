@@ -29,11 +29,12 @@ int run_eval(const EvalArgs& a) {
   auto engine = load_engine(a.engine);
   if (!engine.ok()) return fail(engine.error());
   const Model& m = engine->model;
-  KvCache cache = m.new_cache(engine->precision, engine->max_context);
+  const KernelPlan& plan = engine->kernels.plan;
+  KvCache cache = m.new_cache(engine->precision, engine->max_context, &plan);
   std::vector<float> logits;
   ForwardTrace trace;
   Status st = m.forward(*ids, engine->precision, cache, LogitsFor::kAll, logits,
-                        a.hidden ? &trace : nullptr);
+                        a.hidden ? &trace : nullptr, &plan);
   if (!st.ok()) return fail(st.error());
   const uint64_t seq = ids->size();
   std::vector<F32Tensor> tensors;

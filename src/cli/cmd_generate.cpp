@@ -61,7 +61,7 @@ int run_generate(const GenerateArgs& a) {
     for (int32_t id : tok->eos_ids())
       if (std::find(stops.begin(), stops.end(), id) == stops.end()) stops.push_back(id);
 
-  Session session(model, engine->precision, engine->max_context);
+  Session session(model, engine->precision, engine->max_context, &engine->kernels.plan);
   GenerationStats stats;
   Status fed = session.feed(prompt, &stats);
   if (!fed.ok()) return fail(fed.error());

@@ -31,4 +31,7 @@ void register_chat_command(CLI::App& app, int& exit_code);
 // `fusecheck tokenize DIR (--text T | --file F | --decode IDS | --chat FILE)`: the tokenizer.
 void register_tokenize_command(CLI::App& app, int& exit_code);
 
+// `fusecheck probe MODEL [--kernels P]`: measured divergence of a fused profile (src/probe).
+void register_probe_command(CLI::App& app, int& exit_code);
+
 }  // namespace fusecheck::cli

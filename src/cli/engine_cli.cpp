@@ -15,6 +15,17 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
   cmd->add_option("--max-context", a.max_context,
                   "KV cache bound in tokens (default: the model's, capped by available memory)")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag(
+      "--use-custom-kernels", a.kernels.use_custom_kernels,
+      "request fused kernels; the compatibility check decides (fused, warn or fall back)");
+  cmd->add_option("--kernels", a.kernels_name,
+                  "fused kernel profile (data/kernels.json; default fused); implies "
+                  "--use-custom-kernels");
+  cmd->add_flag("--strict", a.kernels.strict,
+                "with --use-custom-kernels: an incompatible model is an error, not a fallback");
+  cmd->add_flag("--force-fused-kernels", a.kernels.force,
+                "fuse whatever the check says (also FUSECHECK_FORCE_FUSED=1)");
+  cmd->add_flag("--no-fusion", a.no_fusion, "run the standard kernels, whatever else is asked");
 }
 
 namespace {
@@ -47,7 +58,18 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
         "--max-context {} needs {} MiB of KV cache but about {} MiB is available; hint: lower "
         "--max-context",
         a.max_context, a.max_context * per_pos >> 20, avail >> 20);
-  return LoadedEngine{std::move(model), precision, ctx};
+  KernelRequest req = a.kernels;
+  if (!a.kernels_name.empty()) req.kernels = a.kernels_name, req.use_custom_kernels = true;
+  if (req.force) req.use_custom_kernels = true;
+  if (a.no_fusion) req = KernelRequest{};
+  FC_ASSIGN(decision, decide_kernels(model, req));
+  if (req.use_custom_kernels) {
+    if (!decision.message.empty()) std::fprintf(stderr, "%s\n", decision.message.c_str());
+    std::fprintf(stderr, "kernels: %s (%s; decided in %.1f ms)\n",
+                 std::string(kernel_outcome_name(decision.outcome)).c_str(),
+                 decision.plan.profile.c_str(), decision.check_ms);
+  }
+  return LoadedEngine{std::move(model), precision, ctx, std::move(decision)};
 }
 
 Result<std::vector<int32_t>> parse_token_ids(const std::string& text) {

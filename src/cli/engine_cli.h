@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/kernel_select.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -19,6 +20,9 @@ struct EngineArgs {
   std::string model_dir;
   std::string precision = "model";  // model | fp32
   int64_t max_context = 0;          // 0: the model's, capped by available memory
+  KernelRequest kernels;            // --use-custom-kernels, --strict, --force-fused-kernels
+  std::string kernels_name;         // --kernels NAME ("" = fused); giving it requests fusion
+  bool no_fusion = false;           // the one switch that turns all fusion off
 };
 void add_engine_options(CLI::App* cmd, EngineArgs& a);
 
@@ -26,6 +30,7 @@ struct LoadedEngine {
   Model model;
   Precision precision;
   int64_t max_context;
+  KernelDecision kernels;  // the load-time decision and the plan to run
 };
 Result<LoadedEngine> load_engine(const EngineArgs& a);
 

@@ -50,6 +50,12 @@ NLOHMANN_JSON_SERIALIZE_ENUM(KvFormat, {{KvFormat::kSame, "same"},
 NLOHMANN_JSON_SERIALIZE_ENUM(KvScale, {{KvScale::kPerTensor, "per_tensor"},
                                        {KvScale::kPerChannel, "per_channel"}})
 
+NLOHMANN_JSON_SERIALIZE_ENUM(FusedGroup, {{FusedGroup::kAddRmsnorm, "add_rmsnorm"},
+                                          {FusedGroup::kRmsnormQkv, "rmsnorm_qkv"},
+                                          {FusedGroup::kQkNormRope, "qk_norm_rope"},
+                                          {FusedGroup::kAttention, "attention"},
+                                          {FusedGroup::kGateUpSilu, "gate_up_silu"}})
+
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RopeConfig, theta, type, factor, low_freq_factor,
                                    high_freq_factor, original_max_position_embeddings)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, model_type, architecture, hidden_size, num_layers,
@@ -58,7 +64,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, model_type, architecture, hidden
                                    attention_bias, rope, num_experts, num_experts_per_tok,
                                    moe_intermediate_size, torch_dtype)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NumericsProfile, name, description, activation_unit_roundoff,
-                                   kv_format, kv_scale, accumulation_unit_roundoff)
+                                   kv_format, kv_scale, accumulation_unit_roundoff, fusion)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScoreWeights, weight_ratio, amplification, extreme_layers,
                                    variance)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Thresholds, max_safe_weight_ratio, max_safe_amplification,

@@ -1,0 +1,121 @@
+// `fusecheck probe MODEL [--kernels PROFILE] [--prompts FILE] [--tokens N] [--json]`: measures the
+// fused profile against the standard path and the fp32 reference (src/probe) and caches the
+// measurement, which then outranks the static check at load time. Exit 0 COMPATIBLE,
+// 2 INCOMPATIBLE, 3 input error, 64 usage error.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "check/cache.h"
+#include "check/check.h"
+#include "cli/commands.h"
+#include "probe/probe_report.h"
+#include "util/atomic_file.h"
+
+namespace fusecheck::cli {
+
+namespace {
+
+struct ProbeArgs {
+  std::string model_dir, kernels = "fused", prompts, report, cache_dir;
+  int64_t tokens = 64, greedy_tokens = 32;
+  bool json = false, no_cache = false;
+  ProbeCriteria criteria;
+};
+
+int run_probe_command(const ProbeArgs& a) {
+  auto fail = [](const Error& e) {
+    std::fprintf(stderr, "fusecheck probe: %s\n", e.message.c_str());
+    return kExitInputError;
+  };
+  auto registry = NumericsRegistry::load("");
+  if (!registry.ok()) return fail(registry.error());
+  auto profile = registry->find(a.kernels);
+  if (!profile.ok()) return fail(profile.error());
+  // The static check gives the checkpoint's fingerprint (the cache key) and validates the files.
+  CheckOptions co;
+  co.kernels = a.kernels;
+  co.use_cache = !a.no_cache;
+  co.cache_dir = a.cache_dir;
+  co.read_env = false;
+  auto check = check_model(a.model_dir, co);
+  if (!check.ok()) return fail(check.error());
+  auto model = Model::load(a.model_dir);
+  if (!model.ok()) return fail(model.error());
+  auto inputs = calibration_inputs(*model, a.tokens, a.prompts);
+  if (!inputs.ok()) return fail(inputs.error());
+
+  ProbeOptions opt;
+  opt.profile = *profile;
+  opt.inputs = std::move(*inputs);
+  opt.greedy_tokens = a.greedy_tokens;
+  opt.criteria = a.criteria;
+  const bool tty = isatty(STDERR_FILENO);
+  if (tty)
+    opt.progress = [](double f, const std::string& stage) {
+      const int width = 30, done = static_cast<int>(f * width + 0.5);
+      std::fprintf(stderr, "\r[%s%s] %3.0f%% %-24s", std::string(done, '#').c_str(),
+                   std::string(width - done, ' ').c_str(), 100 * f, stage.c_str());
+      if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 32, "");
+    };
+  auto r = run_probe(*model, opt);
+  if (!r.ok()) return fail(r.error());
+
+  nlohmann::json j = probe_to_json(*r);
+  j["model_path"] = a.model_dir;
+  j["static_verdict"] = verdict_name(check->verdict);
+  j["static_score"] = check->score.total;
+  if (!a.no_cache) {
+    ResultCache cache(a.cache_dir);
+    if (auto st = cache.store(probe_cache_key(check->fingerprint, *profile), probe_to_json(*r));
+        !st)
+      std::fprintf(stderr, "fusecheck probe: note: measurement not cached: %s\n",
+                   st.error().message.c_str());
+  }
+  std::string out = a.json ? j.dump(2) + "\n" : render_probe_text(*r, a.model_dir);
+  if (!a.json)
+    out += fmt::format("Static check for {}: {} (score {:.2f})\n", a.kernels,
+                       verdict_name(check->verdict), check->score.total);
+  std::fputs(out.c_str(), stdout);
+  if (!a.report.empty())
+    if (auto st = write_file_atomic(a.report, out); !st) return fail(st.error());
+  return r->verdict == Verdict::kCompatible ? 0 : 2;
+}
+
+}  // namespace
+
+void register_probe_command(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<ProbeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "probe", "Measure a fused kernel profile against the standard path and fp32 on the model");
+  cmd->add_option("model", a->model_dir, "Hugging Face checkpoint directory")->required();
+  cmd->add_option("--kernels", a->kernels, "kernel profile to measure (default fused)");
+  cmd->add_option("--prompts", a->prompts, "calibration prompts, one per line (needs a tokenizer)");
+  cmd->add_option("--tokens", a->tokens, "tokens per calibration sequence (default 64)")
+      ->check(CLI::Range(2, 4096));
+  cmd->add_option(
+         "--greedy-tokens", a->greedy_tokens,
+         "tokens generated to find where fused and standard diverge (default 32; 0 = skip)")
+      ->check(CLI::Range(0, 4096));
+  cmd->add_flag("--json", a->json, "print the fusecheck.probe/1 JSON report");
+  cmd->add_option("--report", a->report, "also write the report to FILE (atomically)");
+  cmd->add_option("--kl-factor", a->criteria.kl_factor,
+                  "lossless profiles: allowed KL from fp32 as a multiple of the standard path's "
+                  "(default 2)")
+      ->check(CLI::Range(1.0, 1e6));
+  cmd->add_option("--top1-margin", a->criteria.top1_margin,
+                  "lossless profiles: allowed top-1 loss against the standard path (default 0.01)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--lossy-kl", a->criteria.lossy_kl_budget,
+                  "lossy profiles: mean KL budget against standard (default 1e-3)")
+      ->check(CLI::Range(0.0, 1e6));
+  cmd->add_option("--lossy-top1", a->criteria.lossy_top1_min,
+                  "lossy profiles: minimum top-1 agreement with standard (default 0.98)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--no-cache", a->no_cache, "neither read nor write the result cache");
+  cmd->add_option("--cache-dir", a->cache_dir, "cache directory (default ~/.cache/fusecheck)");
+  cmd->callback([a, &exit_code] { exit_code = run_probe_command(*a); });
+}
+
+}  // namespace fusecheck::cli

@@ -1,0 +1,27 @@
+// The probe's outputs: JSON (schema "fusecheck.probe/1", also the cache's storage format), the text
+// report, and the result cache shared with the static check (keyed by the checkpoint fingerprint
+// and the kernel profile, so the load-time decision can find a measurement for what it loads).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "probe/probe.h"
+#include "util/result.h"
+
+namespace fusecheck {
+
+nlohmann::json probe_to_json(const ProbeResult& r);
+Result<ProbeResult> probe_from_json(const nlohmann::json& j);
+
+// Human-readable report: the three pairs, the per-layer table (propagated and shadow), the greedy
+// divergence and the verdict with its reason.
+std::string render_probe_text(const ProbeResult& r, const std::string& model_dir);
+
+// Cache key: the checkpoint's fingerprint (from check_model), the profile's full contents and the
+// probe revision. The calibration settings are part of the stored value, not the key: the latest
+// measurement for a checkpoint and profile is the one the loader uses.
+nlohmann::json probe_cache_key(const std::string& fingerprint, const NumericsProfile& profile);
+
+}  // namespace fusecheck
