@@ -23,7 +23,7 @@ namespace {
 struct FixtureArgs {
   std::string out_dir, profile, seed = "0", dtype = "bf16", shard_size, profiles_file;
   std::vector<std::string> k_norm_max, q_norm_max;
-  bool tiny = false, sparse = false, force = false, list = false;
+  bool tiny = false, sparse = false, force = false, list = false, compensate_q = false;
 };
 
 std::string lower(std::string s) {
@@ -137,6 +137,7 @@ int run_fixture(const FixtureArgs& a) {
   if (!q) return usage_error("--q-norm-max: \"" + bad + "\" is not LAYER=VALUE (e.g. 0=96.5)");
   o.k_norm_max = std::move(*k);
   o.q_norm_max = std::move(*q);
+  o.compensate_q = a.compensate_q;
 
   auto r = write_fixture(a.out_dir, o);
   if (!r.ok()) {
@@ -172,6 +173,9 @@ void register_fixture_command(CLI::App& app, int& exit_code) {
   sub->add_option("--q-norm-max", a->q_norm_max, "Planted q_norm maximum per layer: L=V[,L=V...]")
       ->type_name("L=V")
       ->allow_extra_args(false);
+  sub->add_flag("--compensate-q", a->compensate_q,
+                "Carry each planted k_norm maximum on one RoPE pair and divide that pair of q_norm "
+                "by the same factor: exact logits unchanged");
   sub->add_option("--profiles", a->profiles_file, "Profiles file replacing the built-in one")
       ->type_name("FILE");
   sub->add_flag("--list", a->list, "List the built-in profiles and exit");
