@@ -192,3 +192,27 @@ TEST(FixtureCompensation, CompensatedModelHasTheSameFp32Logits) {
 
 }  // namespace
 }  // namespace fusecheck
+
+namespace fusecheck {
+namespace {
+
+TEST(CheckWithProbe, ShowsPredictionAndMeasurementAndExitsWithTheMeasurement) {
+  testing::TempDir tmp;
+  const std::string m = std::string(FUSECHECK_TEST_DATA) + "/hf/qwen3-tiny-extreme/bf16";
+  const std::string env = "XDG_CACHE_HOME=" + (tmp / "cache");
+  auto r = testing::run_cli("check " + m + " --kernels fused-int8kv --probe --format json", env);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["verdict"], "INCOMPATIBLE");
+  EXPECT_EQ(j["probe"]["verdict"], "INCOMPATIBLE");
+  EXPECT_EQ(j["probe"]["kernels"], "fused-int8kv");
+  EXPECT_FALSE(j["probe"]["from_cache"].get<bool>());
+  auto again =
+      testing::run_cli("check " + m + " --kernels fused-int8kv --probe --format json", env);
+  EXPECT_TRUE(nlohmann::json::parse(again.out)["probe"]["from_cache"].get<bool>());
+  auto text = testing::run_cli("check " + m + " --kernels fused-int8kv --probe", env);
+  EXPECT_NE(text.out.find("Static prediction vs measurement (fused-int8kv)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fusecheck

@@ -2,9 +2,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "check/check.h"
 #include "cli/commands.h"
+#include "probe/probe_report.h"
 #include "report/report.h"
 #include "util/atomic_file.h"
 
@@ -17,7 +20,7 @@ struct CheckArgs {
   std::string format = "text";
   std::string report_file;
   std::string report_format;  // default: from the report file's extension, else json
-  bool verbose = false;
+  bool verbose = false, probe = false;
   std::string color = "auto";
   CheckOptions options;
   std::string force_status;
@@ -69,6 +72,26 @@ int run_check(CheckArgs& a) {
   ro.verbose = a.verbose;
   ro.color = a.color == "always" || (a.color == "auto" && isatty(STDOUT_FILENO));
   std::string text = render_report(r, *fmt_r, ro);
+  // --probe: the measurement beside the prediction; it decides the exit status, as it outranks
+  // the screen at load time.
+  std::optional<ProbeResult> measured;
+  if (a.probe) {
+    auto p = probe_with_cache(a.model_dir, r.kernels, r.fingerprint, a.options.use_cache,
+                              a.options.cache_dir);
+    if (!p) return fail("--probe: " + p.error().message, kExitInputError);
+    if (!p->cache_note.empty())
+      std::fprintf(stderr, "fusecheck: note: %s\n", p->cache_note.c_str());
+    measured = p->result;
+    if (*fmt_r == ReportFormat::kJson) {
+      auto j = nlohmann::json::parse(text);
+      j["probe"] = probe_to_json(*measured);
+      j["probe"]["from_cache"] = p->from_cache;
+      text = j.dump(2) + "\n";
+    } else {
+      text += render_probe_comparison(*measured, verdict_name(r.verdict), r.score.total,
+                                      r.analysis.amplification);
+    }
+  }
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fflush(stdout);
   if (!r.cache_note.empty()) std::fprintf(stderr, "fusecheck: note: %s\n", r.cache_note.c_str());
@@ -82,7 +105,7 @@ int run_check(CheckArgs& a) {
     if (auto st = write_file_atomic(a.report_file, render_report(r, *ff, file_opts)); !st)
       return fail(st.error().message, kExitInputError);
   }
-  return int(r.verdict);
+  return int(measured ? measured->verdict : r.verdict);
 }
 
 }  // namespace
@@ -106,6 +129,9 @@ void register_check_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--format", args->format, "Output format: text, json, markdown, model-card")
       ->capture_default_str();
   cmd->add_flag("-v,--verbose", args->verbose, "Add the per-layer table of every metric");
+  cmd->add_flag("--probe", args->probe,
+                "Also measure the profile on the model (fusecheck probe; cached) and show the "
+                "measurement beside the prediction; the measured verdict sets the exit status");
   cmd->add_option("--report", args->report_file,
                   "Also write the report to FILE (atomically); format from --report-format or the "
                   "extension (.md markdown, .txt text, else json)");

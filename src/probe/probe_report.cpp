@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "check/cache.h"
 #include "check/check.h"
 #include "report/json_io.h"
 
@@ -126,6 +127,49 @@ json probe_cache_key(const std::string& fingerprint, const NumericsProfile& prof
           {"probe_revision", kProbeRevision},
           {"fingerprint", fingerprint},
           {"kernels", numerics_to_json(profile)}};
+}
+
+Result<CachedProbe> probe_with_cache(const std::string& model_dir, const NumericsProfile& profile,
+                                     const std::string& fingerprint, bool use_cache,
+                                     const std::string& cache_dir) {
+  CachedProbe out;
+  const json key = probe_cache_key(fingerprint, profile);
+  std::optional<ResultCache> cache;
+  if (use_cache) cache.emplace(cache_dir);
+  if (cache)
+    if (auto v = cache->load(key))
+      if (auto r = probe_from_json(*v)) {
+        out.result = std::move(r).value();
+        out.from_cache = true;
+        return out;
+      }
+  FC_ASSIGN(model, Model::load(model_dir));
+  FC_ASSIGN(inputs, calibration_inputs(model, 64, ""));
+  ProbeOptions opt;
+  opt.profile = profile;
+  opt.inputs = std::move(inputs);
+  FC_ASSIGN(r, run_probe(model, opt));
+  out.result = std::move(r);
+  if (cache)
+    if (auto st = cache->store(key, probe_to_json(out.result)); !st)
+      out.cache_note = "measurement not cached: " + st.error().message;
+  return out;
+}
+
+std::string render_probe_comparison(const ProbeResult& r, std::string_view static_verdict,
+                                    double static_score, double predicted_amplification) {
+  std::string out = "\nStatic prediction vs measurement (" + r.profile + "):\n";
+  out += fmt::format("  predicted: {} (score {:.2f}, logit-noise amplification {:.3g}x)\n",
+                     static_verdict, static_score, predicted_amplification);
+  out += fmt::format(
+      "  measured:  {} (fused vs fp32 KL {:.3g}, top-1 {:.1f}%; standard vs fp32 KL {:.3g}, top-1 "
+      "{:.1f}%; fused vs standard KL {:.3g})\n",
+      verdict_name(r.verdict), r.fused_vs_fp32.kl_mean, 100 * r.fused_vs_fp32.top1,
+      r.standard_vs_fp32.kl_mean, 100 * r.standard_vs_fp32.top1, r.fused_vs_standard.kl_mean);
+  out += "  " + r.reason + "\n";
+  if (verdict_name(r.verdict) != static_verdict)
+    out += "  The measurement outranks the static screen at load time.\n";
+  return out;
 }
 
 }  // namespace fusecheck

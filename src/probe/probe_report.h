@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "probe/probe.h"
 #include "util/result.h"
@@ -23,5 +24,20 @@ std::string render_probe_text(const ProbeResult& r, const std::string& model_dir
 // probe revision. The calibration settings are part of the stored value, not the key: the latest
 // measurement for a checkpoint and profile is the one the loader uses.
 nlohmann::json probe_cache_key(const std::string& fingerprint, const NumericsProfile& profile);
+
+// The cached measurement for this checkpoint and profile, or a fresh probe with the default
+// calibration (stored in the cache). `fingerprint` comes from check_model.
+struct CachedProbe {
+  ProbeResult result;
+  bool from_cache = false;
+  std::string cache_note;  // why the cache was not written, if it was not
+};
+Result<CachedProbe> probe_with_cache(const std::string& model_dir, const NumericsProfile& profile,
+                                     const std::string& fingerprint, bool use_cache,
+                                     const std::string& cache_dir);
+
+// "Static prediction vs measurement" for the check report: text lines.
+std::string render_probe_comparison(const ProbeResult& r, std::string_view static_verdict,
+                                    double static_score, double predicted_amplification);
 
 }  // namespace fusecheck
