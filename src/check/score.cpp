@@ -142,6 +142,45 @@ Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfi
   else if (has_warning && s.verdict == Verdict::kCompatible)
     s.verdict = Verdict::kWarning;
 
+  // The profile's measured rules (data/kernels.json static_rules, fitted in docs/VALIDATION.md).
+  const StaticRules& rules = kernels.static_rules;
+  const auto at_least = [&](Verdict v) { s.verdict = std::max(s.verdict, v); };
+  if (!has_error) {
+    if (rules.incompatible_above_amplification > 0 &&
+        a.amplification > rules.incompatible_above_amplification) {
+      at_least(Verdict::kIncompatible);
+      s.findings.push_back(
+          {"error", a.worst_layer,
+           fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, above which "
+                       "profile \"{}\" was measured to break models (docs/VALIDATION.md)",
+                       a.amplification, rules.incompatible_above_amplification, kernels.name)});
+    } else if (rules.warning_above_amplification > 0 &&
+               a.amplification > rules.warning_above_amplification) {
+      at_least(Verdict::kWarning);
+      s.findings.push_back(
+          {"warning", a.worst_layer,
+           fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, where profile "
+                       "\"{}\" starts to be measured incompatible (docs/VALIDATION.md)",
+                       a.amplification, rules.warning_above_amplification, kernels.name)});
+    }
+    if (!any_scored && rules.best_without_qk_norm > 0) {
+      at_least(Verdict(rules.best_without_qk_norm));
+      s.findings.push_back(
+          {"warning", -1,
+           fmt::format("Without q/k norms the check cannot see key-channel outliers, which profile "
+                       "\"{}\" is sensitive to; measure with fusecheck probe",
+                       kernels.name)});
+    }
+    if (int(s.verdict) > rules.worst) {
+      s.verdict = Verdict(rules.worst);
+      s.findings.push_back(
+          {"note", a.worst_layer,
+           fmt::format("Profile \"{}\" was never measured incompatible, even at gains that make "
+                       "the score this low (docs/VALIDATION.md): capped at {}",
+                       kernels.name, verdict_name(s.verdict))});
+    }
+  }
+
   const bool reference = is_reference_numerics(kernels);
   if (reference && !has_error) {
     s.verdict = Verdict::kCompatible;

@@ -110,6 +110,35 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
               where, printable(g.dump()));
       }
     }
+    if (auto sr = p.find("static_rules"); sr != p.end()) {
+      if (!sr->is_object()) return make_error("{}: \"static_rules\" must be an object", where);
+      StaticRules& r = np.static_rules;
+      for (auto& [key, dst] : {std::pair<const char*, double*>{"incompatible_above_amplification",
+                                                               &r.incompatible_above_amplification},
+                               {"warning_above_amplification", &r.warning_above_amplification}}) {
+        auto it = sr->find(key);
+        if (it == sr->end()) continue;
+        if (!it->is_number() || it->get<double>() < 0)
+          return make_error("{}: static_rules.{} must be a non-negative number", where, key);
+        *dst = it->get<double>();
+      }
+      for (auto& [key, dst] :
+           {std::pair<const char*, int*>{"best_without_qk_norm", &r.best_without_qk_norm},
+            {"worst", &r.worst}}) {
+        auto it = sr->find(key);
+        if (it == sr->end()) continue;
+        const std::string v = it->is_string() ? it->get<std::string>() : "";
+        if (v == "COMPATIBLE")
+          *dst = 0;
+        else if (v == "WARNING")
+          *dst = 1;
+        else if (v == "INCOMPATIBLE")
+          *dst = 2;
+        else
+          return make_error("{}: static_rules.{} must be COMPATIBLE, WARNING or INCOMPATIBLE",
+                            where, key);
+      }
+    }
     reg.profiles_.push_back(std::move(np));
   }
   return reg;

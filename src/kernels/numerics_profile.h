@@ -20,6 +20,16 @@ enum class FusedGroup : uint8_t { kAddRmsnorm, kRmsnormQkv, kQkNormRope, kAttent
 constexpr int kFusedGroupCount = 5;
 std::string_view fused_group_name(FusedGroup g);
 
+// How the static screen's verdict is adjusted for one profile, fitted to measurements
+// (docs/VALIDATION.md). 0 / empty = no adjustment. Verdicts are 0 COMPATIBLE, 1 WARNING,
+// 2 INCOMPATIBLE (check/score.h's Verdict).
+struct StaticRules {
+  double incompatible_above_amplification = 0;  // predicted amplification above it: INCOMPATIBLE
+  double warning_above_amplification = 0;       // above it: at least WARNING
+  int best_without_qk_norm = 0;  // the best verdict when the model has no q/k norms to read
+  int worst = 2;  // the worst verdict the score alone can give (errors still force 2)
+};
+
 struct NumericsProfile {
   std::string name;
   std::string description;
@@ -28,6 +38,7 @@ struct NumericsProfile {
   KvScale kv_scale = KvScale::kPerTensor;
   double accumulation_unit_roundoff = 0;  // attention dot-product accumulator; 0 = fp32
   std::vector<FusedGroup> fusion;         // the kernel groups the engine fuses; empty = standard
+  StaticRules static_rules;
   // Lossless profiles only move rounding points; lossy ones also narrow the KV cache or the
   // accumulator. The probe judges the two kinds differently (docs/VALIDATION.md).
   bool lossy() const { return kv_format != KvFormat::kSame || accumulation_unit_roundoff > 0; }

@@ -63,8 +63,11 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, model_type, architecture, hidden
                                    max_position_embeddings, rms_norm_eps, tie_word_embeddings,
                                    attention_bias, rope, num_experts, num_experts_per_tok,
                                    moe_intermediate_size, torch_dtype)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StaticRules, incompatible_above_amplification,
+                                   warning_above_amplification, best_without_qk_norm, worst)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NumericsProfile, name, description, activation_unit_roundoff,
-                                   kv_format, kv_scale, accumulation_unit_roundoff, fusion)
+                                   kv_format, kv_scale, accumulation_unit_roundoff, fusion,
+                                   static_rules)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScoreWeights, weight_ratio, amplification, extreme_layers,
                                    variance)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Thresholds, max_safe_weight_ratio, max_safe_amplification,
