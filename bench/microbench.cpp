@@ -77,8 +77,6 @@ void scalar_linear(float* out, const float* x, int64_t T, const Weight& w, Threa
     fc::cpu::linear(out, x, T, w, Weight{}, ActType::BF16, scratch[0].data());
     return;
   }
-  int64_t chunk_id = 0;
-  (void)chunk_id;
   pool->parallel_for(pool->threads(), [&](int64_t b, int64_t) {
     const int64_t r0 = w.rows * b / pool->threads(), r1 = w.rows * (b + 1) / pool->threads();
     const Weight slice{w.dtype, static_cast<const uint16_t*>(w.data) + r0 * w.cols, r1 - r0,
@@ -110,12 +108,10 @@ void BM_Linear(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   const double calls = static_cast<double>(state.iterations());
-  state.counters["GB/s"] =
-      benchmark::Counter(calls * static_cast<double>(rows * cols * 2) / 1e9,
-                         benchmark::Counter::kIsRate);
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(calls * 2.0 * static_cast<double>(T * rows * cols) / 1e9,
-                         benchmark::Counter::kIsRate);
+  state.counters["GB"] = benchmark::Counter(calls * static_cast<double>(rows * cols * 2) / 1e9,
+                                            benchmark::Counter::kIsRate);
+  state.counters["GFLOP"] = benchmark::Counter(
+      calls * 2.0 * static_cast<double>(T * rows * cols) / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(simd ? fc::cpu::simd_target_name() : "scalar");
 }
 
@@ -124,16 +120,22 @@ void GemvArgs(benchmark::internal::Benchmark* b) {
            {2048, 1024}, {1024, 1024}, {3072, 1024}, {1024, 3072}, {151936, 1024}})
     for (int threads : {1, 2})
       for (int simd : {0, 1}) b->Args({rows, cols, 1, threads, simd});
-  b->ArgNames({"rows", "cols", "T", "threads", "simd"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+  b->ArgNames({"rows", "cols", "T", "threads", "simd"})
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
 }
 BENCHMARK(BM_Linear)->Name("BM_Gemv")->Apply(GemvArgs);
 
 void GemmArgs(benchmark::internal::Benchmark* b) {
   for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
-           {2048, 1024}, {1024, 1024}, {3072, 1024}, {1024, 3072}})
-    for (int threads : {1, 2})
-      for (int simd : {0, 1}) b->Args({rows, cols, 128, threads, simd});
-  b->ArgNames({"rows", "cols", "T", "threads", "simd"})->UseRealTime()->Unit(benchmark::kMillisecond);
+           {2048, 1024}, {1024, 1024}, {3072, 1024}, {1024, 3072}}) {
+    // The scalar oracle is single-threaded for T > 1 (scalar_linear splits rows only for T == 1).
+    b->Args({rows, cols, 128, 1, 0});
+    for (int threads : {1, 2}) b->Args({rows, cols, 128, threads, 1});
+  }
+  b->ArgNames({"rows", "cols", "T", "threads", "simd"})
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
 }
 BENCHMARK(BM_Linear)->Name("BM_Gemm")->Apply(GemmArgs);
 
@@ -147,7 +149,7 @@ void BM_Dot(benchmark::State& state) {
                    : fc::cpu::dot_lanes(a.data(), b.data() + 1, n);
     benchmark::DoNotOptimize(s);
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
+  state.counters["GFLOP"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(n) / 1e9,
       benchmark::Counter::kIsRate);
   state.SetLabel(simd ? fc::cpu::simd_target_name() : "scalar");
@@ -167,13 +169,15 @@ void BM_AttentionHead(benchmark::State& state) {
       fc::cpu::attention_head_simd(out.data(), q.data(), kv.data(), kv.data(), n_ctx, stride, hd,
                                    scale, ActType::BF16, scores.data());
     else
-      fc::cpu::attention_head(out.data(), q.data(), kv.data(), kv.data(), n_ctx, stride, hd,
-                              scale, ActType::BF16, scores.data());
+      fc::cpu::attention_head(out.data(), q.data(), kv.data(), kv.data(), n_ctx, stride, hd, scale,
+                              ActType::BF16, scores.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.SetLabel(simd ? fc::cpu::simd_target_name() : "scalar");
 }
-BENCHMARK(BM_AttentionHead)->ArgsProduct({{512}, {0, 1}})->ArgNames({"n_ctx", "simd"})
+BENCHMARK(BM_AttentionHead)
+    ->ArgsProduct({{512}, {0, 1}})
+    ->ArgNames({"n_ctx", "simd"})
     ->Unit(benchmark::kMicrosecond);
 
 // args: threads. One probe (512 MiB, best of 5) per iteration.
@@ -184,7 +188,11 @@ void BM_ReadBandwidth(benchmark::State& state) {
   state.counters["GB/s"] = gbs;
   state.SetLabel(fc::cpu::simd_target_name());
 }
-BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->ArgName("threads")->Iterations(1)
+BENCHMARK(BM_ReadBandwidth)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("threads")
+    ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

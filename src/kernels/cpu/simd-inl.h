@@ -1,5 +1,6 @@
 // Per-target SIMD kernels, compiled once per Highway target by simd.cpp (foreach_target.h).
-// Every kernel keeps the scalar oracle's arithmetic exactly (ops.h); see simd.h and docs/KERNELS.md.
+// Every kernel keeps the scalar oracle's arithmetic exactly (ops.h); see simd.h and
+// docs/KERNELS.md.
 
 // Highway's per-target include guard: toggled by foreach_target.h for each target.
 #if defined(FUSECHECK_KERNELS_CPU_SIMD_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -49,11 +50,17 @@ constexpr size_t kK = kDotLanes / kN;  // accumulator vectors per output
 static_assert(kDotLanes % kN == 0, "the 32 contract lanes must be whole vectors");
 
 // Register blocking (accumulators are kK vectors per output):
-//   kGemvRows: rows per step of the T == 1 GEMV (independent FMA chains, shared x loads).
+//   kGemvRows: rows per step of the T == 1 GEMV. One: the matrix is then read strictly
+//   sequentially, which the hardware prefetchers stream best (2 or 4 interleaved rows measured
+//   30-50% slower from DRAM); the kK chains of one row already cover the FMA latency at DRAM
+//   speed. FC_GEMV_ROWS overrides it for experiments.
 //   kTileRows x kTileTokens: outputs per micro-kernel of the prefill GEMM. AVX3 (32 registers,
 //   2 accumulators per output): 3 x 4 = 24 accumulators; AVX2 (16 registers, 4 per output):
 //   1 x 3 = 12, leaving room for the weight vector and a load.
-constexpr size_t kGemvRows = kN >= 8 ? 2 : 1;
+#ifndef FC_GEMV_ROWS
+#define FC_GEMV_ROWS 1
+#endif
+constexpr size_t kGemvRows = FC_GEMV_ROWS;
 constexpr size_t kTileRows = kN >= 16 ? 3 : 1;
 constexpr size_t kTileTokens = kN >= 16 ? 4 : (kN >= 8 ? 3 : 1);
 // Rows of fp32 weights converted per tile: about 96 KiB, so a tile stays in L2 while every token
@@ -84,7 +91,9 @@ HWY_INLINE VF Fma(VF a, VF b, VF c) {
 }
 
 // kN weights from p (any alignment) as fp32. bf16 and f16 conversions are exact.
-HWY_INLINE VF LoadW(DF d, const float* p) { return hn::LoadU(d, p); }
+HWY_INLINE VF LoadW(DF d, const float* p) {
+  return hn::LoadU(d, p);
+}
 HWY_INLINE VF LoadW(DF d, const Bf16* p) {
   const hn::Rebind<uint16_t, DF> du16;
   const hn::Rebind<uint32_t, DF> du32;
@@ -127,20 +136,52 @@ HWY_INLINE void PadTailX(const float* src, size_t n, float* dst32) {
   std::fill(dst32 + n, dst32 + kDotLanes, 0.0f);
 }
 
+// Folds lanes within one vector as dot_lanes does (lane k += lane k + w, w = lanes/2 .. 1), in
+// registers: halves while wider than 128 bits, then two shuffles.
+template <class D>
+HWY_INLINE float FoldVector(D d, hn::Vec<D> v) {
+  constexpr size_t kLanes = hn::MaxLanes(D());
+#if HWY_TARGET == HWY_SCALAR
+  static_assert(kLanes == 1);
+  (void)d;
+  return hn::GetLane(v);
+#else
+  if constexpr (kLanes > 4) {
+    const hn::Half<D> dh;
+    return FoldVector(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  } else if constexpr (kLanes == 4) {
+    v = hn::Add(v, hn::Shuffle1032(v));  // lanes 0, 1 += lanes 2, 3
+    v = hn::Add(v, hn::Shuffle2301(v));  // lane 0 += lane 1
+    return hn::GetLane(v);
+  } else {
+    static_assert(kLanes == 1, "float vectors on supported targets have 1, 4, 8 or 16 lanes");
+    (void)d;
+    return hn::GetLane(v);
+  }
+#endif
+}
+
 // Folds one output's 32 lanes exactly as dot_lanes does: lane k += lane k + w for w = 16 .. 1.
 // While w >= kN this is whole-vector adds (vector k += vector k + w / kN), then it continues
 // within the last vector.
 HWY_INLINE float Fold(const VF* acc) {
-  const DF d;
   VF v[kK];
   for (size_t k = 0; k < kK; ++k) v[k] = acc[k];
   for (size_t w = kK / 2; w >= 1; w /= 2)
     for (size_t k = 0; k < w; ++k) v[k] = hn::Add(v[k], v[k + w]);
-  alignas(64) float lanes[kN];
-  hn::Store(v[0], d, lanes);
-  for (size_t w = kN / 2; w >= 1; w /= 2)
-    for (size_t k = 0; k < w; ++k) lanes[k] += lanes[k + w];
-  return lanes[0];
+  return FoldVector(DF(), v[0]);
+}
+
+// cpu::round_one, inlined (the same half.h conversions): it runs once per output.
+HWY_INLINE float RoundOne(ActType t, float x) {
+  switch (t) {
+    case ActType::BF16:
+      return bf16_to_f32(f32_to_bf16(x));
+    case ActType::F16:
+      return f16_to_f32(f32_to_f16(x));
+    default:
+      return x;
+  }
 }
 
 // One 32-element step for R weight rows x TB token rows: acc[r][t][k] += x[t][i + k kN ..] *
@@ -191,12 +232,12 @@ HWY_INLINE void DotBlockUpTo(size_t tb, const WT* const* w, const float* const* 
 // What every row-range worker needs. x_stride: floats between token rows of x (cols, or the padded
 // width of the tiled path's padded copy).
 struct LinearJob {
-  float* out;         // [T, rows]
-  const float* x;     // [T, x_stride]
+  float* out;      // [T, rows]
+  const float* x;  // [T, x_stride]
   int64_t x_stride;
   int64_t T, rows, cols;
-  const void* w;      // [rows, cols] of WT
-  const Weight* bias; // [rows] or absent
+  const void* w;       // [rows, cols] of WT
+  const Weight* bias;  // [rows] or absent
   ActType act;
 };
 
@@ -224,7 +265,7 @@ inline float BiasAt(const Weight& b, int64_t r) {
 // that would turn a -0 sum into +0).
 HWY_INLINE void StoreOut(const LinearJob& j, int64_t t, int64_t r, float s) {
   if (*j.bias) s += BiasAt(*j.bias, r);
-  j.out[t * j.rows + r] = round_one(j.act, s);
+  j.out[t * j.rows + r] = RoundOne(j.act, s);
 }
 
 // T == 1 (decode): rows [r0, r1) streamed straight from the map, converted in registers.
@@ -276,8 +317,8 @@ HWY_INLINE void ConvertRow(const WT* src, int64_t cols, int64_t padded, float* d
 }
 
 // T > 1 (prefill): rows [r0, r1) in tiles converted once to fp32 (each weight read once from
-// memory per call), each tile applied to all tokens kTileTokens at a time, kTileRows rows at a time.
-// x rows are already padded to x_stride (a multiple of 32) with +0.0.
+// memory per call), each tile applied to all tokens kTileTokens at a time, kTileRows rows at a
+// time. x rows are already padded to x_stride (a multiple of 32) with +0.0.
 template <typename WT>
 void GemmRows(const LinearJob& j, int64_t r0, int64_t r1) {
   const WT* W = static_cast<const WT*>(j.w);
@@ -287,7 +328,8 @@ void GemmRows(const LinearJob& j, int64_t r0, int64_t r1) {
   auto tile = hwy::AllocateAligned<float>(static_cast<size_t>(tile_rows * padded));
   for (int64_t rt = r0; rt < r1; rt += tile_rows) {
     const int64_t nr = std::min(tile_rows, r1 - rt);
-    for (int64_t i = 0; i < nr; ++i) ConvertRow(W + (rt + i) * j.cols, j.cols, padded, &tile[i * padded]);
+    for (int64_t i = 0; i < nr; ++i)
+      ConvertRow(W + (rt + i) * j.cols, j.cols, padded, &tile[i * padded]);
     for (int64_t t0 = 0; t0 < j.T; t0 += kTileTokens) {
       const size_t tb = static_cast<size_t>(std::min<int64_t>(kTileTokens, j.T - t0));
       const float* x[kTileTokens];
@@ -300,7 +342,8 @@ void GemmRows(const LinearJob& j, int64_t r0, int64_t r1) {
         DotBlockUpTo<kTileRows, kTileTokens, float>(tb, w, x, padded, nullptr, nullptr, res);
         for (size_t i = 0; i < kTileRows; ++i)
           for (size_t t = 0; t < tb; ++t)
-            StoreOut(j, t0 + static_cast<int64_t>(t), rt + r + static_cast<int64_t>(i), res[i * tb + t]);
+            StoreOut(j, t0 + static_cast<int64_t>(t), rt + r + static_cast<int64_t>(i),
+                     res[i * tb + t]);
       }
       for (; r < nr; ++r) {
         const float* w[1] = {&tile[r * padded]};
@@ -404,7 +447,8 @@ void AttentionHeadImpl(float* out, const float* q, const float* keys, const floa
     for (int64_t jj = 0; jj < n_ctx; ++jj) {
       const VF p = hn::Set(d, scores[jj]);
       const float* v = values + jj * kv_stride + d0;
-      for (size_t k = 0; k < nv; ++k) acc[k] = hn::Add(acc[k], hn::Mul(p, hn::LoadU(d, v + k * kN)));
+      for (size_t k = 0; k < nv; ++k)
+        acc[k] = hn::Add(acc[k], hn::Mul(p, hn::LoadU(d, v + k * kN)));
     }
     for (size_t k = 0; k < nv; ++k) hn::Store(acc[k], d, lanes + k * kN);
     for (size_t i = 0; i < nv * kN; ++i) out[d0 + static_cast<int64_t>(i)] = round_one(t, lanes[i]);
@@ -431,7 +475,9 @@ float SumImpl(const float* p, size_t n) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
 }
 
-const char* TargetNameImpl() { return hwy::TargetName(HWY_TARGET); }
+const char* TargetNameImpl() {
+  return hwy::TargetName(HWY_TARGET);
+}
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace fusecheck::cpu::HWY_NAMESPACE

@@ -43,9 +43,13 @@ void attention_head_simd(float* out, const float* q, const float* keys, const fl
   (out, q, keys, values, n_ctx, kv_stride, head_dim, scale, t, scores);
 }
 
-std::vector<int64_t> simd_targets() { return hwy::SupportedAndGeneratedTargets(); }
+std::vector<int64_t> simd_targets() {
+  return hwy::SupportedAndGeneratedTargets();
+}
 
-const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetNameImpl)(); }
+const char* simd_target_name() {
+  return HWY_DYNAMIC_DISPATCH(TargetNameImpl)();
+}
 
 double measure_read_bandwidth_gbs(ThreadPool* pool, size_t bytes, int reps) {
   // Whole 64-float blocks (a multiple of 4 vectors on every target), so every chunk sums whole
