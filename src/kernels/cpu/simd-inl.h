@@ -53,18 +53,16 @@ static_assert(kDotLanes % kN == 0, "the 32 contract lanes must be whole vectors"
 //   kGemvRows: rows per step of the T == 1 GEMV. One: the matrix is then read strictly
 //   sequentially, which the hardware prefetchers stream best (2 or 4 interleaved rows measured
 //   30-50% slower from DRAM); the kK chains of one row already cover the FMA latency at DRAM
-//   speed. FC_GEMV_ROWS overrides it for experiments.
-//   kTileRows x kTileTokens: outputs per micro-kernel of the prefill GEMM. AVX3 (32 registers,
-//   2 accumulators per output): 3 x 4 = 24 accumulators; AVX2 (16 registers, 4 per output):
-//   1 x 3 = 12, leaving room for the weight vector and a load.
-#ifndef FC_GEMV_ROWS
-#define FC_GEMV_ROWS 1
-#endif
-constexpr size_t kGemvRows = FC_GEMV_ROWS;
-constexpr size_t kTileRows = kN >= 16 ? 3 : 1;
-constexpr size_t kTileTokens = kN >= 16 ? 4 : (kN >= 8 ? 3 : 1);
+//   speed.
+//   kTileRows x kTileTokens: outputs per micro-kernel of the prefill GEMM. The GEMM computes one
+//   accumulator vector k of every output at a time (see GemmRows), so an output costs one
+//   register, not kK: AVX3 (32 registers) 4 x 6 = 24 accumulators, 10 loads per 24 FMAs; AVX2
+//   (16 registers) 3 x 4 = 12 accumulators (2 x 5, 2 x 6 and 4 x 3 measured the same).
+constexpr size_t kGemvRows = 1;
+constexpr size_t kTileRows = kN >= 16 ? 4 : (kN >= 8 ? 3 : 1);
+constexpr size_t kTileTokens = kN >= 16 ? 6 : (kN >= 8 ? 4 : 1);
 // Rows of fp32 weights converted per tile: about 96 KiB, so a tile stays in L2 while every token
-// block sweeps it.
+// block sweeps it (24 to 256 KiB measured within 10% of each other).
 constexpr size_t kTileBytes = 96 * 1024;
 
 // Element types of weight rows; the tags only select the conversion.
@@ -218,17 +216,6 @@ HWY_NOINLINE void DotBlock(const WT* const* w, const float* const* x, int64_t nf
     for (size_t t = 0; t < TB; ++t) res[r * TB + t] = Fold(acc[r][t]);
 }
 
-// DotBlock with a run-time token count tb in [1, TB].
-template <size_t R, size_t TB, typename WT>
-HWY_INLINE void DotBlockUpTo(size_t tb, const WT* const* w, const float* const* x, int64_t nfull,
-                             const WT* const* wt, const float* const* xt, float* res) {
-  if (tb == TB) {
-    DotBlock<R, TB>(w, x, nfull, wt, xt, res);
-  } else if constexpr (TB > 1) {
-    DotBlockUpTo<R, TB - 1>(tb, w, x, nfull, wt, xt, res);
-  }
-}
-
 // What every row-range worker needs. x_stride: floats between token rows of x (cols, or the padded
 // width of the tiled path's padded copy).
 struct LinearJob {
@@ -302,53 +289,117 @@ void GemvRows(const LinearJob& j, int64_t r0, int64_t r1) {
   }
 }
 
-// Converts one row (cols elements) to fp32 in dst, padded with -0.0 to `padded` (cols rounded up
-// to a multiple of 32). dst: [padded].
+// The prefill layout. The contract gives every output kK independent accumulator vectors: vector
+// k only ever sees elements i with (i % 32) / kN == k, in increasing i. So the GEMM computes them
+// one k at a time ("pass k"), holding one register per output instead of kK, which is what lets a
+// micro-kernel cover R rows x TB tokens with few loads per FMA. Rows and x are stored "lane-major"
+// for this: element b * 32 + k * kN + j (block b, vector k, lane j) goes to k * nb * kN + b * kN +
+// j, so each pass reads contiguous memory. The order of the FMAs in every lane is unchanged.
+
+// Lane-major position of the kN-element chunk (block b, vector k) in a row of nb blocks.
+HWY_INLINE int64_t LaneMajor(int64_t nb, int64_t b, size_t k) {
+  return static_cast<int64_t>(k) * nb * static_cast<int64_t>(kN) + b * static_cast<int64_t>(kN);
+}
+
+// Converts one weight row (cols elements) to fp32, lane-major, padded with -0.0 to nb blocks.
+// dst: [nb * 32].
 template <typename WT>
-HWY_INLINE void ConvertRow(const WT* src, int64_t cols, int64_t padded, float* dst) {
+HWY_INLINE void ConvertRowLaneMajor(const WT* src, int64_t cols, int64_t nb, float* dst) {
   const DF d;
-  const int64_t nfull = cols - cols % kDotLanes;
-  for (int64_t i = 0; i < nfull; i += kN) hn::StoreU(LoadW(d, src + i), d, dst + i);
-  if (padded > nfull) {
+  const int64_t full = cols / kDotLanes;
+  for (int64_t b = 0; b < full; ++b)
+    for (size_t k = 0; k < kK; ++k)
+      hn::StoreU(LoadW(d, src + b * kDotLanes + k * kN), d, dst + LaneMajor(nb, b, k));
+  if (full < nb) {
     alignas(64) WT buf[kDotLanes];
-    PadTail(src + nfull, static_cast<size_t>(cols - nfull), buf);
-    for (size_t i = 0; i < kDotLanes; i += kN) hn::StoreU(LoadW(d, buf + i), d, dst + nfull + i);
+    PadTail(src + full * kDotLanes, static_cast<size_t>(cols - full * kDotLanes), buf);
+    for (size_t k = 0; k < kK; ++k)
+      hn::StoreU(LoadW(d, buf + k * kN), d, dst + LaneMajor(nb, full, k));
   }
 }
 
-// T > 1 (prefill): rows [r0, r1) in tiles converted once to fp32 (each weight read once from
-// memory per call), each tile applied to all tokens kTileTokens at a time, kTileRows rows at a
-// time. x rows are already padded to x_stride (a multiple of 32) with +0.0.
+// Pass k of R rows x TB tokens: lanes[(r * TB + t) * 32 + k * kN ..] = accumulator vector k of
+// output (r, t). w: R lane-major rows; x: TB lane-major token rows; both [nb * 32].
+template <size_t R, size_t TB>
+HWY_NOINLINE void PassBlock(const float* const* w, const float* const* x, int64_t nb,
+                            float* lanes) {
+  const DF d;
+  for (size_t k = 0; k < kK; ++k) {
+    VF acc[R][TB];
+    for (size_t r = 0; r < R; ++r)
+      for (size_t t = 0; t < TB; ++t) acc[r][t] = hn::Zero(d);
+    const int64_t base = LaneMajor(nb, 0, k);
+    const float* wk[R];
+    const float* xk[TB];
+    for (size_t r = 0; r < R; ++r) wk[r] = w[r] + base;
+    for (size_t t = 0; t < TB; ++t) xk[t] = x[t] + base;
+    for (int64_t i = 0; i < nb * static_cast<int64_t>(kN); i += kN) {
+#pragma GCC unroll 8
+      for (size_t r = 0; r < R; ++r) {
+        const VF wv = hn::LoadU(d, wk[r] + i);
+#pragma GCC unroll 8
+        for (size_t t = 0; t < TB; ++t) acc[r][t] = Fma(hn::LoadU(d, xk[t] + i), wv, acc[r][t]);
+      }
+    }
+    for (size_t r = 0; r < R; ++r)
+      for (size_t t = 0; t < TB; ++t)
+        hn::Store(acc[r][t], d, lanes + (r * TB + t) * kDotLanes + k * kN);
+  }
+}
+
+// PassBlock with a run-time token count tb in [1, TB].
+template <size_t R, size_t TB>
+HWY_INLINE void PassBlockUpTo(size_t tb, const float* const* w, const float* const* x, int64_t nb,
+                              float* lanes) {
+  if (tb == TB) {
+    PassBlock<R, TB>(w, x, nb, lanes);
+  } else if constexpr (TB > 1) {
+    PassBlockUpTo<R, TB - 1>(tb, w, x, nb, lanes);
+  }
+}
+
+// Folds and stores R x tb outputs from PassBlock's lanes.
+HWY_INLINE void StoreBlock(const LinearJob& j, size_t rr, size_t tb, int64_t r0, int64_t t0,
+                           const float* lanes) {
+  const DF d;
+  for (size_t r = 0; r < rr; ++r)
+    for (size_t t = 0; t < tb; ++t) {
+      VF v[kK];
+      for (size_t k = 0; k < kK; ++k) v[k] = hn::Load(d, lanes + (r * tb + t) * kDotLanes + k * kN);
+      StoreOut(j, t0 + static_cast<int64_t>(t), r0 + static_cast<int64_t>(r), Fold(v));
+    }
+}
+
+// T > 1 (prefill): rows [r0, r1) in tiles converted once to lane-major fp32 (each weight read
+// once from memory per call); each tile is applied to all tokens, kTileRows x kTileTokens outputs
+// at a time. j.x is lane-major with j.x_stride = nb * 32 floats per token.
 template <typename WT>
 void GemmRows(const LinearJob& j, int64_t r0, int64_t r1) {
   const WT* W = static_cast<const WT*>(j.w);
-  const int64_t padded = j.x_stride;
+  const int64_t padded = j.x_stride, nb = padded / kDotLanes;
   int64_t tile_rows = static_cast<int64_t>(kTileBytes / sizeof(float)) / padded;
   tile_rows = std::max<int64_t>(kTileRows, tile_rows - tile_rows % kTileRows);
   auto tile = hwy::AllocateAligned<float>(static_cast<size_t>(tile_rows * padded));
+  alignas(64) float lanes[kTileRows * kTileTokens * kDotLanes];
   for (int64_t rt = r0; rt < r1; rt += tile_rows) {
     const int64_t nr = std::min(tile_rows, r1 - rt);
     for (int64_t i = 0; i < nr; ++i)
-      ConvertRow(W + (rt + i) * j.cols, j.cols, padded, &tile[i * padded]);
+      ConvertRowLaneMajor(W + (rt + i) * j.cols, j.cols, nb, &tile[i * padded]);
     for (int64_t t0 = 0; t0 < j.T; t0 += kTileTokens) {
       const size_t tb = static_cast<size_t>(std::min<int64_t>(kTileTokens, j.T - t0));
       const float* x[kTileTokens];
-      for (size_t t = 0; t < tb; ++t) x[t] = j.x + (t0 + static_cast<int64_t>(t)) * j.x_stride;
-      float res[kTileRows * kTileTokens];
+      for (size_t t = 0; t < tb; ++t) x[t] = j.x + (t0 + static_cast<int64_t>(t)) * padded;
       int64_t r = 0;
       for (; r + static_cast<int64_t>(kTileRows) <= nr; r += kTileRows) {
         const float* w[kTileRows];
         for (size_t i = 0; i < kTileRows; ++i) w[i] = &tile[(r + static_cast<int64_t>(i)) * padded];
-        DotBlockUpTo<kTileRows, kTileTokens, float>(tb, w, x, padded, nullptr, nullptr, res);
-        for (size_t i = 0; i < kTileRows; ++i)
-          for (size_t t = 0; t < tb; ++t)
-            StoreOut(j, t0 + static_cast<int64_t>(t), rt + r + static_cast<int64_t>(i),
-                     res[i * tb + t]);
+        PassBlockUpTo<kTileRows, kTileTokens>(tb, w, x, nb, lanes);
+        StoreBlock(j, kTileRows, tb, rt + r, t0, lanes);
       }
       for (; r < nr; ++r) {
         const float* w[1] = {&tile[r * padded]};
-        DotBlockUpTo<1, kTileTokens, float>(tb, w, x, padded, nullptr, nullptr, res);
-        for (size_t t = 0; t < tb; ++t) StoreOut(j, t0 + static_cast<int64_t>(t), rt + r, res[t]);
+        PassBlockUpTo<1, kTileTokens>(tb, w, x, nb, lanes);
+        StoreBlock(j, 1, tb, rt + r, t0, lanes);
       }
     }
   }
@@ -377,17 +428,24 @@ void LinearImpl(float* out, const float* x, int64_t T, const Weight& w, const We
                 ActType t, ThreadPool* pool) {
   if (T <= 0 || w.rows <= 0) return;
   LinearJob j{out, x, w.cols, T, w.rows, w.cols, w.data, &bias, t};
-  std::vector<float> x_padded;
-  if (T > 1 && w.cols % kDotLanes != 0) {
-    // The tiled path reads whole 32-element steps of x: a copy padded with +0.0 (T x cols floats,
-    // small next to the T x rows x cols multiply-adds).
-    j.x_stride = (w.cols / kDotLanes + 1) * kDotLanes;
-    x_padded.assign(static_cast<size_t>(T * j.x_stride), 0.0f);
-    for (int64_t i = 0; i < T; ++i)
-      std::memcpy(&x_padded[i * j.x_stride], x + i * w.cols, w.cols * sizeof(float));
-    j.x = x_padded.data();
-  } else if (T > 1) {
-    j.x_stride = w.cols;
+  std::vector<float> x_lane_major;
+  if (T > 1) {
+    // The GEMM reads x lane-major and padded with +0.0 to whole blocks (see GemmRows): one copy,
+    // T x cols floats, small next to the T x rows x cols multiply-adds.
+    const int64_t nb = (w.cols + kDotLanes - 1) / kDotLanes;
+    j.x_stride = nb * kDotLanes;
+    x_lane_major.assign(static_cast<size_t>(T * j.x_stride), 0.0f);
+    for (int64_t tok = 0; tok < T; ++tok) {
+      const float* src = x + tok * w.cols;
+      float* dst = &x_lane_major[static_cast<size_t>(tok * j.x_stride)];
+      for (int64_t b = 0; b < nb; ++b)
+        for (size_t k = 0; k < kK; ++k) {
+          const int64_t i0 = b * kDotLanes + static_cast<int64_t>(k * kN);
+          const int64_t n = std::clamp<int64_t>(w.cols - i0, 0, kN);
+          std::memcpy(dst + LaneMajor(nb, b, k), src + i0, static_cast<size_t>(n) * sizeof(float));
+        }
+    }
+    j.x = x_lane_major.data();
   }
   switch (w.dtype) {
     case DType::BF16:

@@ -20,10 +20,22 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spin this many polls before sleeping. A decode step issues its parallel_for calls a few
-// microseconds apart, so a short spin catches the next job without a futex round trip; it is
-// short enough (~10-50 us) not to steal much from a co-scheduled process when the pool idles.
-constexpr int kSpinPolls = 4000;
+// Polls `value` until it differs from `old` or `spin` has passed (the clock is read every 64
+// polls); returns the last value read.
+template <typename T>
+T spin_while_equal(const std::atomic<T>& value, T old, std::chrono::nanoseconds spin) {
+  T v = value.load(std::memory_order_acquire);
+  if (v != old) return v;
+  const auto deadline = std::chrono::steady_clock::now() + spin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      cpu_relax();
+      v = value.load(std::memory_order_acquire);
+      if (v != old) return v;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return v;
+  }
+}
 
 // Reads a small sysfs file; "" when absent.
 std::string read_line(const std::string& path) {
@@ -49,7 +61,7 @@ int physical_core_count() {
   return hc > 0 ? static_cast<int>(hc) : 1;
 }
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads, std::chrono::microseconds spin) : spin_(spin) {
   threads_ = threads > 0 ? threads : physical_core_count();
   workers_.reserve(static_cast<size_t>(threads_ - 1));
   for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -69,13 +81,9 @@ void ThreadPool::run_chunk(int chunk) {
 }
 
 void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    uint64_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < kSpinPolls; ++spin) {
-      cpu_relax();
-      g = generation_.load(std::memory_order_acquire);
-    }
+    uint32_t g = spin_while_equal(generation_, seen, spin_);
     while (g == seen) {
       generation_.wait(seen, std::memory_order_acquire);
       g = generation_.load(std::memory_order_acquire);
@@ -104,11 +112,9 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   generation_.notify_all();
   run_chunk(0);
   int left = pending_.load(std::memory_order_acquire);
-  for (int spin = 0; left != 0 && spin < kSpinPolls; ++spin) {
-    cpu_relax();
-    left = pending_.load(std::memory_order_acquire);
-  }
   while (left != 0) {
+    left = spin_while_equal(pending_, left, spin_);
+    if (left == 0) break;
     pending_.wait(left, std::memory_order_acquire);
     left = pending_.load(std::memory_order_acquire);
   }
