@@ -1,0 +1,88 @@
+// Dynamic dispatch of the SIMD kernels (simd-inl.h) and the bandwidth probe.
+//
+// Every attainable x86 target is compiled (SCALAR, SSSE3, SSE4, AVX2, AVX3), not only those better
+// than the build's baseline, so the tests can run each code path on this machine
+// (hwy::SetSupportedTargetsForTest) and hold it bit-identical to the scalar oracle.
+#define HWY_COMPILE_ALL_ATTAINABLE
+
+#include "kernels/cpu/simd.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/simd-inl.h"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "kernels/cpu/simd-inl.h"
+
+#if HWY_ONCE
+namespace fusecheck::cpu {
+
+HWY_EXPORT(LinearImpl);
+HWY_EXPORT(DotLanesImpl);
+HWY_EXPORT(AttentionHeadImpl);
+HWY_EXPORT(SumImpl);
+HWY_EXPORT(TargetNameImpl);
+
+void linear_simd(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
+                 ActType t, ThreadPool* pool) {
+  HWY_DYNAMIC_DISPATCH(LinearImpl)(out, x, T, w, bias, t, pool);
+}
+
+float dot_lanes_simd(const float* a, const float* b, int64_t n) {
+  return HWY_DYNAMIC_DISPATCH(DotLanesImpl)(a, b, n);
+}
+
+void attention_head_simd(float* out, const float* q, const float* keys, const float* values,
+                         int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
+                         float* scores) {
+  HWY_DYNAMIC_DISPATCH(AttentionHeadImpl)
+  (out, q, keys, values, n_ctx, kv_stride, head_dim, scale, t, scores);
+}
+
+std::vector<int64_t> simd_targets() {
+  return hwy::SupportedAndGeneratedTargets();
+}
+
+const char* simd_target_name() {
+  return HWY_DYNAMIC_DISPATCH(TargetNameImpl)();
+}
+
+double measure_read_bandwidth_gbs(ThreadPool* pool, size_t bytes, int reps) {
+  // Whole 64-float blocks (a multiple of 4 vectors on every target), so every chunk sums whole
+  // steps; the chunks of parallel_for are contiguous, like a kernel's row slices.
+  constexpr size_t kBlock = 64;
+  const size_t blocks = std::max<size_t>(1, bytes / sizeof(float) / kBlock);
+  auto buf = hwy::AllocateAligned<float>(blocks * kBlock);
+  const auto run = [&](const std::function<void(int64_t, int64_t)>& fn) {
+    if (pool != nullptr)
+      pool->parallel_for(static_cast<int64_t>(blocks), fn);
+    else
+      fn(0, static_cast<int64_t>(blocks));
+  };
+  // First touch by the thread that will read each chunk (page placement, no lazy faults later).
+  run([&](int64_t b, int64_t e) {
+    std::memset(&buf[b * kBlock], 0, static_cast<size_t>(e - b) * kBlock * sizeof(float));
+  });
+  const auto sum = HWY_DYNAMIC_DISPATCH(SumImpl);
+  std::atomic<int64_t> sink{0};  // keeps the sums observable
+  double best = 0.0;
+  for (int rep = 0; rep < std::max(1, reps); ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run([&](int64_t b, int64_t e) {
+      const float s = sum(&buf[b * kBlock], static_cast<size_t>(e - b) * kBlock);
+      sink.fetch_add(static_cast<int64_t>(s), std::memory_order_relaxed);
+    });
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(blocks * kBlock * sizeof(float)) / sec / 1e9);
+  }
+  volatile int64_t keep = sink.load();
+  (void)keep;
+  return best;
+}
+
+}  // namespace fusecheck::cpu
+#endif  // HWY_ONCE

@@ -1,0 +1,113 @@
+// ThreadPool: static contiguous partitioning, every index exactly once, any n, repeated use.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu/thread_pool.h"
+
+namespace fusecheck::cpu {
+namespace {
+
+// Runs one parallel_for and checks the chunks: each index once, contiguous, in the documented
+// static split (chunk c = [n c / k, n (c + 1) / k)), at most threads() chunks.
+void check_cover(ThreadPool& pool, int64_t n) {
+  std::vector<std::atomic<int>> hits(static_cast<size_t>(std::max<int64_t>(n, 1)));
+  std::mutex mu;
+  std::set<std::pair<int64_t, int64_t>> chunks;
+  pool.parallel_for(n, [&](int64_t b, int64_t e) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      chunks.emplace(b, e);
+    }
+    for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+  });
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "index " << i << " of n " << n;
+  if (n <= 0) {
+    EXPECT_TRUE(chunks.empty());
+    return;
+  }
+  const int64_t k = std::min<int64_t>(n, pool.threads());
+  ASSERT_EQ(static_cast<int64_t>(chunks.size()), k) << "n " << n;
+  int64_t c = 0;
+  for (const auto& [b, e] : chunks) {
+    EXPECT_EQ(b, n * c / k);
+    EXPECT_EQ(e, n * (c + 1) / k);
+    EXPECT_LT(b, e);
+    ++c;
+  }
+}
+
+TEST(ThreadPool, DefaultSizeIsPhysicalCores) {
+  ThreadPool pool;
+  EXPECT_EQ(pool.threads(), physical_core_count());
+  EXPECT_GE(pool.threads(), 1);
+}
+
+TEST(ThreadPool, CoversEveryIndexExactlyOnce) {
+  for (int threads : {1, 2, 3, 4, 7}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.threads(), threads);
+    for (int64_t n : {0, 1, 2, 3, 5, 6, 7, 8, 13, 100, 1001, 65536}) check_cover(pool, n);
+  }
+}
+
+TEST(ThreadPool, NegativeAndZeroNDoNotCall) {
+  ThreadPool pool(3);
+  int calls = 0;
+  pool.parallel_for(0, [&](int64_t, int64_t) { ++calls; });
+  pool.parallel_for(-5, [&](int64_t, int64_t) { ++calls; });
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(ThreadPool, FewerItemsThanThreads) {
+  ThreadPool pool(4);
+  for (int64_t n = 1; n < 4; ++n) check_cover(pool, n);
+  // Alternating small and large jobs: idle workers of one job must not run chunks of the next.
+  for (int rep = 0; rep < 200; ++rep) {
+    check_cover(pool, 1 + rep % 3);
+    check_cover(pool, 50 + rep);
+  }
+}
+
+TEST(ThreadPool, RepeatedCallsAreCheapAndCorrect) {
+  ThreadPool pool(2);
+  std::atomic<int64_t> sum{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr int kCalls = 2000;
+  for (int rep = 0; rep < kCalls; ++rep)
+    pool.parallel_for(64, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
+  const double us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(sum.load(), int64_t{64} * kCalls);
+  std::cout << "[          ] parallel_for round trip, 2 threads: " << us / kCalls << " us\n";
+}
+
+TEST(ThreadPool, WorkRunsOnSeveralThreads) {
+  ThreadPool pool(3);
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  pool.parallel_for(3, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mu);
+    ids.insert(std::this_thread::get_id());
+  });
+  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_TRUE(ids.count(std::this_thread::get_id())) << "the caller runs chunk 0";
+}
+
+TEST(ThreadPool, ManyPoolsCreateAndDestroy) {
+  for (int i = 0; i < 50; ++i) {
+    ThreadPool pool(1 + i % 4);
+    if (i % 2) check_cover(pool, 10);
+  }
+}
+
+}  // namespace
+}  // namespace fusecheck::cpu
