@@ -178,3 +178,26 @@ TEST(CliEngine, BadInputIsOneLineAndNonZero) {
 
 }  // namespace
 }  // namespace fusecheck
+
+namespace fusecheck {
+namespace {
+
+TEST(CliBench, ReportsSpeedMemoryAndRooflineAsJson) {
+  testing::TempDir tmp;
+  ASSERT_EQ(run_cli("fixture " + (tmp / "m") + " --profile qwen3-0.6b --tiny").exit_code, 0);
+  auto r = run_cli("bench " + (tmp / "m") +
+                   " --prompt-tokens 8 --gen-tokens 4 --repeat 2 --threads 1 --compare --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"prefill_tokens_per_s", "decode_tokens_per_s", "bandwidth_gbs",
+                          "decode_roofline_tokens_per_s", "roofline_fraction", "resident_bytes",
+                          "fused_over_standard_decode"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(j["threads"], 1);
+  EXPECT_EQ(j["kernels"], "standard");
+  EXPECT_EQ(j["fused"]["kernels"], "fused");
+}
+
+}  // namespace
+}  // namespace fusecheck

@@ -80,10 +80,10 @@ TEST(FusedKernels, RmsnormQkvRoundsOnlyTheProjections) {
         auto x = randn(T * dim, rng, 2.0f, t), g = randn(dim, rng, 1.0f, t);
         auto wq = randn(rq * dim, rng, 0.2f, t), wk = randn(rk * dim, rng, 0.2f, t),
              wv = randn(rk * dim, rng, 0.2f, t), bq = randn(rq, rng, 0.5f, t);
-        std::vector<float> q(T * rq), k(T * rk), v(T * rk), xn(T * dim), row(dim);
+        std::vector<float> q(T * rq), k(T * rk), v(T * rk), xn(T * dim);
         fused_rmsnorm_qkv(q.data(), k.data(), v.data(), x.data(), T, g.data(), 1e-6f,
                           as_weight(wq, rq, dim), as_weight(wk, rk, dim), as_weight(wv, rk, dim),
-                          as_weight(bq, 1, rq), Weight{}, Weight{}, t, xn.data(), row.data());
+                          as_weight(bq, 1, rq), Weight{}, Weight{}, t, xn.data(), nullptr);
         for (int64_t tok = 0; tok < T; ++tok) {
           double ss = 0;
           for (int64_t i = 0; i < dim; ++i) ss += double(x[tok * dim + i]) * x[tok * dim + i];
@@ -207,9 +207,9 @@ TEST(FusedKernels, GateUpSiluRoundsOnce) {
         const int64_t rows = 5;
         auto x = randn(T * dim, rng, 1.0f, t), wg = randn(rows * dim, rng, 0.3f, t),
              wu = randn(rows * dim, rng, 0.3f, t);
-        std::vector<float> out(T * rows), rg(dim), ru(dim);
+        std::vector<float> out(T * rows), gate(T * rows), up(T * rows);
         fused_gate_up_silu(out.data(), x.data(), T, as_weight(wg, rows, dim),
-                           as_weight(wu, rows, dim), t, rg.data(), ru.data());
+                           as_weight(wu, rows, dim), t, gate.data(), up.data(), nullptr);
         for (int64_t tok = 0; tok < T; ++tok)
           for (int64_t r = 0; r < rows; ++r) {
             double g = 0, u = 0;

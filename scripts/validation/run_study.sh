@@ -6,10 +6,12 @@
 # Then: /usr/bin/python3 scripts/validation/summarize.py OUT_DIR/study.csv > tables.md
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-bin="$root/build/fusecheck"
 out="${1:-$root/build/validation}"
 shared="$root/../shared"
 mkdir -p "$out/models"
+# A private copy of the binary, so a rebuild during the (long) run cannot break it.
+cp "$root/build/fusecheck" "$out/fusecheck"
+bin="$out/fusecheck"
 export XDG_CACHE_HOME="$out/cache"   # keep the study out of the user's cache
 
 models=()
@@ -32,9 +34,12 @@ models+=("qwen3-0.6b-extreme-fixture=$out/models/qwen3-0.6b-extreme")
 
 profiles=(generic fused fused-fp16acc fused-fp16kv fused-int8kv fused-int8kv-channel fused-fp8kv)
 csv="$out/study.csv"
-echo "model,profile,static_verdict,static_score,predicted_amplification,measured_verdict,std_kl,fused_kl,fused_vs_std_kl,std_top1,fused_top1,positions" >"$csv"
+# Resumable: models that already have every profile's row are skipped.
+[ -f "$csv" ] || echo "model,profile,static_verdict,static_score,predicted_amplification,measured_verdict,std_kl,fused_kl,fused_vs_std_kl,std_top1,fused_top1,positions" >"$csv"
 for entry in "${models[@]}"; do
   name="${entry%%=*}" dir="${entry#*=}"
+  if [ "$(grep -c "^$name," "$csv" || true)" -ge "${#profiles[@]}" ]; then continue; fi
+  sed -i "/^$name,/d" "$csv"
   for p in "${profiles[@]}"; do
     c=$("$bin" check "$dir" --kernels "$p" --no-cache --format json || true)
     r=$("$bin" probe "$dir" --kernels "$p" --no-cache --json --tokens 64 --greedy-tokens 0 || true)

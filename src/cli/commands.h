@@ -34,4 +34,7 @@ void register_tokenize_command(CLI::App& app, int& exit_code);
 // `fusecheck probe MODEL [--kernels P]`: measured divergence of a fused profile (src/probe).
 void register_probe_command(CLI::App& app, int& exit_code);
 
+// `fusecheck bench MODEL`: prefill/decode speed, memory and the decode roofline.
+void register_bench_command(CLI::App& app, int& exit_code);
+
 }  // namespace fusecheck::cli

@@ -26,6 +26,8 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
   cmd->add_flag("--force-fused-kernels", a.kernels.force,
                 "fuse whatever the check says (also FUSECHECK_FORCE_FUSED=1)");
   cmd->add_flag("--no-fusion", a.no_fusion, "run the standard kernels, whatever else is asked");
+  cmd->add_option("--threads", a.threads, "threads for the projections (default: physical cores)")
+      ->check(CLI::Range(1, 1024));
 }
 
 namespace {
@@ -69,7 +71,9 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
                  std::string(kernel_outcome_name(decision.outcome)).c_str(),
                  decision.plan.profile.c_str(), decision.check_ms);
   }
-  return LoadedEngine{std::move(model), precision, ctx, std::move(decision)};
+  auto pool = std::make_unique<cpu::ThreadPool>(a.threads);
+  model.set_thread_pool(pool.get());
+  return LoadedEngine{std::move(pool), std::move(model), precision, ctx, std::move(decision)};
 }
 
 Result<std::vector<int32_t>> parse_token_ids(const std::string& text) {

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,10 +24,12 @@ struct EngineArgs {
   KernelRequest kernels;            // --use-custom-kernels, --strict, --force-fused-kernels
   std::string kernels_name;         // --kernels NAME ("" = fused); giving it requests fusion
   bool no_fusion = false;           // the one switch that turns all fusion off
+  int threads = 0;                  // 0: the physical cores
 };
 void add_engine_options(CLI::App* cmd, EngineArgs& a);
 
 struct LoadedEngine {
+  std::unique_ptr<cpu::ThreadPool> pool;  // the model's projections run on it
   Model model;
   Precision precision;
   int64_t max_context;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernels/cpu/fused.h"
+#include "kernels/cpu/simd.h"
 
 namespace fusecheck {
 
@@ -71,7 +72,6 @@ void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
   a.q.resize(t * q_dim), a.attn.resize(t * q_dim);
   a.k.resize(t * kv_dim), a.v.resize(t * kv_dim);
   a.gate.resize(t * ffn), a.up.resize(t * ffn), a.mlp_act.resize(t * ffn);
-  a.row.resize(std::max({dim, ffn, q_dim})), a.row2.resize(dim);
   a.cos.resize(hd / 2), a.sin.resize(hd / 2), a.acc.resize(hd);
   a.k_ctx.resize(static_cast<size_t>(n_ctx) * hd), a.v_ctx.resize(static_cast<size_t>(n_ctx) * hd);
   a.scores.resize(static_cast<size_t>(n_ctx));
@@ -98,8 +98,8 @@ void Model::attention(int64_t layer, Activations& a, int64_t pos0, const KvCache
           cpu::fused_attention(out, q, a.k_ctx.data(), a.v_ctx.data(), pos0 + tok + 1, hd, hd,
                                scale, t, plan.fp16_accumulation, a.acc.data());
         else
-          cpu::attention_head(out, q, a.k_ctx.data(), a.v_ctx.data(), pos0 + tok + 1, hd, hd, scale,
-                              t, a.scores.data());
+          cpu::attention_head_simd(out, q, a.k_ctx.data(), a.v_ctx.data(), pos0 + tok + 1, hd, hd,
+                                   scale, t, a.scores.data());
       }
   }
 }
@@ -115,7 +115,6 @@ void Model::layer_forward(int64_t layer, Activations& a, int64_t pos0, KvCache& 
   const bool f_qkv = plan.fuses(layer, FusedGroup::kRmsnormQkv);
   const bool f_rope = plan.fuses(layer, FusedGroup::kQkNormRope);
   const bool f_mlp = plan.fuses(layer, FusedGroup::kGateUpSilu);
-  float* row = a.row.data();
   const cpu::Weight none{};
 
   // --- self-attention block ---
@@ -137,11 +136,11 @@ void Model::layer_forward(int64_t layer, Activations& a, int64_t pos0, KvCache& 
     cpu::fused_rmsnorm_qkv(a.q.data(), a.k.data(), a.v.data(),
                            f_add ? a.sum.data() : a.hidden.data(), T, w.input_norm.data(), eps,
                            w.q_proj, w.k_proj, w.v_proj, w.q_bias, w.k_bias, w.v_bias, t,
-                           a.xn.data(), row);
+                           a.xn.data(), pool_);
   } else {
-    cpu::linear(a.q.data(), a.normed.data(), T, w.q_proj, w.q_bias, t, row);
-    cpu::linear(a.k.data(), a.normed.data(), T, w.k_proj, w.k_bias, t, row);
-    cpu::linear(a.v.data(), a.normed.data(), T, w.v_proj, w.v_bias, t, row);
+    cpu::linear_simd(a.q.data(), a.normed.data(), T, w.q_proj, w.q_bias, t, pool_);
+    cpu::linear_simd(a.k.data(), a.normed.data(), T, w.k_proj, w.k_bias, t, pool_);
+    cpu::linear_simd(a.v.data(), a.normed.data(), T, w.v_proj, w.v_bias, t, pool_);
   }
   const bool qk_norm = !w.q_norm.empty();
   for (int64_t tok = 0; tok < T; ++tok) {
@@ -175,7 +174,7 @@ void Model::layer_forward(int64_t layer, Activations& a, int64_t pos0, KvCache& 
   // attn = softmax(q k^T * scaling + causal_mask) v
   attention(layer, a, pos0, cache, t, plan);
   // attn_out = o_proj(attn)
-  cpu::linear(a.attn_out.data(), a.attn.data(), T, w.o_proj, none, t, row);
+  cpu::linear_simd(a.attn_out.data(), a.attn.data(), T, w.o_proj, none, t, pool_);
 
   // --- MLP block ---
   // hidden = hidden + attn_out; normed = post_attention_layernorm(hidden)
@@ -191,16 +190,16 @@ void Model::layer_forward(int64_t layer, Activations& a, int64_t pos0, KvCache& 
   }
   // mlp_act = silu(gate_proj(normed)) * up_proj(normed)
   if (f_mlp) {
-    cpu::fused_gate_up_silu(a.mlp_act.data(), a.normed.data(), T, w.gate_proj, w.up_proj, t, row,
-                            a.row2.data());
+    cpu::fused_gate_up_silu(a.mlp_act.data(), a.normed.data(), T, w.gate_proj, w.up_proj, t,
+                            a.gate.data(), a.up.data(), pool_);
   } else {
-    cpu::linear(a.gate.data(), a.normed.data(), T, w.gate_proj, none, t, row);
-    cpu::linear(a.up.data(), a.normed.data(), T, w.up_proj, none, t, row);
+    cpu::linear_simd(a.gate.data(), a.normed.data(), T, w.gate_proj, none, t, pool_);
+    cpu::linear_simd(a.up.data(), a.normed.data(), T, w.up_proj, none, t, pool_);
     cpu::silu_mul(a.mlp_act.data(), a.gate.data(), a.up.data(), static_cast<size_t>(T * ffn), t);
   }
   // mlp_out = down_proj(mlp_act); hidden = hidden + mlp_out (a fused plan defers the add to the
   // next norm, which fuses it: fused_add_rmsnorm)
-  cpu::linear(a.mlp_out.data(), a.mlp_act.data(), T, w.down_proj, none, t, row);
+  cpu::linear_simd(a.mlp_out.data(), a.mlp_act.data(), T, w.down_proj, none, t, pool_);
   const bool next_fuses_add = layer + 1 < c.num_layers
                                   ? plan.fuses(layer + 1, FusedGroup::kAddRmsnorm)
                                   : f_add;  // the final norm follows the last layer
@@ -276,8 +275,8 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
   const int64_t first = which == LogitsFor::kLast ? T - 1 : 0;
   const int64_t n_out = T - first;
   logits.resize(static_cast<size_t>(n_out * c.vocab_size));
-  cpu::linear(logits.data(), &a.normed[first * dim], n_out, weights_.lm_head, cpu::Weight{}, t,
-              a.row.data());
+  cpu::linear_simd(logits.data(), &a.normed[first * dim], n_out, weights_.lm_head, cpu::Weight{}, t,
+                   pool_);
   return ok_status();
 }
 

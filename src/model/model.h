@@ -17,6 +17,7 @@
 #include "arch/arch_profile.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
+#include "kernels/cpu/thread_pool.h"
 #include "kernels/kernel_plan.h"
 #include "model/kv_cache.h"
 #include "model/rope.h"
@@ -43,7 +44,6 @@ struct Activations {
   std::vector<float> gate, up;      // [T, ffn]
   std::vector<float> mlp_act;       // [T, ffn]    silu(gate) * up
   std::vector<float> mlp_out;       // [T, dim]    down_proj output
-  std::vector<float> row;           // [max(dim, ffn, nh*hd)] one weight row in fp32
   std::vector<float> cos, sin;      // [hd/2]
   std::vector<float> k_ctx, v_ctx;  // [n_ctx, hd] one kv head's cached keys/values in fp32
   std::vector<float> scores;        // [n_ctx]
@@ -77,6 +77,9 @@ class Model {
   cpu::ActType act_type(Precision p) const;
   // Bytes of the weights as stored (what the memory map makes resident).
   int64_t weight_bytes() const;
+  // The threads the projections are split over (owned by the caller; nullptr: the calling thread
+  // only). Results do not depend on it: every kernel follows the dot-product contract.
+  void set_thread_pool(cpu::ThreadPool* pool) { pool_ = pool; }
 
   // A cache for `precision` and the plan's KV format, bounded by max_context (<= 0: the model's
   // max_position_embeddings).
@@ -110,6 +113,7 @@ class Model {
   ModelConfig config_;
   ModelWeights weights_;
   Rope rope_;
+  cpu::ThreadPool* pool_ = nullptr;
 };
 
 }  // namespace fusecheck

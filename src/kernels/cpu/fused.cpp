@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/cpu/simd.h"
 #include "util/half.h"
 
 namespace fusecheck::cpu {
@@ -32,16 +33,16 @@ void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_o
 void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                        float eps, const Weight& wq, const Weight& wk, const Weight& wv,
                        const Weight& bq, const Weight& bk, const Weight& bv, ActType t, float* xn,
-                       float* row) {
+                       ThreadPool* pool) {
   const int64_t dim = wq.cols;
   for (int64_t tok = 0; tok < T; ++tok) {
     const float* xt = x + tok * dim;
     const float inv = inv_rms(xt, dim, eps);
     for (int64_t i = 0; i < dim; ++i) xn[tok * dim + i] = gain[i] * (xt[i] * inv);  // stays fp32
   }
-  linear(q, xn, T, wq, bq, t, row);
-  linear(k, xn, T, wk, bk, t, row);
-  linear(v, xn, T, wv, bv, t, row);
+  linear_simd(q, xn, T, wq, bq, t, pool);
+  linear_simd(k, xn, T, wk, bk, t, pool);
+  linear_simd(v, xn, T, wv, bv, t, pool);
 }
 
 void fused_qk_norm_rope(float* x, int64_t n_heads, int64_t head_dim, const float* gain, float eps,
@@ -79,7 +80,7 @@ void fused_attention(float* out, const float* q, const float* keys, const float*
   for (int64_t j = 0; j < n_ctx; ++j) {
     const float* kj = keys + j * kv_stride;
     const float dot =
-        fp16_accumulation ? dot_fp16_accumulate(q, kj, head_dim) : dot_lanes(q, kj, head_dim);
+        fp16_accumulation ? dot_fp16_accumulate(q, kj, head_dim) : dot_lanes_simd(q, kj, head_dim);
     const float s = dot * scale;
     // Online softmax: rescale what was accumulated when the running maximum grows.
     const float m_new = std::max(m, s);
@@ -95,16 +96,13 @@ void fused_attention(float* out, const float* q, const float* keys, const float*
 }
 
 void fused_gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
-                        ActType t, float* row_g, float* row_u) {
-  const int64_t rows = wg.rows, cols = wg.cols;
-  for (int64_t r = 0; r < rows; ++r) {
-    weight_row_f32(wg, r, row_g);
-    weight_row_f32(wu, r, row_u);
-    for (int64_t tok = 0; tok < T; ++tok) {
-      const float g = dot_lanes(x + tok * cols, row_g, cols);
-      const float u = dot_lanes(x + tok * cols, row_u, cols);
-      out[tok * rows + r] = round_one(t, g / (1.0f + std::exp(-g)) * u);
-    }
+                        ActType t, float* gate, float* up, ThreadPool* pool) {
+  linear_simd(gate, x, T, wg, Weight{}, ActType::F32, pool);  // fp32 outputs: no rounding
+  linear_simd(up, x, T, wu, Weight{}, ActType::F32, pool);
+  const int64_t n = T * wg.rows;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = round_one(t, g / (1.0f + std::exp(-g)) * up[i]);
   }
 }
 

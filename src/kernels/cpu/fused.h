@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace fusecheck::cpu {
 
@@ -21,12 +22,12 @@ void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_o
 
 // RMSNorm fused into the QKV projection: the normalised activation times its gain stays fp32 and
 // feeds the three projections; only q, k, v are rounded (once each, bias added in fp32).
-// x: [T, dim]; q: [T, wq.rows]; k, v: [T, wk.rows]; gain: [dim];
-// xn: scratch [T, dim]; row: scratch [dim].
+// x: [T, dim]; q: [T, wq.rows]; k, v: [T, wk.rows]; gain: [dim]; xn: scratch [T, dim].
+// The projections run on the SIMD kernels (bit-identical to cpu::linear) over `pool`.
 void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                        float eps, const Weight& wq, const Weight& wk, const Weight& wv,
                        const Weight& bq, const Weight& bk, const Weight& bv, ActType t, float* xn,
-                       float* row);
+                       ThreadPool* pool);
 
 // Per-head q/k RMSNorm (when gain != nullptr), its gain and RoPE in one pass, all fp32 with fp32
 // cos/sin; one rounding at the end. x: [n_heads, head_dim] in place; gain: [head_dim];
@@ -43,9 +44,10 @@ void fused_attention(float* out, const float* q, const float* keys, const float*
                      int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
                      bool fp16_accumulation, float* acc);
 
-// The gate and up projections and silu(gate) * up in one pass: gate and up stay fp32, one rounding.
-// x: [T, dim]; out: [T, wg.rows]; row_g, row_u: scratch [dim] each.
+// The gate and up projections and silu(gate) * up: gate and up stay fp32 (the projections round to
+// F32, i.e. not at all), one rounding at the end. x: [T, dim]; out: [T, wg.rows];
+// gate, up: scratch [T, wg.rows] each.
 void fused_gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
-                        ActType t, float* row_g, float* row_u);
+                        ActType t, float* gate, float* up, ThreadPool* pool);
 
 }  // namespace fusecheck::cpu

@@ -1,0 +1,200 @@
+// `fusecheck bench MODEL [--prompt-tokens 128] [--gen-tokens 64] [--threads N] [--kernels NAME]
+// [--repeat R] [--compare] [--json]`: prefill and decode speed of the engine on a model (medians
+// and spread over R passes), resident memory, and the fraction of the decode roofline reached:
+// every weight is streamed once per decoded token, so bandwidth / weight bytes bounds decode
+// tokens/s; the bandwidth is measured here, on the machine that runs the benchmark. --compare runs
+// the standard and the fused plan alternately, side by side, and reports their ratio.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/commands.h"
+#include "cli/engine_cli.h"
+#include "kernels/cpu/simd.h"
+
+namespace fusecheck::cli {
+
+namespace {
+
+struct BenchArgs {
+  EngineArgs engine;
+  int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 3;
+  bool json = false, compare = false;
+};
+
+// VmRSS / VmHWM of this process, in bytes.
+int64_t proc_status_bytes(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string k;
+  while (f >> k) {
+    if (k == key) {
+      int64_t kb = 0;
+      f >> kb;
+      return kb * 1024;
+    }
+    f.ignore(1 << 20, '\n');
+  }
+  return 0;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Pass {
+  double prefill_tok_s = 0, decode_tok_s = 0;
+};
+
+Result<Pass> run_pass(const Model& m, Precision p, const KernelPlan& plan,
+                      const std::vector<int32_t>& prompt, int64_t gen) {
+  KvCache cache = m.new_cache(p, static_cast<int64_t>(prompt.size()) + gen + 1, &plan);
+  std::vector<float> logits;
+  const double t0 = now_s();
+  FC_TRY(m.forward(prompt, p, cache, LogitsFor::kLast, logits, nullptr, &plan));
+  const double t1 = now_s();
+  for (int64_t i = 0; i < gen; ++i) {
+    const int32_t next = argmax(logits);
+    FC_TRY(m.forward({&next, 1}, p, cache, LogitsFor::kLast, logits, nullptr, &plan));
+  }
+  const double t2 = now_s();
+  return Pass{prompt.size() / (t1 - t0), gen / (t2 - t1)};
+}
+
+struct Summary {
+  double median = 0, min = 0, max = 0;
+};
+Summary summarize(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
+}
+
+int run_bench(const BenchArgs& a) {
+  auto fail = [](const Error& e) {
+    std::fprintf(stderr, "fusecheck bench: %s\n", e.message.c_str());
+    return kExitInputError;
+  };
+  auto engine = load_engine(a.engine);
+  if (!engine.ok()) return fail(engine.error());
+  const Model& m = engine->model;
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(m.config().vocab_size - 1));
+  std::vector<int32_t> prompt(static_cast<size_t>(a.prompt_tokens));
+  for (auto& x : prompt) x = id(rng);
+
+  // Plans to time: what the load-time decision chose, and with --compare the other one.
+  std::vector<std::pair<std::string, KernelPlan>> plans = {
+      {engine->kernels.plan.profile, engine->kernels.plan}};
+  if (a.compare) {
+    auto reg = NumericsRegistry::load("");
+    if (!reg.ok()) return fail(reg.error());
+    const std::string fused_name =
+        a.engine.kernels_name.empty() ? std::string("fused") : a.engine.kernels_name;
+    auto prof = reg->find(fused_name);
+    if (!prof.ok()) return fail(prof.error());
+    plans = {{"standard", m.standard_plan()},
+             {fused_name, KernelPlan::from_profile(*prof, m.config().num_layers)}};
+  }
+  // One untimed pass warms the page cache and the pool.
+  if (auto w = run_pass(m, engine->precision, plans[0].second, prompt, 2); !w.ok())
+    return fail(w.error());
+  std::vector<std::vector<double>> prefill(plans.size()), decode(plans.size());
+  for (int64_t r = 0; r < a.repeat; ++r)
+    for (size_t i = 0; i < plans.size(); ++i) {  // alternate, so drift hits both alike
+      auto pass = run_pass(m, engine->precision, plans[i].second, prompt, a.gen_tokens);
+      if (!pass.ok()) return fail(pass.error());
+      prefill[i].push_back(pass->prefill_tok_s);
+      decode[i].push_back(pass->decode_tok_s);
+    }
+  const int64_t rss = proc_status_bytes("VmRSS:"), peak = proc_status_bytes("VmHWM:");
+  const double bw = cpu::measure_read_bandwidth_gbs(engine->pool.get());  // allocates 512 MiB
+  const double weight_bytes = static_cast<double>(m.weight_bytes());
+  const double roofline = bw * 1e9 / weight_bytes;
+
+  nlohmann::json j;
+  j["model"] = a.engine.model_dir;
+  j["threads"] = engine->pool->threads();
+  j["simd_target"] = cpu::simd_target_name();
+  j["precision"] = a.engine.precision;
+  j["prompt_tokens"] = a.prompt_tokens;
+  j["gen_tokens"] = a.gen_tokens;
+  j["repeat"] = a.repeat;
+  j["weight_bytes"] = m.weight_bytes();
+  j["resident_bytes"] = rss;  // after the passes, before the bandwidth probe
+  j["peak_resident_bytes"] = peak;
+  j["bandwidth_gbs"] = bw;
+  j["decode_roofline_tokens_per_s"] = roofline;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const Summary p = summarize(prefill[i]), d = summarize(decode[i]);
+    nlohmann::json r = {{"kernels", plans[i].first},
+                        {"prefill_tokens_per_s", p.median},
+                        {"prefill_min_max", {p.min, p.max}},
+                        {"decode_tokens_per_s", d.median},
+                        {"decode_min_max", {d.min, d.max}},
+                        {"decode_ms_per_token", 1e3 / d.median},
+                        {"roofline_fraction", d.median / roofline}};
+    if (i == 0)
+      j.update(r);
+    else
+      j["fused"] = r;
+  }
+  if (a.compare) {
+    j["fused_over_standard_decode"] =
+        j["fused"]["decode_tokens_per_s"].get<double>() / j["decode_tokens_per_s"].get<double>();
+    j["fused_over_standard_prefill"] =
+        j["fused"]["prefill_tokens_per_s"].get<double>() / j["prefill_tokens_per_s"].get<double>();
+  }
+  if (a.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("fusecheck bench: %s (%s, %d threads, %s)\n", a.engine.model_dir.c_str(),
+              a.engine.precision.c_str(), engine->pool->threads(), cpu::simd_target_name());
+  auto line = [&](const nlohmann::json& r) {
+    std::printf(
+        "  %-22s prefill %7.1f tok/s [%.1f, %.1f]  decode %6.2f tok/s [%.2f, %.2f]  %.1f ms/tok  "
+        "%.0f%% of roofline\n",
+        r["kernels"].get<std::string>().c_str(), r["prefill_tokens_per_s"].get<double>(),
+        r["prefill_min_max"][0].get<double>(), r["prefill_min_max"][1].get<double>(),
+        r["decode_tokens_per_s"].get<double>(), r["decode_min_max"][0].get<double>(),
+        r["decode_min_max"][1].get<double>(), r["decode_ms_per_token"].get<double>(),
+        100 * r["roofline_fraction"].get<double>());
+  };
+  line(j);
+  if (a.compare) {
+    line(j["fused"]);
+    std::printf("  fused / standard: decode %.2fx, prefill %.2fx\n",
+                j["fused_over_standard_decode"].get<double>(),
+                j["fused_over_standard_prefill"].get<double>());
+  }
+  std::printf(
+      "  %lld prompt tokens, %lld generated, median of %lld passes [min, max]\n"
+      "  weights %.2f GB, resident %.2f GB (peak %.2f GB); read bandwidth %.1f GB/s -> decode "
+      "roofline %.1f tok/s\n",
+      static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens),
+      static_cast<long long>(a.repeat), weight_bytes / 1e9, j["resident_bytes"].get<double>() / 1e9,
+      j["peak_resident_bytes"].get<double>() / 1e9, bw, roofline);
+  return 0;
+}
+
+}  // namespace
+
+void register_bench_command(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench", "Prefill and decode speed of the engine on a model");
+  add_engine_options(cmd, a->engine);
+  cmd->add_option("--prompt-tokens", a->prompt_tokens, "prompt length (default 128)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--gen-tokens", a->gen_tokens, "tokens decoded per pass (default 64)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--repeat", a->repeat, "timed passes (default 3)")->check(CLI::Range(1, 1000));
+  cmd->add_flag("--compare", a->compare,
+                "time the standard and the fused plan (--kernels, default fused) side by side");
+  cmd->add_flag("--json", a->json, "print one JSON object");
+  cmd->callback([a, &exit_code] { exit_code = run_bench(*a); });
+}
+
+}  // namespace fusecheck::cli
