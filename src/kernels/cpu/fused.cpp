@@ -1,5 +1,6 @@
 #include "kernels/cpu/fused.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/simd.h"
@@ -75,20 +76,32 @@ float dot_fp16_accumulate(const float* a, const float* b, int64_t n) {
 void fused_attention(float* out, const float* q, const float* keys, const float* values,
                      int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
                      bool fp16_accumulation, float* acc) {
+  // Online softmax over blocks of keys (flash-attention style): one pass over K and V; the running
+  // maximum, normaliser and accumulator are rescaled once per block, not once per key.
+  constexpr int64_t kBlock = 32;
+  float s[kBlock];
   float m = -INFINITY, l = 0.0f;
   for (int64_t d = 0; d < head_dim; ++d) acc[d] = 0.0f;
-  for (int64_t j = 0; j < n_ctx; ++j) {
-    const float* kj = keys + j * kv_stride;
-    const float dot =
-        fp16_accumulation ? dot_fp16_accumulate(q, kj, head_dim) : dot_lanes_simd(q, kj, head_dim);
-    const float s = dot * scale;
-    // Online softmax: rescale what was accumulated when the running maximum grows.
-    const float m_new = std::max(m, s);
-    const float correction = std::exp(m - m_new);  // exp(-inf) = 0 on the first step
-    const float p = std::exp(s - m_new);
-    l = l * correction + p;
-    const float* vj = values + j * kv_stride;
-    for (int64_t d = 0; d < head_dim; ++d) acc[d] = acc[d] * correction + p * vj[d];
+  for (int64_t j0 = 0; j0 < n_ctx; j0 += kBlock) {
+    const int64_t nb = std::min(kBlock, n_ctx - j0);
+    float m_block = -INFINITY;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* kj = keys + (j0 + b) * kv_stride;
+      const float dot =
+          fp16_accumulation ? dot_fp16_accumulate(q, kj, head_dim) : dot_lanes_simd(q, kj, head_dim);
+      s[b] = dot * scale;  // fp32, never rounded
+      m_block = std::max(m_block, s[b]);
+    }
+    const float m_new = std::max(m, m_block);
+    const float correction = std::exp(m - m_new);  // exp(-inf) = 0 on the first block
+    l *= correction;
+    for (int64_t d = 0; d < head_dim; ++d) acc[d] *= correction;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float p = std::exp(s[b] - m_new);
+      l += p;
+      const float* vj = values + (j0 + b) * kv_stride;
+      for (int64_t d = 0; d < head_dim; ++d) acc[d] += p * vj[d];
+    }
     m = m_new;
   }
   const float inv_l = 1.0f / l;
