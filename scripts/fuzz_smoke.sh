@@ -11,7 +11,7 @@ secs="${FUZZ_SECONDS:-30}"
 bdir="${FUZZ_BUILD_DIR:-build-fuzz}"
 jobs="${JOBS:-2}"
 
-cmake -S . -B "$bdir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S . -B "$bdir" -G Ninja -DCMAKE_CXX_COMPILER="${FUZZ_CXX:-clang++-14}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFUSECHECK_FUZZ=ON -DFUSECHECK_SANITIZE=address,undefined -DFUSECHECK_BUILD_TESTS=OFF >/dev/null
 cmake --build "$bdir" -j "$jobs" --target fuzz_all
 

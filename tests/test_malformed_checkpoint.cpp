@@ -155,6 +155,21 @@ TEST(MalformedCheckpoint, SafetensorsIsAFifoDoesNotHang) {
   EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
 }
 
+// A device where a file should be (a symlink to /dev/zero: endless bytes, and readable as root):
+// refused as not a regular file, without reading or allocating.
+TEST(MalformedCheckpoint, SafetensorsAndConfigAsCharacterDevice) {
+  for (const char* victim : {"model.safetensors", "config.json"}) {
+    TinyModel m;
+    m.write();
+    fs::remove(m.dir + "/" + victim);
+    fs::create_symlink("/dev/zero", m.dir + "/" + victim);
+    RunResult r = run_cli("check " + shq(m.dir) + " --no-cache", "timeout 5");
+    EXPECT_EQ(r.exit_code, 3) << victim << ": " << r.err;
+    EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
 TEST(MalformedCheckpoint, ConfigIsAFifoDoesNotHang) {
   TinyModel m;
   m.weights.write(m.st_path());

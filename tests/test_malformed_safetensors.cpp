@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -89,6 +90,17 @@ TEST(MalformedSafetensors, HeaderLengthOverTheCapInASmallFile) {
   TinyModel m;
   m.write(with_header_len(kMaxHeaderBytes + 1));
   EXPECT_TRUE(IsError(check(m.dir), m.st_path(), "header length 100000001 exceeds"));
+}
+
+// A header really over the 100 MB cap (the file is sparse, so the test writes almost nothing): the
+// reader must refuse it from the length field, before allocating or reading 100 MB.
+TEST(MalformedSafetensors, HeaderOver100MBInALargeSparseFile) {
+  TinyModel m;
+  m.write(with_header_len(kMaxHeaderBytes + 1));
+  ASSERT_EQ(::truncate(m.st_path().c_str(), off_t(kMaxHeaderBytes + 4096)), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(IsError(check(m.dir), m.st_path(), "header length 100000001 exceeds"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
 }
 
 TEST(MalformedSafetensors, HeaderLengthPastEndOfFile) {
@@ -244,6 +256,39 @@ TEST(MalformedSafetensors, ZeroSizeTensorIsAccepted) {
   auto bv = f->read_f32(*f->find("b"));
   ASSERT_TRUE(bv.ok());
   EXPECT_EQ(*bv, std::vector<float>{3});
+}
+
+// Regression (UBSan under fuzz_safetensors): reading a zero-element F32 tensor passed a null
+// destination to memcpy.
+TEST(MalformedSafetensors, ZeroSizeF32TensorReadsWithoutUB) {
+  TempDir t;
+  SafetensorsBuilder b;
+  b.add("empty", "F32", {0}, "").add("empty2d", "F32", {4, 0}, "").add_f32("a", {1});
+  b.write(t / "z.safetensors");
+  auto f = SafetensorsFile::open(t / "z.safetensors");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  for (const char* name : {"empty", "empty2d"}) {
+    auto v = f->read_f32(*f->find(name));
+    ASSERT_TRUE(v.ok()) << v.error().message;
+    EXPECT_TRUE(v->empty());
+    auto m = f->mapped(*f->find(name));
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    EXPECT_TRUE(m->empty());
+  }
+}
+
+// The engine maps files. mapped() refuses a file whose size changed since open (it would SIGBUS);
+// truncation after the mapping is made is the documented remaining limit (docs/RELIABILITY.md).
+TEST(MalformedSafetensors, MappedRefusesAFileThatChangedSize) {
+  for (off_t delta : {-4, 4}) {
+    TinyModel m;
+    m.write();
+    auto f = SafetensorsFile::open(m.st_path());
+    ASSERT_TRUE(f.ok()) << f.error().message;
+    ASSERT_EQ(::truncate(m.st_path().c_str(), off_t(f->file_size()) + delta), 0);
+    EXPECT_TRUE(IsError(f->mapped(*f->find("model.norm.weight")), m.st_path(),
+                        "file changed size since it was opened"));
+  }
 }
 
 TEST(MalformedSafetensors, NormWithUnsupportedDtype) {
