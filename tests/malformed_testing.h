@@ -185,6 +185,13 @@ inline json tiny_config(int layers) {
           {"torch_dtype", "float32"}};
 }
 
+// kHeadDim q/k-norm gains: `first`, then `rest`.
+inline std::vector<float> head_gains(float first, float rest = 1.0f) {
+  std::vector<float> g(kHeadDim, rest);
+  g[0] = first;
+  return g;
+}
+
 // The norms of `first..last` layers (and the final norm when `final_norm`), F32 ones.
 inline SafetensorsBuilder tiny_norms(int first, int last, bool final_norm) {
   SafetensorsBuilder b;

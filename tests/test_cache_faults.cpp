@@ -79,7 +79,7 @@ TEST(CacheFaults, SixteenConcurrentProcessesSameAndDifferentModels) {
   TempDir t;
   const std::string cache = t / "cache";
   // Cold cache, all 16 start together: 8 race on one entry, 8 on another.
-  std::string script = "cd " + t.path() + " && ";
+  std::string script = "cd " + t.path() + "; ";
   for (int i = 0; i < 16; ++i)
     script += std::string("( ") + FUSECHECK_BINARY + " check " + (i % 2 ? m.bad : m.ok) +
               " --cache-dir " + cache + " >out" + std::to_string(i) + " 2>err" +

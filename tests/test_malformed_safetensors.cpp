@@ -323,12 +323,6 @@ TEST(MalformedSafetensors, Fp8MatrixIsAcceptedByTheReader) {
 // ---------------------------------------------------------------------------------------------
 // Bad gain values are findings, not errors.
 
-std::vector<float> head_gains(float first, float rest = 1.0f) {
-  std::vector<float> g(kHeadDim, rest);
-  g[0] = first;
-  return g;
-}
-
 Result<CheckResult> check_with(const std::string& tensor, const std::vector<float>& gains,
                                TinyModel& m) {
   m.weights.at(tensor).data = f32_bytes(gains);
