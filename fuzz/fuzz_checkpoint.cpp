@@ -26,7 +26,8 @@ const std::string& setup() {
     std::string d = s / "ckpt";
     ::mkdir(d.c_str(), 0755);
     ::mkdir((d + "/sub").c_str(), 0755);
-    fuzz::write_bytes(d + "/config.json", R"({"model_type":"llama","architectures":["LlamaForCausalLM"]})");
+    fuzz::write_bytes(d + "/config.json",
+                      R"({"model_type":"llama","architectures":["LlamaForCausalLM"]})");
     fuzz::write_bytes(d + "/a.safetensors", shard("x.weight"));
     fuzz::write_bytes(d + "/b.safetensors", shard("y.weight"));
     fuzz::write_bytes(d + "/sub/c.safetensors", shard("z.weight"));

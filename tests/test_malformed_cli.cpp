@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include "fixture/fixture.h"
-
 #include "malformed_testing.h"
 
 namespace fusecheck {

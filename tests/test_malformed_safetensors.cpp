@@ -365,6 +365,26 @@ TEST(MalformedGains, NegativeGainIsAtLeastWarning) {
   EXPECT_TRUE(has_finding(*r, "warning", "negative effective gains"));
 }
 
+// Denormal gains (below FLT_MIN): finite, so no NaN/Inf finding, but a denormal median makes
+// max/median overflow float range. The verdict must stay defined and flag the layer.
+TEST(MalformedGains, DenormalGainsAreDefined) {
+  const float tiny = std::numeric_limits<float>::denorm_min() * 7;
+  ASSERT_GT(tiny, 0.0f);
+  ASSERT_LT(tiny, std::numeric_limits<float>::min());
+  TinyModel all;
+  auto r = check_with(k_norm(0), std::vector<float>(kHeadDim, tiny), all);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(has_finding(*r, "error", "NaN")) << "denormals are finite";
+  TinyModel spike;
+  auto s = check_with(k_norm(0), {tiny, tiny, tiny, 5.0f}, spike);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_GE(int(s->verdict), int(Verdict::kWarning)) << "max/median ~1e45 is no ordinary norm";
+  RunResult cli = run_cli("check " + shq(spike.dir) + " --no-cache --format json");
+  EXPECT_GE(cli.exit_code, 1) << cli.err;
+  EXPECT_LE(cli.exit_code, 2) << cli.err;
+  EXPECT_FALSE(nlohmann::json::parse(cli.out, nullptr, false).is_discarded()) << cli.out;
+}
+
 TEST(MalformedGains, ZeroMedianIsAtLeastWarning) {
   TinyModel m;
   auto r = check_with(k_norm(0), std::vector<float>(kHeadDim, 0.0f), m);
