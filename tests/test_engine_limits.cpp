@@ -62,6 +62,20 @@ TEST(EngineLimits, GenerationPastMaxContextIsAnError) {
   EXPECT_EQ(fits.exit_code, 0) << fits.err;
 }
 
+// Regression: the "needs N MiB of KV cache" message multiplied --max-context by the bytes per
+// position in int64 (signed overflow, UB; it printed "-1 MiB" for INT64_MAX).
+TEST(EngineLimits, HugeMaxContextIsRefusedWithoutOverflow) {
+  for (std::string mc : {"100000000000", "9223372036854775807", "99999999999999999999999"}) {
+    RunResult r = run_cli("generate " + fixture_dir() + " --token-ids 1,2 --max-context " + mc);
+    ExpectOneLineError(r, 3, "MiB of KV cache", "--max-context " + mc);
+    EXPECT_EQ(r.err.find("needs -"), std::string::npos) << r.err;
+  }
+  for (std::string mc : {"0", "-5"}) {
+    RunResult r = run_cli("generate " + fixture_dir() + " --token-ids 1,2 --max-context " + mc);
+    ExpectOneLineError(r, 64, "--max-context", "--max-context " + mc);
+  }
+}
+
 TEST(EngineLimits, EmptyPromptIsAUsageError) {
   FC_REQUIRE_SHARED();
   for (std::string model : {stories(), fixture_dir()}) {

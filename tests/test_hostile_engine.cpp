@@ -144,7 +144,7 @@ TEST_P(HostileEngineConfig, IsAnErrorNamingConfigJson) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Cases, HostileEngineConfig,
+    HostileEngine, HostileEngineConfig,
     ::testing::Values(BadConfig{"num_hidden_layers", 1e9}, BadConfig{"num_hidden_layers", -1},
                       BadConfig{"num_hidden_layers", 0}, BadConfig{"num_attention_heads", -4},
                       BadConfig{"num_attention_heads", 0}, BadConfig{"num_key_value_heads", 3},
