@@ -10,7 +10,7 @@ using namespace fusecheck;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = fuzz::scratch() / "model.safetensors";
   fuzz::write_bytes(path, fuzz::as_view(data, size));
-  HeaderParser parser;
+  static HeaderParser parser;  // reused across inputs, as Checkpoint reuses one for its shards
   auto f = SafetensorsFile::open(path, &parser);
   if (!f.ok()) return 0;
   for (const TensorInfo& t : f->tensors()) {

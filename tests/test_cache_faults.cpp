@@ -111,15 +111,20 @@ TEST(CacheFaults, SixteenConcurrentProcessesSameAndDifferentModels) {
 TEST(CacheFaults, SigkillAtRandomPointsNeverLeavesAServedCorruptEntry) {
   Models m;
   TempDir t;
-  // How long one uncached check takes, to spread the kills over its whole run.
-  auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(run_cli("check " + m.bad + " --no-cache").exit_code, 2);
-  auto full_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
+  // How long one uncached check takes (the fastest of three), to spread the kills over its run.
+  long full_us = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(run_cli("check " + m.bad + " --no-cache").exit_code, 2);
+    long us = long(std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now() - t0)
+                       .count());
+    full_us = i == 0 ? us : std::min(full_us, us);
+  }
   std::mt19937 rng(12345);
-  int killed = 0;
-  for (int round = 0; round < 40; ++round) {
+  int killed = 0, round = 0;
+  // Until 20 runs were killed mid-way (load on the machine changes how many finish first).
+  for (; killed < 20 && round < 200; ++round) {
     const std::string cache = t / ("c" + std::to_string(round));
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
@@ -131,7 +136,7 @@ TEST(CacheFaults, SigkillAtRandomPointsNeverLeavesAServedCorruptEntry) {
               static_cast<char*>(nullptr));
       std::_Exit(127);
     }
-    std::uniform_int_distribution<long> when(0, full_us * 12 / 10);
+    std::uniform_int_distribution<long> when(0, full_us);
     std::this_thread::sleep_for(std::chrono::microseconds(when(rng)));
     ::kill(pid, SIGKILL);
     int status = 0;
@@ -150,7 +155,7 @@ TEST(CacheFaults, SigkillAtRandomPointsNeverLeavesAServedCorruptEntry) {
     for (const auto& f : files_in(cache))
       EXPECT_TRUE(f.ends_with(".json") || f.find(".tmp.") != std::string::npos) << f;
   }
-  EXPECT_GT(killed, 10) << "too few rounds were killed mid-run to mean anything";
+  EXPECT_EQ(killed, 20) << "too few of " << round << " runs were killed mid-way to mean anything";
 }
 
 TEST(CacheFaults, DamagedEntriesOfEveryKindAreMissesAndRewritten) {

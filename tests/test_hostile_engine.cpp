@@ -134,6 +134,9 @@ struct BadConfig {
   const char* key;
   json value;
 };
+void PrintTo(const BadConfig& c, std::ostream* os) {  // readable test names in ctest
+  *os << c.key << "=" << c.value.dump();
+}
 class HostileEngineConfig : public ::testing::TestWithParam<BadConfig> {};
 
 TEST_P(HostileEngineConfig, IsAnErrorNamingConfigJson) {
