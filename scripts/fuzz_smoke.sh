@@ -12,7 +12,8 @@ bdir="${FUZZ_BUILD_DIR:-build-fuzz}"
 jobs="${JOBS:-2}"
 
 cmake -S . -B "$bdir" -G Ninja -DCMAKE_CXX_COMPILER="${FUZZ_CXX:-clang++-14}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DFUSECHECK_FUZZ=ON -DFUSECHECK_SANITIZE=address,undefined -DFUSECHECK_BUILD_TESTS=OFF >/dev/null
+  -DFUSECHECK_FUZZ=ON -DFUSECHECK_SANITIZE=address,undefined -DFUSECHECK_BUILD_TESTS=OFF \
+  -DFUSECHECK_BUILD_BENCH=OFF --no-warn-unused-cli >/dev/null
 cmake --build "$bdir" -j "$jobs" --target fuzz_all
 
 targets=("$@")
