@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 EXAMPLE ?= $(BUILD)/examples/qwen3-0.6b-extreme
 
-.PHONY: setup configure build run test bench clean format
+.PHONY: setup configure build run test test-sanitize fuzz-smoke bench clean format
 
 setup:
 	./scripts/setup.sh
@@ -26,6 +26,29 @@ run: build
 test: build
 	./scripts/setup_oracle.sh $(BUILD)/oracle
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Reliability (docs/RELIABILITY.md): the whole suite under ASan+UBSan (build-asan/), then the cache
+# and concurrency tests under TSan (build-tsan/). Any sanitizer report fails the run.
+SAN_JOBS ?= $(JOBS)
+TSAN_FILTER ?= CacheFaults.*:Check.Cache*:Check.ReadOnlyCache*:Check.ReportFormats*:ThreadPool.*:Simd*
+test-sanitize: setup
+	./scripts/setup_oracle.sh $(BUILD)/oracle
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUSECHECK_SANITIZE=address,undefined \
+	  -DFUSECHECK_BUILD_BENCH=OFF
+	cmake --build build-asan -j $(SAN_JOBS)
+	cd build-asan && FUSECHECK_ORACLE_DIR=$(abspath $(BUILD))/oracle \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(SAN_JOBS)
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUSECHECK_SANITIZE=thread \
+	  -DFUSECHECK_BUILD_BENCH=OFF
+	cmake --build build-tsan -j $(SAN_JOBS) --target fusecheck_tests
+	TSAN_OPTIONS=halt_on_error=1 setarch $$(uname -m) -R \
+	  build-tsan/tests/fusecheck_tests --gtest_filter='$(TSAN_FILTER)'
+
+# libFuzzer targets (clang), each for FUZZ_SECONDS (default 30) on its seed corpus in fuzz/corpus/.
+fuzz-smoke:
+	./scripts/setup.sh --fuzz
+	JOBS=$(JOBS) ./scripts/fuzz_smoke.sh
 
 bench: build
 	./scripts/bench_check.sh

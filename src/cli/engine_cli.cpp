@@ -57,9 +57,9 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
   int64_t ctx = a.max_context > 0 ? a.max_context : std::min(model_max, std::max<int64_t>(fits, 1));
   if (a.max_context > 0 && a.max_context > fits)
     return make_error(
-        "--max-context {} needs {} MiB of KV cache but about {} MiB is available; hint: lower "
+        "--max-context {} needs {:.0f} MiB of KV cache but about {} MiB is available; hint: lower "
         "--max-context",
-        a.max_context, a.max_context * per_pos >> 20, avail >> 20);
+        a.max_context, double(a.max_context) * double(per_pos) / double(1 << 20), avail >> 20);
   KernelRequest req = a.kernels;
   if (!a.kernels_name.empty()) req.kernels = a.kernels_name, req.use_custom_kernels = true;
   if (req.force) req.use_custom_kernels = true;

@@ -76,7 +76,7 @@ void convert_to_f32(DType dtype, const void* src, size_t n, float* dst) {
   const auto* b = static_cast<const unsigned char*>(src);
   switch (dtype) {
     case DType::F32:
-      std::memcpy(dst, b, 4 * n);
+      if (n) std::memcpy(dst, b, 4 * n);  // n == 0: dst may be null (an empty vector's data())
       return;
     case DType::BF16:
       for (size_t i = 0; i < n; ++i) {
