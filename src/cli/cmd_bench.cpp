@@ -53,12 +53,13 @@ Result<Pass> run_pass(const Model& m, Precision p, const KernelPlan& plan,
                       const std::vector<int32_t>& prompt, int64_t gen) {
   KvCache cache = m.new_cache(p, static_cast<int64_t>(prompt.size()) + gen + 1, &plan);
   std::vector<float> logits;
+  Activations ws;
   const double t0 = now_s();
-  FC_TRY(m.forward(prompt, p, cache, LogitsFor::kLast, logits, nullptr, &plan));
+  FC_TRY(m.forward(prompt, p, cache, LogitsFor::kLast, logits, nullptr, &plan, &ws));
   const double t1 = now_s();
   for (int64_t i = 0; i < gen; ++i) {
     const int32_t next = argmax(logits);
-    FC_TRY(m.forward({&next, 1}, p, cache, LogitsFor::kLast, logits, nullptr, &plan));
+    FC_TRY(m.forward({&next, 1}, p, cache, LogitsFor::kLast, logits, nullptr, &plan, &ws));
   }
   const double t2 = now_s();
   return Pass{prompt.size() / (t1 - t0), gen / (t2 - t1)};

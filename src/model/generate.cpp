@@ -102,7 +102,8 @@ Status Session::feed(std::span<const int32_t> tokens, GenerationStats* stats) {
   tokens_.resize(common);
   const double t0 = now_s();
   std::span<const int32_t> rest = tokens.subspan(common);
-  FC_TRY(model_->forward(rest, precision_, cache_, LogitsFor::kLast, logits_, nullptr, &plan_));
+  FC_TRY(
+      model_->forward(rest, precision_, cache_, LogitsFor::kLast, logits_, nullptr, &plan_, &ws_));
   tokens_.insert(tokens_.end(), rest.begin(), rest.end());
   if (stats) {
     stats->prompt_tokens += static_cast<int64_t>(rest.size());
@@ -132,7 +133,7 @@ Result<std::vector<int32_t>> Session::generate(int64_t max_tokens, Sampler& samp
     // Run the token just emitted: its logits give the next one. (The last emitted token is not
     // run; a later feed() of the conversation runs it.)
     FC_TRY(model_->forward({&next, 1}, precision_, cache_, LogitsFor::kLast, logits_, nullptr,
-                           &plan_));
+                           &plan_, &ws_));
     tokens_.push_back(next);
     if (stats) stats->decode_steps++;
   }

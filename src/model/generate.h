@@ -63,6 +63,7 @@ class Session {
   KvCache cache_;
   std::vector<int32_t> tokens_;  // what the cache holds
   std::vector<float> logits_;
+  Activations ws_;  // reused by every forward call
 };
 
 }  // namespace fusecheck

@@ -231,8 +231,8 @@ void Model::final_norm(Activations& a, ActType t, const KernelPlan& plan) const 
 }
 
 Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cache, LogitsFor which,
-                      std::vector<float>& logits, ForwardTrace* trace,
-                      const KernelPlan* plan_in) const {
+                      std::vector<float>& logits, ForwardTrace* trace, const KernelPlan* plan_in,
+                      Activations* ws) const {
   const auto& c = config_;
   const int64_t T = static_cast<int64_t>(tokens.size()), dim = c.hidden_size;
   if (T == 0) return make_error("forward: no tokens");
@@ -250,7 +250,8 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
     return make_error("forward: the KV cache was made for another precision or kernel plan");
   const int64_t pos0 = cache.size();
   FC_TRY(cache.reserve_more(T));
-  Activations a;
+  Activations local;
+  Activations& a = ws ? *ws : local;
   prepare(a, T, pos0 + T);
 
   // hidden = embed_tokens(tokens)

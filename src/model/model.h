@@ -89,9 +89,11 @@ class Model {
   // Runs `tokens` at positions cache.size() .. + T, appending their keys and values to the cache.
   // logits: [1 or T, vocab] (fp32 holding model-dtype values on the standard path). plan: the
   // kernels (nullptr = standard).
+  // ws: a workspace reused across calls (decode allocates nothing once it has grown); nullptr = a
+  // fresh one.
   Status forward(std::span<const int32_t> tokens, Precision p, KvCache& cache, LogitsFor which,
                  std::vector<float>& logits, ForwardTrace* trace = nullptr,
-                 const KernelPlan* plan = nullptr) const;
+                 const KernelPlan* plan = nullptr, Activations* ws = nullptr) const;
 
   // One decoder layer on a.hidden ([T, dim], positions pos0 ..), in place. Public for the probe,
   // which feeds layers reference inputs (shadow mode).
