@@ -9,18 +9,6 @@
 
 namespace fusecheck::cpu {
 
-float round_one(ActType t, float x) {
-  switch (t) {
-    case ActType::F32:
-      return x;
-    case ActType::BF16:
-      return bf16_to_f32(f32_to_bf16(x));
-    case ActType::F16:
-      return f16_to_f32(f32_to_f16(x));
-  }
-  return x;
-}
-
 void round_to(ActType t, float* x, size_t n) {
   if (t == ActType::F32) return;
   for (size_t i = 0; i < n; ++i) x[i] = round_one(t, x[i]);

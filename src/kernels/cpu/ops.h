@@ -11,15 +11,28 @@
 #include <cstdint>
 
 #include "io/safetensors.h"
+#include "util/half.h"
 
 namespace fusecheck::cpu {
 
 // The type an op's output is rounded to: the model dtype (standard path) or fp32 (reference).
 enum class ActType : uint8_t { F32, BF16, F16 };
 
-// Rounds n values in place to `t` (round to nearest even; identity for F32).
+// Rounds one value to `t` (round to nearest even; identity for F32). Inline: every op calls it
+// per element.
+inline float round_one(ActType t, float x) {
+  switch (t) {
+    case ActType::F32:
+      return x;
+    case ActType::BF16:
+      return bf16_to_f32(f32_to_bf16(x));
+    case ActType::F16:
+      return f16_to_f32(f32_to_f16(x));
+  }
+  return x;
+}
+// Rounds n values in place to `t`.
 void round_to(ActType t, float* x, size_t n);
-float round_one(ActType t, float x);
 
 // A weight matrix used in place from the memory map. data == nullptr: absent (optional tensors).
 struct Weight {
