@@ -14,6 +14,8 @@
 
 #include "cli/commands.h"
 #include "cli/engine_cli.h"
+#include <hwy/targets.h>
+
 #include "kernels/cpu/simd.h"
 
 namespace fusecheck::cli {
@@ -24,6 +26,7 @@ struct BenchArgs {
   EngineArgs engine;
   int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 3;
   bool json = false, compare = false;
+  std::string isa;  // restrict the SIMD kernels to one Highway target, e.g. AVX2
 };
 
 // VmRSS / VmHWM of this process, in bytes.
@@ -78,6 +81,16 @@ int run_bench(const BenchArgs& a) {
     std::fprintf(stderr, "fusecheck bench: %s\n", e.message.c_str());
     return kExitInputError;
   };
+  if (!a.isa.empty()) {  // chosen once, before any kernel runs
+    std::string known;
+    bool found = false;
+    for (int64_t t : cpu::simd_targets()) {
+      known += std::string(known.empty() ? "" : ", ") + hwy::TargetName(t);
+      if (a.isa == hwy::TargetName(t)) hwy::SetSupportedTargetsForTest(t), found = true;
+    }
+    if (!found)
+      return fail(Error{fmt::format("--isa {}: not a target this CPU runs ({})", a.isa, known)});
+  }
   auto engine = load_engine(a.engine);
   if (!engine.ok()) return fail(engine.error());
   const Model& m = engine->model;
@@ -195,6 +208,9 @@ void register_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--compare", a->compare,
                 "time the standard and the fused plan (--kernels, default fused) side by side");
   cmd->add_flag("--json", a->json, "print one JSON object");
+  cmd->add_option("--isa", a->isa,
+                  "run the SIMD kernels on one Highway target only (e.g. AVX2; results are "
+                  "bit-identical on every target)");
   cmd->callback([a, &exit_code] { exit_code = run_bench(*a); });
 }
 
