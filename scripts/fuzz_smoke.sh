@@ -11,7 +11,13 @@ secs="${FUZZ_SECONDS:-30}"
 bdir="${FUZZ_BUILD_DIR:-build-fuzz}"
 jobs="${JOBS:-2}"
 
-cmake -S . -B "$bdir" -G Ninja -DCMAKE_CXX_COMPILER="${FUZZ_CXX:-clang++-14}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cxx="${FUZZ_CXX:-clang++-14}"
+# A build directory configured with another compiler would be reset by CMake without our options.
+if [ -f "$bdir/CMakeCache.txt" ]; then
+  cur="$(sed -n 's/^CMAKE_CXX_COMPILER:[^=]*=//p' "$bdir/CMakeCache.txt")"
+  [ "$(basename "$cur")" = "$(basename "$cxx")" ] || rm -rf "$bdir/CMakeCache.txt" "$bdir/CMakeFiles"
+fi
+cmake -S . -B "$bdir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFUSECHECK_FUZZ=ON -DFUSECHECK_SANITIZE=address,undefined -DFUSECHECK_BUILD_TESTS=OFF \
   -DFUSECHECK_BUILD_BENCH=OFF --no-warn-unused-cli >/dev/null
 cmake --build "$bdir" -j "$jobs" --target fuzz_all
