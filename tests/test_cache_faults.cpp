@@ -116,9 +116,9 @@ TEST(CacheFaults, SigkillAtRandomPointsNeverLeavesAServedCorruptEntry) {
   for (int i = 0; i < 3; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     ASSERT_EQ(run_cli("check " + m.bad + " --no-cache").exit_code, 2);
-    long us = long(std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::steady_clock::now() - t0)
-                       .count());
+    long us = long(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
     full_us = i == 0 ? us : std::min(full_us, us);
   }
   std::mt19937 rng(12345);

@@ -4,6 +4,8 @@
 // every weight is streamed once per decoded token, so bandwidth / weight bytes bounds decode
 // tokens/s; the bandwidth is measured here, on the machine that runs the benchmark. --compare runs
 // the standard and the fused plan alternately, side by side, and reports their ratio.
+#include <hwy/targets.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -14,8 +16,6 @@
 
 #include "cli/commands.h"
 #include "cli/engine_cli.h"
-#include <hwy/targets.h>
-
 #include "kernels/cpu/simd.h"
 
 namespace fusecheck::cli {

@@ -332,9 +332,10 @@ Result<std::span<const std::byte>> SafetensorsFile::mapped(const TensorInfo& t) 
     // A file that shrank since the header was validated would SIGBUS on access: refuse to map it.
     struct stat st {};
     if (::fstat(fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) != file_size_)
-      return make_error("{}: file changed size since it was opened (expected {} bytes); was it "
-                        "being written?",
-                        path_, file_size_);
+      return make_error(
+          "{}: file changed size since it was opened (expected {} bytes); was it "
+          "being written?",
+          path_, file_size_);
     void* p = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) return make_error("{}: mmap failed: {}", path_, strerror(errno));
     map_ = p;

@@ -87,8 +87,8 @@ void fused_attention(float* out, const float* q, const float* keys, const float*
     float m_block = -INFINITY;
     for (int64_t b = 0; b < nb; ++b) {
       const float* kj = keys + (j0 + b) * kv_stride;
-      const float dot =
-          fp16_accumulation ? dot_fp16_accumulate(q, kj, head_dim) : dot_lanes_simd(q, kj, head_dim);
+      const float dot = fp16_accumulation ? dot_fp16_accumulate(q, kj, head_dim)
+                                          : dot_lanes_simd(q, kj, head_dim);
       s[b] = dot * scale;  // fp32, never rounded
       m_block = std::max(m_block, s[b]);
     }
