@@ -1,0 +1,189 @@
+// The backend seam: the one table of batched ops the model runs a forward pass with, and the
+// memory those ops read and write. The CPU backend (kernels/cpu/cpu_backend.h) wraps the SIMD and
+// fused kernels; a GPU backend implements the same table over device memory and a stream.
+//
+// Contract for every implementation:
+// - Every pointer an op takes is backend memory (Backend::alloc, Backend::adopt_weight): host
+//   memory on the CPU, device memory on a GPU. The model never dereferences it; it moves data in
+//   and out only with upload/download.
+// - Ops are enqueued in call order on the backend's one stream and may return before they finish;
+//   download (and synchronize) wait for everything queued before them. A CPU backend runs each op
+//   to completion on its thread pool.
+// - Ops allocate nothing and never wait for the host: everything a step needs that changes from
+//   step to step (token ids, the first position pos0) is read from backend memory, so a decode
+//   step (T = 1) can be captured once as a graph and replayed with new values. Shapes (T, rows,
+//   heads) are host arguments: a captured graph is for one shape.
+// - Numerics: every op computes exactly what its scalar reference in kernels/cpu/ops.h or
+//   kernels/cpu/fused.h computes (docs/NUMERICS.md, docs/KERNELS.md). The CPU backend is
+//   bit-identical to them on every ISA and thread count; tests/test_backend_ops.cpp measures any
+//   backend against them per op (NMSE) over swept sizes.
+// - Activations are fp32 buffers holding values already rounded to the op's ActType.
+//
+// Shape names: T = tokens of the call, dim = hidden size, hd = head dim, nh / nkv = query / kv
+// heads, kv_dim = nkv * hd, n_ctx = pos0 + T (positions attended to by the call's last token).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernels/numerics_profile.h"
+#include "kernels/types.h"
+
+namespace fusecheck {
+
+class Backend;
+
+// Memory owned by a backend, freed when the last handle goes (move-only). The backend outlives it:
+// a Buffer keeps its backend alive.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(std::shared_ptr<Backend> owner, void* data, size_t bytes);
+  ~Buffer();
+  Buffer(Buffer&& o) noexcept;
+  Buffer& operator=(Buffer&& o) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  float* f32() const { return static_cast<float*>(data_); }
+  int32_t* i32() const { return static_cast<int32_t*>(data_); }
+  explicit operator bool() const { return data_ != nullptr; }
+
+ private:
+  std::shared_ptr<Backend> owner_;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// How the KV cache stores one value. F32/BF16/F16: the value itself (kSame stores the path's
+// activation type: lossless). Int8: a symmetric int8 code, value = code * scale. Fp8E4M3: an e4m3fn
+// code (bit pattern), value = e4m3(code) * scale. Dequantising gives back exactly what
+// quantise-dequantise gives (cpu::int8_roundtrip, cpu::fp8_roundtrip).
+enum class KvStorage : uint8_t { F32, BF16, F16, Int8, Fp8E4M3 };
+inline size_t kv_storage_bytes(KvStorage s) {
+  return s == KvStorage::F32 ? 4 : (s == KvStorage::Int8 || s == KvStorage::Fp8E4M3) ? 1 : 2;
+}
+
+// One layer of the KV cache as the ops see it. Row p (position p) of k and v holds kv_dim values
+// of `storage`, kv head h at [h * hd, (h + 1) * hd).
+struct KvLayer {
+  KvStorage storage = KvStorage::F32;
+  KvScale scale_kind = KvScale::kPerTensor;
+  int64_t n_kv_heads = 0, head_dim = 0;
+  int64_t capacity = 0;  // rows allocated
+  void* k = nullptr;     // [capacity, kv_dim] backend memory
+  void* v = nullptr;     // [capacity, kv_dim]
+  // Int8 / Fp8E4M3 only (else nullptr): [1] (per tensor) or [kv_dim] (per channel), backend
+  // memory. All zero = not calibrated yet: the layer's first kv_append sets them to amax / qmax of
+  // the values it stores (1 where amax is 0) — static scales calibrated on the prompt.
+  float* k_scale = nullptr;
+  float* v_scale = nullptr;
+};
+
+// RoPE cos/sin in fp32 for positions [0, n_pos): [n_pos, hd / 2] each (transformers repeats them
+// for both halves). The standard path rounds them to its ActType on use, as transformers casts
+// them; the fused path uses them as they are.
+struct RopeTable {
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  int64_t n_pos = 0;
+};
+
+// The q, k, v projections of one layer. Biases absent except Qwen2's.
+struct QkvWeights {
+  Weight q, k, v;     // [nh*hd, dim], [kv_dim, dim], [kv_dim, dim]
+  Weight bq, bk, bv;  // [1, nh*hd], [1, kv_dim], [1, kv_dim] or absent
+};
+
+struct AttentionParams {
+  int64_t T = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 1.0f;  // head_dim ** -0.5
+  ActType act = ActType::F32;
+  // false: eager (cpu::attention_head: scores rounded, two-pass softmax in double).
+  // true: one pass with an online softmax in fp32, the output rounded once (cpu::fused_attention).
+  bool online = false;
+  bool fp16_accumulation = false;  // online only: q.k accumulated in fp16
+};
+
+class Backend : public std::enable_shared_from_this<Backend> {
+ public:
+  virtual ~Backend() = default;
+
+  // "cpu AVX3_SPR, 2 threads": what runs, for bench output.
+  virtual std::string name() const = 0;
+  // Host threads the ops are split over (1 on a GPU backend).
+  virtual int threads() const = 0;
+  // Best read bandwidth of the memory the weights live in, GB/s (1e9 B/s), measured now.
+  virtual double read_bandwidth_gbs() = 0;
+
+  // --- memory ---
+  // `bytes` of backend memory, zero-filled, aligned to at least 64 bytes.
+  virtual Buffer alloc(size_t bytes) = 0;
+  // Host -> backend and back, `bytes` at byte `offset` of the buffer. download waits for the ops
+  // queued before it.
+  virtual void upload(const Buffer& dst, size_t offset, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const Buffer& src, size_t offset, size_t bytes) = 0;
+  // Waits for every queued op.
+  virtual void synchronize() = 0;
+  // The weight as this backend reads it: the CPU returns it unchanged (zero copy from the map); a
+  // device backend copies it once into memory it owns for its lifetime. Absent stays absent.
+  virtual Weight adopt_weight(const Weight& host) = 0;
+  // Releases what the backend frees itself (Buffer's destructor calls it).
+  virtual void free(void* data, size_t bytes) = 0;
+
+  // --- ops (all pointers backend memory; rows = tokens unless noted) ---
+  // out[t, :] = table[tokens[t], :] as fp32. tokens: [T] int32; out: [T, table.cols].
+  virtual void embed(float* out, const int32_t* tokens, int64_t T, const Weight& table) = 0;
+  // cpu::rmsnorm on each of `rows` rows of n. x, out: [rows, n] (may alias); gain: [n].
+  virtual void rmsnorm(float* out, const float* x, const float* gain, int64_t rows, int64_t n,
+                       float eps, ActType t) = 0;
+  // cpu::fused_add_rmsnorm on each row: h = round(h + delta), normed = round(norm(h + delta)) from
+  // the unrounded sum; delta == nullptr: no add; sum_out (optional) receives the fp32 sum.
+  // h, delta, normed, sum_out: [rows, n]; gain: [n].
+  virtual void add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out,
+                           const float* gain, int64_t rows, int64_t n, float eps, ActType t) = 0;
+  // cpu::linear: out[t, r] = round(dot_lanes(x[t, :], w[r, :]) (+ bias[r])).
+  // x: [T, w.cols]; out: [T, w.rows]; bias: [1, w.rows] or absent.
+  virtual void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
+                      ActType t) = 0;
+  // cpu::fused_rmsnorm_qkv: the fp32 normalised input (xn: scratch [T, dim]) feeds q, k, v.
+  // x: [T, dim]; gain: [dim]; q: [T, nh*hd]; k, v: [T, kv_dim].
+  virtual void rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T,
+                           const float* gain, float eps, const QkvWeights& w, ActType t,
+                           float* xn) = 0;
+  // Per-head q/k norm (gain != nullptr) and RoPE for token t at position pos0[0] + t, in place.
+  // fused == false: cpu::rmsnorm per head then cpu::rope_rotate_half with cos/sin rounded to t.
+  // fused == true: cpu::fused_qk_norm_rope with fp32 cos/sin.
+  // x: [T, n_heads * hd]; gain: [hd]; pos0: [1] int32; rope covers pos0 + T positions.
+  virtual void qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim,
+                            const float* gain, float eps, const RopeTable& rope,
+                            const int32_t* pos0, ActType t, bool fused) = 0;
+  // Stores T rows of keys and values at positions pos0[0] .. + T in the layer's format
+  // (calibrating int8/fp8 scales on the layer's first append, see KvLayer). k, v: [T, kv_dim].
+  // Rows must fit kv.capacity.
+  virtual void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
+                         const int32_t* pos0) = 0;
+  // Causal attention reading the cache in place (no fp32 copy of the context): token t at
+  // position pos0 + t attends to positions [0, pos0 + t], query head h to kv head
+  // h / (nh / nkv). q: [T, nh*hd]; out: [T, nh*hd]; the cache holds this call's rows already.
+  virtual void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
+                         const AttentionParams& p) = 0;
+  // cpu::add / cpu::silu_mul elementwise over n values.
+  virtual void add(float* out, const float* a, const float* b, int64_t n, ActType t) = 0;
+  virtual void silu_mul(float* out, const float* gate, const float* up, int64_t n,
+                        ActType t) = 0;
+  // cpu::fused_gate_up_silu: gate and up stay fp32 (scratch [T, ffn] each), one rounding.
+  // x: [T, dim]; out: [T, ffn].
+  virtual void gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg,
+                            const Weight& wu, ActType t, float* gate, float* up) = 0;
+  // The lm_head: out[t, :] = round(dot_lanes(x[t, :], lm_head[r, :])). x: [T, dim];
+  // out: [T, vocab].
+  virtual void logits(float* out, const float* x, int64_t T, const Weight& lm_head,
+                      ActType t) = 0;
+};
+
+}  // namespace fusecheck

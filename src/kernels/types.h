@@ -1,0 +1,31 @@
+// The value types every backend shares: the activation type ops round to, and a weight matrix
+// as a backend reads it.
+#pragma once
+
+#include <cstdint>
+
+#include "io/safetensors.h"
+
+namespace fusecheck {
+
+// The type an op's output is rounded to: the model dtype (standard path) or fp32 (reference).
+// Activations are always held in fp32 buffers; in the model-dtype path the values are rounded to
+// this type and stay exactly representable in their fp32 slots (docs/NUMERICS.md).
+enum class ActType : uint8_t { F32, BF16, F16 };
+
+// A weight matrix in the memory a backend reads: the memory map itself on the CPU (zero copy),
+// device memory on a GPU (Backend::adopt_weight). data == nullptr: absent (optional tensors).
+struct Weight {
+  DType dtype = DType::F32;  // F32, F16 or BF16
+  const void* data = nullptr;
+  int64_t rows = 0;  // output features (1 for vectors)
+  int64_t cols = 0;  // input features (the vector length for vectors)
+  explicit operator bool() const { return data != nullptr; }
+};
+
+namespace cpu {
+using fusecheck::ActType;
+using fusecheck::Weight;
+}  // namespace cpu
+
+}  // namespace fusecheck
