@@ -51,8 +51,7 @@ void BM_FusedAddRmsnorm(benchmark::State& s) {
   auto h = values(kDim, 1, 1), d = values(kDim, 1, 2), g = values(kDim, 1, 3);
   std::vector<float> n(kDim);
   for (auto _ : s) {
-    fc::cpu::fused_add_rmsnorm(h.data(), d.data(), n.data(), nullptr, g.data(), kDim, 1e-6f, kT,
-                               kT);
+    fc::cpu::fused_add_rmsnorm(h.data(), d.data(), n.data(), nullptr, g.data(), kDim, 1e-6f, kT);
     benchmark::DoNotOptimize(n.data());
   }
 }

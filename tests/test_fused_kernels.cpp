@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/fused.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant.h"
@@ -52,7 +53,7 @@ TEST(FusedKernels, AddRmsnormRoundsOnceFromTheUnroundedSum) {
     for (int64_t n : kSizes) {
       auto h = randn(n, rng, 3.0f, t), d = randn(n, rng, 1.0f, t), g = randn(n, rng, 1.0f, t);
       std::vector<float> hf = h, normed(n), sum(n);
-      fused_add_rmsnorm(hf.data(), d.data(), normed.data(), sum.data(), g.data(), n, 1e-6f, t, t);
+      fused_add_rmsnorm(hf.data(), d.data(), normed.data(), sum.data(), g.data(), n, 1e-6f, t);
       double ss = 0;
       for (int64_t i = 0; i < n; ++i) ss += (double(h[i]) + d[i]) * (double(h[i]) + d[i]);
       const double inv = 1.0 / std::sqrt(ss / n + 1e-6);
@@ -261,9 +262,11 @@ TEST(KvFormats, PerTensorInt8IsCrushedByAnOutlierChannel) {
   auto k = randn(T * hd, rng, 1.0f);
   for (int64_t t = 0; t < T; ++t) k[t * hd + 5] *= 96.5f;
   auto err_of = [&](KvScale scale) {
-    KvCache c(1, 1, hd, T, ActType::F32, KvFormat::kInt8, scale);
+    auto backend = make_cpu_backend(1);
+    KvCache c(backend, 1, 1, hd, T, ActType::F32, KvFormat::kInt8, scale);
     EXPECT_TRUE(c.reserve_more(T).ok());
-    c.store(0, 0, T, k.data(), k.data());
+    const int32_t pos0 = 0;
+    backend->kv_append(c.layer(0), k.data(), k.data(), T, &pos0);
     c.set_size(T);
     std::vector<float> ko(T * hd), vo(T * hd);
     c.load_head(0, 0, T, ko.data(), vo.data());

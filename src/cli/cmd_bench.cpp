@@ -4,8 +4,6 @@
 // every weight is streamed once per decoded token, so bandwidth / weight bytes bounds decode
 // tokens/s; the bandwidth is measured here, on the machine that runs the benchmark. --compare runs
 // the standard and the fused plan alternately, side by side, and reports their ratio.
-#include <hwy/targets.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -70,10 +68,16 @@ Result<Pass> run_pass(const Model& m, Precision p, const KernelPlan& plan,
 
 struct Summary {
   double median = 0, min = 0, max = 0;
+  // (max - min) / median: above kWideSpread the figures are not worth comparing.
+  double spread() const { return median > 0 ? (max - min) / median : 0; }
 };
+constexpr double kWideSpread = 0.15;
+// The median: the middle value, or the mean of the middle two of an even count.
 Summary summarize(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.front(), v.back()};
+  const size_t n = v.size();
+  const double median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  return {median, v.front(), v.back()};
 }
 
 int run_bench(const BenchArgs& a) {
@@ -84,9 +88,9 @@ int run_bench(const BenchArgs& a) {
   if (!a.isa.empty()) {  // chosen once, before any kernel runs
     std::string known;
     bool found = false;
-    for (int64_t t : cpu::simd_targets()) {
-      known += std::string(known.empty() ? "" : ", ") + hwy::TargetName(t);
-      if (a.isa == hwy::TargetName(t)) hwy::SetSupportedTargetsForTest(t), found = true;
+    for (const std::string& t : cpu::simd_target_names()) {
+      known += (known.empty() ? "" : ", ") + t;
+      if (a.isa == t) found = cpu::use_only_simd_target(t);
     }
     if (!found)
       return fail(Error{fmt::format("--isa {}: not a target this CPU runs ({})", a.isa, known)});
@@ -124,13 +128,20 @@ int run_bench(const BenchArgs& a) {
       decode[i].push_back(pass->decode_tok_s);
     }
   const int64_t rss = proc_status_bytes("VmRSS:"), peak = proc_status_bytes("VmHWM:");
-  const double bw = cpu::measure_read_bandwidth_gbs(engine->pool.get());  // allocates 512 MiB
+  // KV cache as the first plan stores it, sized as one pass used it.
+  const KvCache kv =
+      m.new_cache(engine->precision, a.prompt_tokens + a.gen_tokens + 1, &plans[0].second);
+  const int64_t kv_per_token = kv.bytes_per_position();
+  const int64_t kv_resident = kv_per_token * (a.prompt_tokens + a.gen_tokens + 1);
+  const double bw = m.backend().read_bandwidth_gbs();  // allocates 512 MiB
+  const int threads = m.backend().threads();
   const double weight_bytes = static_cast<double>(m.weight_bytes());
   const double roofline = bw * 1e9 / weight_bytes;
 
   nlohmann::json j;
   j["model"] = a.engine.model_dir;
-  j["threads"] = engine->pool->threads();
+  j["threads"] = threads;
+  j["backend"] = m.backend().name();
   j["simd_target"] = cpu::simd_target_name();
   j["precision"] = a.engine.precision;
   j["prompt_tokens"] = a.prompt_tokens;
@@ -141,6 +152,10 @@ int run_bench(const BenchArgs& a) {
   j["peak_resident_bytes"] = peak;
   j["bandwidth_gbs"] = bw;
   j["decode_roofline_tokens_per_s"] = roofline;
+  j["kv_format"] = std::string(kv_format_name(plans[0].second.kv_format));
+  j["kv_bytes_per_token"] = kv_per_token;
+  j["kv_bytes"] = kv_resident;
+  bool wide = false;
   for (size_t i = 0; i < plans.size(); ++i) {
     const Summary p = summarize(prefill[i]), d = summarize(decode[i]);
     nlohmann::json r = {{"kernels", plans[i].first},
@@ -149,7 +164,10 @@ int run_bench(const BenchArgs& a) {
                         {"decode_tokens_per_s", d.median},
                         {"decode_min_max", {d.min, d.max}},
                         {"decode_ms_per_token", 1e3 / d.median},
-                        {"roofline_fraction", d.median / roofline}};
+                        {"roofline_fraction", d.median / roofline},
+                        {"decode_spread", d.spread()},
+                        {"prefill_spread", p.spread()}};
+    wide = wide || d.spread() > kWideSpread || p.spread() > kWideSpread;
     if (i == 0)
       j.update(r);
     else
@@ -161,12 +179,19 @@ int run_bench(const BenchArgs& a) {
     j["fused_over_standard_prefill"] =
         j["fused"]["prefill_tokens_per_s"].get<double>() / j["prefill_tokens_per_s"].get<double>();
   }
+  j["wide_spread"] = wide;
+  if (wide)
+    std::fprintf(stderr,
+                 "fusecheck bench: warning: the passes differ by more than %.0f%% of their median "
+                 "(a busy machine?); raise --repeat or rerun on an idle one\n",
+                 100 * kWideSpread);
   if (a.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("fusecheck bench: %s (%s, %d threads, %s)\n", a.engine.model_dir.c_str(),
-              a.engine.precision.c_str(), engine->pool->threads(), cpu::simd_target_name());
+  std::printf("fusecheck bench: %s (%s, %d thread%s, %s)\n", a.engine.model_dir.c_str(),
+              a.engine.precision.c_str(), threads, threads == 1 ? "" : "s",
+              cpu::simd_target_name());
   auto line = [&](const nlohmann::json& r) {
     std::printf(
         "  %-22s prefill %7.1f tok/s [%.1f, %.1f]  decode %6.2f tok/s [%.2f, %.2f]  %.1f ms/tok  "
@@ -185,12 +210,16 @@ int run_bench(const BenchArgs& a) {
                 j["fused_over_standard_prefill"].get<double>());
   }
   std::printf(
-      "  %lld prompt tokens, %lld generated, median of %lld passes [min, max]\n"
+      "  %lld prompt tokens, %lld generated, median of %lld pass%s [min, max]\n"
       "  weights %.2f GB, resident %.2f GB (peak %.2f GB); read bandwidth %.1f GB/s -> decode "
-      "roofline %.1f tok/s\n",
+      "roofline %.1f tok/s\n"
+      "  KV cache %s: %lld bytes per token, %.2f MB for %lld tokens\n",
       static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens),
-      static_cast<long long>(a.repeat), weight_bytes / 1e9, j["resident_bytes"].get<double>() / 1e9,
-      j["peak_resident_bytes"].get<double>() / 1e9, bw, roofline);
+      static_cast<long long>(a.repeat), a.repeat == 1 ? "" : "es", weight_bytes / 1e9,
+      j["resident_bytes"].get<double>() / 1e9, j["peak_resident_bytes"].get<double>() / 1e9, bw,
+      roofline, j["kv_format"].get<std::string>().c_str(), static_cast<long long>(kv_per_token),
+      static_cast<double>(kv_resident) / 1e6,
+      static_cast<long long>(a.prompt_tokens + a.gen_tokens + 1));
   return 0;
 }
 

@@ -47,7 +47,9 @@ int64_t available_memory() {
 
 Result<LoadedEngine> load_engine(const EngineArgs& a) {
   FC_ASSIGN(precision, parse_precision(a.precision));
-  FC_ASSIGN(model, Model::load(a.model_dir));
+  LoadOptions load_opt;
+  load_opt.threads = a.threads;
+  FC_ASSIGN(model, Model::load(a.model_dir, load_opt));
   int64_t model_max = model.config().max_position_embeddings;
   if (model_max <= 0) model_max = 4096;
   const int64_t per_pos = model.new_cache(precision, 1).bytes_per_position();
@@ -71,9 +73,7 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
                  std::string(kernel_outcome_name(decision.outcome)).c_str(),
                  decision.plan.profile.c_str(), decision.check_ms);
   }
-  auto pool = std::make_unique<cpu::ThreadPool>(a.threads);
-  model.set_thread_pool(pool.get());
-  return LoadedEngine{std::move(pool), std::move(model), precision, ctx, std::move(decision)};
+  return LoadedEngine{std::move(model), precision, ctx, std::move(decision)};
 }
 
 Result<std::vector<int32_t>> parse_token_ids(const std::string& text) {

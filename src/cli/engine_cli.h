@@ -29,7 +29,6 @@ struct EngineArgs {
 void add_engine_options(CLI::App* cmd, EngineArgs& a);
 
 struct LoadedEngine {
-  std::unique_ptr<cpu::ThreadPool> pool;  // the model's projections run on it
   Model model;
   Precision precision;
   int64_t max_context;

@@ -174,16 +174,14 @@ class Backend : public std::enable_shared_from_this<Backend> {
                          const AttentionParams& p) = 0;
   // cpu::add / cpu::silu_mul elementwise over n values.
   virtual void add(float* out, const float* a, const float* b, int64_t n, ActType t) = 0;
-  virtual void silu_mul(float* out, const float* gate, const float* up, int64_t n,
-                        ActType t) = 0;
+  virtual void silu_mul(float* out, const float* gate, const float* up, int64_t n, ActType t) = 0;
   // cpu::fused_gate_up_silu: gate and up stay fp32 (scratch [T, ffn] each), one rounding.
   // x: [T, dim]; out: [T, ffn].
   virtual void gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg,
                             const Weight& wu, ActType t, float* gate, float* up) = 0;
   // The lm_head: out[t, :] = round(dot_lanes(x[t, :], lm_head[r, :])). x: [T, dim];
   // out: [T, vocab].
-  virtual void logits(float* out, const float* x, int64_t T, const Weight& lm_head,
-                      ActType t) = 0;
+  virtual void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) = 0;
 };
 
 }  // namespace fusecheck

@@ -33,7 +33,6 @@ struct KernelPlan {
     return layer >= 0 && layer < static_cast<int64_t>(layers.size()) &&
            layers[static_cast<size_t>(layer)].on(g);
   }
-  bool any_fused() const;
 };
 
 }  // namespace fusecheck

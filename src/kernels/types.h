@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "io/safetensors.h"
+#include "util/half.h"
 
 namespace fusecheck {
 
@@ -23,8 +24,23 @@ struct Weight {
   explicit operator bool() const { return data != nullptr; }
 };
 
+// Rounds one value to `t` (round to nearest even; identity for F32): where an op stores its
+// output. Inline: every op calls it per element.
+inline float round_one(ActType t, float x) {
+  switch (t) {
+    case ActType::F32:
+      return x;
+    case ActType::BF16:
+      return bf16_to_f32(f32_to_bf16(x));
+    case ActType::F16:
+      return f16_to_f32(f32_to_f16(x));
+  }
+  return x;
+}
+
 namespace cpu {
 using fusecheck::ActType;
+using fusecheck::round_one;
 using fusecheck::Weight;
 }  // namespace cpu
 

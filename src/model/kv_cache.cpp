@@ -1,7 +1,6 @@
 #include "model/kv_cache.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/quant.h"
@@ -9,61 +8,68 @@
 
 namespace fusecheck {
 
-KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t max_context,
-                 cpu::ActType act, KvFormat format, KvScale scale)
-    : n_layers_(n_layers),
+namespace {
+
+KvStorage storage_for(KvFormat f, ActType act) {
+  switch (f) {
+    case KvFormat::kSame:
+      return act == ActType::BF16  ? KvStorage::BF16
+             : act == ActType::F16 ? KvStorage::F16
+                                   : KvStorage::F32;
+    case KvFormat::kFp16:
+      return KvStorage::F16;
+    case KvFormat::kInt8:
+      return KvStorage::Int8;
+    case KvFormat::kFp8E4M3:
+      return KvStorage::Fp8E4M3;
+  }
+  return KvStorage::F32;
+}
+
+bool quantised(KvStorage s) {
+  return s == KvStorage::Int8 || s == KvStorage::Fp8E4M3;
+}
+
+}  // namespace
+
+KvCache::KvCache(std::shared_ptr<Backend> backend, int64_t n_layers, int64_t n_kv_heads,
+                 int64_t head_dim, int64_t max_context, ActType act, KvFormat format, KvScale scale)
+    : backend_(std::move(backend)),
+      n_layers_(n_layers),
       n_kv_heads_(n_kv_heads),
       head_dim_(head_dim),
       max_context_(max_context),
       act_(act),
       format_(format),
-      scale_kind_(scale),
-      scales_(static_cast<size_t>(2 * n_layers)),
+      storage_(storage_for(format, act)),
+      layers_(static_cast<size_t>(n_layers)),
       k_(static_cast<size_t>(n_layers)),
       v_(static_cast<size_t>(n_layers)) {
-  switch (format) {
-    case KvFormat::kSame:
-      storage_ = act;
-      break;
-    case KvFormat::kFp16:
-      storage_ = cpu::ActType::F16;
-      break;
-    case KvFormat::kInt8:
-    case KvFormat::kFp8E4M3:
-      storage_ = cpu::ActType::F32;  // dequantised values, emulated exactly
-      break;
-  }
-}
-
-void KvCache::quantize(int64_t layer, int side, int64_t T, float* x) {
-  const size_t kv_dim = static_cast<size_t>(n_kv_heads_ * head_dim_);
-  const bool int8 = format_ == KvFormat::kInt8;
-  const float qmax = int8 ? cpu::kInt8Max : cpu::kFp8E4M3Max;
-  std::vector<float>& sc = scales_[static_cast<size_t>(2 * layer + side)];
-  const bool per_channel = scale_kind_ == KvScale::kPerChannel;
-  if (sc.empty()) {  // calibrate on this (first) batch: amax / qmax
-    sc.assign(per_channel ? kv_dim : 1, 0.0f);
-    for (int64_t t = 0; t < T; ++t)
-      for (size_t c = 0; c < kv_dim; ++c) {
-        float& a = sc[per_channel ? c : 0];
-        a = std::max(a, std::fabs(x[t * kv_dim + c]));
-      }
-    for (float& a : sc) a = a > 0 ? a / qmax : 1.0f;
-  }
-  for (int64_t t = 0; t < T; ++t)
-    for (size_t c = 0; c < kv_dim; ++c) {
-      float& v = x[t * kv_dim + c];
-      const float s = sc[per_channel ? c : 0];
-      v = int8 ? cpu::int8_roundtrip(v, s) : cpu::fp8_roundtrip(v, s);
+  const int64_t kv_dim = n_kv_heads * head_dim;
+  const int64_t n_scales = scale == KvScale::kPerChannel ? kv_dim : 1;
+  for (int64_t l = 0; l < n_layers; ++l) {
+    KvLayer& kl = layers_[static_cast<size_t>(l)];
+    kl.storage = storage_;
+    kl.scale_kind = scale;
+    kl.n_kv_heads = n_kv_heads;
+    kl.head_dim = head_dim;
+    if (quantised(storage_)) {
+      // Zero-filled: not calibrated yet (the first kv_append sets them).
+      scales_.push_back(backend_->alloc(static_cast<size_t>(2 * n_scales) * sizeof(float)));
+      kl.k_scale = scales_.back().f32();
+      kl.v_scale = kl.k_scale + n_scales;
     }
+  }
 }
 
 int64_t KvCache::bytes_per_position() const {
-  return 2 * n_layers_ * n_kv_heads_ * head_dim_ * static_cast<int64_t>(elem_size());
+  return 2 * n_layers_ * n_kv_heads_ * head_dim_ * static_cast<int64_t>(kv_storage_bytes(storage_));
 }
 
-int64_t KvCache::bytes_allocated() const {
-  return capacity_ * bytes_per_position();
+int64_t KvCache::resident_bytes() const {
+  int64_t n = capacity_ * bytes_per_position();
+  for (const auto& s : scales_) n += static_cast<int64_t>(s.bytes());
+  return n;
 }
 
 Status KvCache::reserve_more(int64_t n) {
@@ -75,58 +81,76 @@ Status KvCache::reserve_more(int64_t n) {
         need, max_context_);
   if (need <= capacity_) return ok_status();
   const int64_t cap = std::min(max_context_, std::max(need, 2 * capacity_));
-  const size_t row = static_cast<size_t>(n_kv_heads_ * head_dim_) * elem_size();
-  for (auto* side : {&k_, &v_})
-    for (auto& buf : *side) buf.resize(static_cast<size_t>(cap) * row);
+  const size_t row = static_cast<size_t>(n_kv_heads_ * head_dim_) * kv_storage_bytes(storage_);
+  // Between forward calls only: the held rows move to the larger buffers through the host, which
+  // every backend supports (and a captured decode step is replayed only within one capacity).
+  std::vector<unsigned char> held(static_cast<size_t>(size_) * row);
+  for (int64_t l = 0; l < n_layers_; ++l)
+    for (auto* side : {&k_, &v_}) {
+      Buffer& old = (*side)[static_cast<size_t>(l)];
+      Buffer grown = backend_->alloc(static_cast<size_t>(cap) * row);
+      if (old && !held.empty()) {
+        backend_->download(held.data(), old, 0, held.size());
+        backend_->upload(grown, 0, held.data(), held.size());
+      }
+      old = std::move(grown);
+    }
+  for (int64_t l = 0; l < n_layers_; ++l) {
+    KvLayer& kl = layers_[static_cast<size_t>(l)];
+    kl.capacity = cap;
+    kl.k = k_[static_cast<size_t>(l)].data();
+    kl.v = v_[static_cast<size_t>(l)].data();
+  }
   capacity_ = cap;
   return ok_status();
-}
-
-void KvCache::store(int64_t layer, int64_t pos0, int64_t T, const float* k, const float* v) {
-  const size_t n_vals = static_cast<size_t>(n_kv_heads_ * head_dim_) * static_cast<size_t>(T);
-  const size_t off =
-      static_cast<size_t>(pos0) * static_cast<size_t>(n_kv_heads_ * head_dim_) * elem_size();
-  const bool lossy = format_ == KvFormat::kInt8 || format_ == KvFormat::kFp8E4M3;
-  for (int side = 0; side < 2; ++side) {
-    const float* src = side == 0 ? k : v;
-    if (lossy) {
-      qbuf_.assign(src, src + n_vals);
-      quantize(layer, side, T, qbuf_.data());
-      src = qbuf_.data();
-    }
-    unsigned char* dst = (side == 0 ? k_ : v_)[static_cast<size_t>(layer)].data() + off;
-    if (storage_ == cpu::ActType::F32) {
-      std::memcpy(dst, src, n_vals * 4);
-      continue;
-    }
-    for (size_t i = 0; i < n_vals; ++i) {
-      const uint16_t h = storage_ == cpu::ActType::BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
-      std::memcpy(dst + 2 * i, &h, 2);
-    }
-  }
 }
 
 void KvCache::load_head(int64_t layer, int64_t kv_head, int64_t n, float* k_out,
                         float* v_out) const {
   const size_t kv_dim = static_cast<size_t>(n_kv_heads_ * head_dim_);
   const size_t hd = static_cast<size_t>(head_dim_);
+  const size_t es = kv_storage_bytes(storage_);
+  const KvLayer& kl = layers_[static_cast<size_t>(layer)];
+  std::vector<float> sc(2 * kv_dim, 1.0f);
+  if (quantised(storage_)) {
+    const size_t ns = kl.scale_kind == KvScale::kPerChannel ? kv_dim : 1;
+    backend_->download(sc.data(), scales_[static_cast<size_t>(layer)], 0, 2 * ns * sizeof(float));
+    if (ns == 1) sc.assign({sc[0], sc[1]});
+  }
+  std::vector<unsigned char> rows(static_cast<size_t>(n) * kv_dim * es);
   for (int side = 0; side < 2; ++side) {
-    const unsigned char* base = (side == 0 ? k_ : v_)[static_cast<size_t>(layer)].data();
+    const Buffer& buf = (side == 0 ? k_ : v_)[static_cast<size_t>(layer)];
+    if (!rows.empty()) backend_->download(rows.data(), buf, 0, rows.size());
     float* out = side == 0 ? k_out : v_out;
-    for (int64_t p = 0; p < n; ++p) {
-      const size_t elem = static_cast<size_t>(p) * kv_dim + static_cast<size_t>(kv_head) * hd;
-      const unsigned char* src = base + elem * elem_size();
-      float* dst = out + static_cast<size_t>(p) * hd;
-      if (storage_ == cpu::ActType::F32) {
-        std::memcpy(dst, src, hd * 4);
-      } else {
-        for (size_t i = 0; i < hd; ++i) {
-          uint16_t h;
-          std::memcpy(&h, src + 2 * i, 2);
-          dst[i] = storage_ == cpu::ActType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+    for (int64_t p = 0; p < n; ++p)
+      for (size_t i = 0; i < hd; ++i) {
+        const size_t c = static_cast<size_t>(kv_head) * hd + i;
+        const unsigned char* src = rows.data() + (static_cast<size_t>(p) * kv_dim + c) * es;
+        const size_t ns = sc.size() == 2 ? 1 : kv_dim;
+        const float s = sc[static_cast<size_t>(side) * ns + (ns == 1 ? 0 : c)];
+        uint16_t h = 0;
+        float f = 0;
+        switch (storage_) {
+          case KvStorage::F32:
+            std::memcpy(&f, src, 4);
+            break;
+          case KvStorage::BF16:
+            std::memcpy(&h, src, 2);
+            f = bf16_to_f32(h);
+            break;
+          case KvStorage::F16:
+            std::memcpy(&h, src, 2);
+            f = f16_to_f32(h);
+            break;
+          case KvStorage::Int8:
+            f = static_cast<float>(static_cast<int8_t>(*src)) * s;
+            break;
+          case KvStorage::Fp8E4M3:
+            f = fp8_e4m3_decode(*src) * s;
+            break;
         }
+        out[static_cast<size_t>(p) * hd + i] = f;
       }
-    }
   }
 }
 

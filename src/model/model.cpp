@@ -4,12 +4,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/cpu/fused.h"
-#include "kernels/cpu/simd.h"
+#include "kernels/cpu/cpu_backend.h"
 
 namespace fusecheck {
-
-using cpu::ActType;
 
 Result<Precision> parse_precision(std::string_view name) {
   if (name == "model") return Precision::kModel;
@@ -29,7 +26,38 @@ Result<Model> Model::load(const std::string& dir, const LoadOptions& opt) {
   FC_ASSIGN(weights, load_weights(m.ckpt_, m.config_, *arch));
   m.weights_ = std::move(weights);
   m.rope_ = Rope(m.config_.rope, m.config_.head_dim);
+  m.backend_ = make_cpu_backend(opt.threads);
+  FC_TRY(m.adopt_weights());
   return m;
+}
+
+Status Model::adopt_weights() {
+  Backend& b = *backend_;
+  const auto gain = [&](const std::vector<float>& g) {
+    Buffer buf;
+    if (g.empty()) return buf;
+    buf = b.alloc(g.size() * sizeof(float));
+    b.upload(buf, 0, g.data(), g.size() * sizeof(float));
+    return buf;
+  };
+  for (const LayerWeights& w : weights_.layers) {
+    LayerParams p;
+    p.input_norm = gain(w.input_norm);
+    p.post_attention_norm = gain(w.post_attention_norm);
+    p.q_norm = gain(w.q_norm);
+    p.k_norm = gain(w.k_norm);
+    p.qkv = {b.adopt_weight(w.q_proj), b.adopt_weight(w.k_proj), b.adopt_weight(w.v_proj),
+             b.adopt_weight(w.q_bias), b.adopt_weight(w.k_bias), b.adopt_weight(w.v_bias)};
+    p.o_proj = b.adopt_weight(w.o_proj);
+    p.gate_proj = b.adopt_weight(w.gate_proj);
+    p.up_proj = b.adopt_weight(w.up_proj);
+    p.down_proj = b.adopt_weight(w.down_proj);
+    layers_.push_back(std::move(p));
+  }
+  embed_ = b.adopt_weight(weights_.embed_tokens);
+  lm_head_ = b.adopt_weight(weights_.lm_head);
+  final_norm_ = gain(weights_.final_norm);
+  return ok_status();
 }
 
 ActType Model::act_type(Precision p) const {
@@ -53,180 +81,147 @@ int64_t Model::weight_bytes() const {
 KvCache Model::new_cache(Precision p, int64_t max_context, const KernelPlan* plan) const {
   if (max_context <= 0) max_context = config_.max_position_embeddings;
   if (max_context <= 0) max_context = 4096;
-  return KvCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, max_context,
+  return KvCache(backend_, config_.num_layers, config_.num_kv_heads, config_.head_dim, max_context,
                  act_type(p), plan ? plan->kv_format : KvFormat::kSame,
                  plan ? plan->kv_scale : KvScale::kPerTensor);
 }
 
 void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
   const auto& c = config_;
-  const size_t t = static_cast<size_t>(T);
-  const size_t dim = static_cast<size_t>(c.hidden_size);
-  const size_t ffn = static_cast<size_t>(c.intermediate_size);
-  const size_t q_dim = static_cast<size_t>(c.num_heads * c.head_dim);
-  const size_t kv_dim = static_cast<size_t>(c.num_kv_heads * c.head_dim);
-  const size_t hd = static_cast<size_t>(c.head_dim);
+  Backend& b = *backend_;
   a.T = T;
-  a.hidden.resize(t * dim), a.normed.resize(t * dim), a.attn_out.resize(t * dim);
-  a.mlp_out.resize(t * dim), a.sum.resize(t * dim), a.xn.resize(t * dim);
-  a.q.resize(t * q_dim), a.attn.resize(t * q_dim);
-  a.k.resize(t * kv_dim), a.v.resize(t * kv_dim);
-  a.gate.resize(t * ffn), a.up.resize(t * ffn), a.mlp_act.resize(t * ffn);
-  a.cos.resize(hd / 2), a.sin.resize(hd / 2), a.acc.resize(hd);
-  a.k_ctx.resize(static_cast<size_t>(n_ctx) * hd), a.v_ctx.resize(static_cast<size_t>(n_ctx) * hd);
-  a.scores.resize(static_cast<size_t>(n_ctx));
   a.pending_mlp = false;
-}
-
-// Attention over the cache (which already holds this call's keys and values), causal: token t at
-// position pos0 + t sees positions 0 .. pos0 + t. Query head h reads kv head h / (nh / nkv)
-// (repeat_kv). Eager (scores rounded, two-pass softmax) or fused (online softmax in fp32).
-void Model::attention(int64_t layer, Activations& a, int64_t pos0, const KvCache& cache, ActType t,
-                      const KernelPlan& plan) const {
-  const auto& c = config_;
-  const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, n_rep = nh / nkv;
-  const int64_t q_dim = nh * hd, n_ctx = pos0 + a.T;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));  // head_dim ** -0.5
-  const bool fused = plan.fuses(layer, FusedGroup::kAttention);
-  for (int64_t kvh = 0; kvh < nkv; ++kvh) {
-    cache.load_head(layer, kvh, n_ctx, a.k_ctx.data(), a.v_ctx.data());
-    for (int64_t h = kvh * n_rep; h < (kvh + 1) * n_rep; ++h)
-      for (int64_t tok = 0; tok < a.T; ++tok) {
-        float* out = &a.attn[tok * q_dim + h * hd];
-        const float* q = &a.q[tok * q_dim + h * hd];
-        if (fused)
-          cpu::fused_attention(out, q, a.k_ctx.data(), a.v_ctx.data(), pos0 + tok + 1, hd, hd,
-                               scale, t, plan.fp16_accumulation, a.acc.data());
-        else
-          cpu::attention_head_simd(out, q, a.k_ctx.data(), a.v_ctx.data(), pos0 + tok + 1, hd, hd,
-                                   scale, t, a.scores.data());
-      }
+  if (!a.pos0) a.pos0 = b.alloc(sizeof(int32_t));
+  if (T > a.t_cap) {
+    const auto f32 = [&](int64_t per_token) {
+      return b.alloc(static_cast<size_t>(T * per_token) * sizeof(float));
+    };
+    const int64_t dim = c.hidden_size, ffn = c.intermediate_size;
+    const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+    a.hidden = f32(dim), a.normed = f32(dim), a.sum = f32(dim), a.xn = f32(dim);
+    a.attn_out = f32(dim), a.mlp_out = f32(dim), a.resid = f32(dim);
+    a.q = f32(q_dim), a.attn = f32(q_dim), a.k = f32(kv_dim), a.v = f32(kv_dim);
+    a.gate = f32(ffn), a.up = f32(ffn), a.mlp_act = f32(ffn);
+    a.logits = f32(c.vocab_size);
+    a.tokens = b.alloc(static_cast<size_t>(T) * sizeof(int32_t));
+    a.t_cap = T;
+  }
+  if (n_ctx > a.ctx_cap) {
+    // The fp32 RoPE table grows by doubling, so decode rebuilds it O(log n) times.
+    const int64_t cap = std::max(n_ctx, 2 * a.ctx_cap), half = c.head_dim / 2;
+    std::vector<float> cs(static_cast<size_t>(cap * half)), sn(cs.size());
+    rope_.table(0, cap, cs.data(), sn.data());
+    a.rope_cos = b.alloc(cs.size() * sizeof(float));
+    a.rope_sin = b.alloc(sn.size() * sizeof(float));
+    b.upload(a.rope_cos, 0, cs.data(), cs.size() * sizeof(float));
+    b.upload(a.rope_sin, 0, sn.data(), sn.size() * sizeof(float));
+    a.ctx_cap = cap;
   }
 }
 
-void Model::layer_forward(int64_t layer, Activations& a, int64_t pos0, KvCache& cache, ActType t,
+void Model::layer_forward(int64_t layer, Activations& a, KvCache& cache, ActType t,
                           const KernelPlan& plan) const {
   const auto& c = config_;
-  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  Backend& b = *backend_;
+  const LayerParams& w = layers_[static_cast<size_t>(layer)];
   const int64_t T = a.T, dim = c.hidden_size, ffn = c.intermediate_size, hd = c.head_dim;
-  const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const bool f_add = plan.fuses(layer, FusedGroup::kAddRmsnorm);
   const bool f_qkv = plan.fuses(layer, FusedGroup::kRmsnormQkv);
   const bool f_rope = plan.fuses(layer, FusedGroup::kQkNormRope);
+  const bool f_attn = plan.fuses(layer, FusedGroup::kAttention);
   const bool f_mlp = plan.fuses(layer, FusedGroup::kGateUpSilu);
-  const cpu::Weight none{};
+  const int32_t* pos0 = a.pos0.i32();
 
   // --- self-attention block ---
   // normed = input_layernorm(hidden); a fused plan first adds the previous layer's pending mlp_out
-  // (fused_add_rmsnorm), and fused_rmsnorm_qkv keeps the normalised input in fp32.
-  for (int64_t tok = 0; tok < T; ++tok) {
-    float* h = &a.hidden[tok * dim];
-    const float* pending = a.pending_mlp ? &a.mlp_out[tok * dim] : nullptr;
-    if (f_add || pending)
-      cpu::fused_add_rmsnorm(h, pending, &a.normed[tok * dim], &a.sum[tok * dim],
-                             w.input_norm.data(), dim, eps, t, t);
-    else if (!f_qkv)
-      cpu::rmsnorm(&a.normed[tok * dim], h, w.input_norm.data(), dim, eps, t);
-  }
+  // (add_rmsnorm), and rmsnorm_qkv keeps the normalised input in fp32.
+  if (f_add || a.pending_mlp)
+    b.add_rmsnorm(a.hidden.f32(), a.pending_mlp ? a.mlp_out.f32() : nullptr, a.normed.f32(),
+                  a.sum.f32(), w.input_norm.f32(), T, dim, eps, t);
+  else if (!f_qkv)
+    b.rmsnorm(a.normed.f32(), a.hidden.f32(), w.input_norm.f32(), T, dim, eps, t);
   a.pending_mlp = false;
   // q, k, v = q_proj(normed), k_proj(normed), v_proj(normed)   (+ bias for Qwen2)
   if (f_qkv) {
     // The norm reads the unrounded residual sum when add_rmsnorm is fused too.
-    cpu::fused_rmsnorm_qkv(a.q.data(), a.k.data(), a.v.data(),
-                           f_add ? a.sum.data() : a.hidden.data(), T, w.input_norm.data(), eps,
-                           w.q_proj, w.k_proj, w.v_proj, w.q_bias, w.k_bias, w.v_bias, t,
-                           a.xn.data(), pool_);
+    b.rmsnorm_qkv(a.q.f32(), a.k.f32(), a.v.f32(), f_add ? a.sum.f32() : a.hidden.f32(), T,
+                  w.input_norm.f32(), eps, w.qkv, t, a.xn.f32());
   } else {
-    cpu::linear_simd(a.q.data(), a.normed.data(), T, w.q_proj, w.q_bias, t, pool_);
-    cpu::linear_simd(a.k.data(), a.normed.data(), T, w.k_proj, w.k_bias, t, pool_);
-    cpu::linear_simd(a.v.data(), a.normed.data(), T, w.v_proj, w.v_bias, t, pool_);
+    b.linear(a.q.f32(), a.normed.f32(), T, w.qkv.q, w.qkv.bq, t);
+    b.linear(a.k.f32(), a.normed.f32(), T, w.qkv.k, w.qkv.bk, t);
+    b.linear(a.v.f32(), a.normed.f32(), T, w.qkv.v, w.qkv.bv, t);
   }
-  const bool qk_norm = !w.q_norm.empty();
-  for (int64_t tok = 0; tok < T; ++tok) {
-    float* q = &a.q[tok * q_dim];
-    float* k = &a.k[tok * kv_dim];
-    if (f_rope) {
-      // q, k = rope(q_norm(q)), rope(k_norm(k)) in one fp32 pass with fp32 cos/sin
-      rope_.cos_sin(pos0 + tok, ActType::F32, a.cos.data(), a.sin.data());
-      cpu::fused_qk_norm_rope(q, c.num_heads, hd, qk_norm ? w.q_norm.data() : nullptr, eps,
-                              a.cos.data(), a.sin.data(), t);
-      cpu::fused_qk_norm_rope(k, c.num_kv_heads, hd, qk_norm ? w.k_norm.data() : nullptr, eps,
-                              a.cos.data(), a.sin.data(), t);
-      continue;
-    }
-    // q, k = q_norm(q), k_norm(k) per head (Qwen3)
-    if (qk_norm) {
-      for (int64_t h = 0; h < c.num_heads; ++h)
-        cpu::rmsnorm(q + h * hd, q + h * hd, w.q_norm.data(), hd, eps, t);
-      for (int64_t h = 0; h < c.num_kv_heads; ++h)
-        cpu::rmsnorm(k + h * hd, k + h * hd, w.k_norm.data(), hd, eps, t);
-    }
-    // q, k = apply_rotary_pos_emb(q, k, cos, sin)
-    rope_.cos_sin(pos0 + tok, t, a.cos.data(), a.sin.data());
-    for (int64_t h = 0; h < c.num_heads; ++h)
-      cpu::rope_rotate_half(q + h * hd, hd, a.cos.data(), a.sin.data(), t);
-    for (int64_t h = 0; h < c.num_kv_heads; ++h)
-      cpu::rope_rotate_half(k + h * hd, hd, a.cos.data(), a.sin.data(), t);
-  }
+  // q, k = q_norm(q), k_norm(k) per head (Qwen3); q, k = apply_rotary_pos_emb(q, k, cos, sin).
+  // Fused: both in one fp32 pass with fp32 cos/sin.
+  const RopeTable rope{a.rope_cos.f32(), a.rope_sin.f32(), a.ctx_cap};
+  b.qk_norm_rope(a.q.f32(), T, c.num_heads, hd, w.q_norm ? w.q_norm.f32() : nullptr, eps, rope,
+                 pos0, t, f_rope);
+  b.qk_norm_rope(a.k.f32(), T, c.num_kv_heads, hd, w.k_norm ? w.k_norm.f32() : nullptr, eps, rope,
+                 pos0, t, f_rope);
   // past_key_values.update(k, v)
-  cache.store(layer, pos0, T, a.k.data(), a.v.data());
-  // attn = softmax(q k^T * scaling + causal_mask) v
-  attention(layer, a, pos0, cache, t, plan);
+  const KvLayer& kv = cache.layer(layer);
+  b.kv_append(kv, a.k.f32(), a.v.f32(), T, pos0);
+  // attn = softmax(q k^T * scaling + causal_mask) v: eager, or fused with an online softmax
+  AttentionParams ap;
+  ap.T = T, ap.n_heads = c.num_heads, ap.n_kv_heads = c.num_kv_heads, ap.head_dim = hd;
+  ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));  // head_dim ** -0.5
+  ap.act = t, ap.online = f_attn, ap.fp16_accumulation = f_attn && plan.fp16_accumulation;
+  b.attention(a.attn.f32(), a.q.f32(), kv, pos0, ap);
   // attn_out = o_proj(attn)
-  cpu::linear_simd(a.attn_out.data(), a.attn.data(), T, w.o_proj, none, t, pool_);
+  b.linear(a.attn_out.f32(), a.attn.f32(), T, w.o_proj, Weight{}, t);
 
   // --- MLP block ---
   // hidden = hidden + attn_out; normed = post_attention_layernorm(hidden)
-  for (int64_t tok = 0; tok < T; ++tok) {
-    float* h = &a.hidden[tok * dim];
-    if (f_add) {
-      cpu::fused_add_rmsnorm(h, &a.attn_out[tok * dim], &a.normed[tok * dim], nullptr,
-                             w.post_attention_norm.data(), dim, eps, t, t);
-    } else {
-      cpu::add(h, h, &a.attn_out[tok * dim], static_cast<size_t>(dim), t);
-      cpu::rmsnorm(&a.normed[tok * dim], h, w.post_attention_norm.data(), dim, eps, t);
-    }
+  if (f_add) {
+    b.add_rmsnorm(a.hidden.f32(), a.attn_out.f32(), a.normed.f32(), nullptr,
+                  w.post_attention_norm.f32(), T, dim, eps, t);
+  } else {
+    b.add(a.hidden.f32(), a.hidden.f32(), a.attn_out.f32(), T * dim, t);
+    b.rmsnorm(a.normed.f32(), a.hidden.f32(), w.post_attention_norm.f32(), T, dim, eps, t);
   }
   // mlp_act = silu(gate_proj(normed)) * up_proj(normed)
   if (f_mlp) {
-    cpu::fused_gate_up_silu(a.mlp_act.data(), a.normed.data(), T, w.gate_proj, w.up_proj, t,
-                            a.gate.data(), a.up.data(), pool_);
+    b.gate_up_silu(a.mlp_act.f32(), a.normed.f32(), T, w.gate_proj, w.up_proj, t, a.gate.f32(),
+                   a.up.f32());
   } else {
-    cpu::linear_simd(a.gate.data(), a.normed.data(), T, w.gate_proj, none, t, pool_);
-    cpu::linear_simd(a.up.data(), a.normed.data(), T, w.up_proj, none, t, pool_);
-    cpu::silu_mul(a.mlp_act.data(), a.gate.data(), a.up.data(), static_cast<size_t>(T * ffn), t);
+    b.linear(a.gate.f32(), a.normed.f32(), T, w.gate_proj, Weight{}, t);
+    b.linear(a.up.f32(), a.normed.f32(), T, w.up_proj, Weight{}, t);
+    b.silu_mul(a.mlp_act.f32(), a.gate.f32(), a.up.f32(), T * ffn, t);
   }
   // mlp_out = down_proj(mlp_act); hidden = hidden + mlp_out (a fused plan defers the add to the
-  // next norm, which fuses it: fused_add_rmsnorm)
-  cpu::linear_simd(a.mlp_out.data(), a.mlp_act.data(), T, w.down_proj, none, t, pool_);
+  // next norm, which fuses it: add_rmsnorm)
+  b.linear(a.mlp_out.f32(), a.mlp_act.f32(), T, w.down_proj, Weight{}, t);
   const bool next_fuses_add = layer + 1 < c.num_layers
                                   ? plan.fuses(layer + 1, FusedGroup::kAddRmsnorm)
                                   : f_add;  // the final norm follows the last layer
   if (next_fuses_add)
     a.pending_mlp = true;
   else
-    cpu::add(a.hidden.data(), a.hidden.data(), a.mlp_out.data(), a.hidden.size(), t);
+    b.add(a.hidden.f32(), a.hidden.f32(), a.mlp_out.f32(), T * dim, t);
 }
 
-void Model::residual_after(const Activations& a, ActType t, std::vector<float>& out) const {
-  out = a.hidden;
-  if (a.pending_mlp) cpu::add(out.data(), out.data(), a.mlp_out.data(), out.size(), t);
+void Model::download(const Buffer& buf, int64_t n, std::vector<float>& out) const {
+  out.resize(static_cast<size_t>(n));
+  backend_->download(out.data(), buf, 0, out.size() * sizeof(float));
+}
+
+void Model::residual_after(Activations& a, ActType t, std::vector<float>& out) const {
+  const int64_t n = a.T * config_.hidden_size;
+  if (!a.pending_mlp) return download(a.hidden, n, out);
+  backend_->add(a.resid.f32(), a.hidden.f32(), a.mlp_out.f32(), n, t);
+  download(a.resid, n, out);
 }
 
 // normed = norm(hidden), adding a pending mlp_out first when the plan fused it.
-void Model::final_norm(Activations& a, ActType t, const KernelPlan& plan) const {
-  (void)plan;
+void Model::final_norm(Activations& a, ActType t) const {
   const int64_t dim = config_.hidden_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  for (int64_t tok = 0; tok < a.T; ++tok) {
-    float* h = &a.hidden[tok * dim];
-    if (a.pending_mlp)
-      cpu::fused_add_rmsnorm(h, &a.mlp_out[tok * dim], &a.normed[tok * dim], nullptr,
-                             weights_.final_norm.data(), dim, eps, t, t);
-    else
-      cpu::rmsnorm(&a.normed[tok * dim], h, weights_.final_norm.data(), dim, eps, t);
-  }
+  if (a.pending_mlp)
+    backend_->add_rmsnorm(a.hidden.f32(), a.mlp_out.f32(), a.normed.f32(), nullptr,
+                          final_norm_.f32(), a.T, dim, eps, t);
+  else
+    backend_->rmsnorm(a.normed.f32(), a.hidden.f32(), final_norm_.f32(), a.T, dim, eps, t);
   a.pending_mlp = false;
 }
 
@@ -253,15 +248,20 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
   Activations local;
   Activations& a = ws ? *ws : local;
   prepare(a, T, pos0 + T);
+  Backend& b = *backend_;
+  const int32_t pos0_i32 = static_cast<int32_t>(pos0);
+  b.upload(a.pos0, 0, &pos0_i32, sizeof(int32_t));
+  b.upload(a.tokens, 0, tokens.data(), tokens.size() * sizeof(int32_t));
 
   // hidden = embed_tokens(tokens)
-  for (int64_t tok = 0; tok < T; ++tok)
-    cpu::weight_row_f32(weights_.embed_tokens, tokens[static_cast<size_t>(tok)],
-                        &a.hidden[tok * dim]);
-  if (trace) trace->hidden.assign(1, a.hidden), trace->layer_out.clear();
+  b.embed(a.hidden.f32(), a.tokens.i32(), T, embed_);
+  if (trace) {
+    trace->hidden.assign(1, {}), trace->layer_out.clear();
+    download(a.hidden, T * dim, trace->hidden[0]);
+  }
   // hidden = layer(hidden) for each decoder layer
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    layer_forward(l, a, pos0, cache, t, plan);
+    layer_forward(l, a, cache, t, plan);
     if (trace) {
       trace->layer_out.emplace_back();
       residual_after(a, t, trace->layer_out.back());
@@ -270,14 +270,36 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
   }
   cache.set_size(pos0 + T);
   // normed = norm(hidden)
-  final_norm(a, t, plan);
-  if (trace) trace->hidden.push_back(a.normed);
+  final_norm(a, t);
+  if (trace) trace->hidden.emplace_back(), download(a.normed, T * dim, trace->hidden.back());
   // logits = lm_head(normed)
   const int64_t first = which == LogitsFor::kLast ? T - 1 : 0;
   const int64_t n_out = T - first;
-  logits.resize(static_cast<size_t>(n_out * c.vocab_size));
-  cpu::linear_simd(logits.data(), &a.normed[first * dim], n_out, weights_.lm_head, cpu::Weight{}, t,
-                   pool_);
+  b.logits(a.logits.f32(), a.normed.f32() + first * dim, n_out, lm_head_, t);
+  download(a.logits, n_out * c.vocab_size, logits);
+  return ok_status();
+}
+
+Status Model::run_layer(int64_t layer, const std::vector<float>& in, std::vector<float>& out,
+                        Precision p, KvCache& cache, const KernelPlan& plan, Activations& a) const {
+  const int64_t dim = config_.hidden_size, T = static_cast<int64_t>(in.size()) / dim;
+  if (layer < 0 || layer >= config_.num_layers || T <= 0 ||
+      static_cast<int64_t>(in.size()) != T * dim)
+    return make_error("run_layer: layer {} of {}, input of {} values (dim {})", layer,
+                      config_.num_layers, in.size(), dim);
+  const ActType t = act_type(p);
+  if (cache.act() != t || cache.format() != plan.kv_format)
+    return make_error("run_layer: the KV cache was made for another precision or kernel plan");
+  const int64_t pos0 = cache.size();
+  FC_TRY(cache.reserve_more(T));
+  prepare(a, T, pos0 + T);
+  std::vector<float> x(in);
+  for (float& v : x) v = round_one(t, v);
+  const int32_t pos0_i32 = static_cast<int32_t>(pos0);
+  backend_->upload(a.pos0, 0, &pos0_i32, sizeof(int32_t));
+  backend_->upload(a.hidden, 0, x.data(), x.size() * sizeof(float));
+  layer_forward(layer, a, cache, t, plan);
+  residual_after(a, t, out);
   return ok_status();
 }
 

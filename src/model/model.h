@@ -1,7 +1,8 @@
-// The decoder-only transformer (Qwen3, Qwen2, Llama family) on the CPU, configured from config.json
-// and the architecture's decoder tensor table. forward() follows transformers' modeling code step
-// by step; every intermediate is a named buffer in Activations so a numerical difference can be
-// traced to its layer and op.
+// The decoder-only transformer (Qwen3, Qwen2, Llama family), configured from config.json and the
+// architecture's decoder tensor table, run through the backend seam (kernels/backend.h): a forward
+// pass is a sequence of batched backend ops, one call per op per layer for all T tokens, and the
+// KernelPlan is interpreted in one place (layer_forward). forward() follows transformers' modeling
+// code step by step.
 //
 // Numerics paths (docs/NUMERICS.md lists every rounding point):
 //   Precision::kModel  the model dtype: with the standard plan, ops round where PyTorch eager
@@ -10,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -17,7 +19,7 @@
 #include "arch/arch_profile.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/backend.h"
 #include "kernels/kernel_plan.h"
 #include "model/kv_cache.h"
 #include "model/rope.h"
@@ -31,29 +33,30 @@ Result<Precision> parse_precision(std::string_view name);  // "model" | "fp32"
 
 struct LoadOptions {
   std::string arch_profiles;  // a data/architectures.json override; empty = built in
+  int threads = 0;            // CPU backend threads (0: the physical cores)
 };
 
-// Per-call activations for T tokens. Names follow transformers' variables.
-struct Activations {
-  int64_t T = 0;
-  std::vector<float> hidden;        // [T, dim]    the residual stream (hidden_states)
-  std::vector<float> normed;        // [T, dim]    input_layernorm / post_attention_layernorm out
-  std::vector<float> q, k, v;       // [T, nh*hd], [T, nkv*hd], [T, nkv*hd] after norm and RoPE
-  std::vector<float> attn;          // [T, nh*hd]  attention output before o_proj
-  std::vector<float> attn_out;      // [T, dim]    o_proj output
-  std::vector<float> gate, up;      // [T, ffn]
-  std::vector<float> mlp_act;       // [T, ffn]    silu(gate) * up
-  std::vector<float> mlp_out;       // [T, dim]    down_proj output
-  std::vector<float> cos, sin;      // [hd/2]
-  std::vector<float> k_ctx, v_ctx;  // [n_ctx, hd] one kv head's cached keys/values in fp32
-  std::vector<float> scores;        // [n_ctx]
-  // Fused path only:
-  std::vector<float> sum;   // [T, dim]    the unrounded residual sum (fused_add_rmsnorm)
-  std::vector<float> xn;    // [T, dim]    fp32 normalised input of fused_rmsnorm_qkv
-  std::vector<float> row2;  // [dim]       a second weight row (fused_gate_up_silu)
-  std::vector<float> acc;   // [hd]        fused_attention's accumulator
+// A forward pass's buffers in backend memory, reused across calls: decode allocates nothing once
+// it has grown. Opaque outside the model.
+class Activations {
+ public:
+  Activations() = default;
+
+ private:
+  friend class Model;
+  int64_t T = 0, t_cap = 0, ctx_cap = 0;
+  Buffer hidden, normed, sum;       // [T, dim]  the residual stream; a norm's output; fp32 sum
+  Buffer xn;                        // [T, dim]  rmsnorm_qkv's fp32 normalised input
+  Buffer q, k, v;                   // [T, nh*hd], [T, nkv*hd], [T, nkv*hd]
+  Buffer attn;                      // [T, nh*hd] attention output before o_proj
+  Buffer attn_out, mlp_out, resid;  // [T, dim]  o_proj, down_proj outputs; a residual copy
+  Buffer gate, up, mlp_act;         // [T, ffn]
+  Buffer logits;                    // [T, vocab]
+  Buffer tokens;                    // [T] int32
+  Buffer pos0;                      // [1] int32: the first position of the call
+  Buffer rope_cos, rope_sin;        // [ctx_cap, hd/2] fp32
   // True when the last layer's mlp_out has not been added into `hidden` yet: a fused plan adds it
-  // in the next layer's fused_add_rmsnorm (or the final norm's).
+  // in the next layer's add_rmsnorm (or the final norm's).
   bool pending_mlp = false;
 };
 
@@ -74,12 +77,11 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const std::string& dir() const { return ckpt_.dir(); }
-  cpu::ActType act_type(Precision p) const;
+  ActType act_type(Precision p) const;
   // Bytes of the weights as stored (what the memory map makes resident).
   int64_t weight_bytes() const;
-  // The threads the projections are split over (owned by the caller; nullptr: the calling thread
-  // only). Results do not depend on it: every kernel follows the dot-product contract.
-  void set_thread_pool(cpu::ThreadPool* pool) { pool_ = pool; }
+  // The backend every op runs on. Results do not depend on its thread count.
+  Backend& backend() const { return *backend_; }
 
   // A cache for `precision` and the plan's KV format, bounded by max_context (<= 0: the model's
   // max_position_embeddings).
@@ -88,34 +90,46 @@ class Model {
 
   // Runs `tokens` at positions cache.size() .. + T, appending their keys and values to the cache.
   // logits: [1 or T, vocab] (fp32 holding model-dtype values on the standard path). plan: the
-  // kernels (nullptr = standard).
-  // ws: a workspace reused across calls (decode allocates nothing once it has grown); nullptr = a
-  // fresh one.
+  // kernels (nullptr = standard). ws: a workspace reused across calls; nullptr = a fresh one.
   Status forward(std::span<const int32_t> tokens, Precision p, KvCache& cache, LogitsFor which,
                  std::vector<float>& logits, ForwardTrace* trace = nullptr,
                  const KernelPlan* plan = nullptr, Activations* ws = nullptr) const;
 
-  // One decoder layer on a.hidden ([T, dim], positions pos0 ..), in place. Public for the probe,
-  // which feeds layers reference inputs (shadow mode).
-  void layer_forward(int64_t layer, Activations& a, int64_t pos0, KvCache& cache, cpu::ActType t,
-                     const KernelPlan& plan) const;
-  // The residual stream after the last layer: adds a pending mlp_out (fused plans) into `out`
-  // without changing `a`. out: [T, dim].
-  void residual_after(const Activations& a, cpu::ActType t, std::vector<float>& out) const;
-  // Sizes every buffer of `a` for T tokens attending over n_ctx positions.
-  void prepare(Activations& a, int64_t T, int64_t n_ctx) const;
+  // One decoder layer alone (the probe's shadow mode): `in` ([T, dim], rounded here to the path's
+  // activation type, the best input that path could store) at positions cache.size() .. + T;
+  // out: [T, dim], the layer's output residual stream (any deferred residual add included). The
+  // layer's keys and values go into the cache; its size does not change.
+  Status run_layer(int64_t layer, const std::vector<float>& in, std::vector<float>& out,
+                   Precision p, KvCache& cache, const KernelPlan& plan, Activations& ws) const;
 
  private:
+  // Backend copies of one layer's weights (the map itself on the CPU).
+  struct LayerParams {
+    Buffer input_norm, post_attention_norm;  // [dim]
+    Buffer q_norm, k_norm;                   // [hd]; empty without q/k norm
+    QkvWeights qkv;
+    Weight o_proj, gate_proj, up_proj, down_proj;
+  };
+
   Model() = default;
-  void attention(int64_t layer, Activations& a, int64_t pos0, const KvCache& cache, cpu::ActType t,
-                 const KernelPlan& plan) const;
-  void final_norm(Activations& a, cpu::ActType t, const KernelPlan& plan) const;
+  Status adopt_weights();
+  // Sizes `ws` for T tokens attending over n_ctx positions (grows only).
+  void prepare(Activations& ws, int64_t T, int64_t n_ctx) const;
+  void layer_forward(int64_t layer, Activations& ws, KvCache& cache, ActType t,
+                     const KernelPlan& plan) const;
+  // The residual stream after the last layer run (a deferred mlp_out added), into out [T, dim].
+  void residual_after(Activations& ws, ActType t, std::vector<float>& out) const;
+  void final_norm(Activations& ws, ActType t) const;
+  void download(const Buffer& b, int64_t n, std::vector<float>& out) const;
 
   Checkpoint ckpt_;
   ModelConfig config_;
   ModelWeights weights_;
   Rope rope_;
-  cpu::ThreadPool* pool_ = nullptr;
+  std::shared_ptr<Backend> backend_;
+  std::vector<LayerParams> layers_;
+  Weight embed_, lm_head_;
+  Buffer final_norm_;  // [dim]
 };
 
 }  // namespace fusecheck

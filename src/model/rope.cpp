@@ -34,12 +34,16 @@ Rope::Rope(const RopeConfig& rope, int64_t head_dim) {
   }
 }
 
-void Rope::cos_sin(int64_t pos, cpu::ActType t, float* cos, float* sin) const {
-  const float p = static_cast<float>(pos);
-  for (size_t i = 0; i < inv_freq_.size(); ++i) {
-    const float angle = inv_freq_[i] * p;  // fp32, like inv_freq @ position_ids
-    cos[i] = cpu::round_one(t, static_cast<float>(std::cos(static_cast<double>(angle))));
-    sin[i] = cpu::round_one(t, static_cast<float>(std::sin(static_cast<double>(angle))));
+void Rope::table(int64_t p0, int64_t p1, float* cos, float* sin) const {
+  const size_t half = inv_freq_.size();
+  for (int64_t pos = p0; pos < p1; ++pos) {
+    const float p = static_cast<float>(pos);
+    const size_t row = static_cast<size_t>(pos - p0) * half;
+    for (size_t i = 0; i < half; ++i) {
+      const float angle = inv_freq_[i] * p;  // fp32, like inv_freq @ position_ids
+      cos[row + i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+      sin[row + i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    }
   }
 }
 

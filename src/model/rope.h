@@ -1,13 +1,13 @@
 // Rotary position embedding frequencies, as transformers computes them (ROPE_INIT_FUNCTIONS):
 // "default" and Llama 3's "llama3" scaling. Everything in fp32, as transformers does with autocast
-// off; the cos/sin tables are then rounded to the activation type, as transformers casts them.
+// off. The tables stay fp32; the standard path's attention rounds them to the activation type on
+// use, as transformers casts them (Backend::qk_norm_rope).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "io/model_config.h"
-#include "kernels/cpu/ops.h"
 
 namespace fusecheck {
 
@@ -16,9 +16,9 @@ class Rope {
   Rope() = default;
   Rope(const RopeConfig& rope, int64_t head_dim);
 
-  // cos/sin for one position: [head_dim/2] each (transformers repeats them for both halves).
-  void cos_sin(int64_t pos, cpu::ActType t, float* cos, float* sin) const;
-  const std::vector<float>& inv_freq() const { return inv_freq_; }  // [head_dim/2]
+  // fp32 cos/sin for positions [p0, p1): cos, sin: [p1 - p0, head_dim/2] each (transformers
+  // repeats them for both halves).
+  void table(int64_t p0, int64_t p1, float* cos, float* sin) const;
 
  private:
   std::vector<float> inv_freq_;

@@ -44,11 +44,11 @@ class Loader {
 
   // A matrix [rows, cols] (or a vector when rows == 0: shape [cols]). Optional tensors that are
   // absent return an empty Weight.
-  Result<cpu::Weight> matrix(const std::string& name, int64_t rows, int64_t cols,
-                             bool optional = false) const {
+  Result<Weight> matrix(const std::string& name, int64_t rows, int64_t cols,
+                        bool optional = false) const {
     const TensorRef* ref = ck_.find(name);
     if (!ref) {
-      if (optional) return cpu::Weight{};
+      if (optional) return Weight{};
       return make_error(
           "{}: missing tensor {}; the checkpoint is incomplete or its config.json "
           "describes another model",
@@ -66,13 +66,13 @@ class Loader {
       return make_error("{}: tensor {} has shape {}, expected {} from config.json", file, name,
                         shape_str(t.shape), shape_str(want));
     FC_ASSIGN(bytes, ref->file->mapped(t));
-    return cpu::Weight{t.dtype, bytes.data(), rows > 0 ? rows : 1, cols};
+    return Weight{t.dtype, bytes.data(), rows > 0 ? rows : 1, cols};
   }
 
   Result<std::vector<float>> vector(const std::string& name, int64_t n) const {
     FC_ASSIGN(w, matrix(name, 0, n));
     std::vector<float> out(static_cast<size_t>(n));
-    cpu::weight_row_f32(w, 0, out.data());
+    convert_to_f32(w.dtype, w.data, out.size(), out.data());  // row 0
     return out;
   }
 

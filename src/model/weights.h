@@ -9,7 +9,7 @@
 #include "arch/arch_profile.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
-#include "kernels/cpu/ops.h"
+#include "kernels/types.h"
 #include "util/result.h"
 
 namespace fusecheck {
@@ -18,23 +18,23 @@ namespace fusecheck {
 // ffn = intermediate_size, vocab = vocab_size.
 struct LayerWeights {
   std::vector<float> input_norm;           // [dim] fp32 copy of the gain (exactly representable)
-  cpu::Weight q_proj;                      // [nh*hd, dim]
-  cpu::Weight k_proj;                      // [nkv*hd, dim]
-  cpu::Weight v_proj;                      // [nkv*hd, dim]
-  cpu::Weight q_bias, k_bias, v_bias;      // [1, nh*hd], [1, nkv*hd], [1, nkv*hd]; Qwen2 only
+  Weight q_proj;                           // [nh*hd, dim]
+  Weight k_proj;                           // [nkv*hd, dim]
+  Weight v_proj;                           // [nkv*hd, dim]
+  Weight q_bias, k_bias, v_bias;           // [1, nh*hd], [1, nkv*hd], [1, nkv*hd]; Qwen2 only
   std::vector<float> q_norm, k_norm;       // [hd] per-head gains; Qwen3 only (else empty)
-  cpu::Weight o_proj;                      // [dim, nh*hd]
+  Weight o_proj;                           // [dim, nh*hd]
   std::vector<float> post_attention_norm;  // [dim]
-  cpu::Weight gate_proj, up_proj;          // [ffn, dim]
-  cpu::Weight down_proj;                   // [dim, ffn]
+  Weight gate_proj, up_proj;               // [ffn, dim]
+  Weight down_proj;                        // [dim, ffn]
 };
 
 struct ModelWeights {
   DType dtype = DType::F32;  // the projections' dtype: the model dtype of the standard path
-  cpu::Weight embed_tokens;  // [vocab, dim]
+  Weight embed_tokens;       // [vocab, dim]
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [dim]
-  cpu::Weight lm_head;            // [vocab, dim]; the embedding matrix when tied
+  Weight lm_head;                 // [vocab, dim]; the embedding matrix when tied
   bool tied = false;
 };
 

@@ -14,8 +14,6 @@
 
 namespace fusecheck {
 
-using cpu::ActType;
-
 Result<std::vector<std::vector<int32_t>>> calibration_inputs(const Model& m, int64_t tokens,
                                                              const std::string& prompts_file) {
   std::vector<std::vector<int32_t>> out;
@@ -143,18 +141,14 @@ Result<PathRun> run_path(const Model& m, const std::vector<int32_t>& ids, Precis
 // Returns the per-layer sums.
 void shadow_errors(const Model& m, const std::vector<int32_t>& ids, const PathRun& ref,
                    const KernelPlan& plan, std::vector<ErrSum>& errs) {
-  const ActType t = m.act_type(Precision::kModel);
   const int64_t T = static_cast<int64_t>(ids.size()), L = m.config().num_layers;
   KvCache cache = m.new_cache(Precision::kModel, T, &plan);
-  (void)cache.reserve_more(T);  // T <= max_context by construction
-  Activations a;
+  Activations ws;
   std::vector<float> out;
   for (int64_t l = 0; l < L; ++l) {
-    m.prepare(a, T, T);
-    a.hidden = ref.trace.hidden[static_cast<size_t>(l)];  // input of layer l (hidden[0] = embed)
-    cpu::round_to(t, a.hidden.data(), a.hidden.size());
-    m.layer_forward(l, a, 0, cache, t, plan);
-    m.residual_after(a, t, out);
+    // input of layer l (hidden[0] = embed); T <= max_context and the plan matches by construction
+    (void)m.run_layer(l, ref.trace.hidden[static_cast<size_t>(l)], out, Precision::kModel, cache,
+                      plan, ws);
     errs[static_cast<size_t>(l)].add(out, ref.trace.layer_out[static_cast<size_t>(l)]);
   }
 }

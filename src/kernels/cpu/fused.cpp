@@ -8,27 +8,15 @@
 
 namespace fusecheck::cpu {
 
-namespace {
-
-// 1 / sqrt(mean(x^2) + eps), the sum of squares in double as in ops.cpp's rmsnorm.
-float inv_rms(const float* x, int64_t n, float eps) {
-  double ss = 0.0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-  const float variance = static_cast<float>(ss / static_cast<double>(n));
-  return 1.0f / std::sqrt(variance + eps);
-}
-
-}  // namespace
-
 void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out,
-                       const float* gain, int64_t n, float eps, ActType t, ActType t_normed) {
+                       const float* gain, int64_t n, float eps, ActType t) {
   float* s = sum_out ? sum_out : normed;  // the fp32 sum lives in one of the outputs
   for (int64_t i = 0; i < n; ++i) {
     s[i] = delta ? h[i] + delta[i] : h[i];
     h[i] = round_one(t, s[i]);
   }
   const float inv = inv_rms(s, n, eps);
-  for (int64_t i = 0; i < n; ++i) normed[i] = round_one(t_normed, gain[i] * (s[i] * inv));
+  for (int64_t i = 0; i < n; ++i) normed[i] = round_one(t, gain[i] * (s[i] * inv));
 }
 
 void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
@@ -73,20 +61,21 @@ float dot_fp16_accumulate(const float* a, const float* b, int64_t n) {
 
 }  // namespace
 
-void fused_attention(float* out, const float* q, const float* keys, const float* values,
-                     int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
-                     bool fp16_accumulation, float* acc) {
+void fused_attention(float* out, const float* q, const KvRows& kv, int64_t n_ctx, int64_t head_dim,
+                     float scale, ActType t, bool fp16_accumulation, float* acc) {
   // Online softmax over blocks of keys (flash-attention style): one pass over K and V; the running
   // maximum, normaliser and accumulator are rescaled once per block, not once per key.
-  constexpr int64_t kBlock = 32;
+  constexpr int64_t kBlock = kKvTile;
   float s[kBlock];
   float m = -INFINITY, l = 0.0f;
+  int64_t ks = 0, vs = 0;
   for (int64_t d = 0; d < head_dim; ++d) acc[d] = 0.0f;
   for (int64_t j0 = 0; j0 < n_ctx; j0 += kBlock) {
     const int64_t nb = std::min(kBlock, n_ctx - j0);
+    const float* keys = kv.keys(j0, nb, &ks);
     float m_block = -INFINITY;
     for (int64_t b = 0; b < nb; ++b) {
-      const float* kj = keys + (j0 + b) * kv_stride;
+      const float* kj = keys + b * ks;
       const float dot = fp16_accumulation ? dot_fp16_accumulate(q, kj, head_dim)
                                           : dot_lanes_simd(q, kj, head_dim);
       s[b] = dot * scale;  // fp32, never rounded
@@ -96,16 +85,24 @@ void fused_attention(float* out, const float* q, const float* keys, const float*
     const float correction = std::exp(m - m_new);  // exp(-inf) = 0 on the first block
     l *= correction;
     for (int64_t d = 0; d < head_dim; ++d) acc[d] *= correction;
+    const float* values = kv.values(j0, nb, &vs);
     for (int64_t b = 0; b < nb; ++b) {
       const float p = std::exp(s[b] - m_new);
       l += p;
-      const float* vj = values + (j0 + b) * kv_stride;
+      const float* vj = values + b * vs;
       for (int64_t d = 0; d < head_dim; ++d) acc[d] += p * vj[d];
     }
     m = m_new;
   }
   const float inv_l = 1.0f / l;
   for (int64_t d = 0; d < head_dim; ++d) out[d] = round_one(t, acc[d] * inv_l);
+}
+
+void fused_attention(float* out, const float* q, const float* keys, const float* values,
+                     int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
+                     bool fp16_accumulation, float* acc) {
+  fused_attention(out, q, StridedRows(keys, values, kv_stride), n_ctx, head_dim, scale, t,
+                  fp16_accumulation, acc);
 }
 
 void fused_gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,

@@ -14,11 +14,11 @@ namespace fusecheck::cpu {
 
 // Residual add and RMSNorm in one pass (vLLM's fused_add_rms_norm):
 //   s = h + delta (fp32); h = round(s) (the stored residual stream);
-//   normed = round_to(t_normed, gain * s * rsqrt(mean(s^2) + eps)): one rounding, from the
+//   normed = round_to(t, gain * s * rsqrt(mean(s^2) + eps)): one rounding, from the
 //   unrounded sum. delta == nullptr: no add (s = h). sum_out (optional) receives s, for a
 //   following fused_rmsnorm_qkv. h, delta, normed, sum_out: [n]; gain: [n].
 void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out,
-                       const float* gain, int64_t n, float eps, ActType t, ActType t_normed);
+                       const float* gain, int64_t n, float eps, ActType t);
 
 // RMSNorm fused into the QKV projection: the normalised activation times its gain stays fp32 and
 // feeds the three projections; only q, k, v are rounded (once each, bias added in fp32).
@@ -36,10 +36,13 @@ void fused_qk_norm_rope(float* x, int64_t n_heads, int64_t head_dim, const float
                         const float* cos, const float* sin, ActType t);
 
 // Attention of one query head in one pass with an online softmax (flash-attention style): scores
-// and probabilities never leave fp32 and the output is rounded once. With fp16_accumulation the
-// q.k dot product accumulates in fp16 (each partial sum rounded to fp16), as kernels with an fp16
-// accumulator do. q: [head_dim]; keys/values: n_ctx rows of head_dim, kv_stride floats apart;
-// out: [head_dim]; acc: scratch [head_dim].
+// and probabilities never leave fp32 and the output is rounded once. Keys and values are read one
+// tile of kKvTile rows at a time (the online softmax's block). With fp16_accumulation the q.k dot
+// product accumulates in fp16 (each partial sum rounded to fp16), as kernels with an fp16
+// accumulator do. q: [head_dim]; out: [head_dim]; acc: scratch [head_dim].
+void fused_attention(float* out, const float* q, const KvRows& kv, int64_t n_ctx, int64_t head_dim,
+                     float scale, ActType t, bool fp16_accumulation, float* acc);
+// The same over fp32 rows kv_stride floats apart.
 void fused_attention(float* out, const float* q, const float* keys, const float* values,
                      int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
                      bool fp16_accumulation, float* acc);

@@ -1,5 +1,6 @@
 #include "kernels/cpu/ops.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -49,12 +50,16 @@ void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight
   }
 }
 
-void rmsnorm(float* out, const float* x, const float* gain, int64_t n, float eps, ActType t) {
+float inv_rms(const float* x, int64_t n, float eps) {
   double ss = 0.0;
   for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
   // transformers: variance (fp32) = mean(x^2); x * torch.rsqrt(variance + eps).
   const float variance = static_cast<float>(ss / static_cast<double>(n));
-  const float inv = 1.0f / std::sqrt(variance + eps);
+  return 1.0f / std::sqrt(variance + eps);
+}
+
+void rmsnorm(float* out, const float* x, const float* gain, int64_t n, float eps, ActType t) {
+  const float inv = inv_rms(x, n, eps);
   for (int64_t i = 0; i < n; ++i) {
     const float y = round_one(t, x[i] * inv);  // hidden_states.to(input_dtype)
     out[i] = round_one(t, gain[i] * y);        // self.weight * hidden_states
@@ -65,7 +70,7 @@ void add(float* out, const float* a, const float* b, size_t n, ActType t) {
   for (size_t i = 0; i < n; ++i) out[i] = round_one(t, a[i] + b[i]);
 }
 
-void silu_mul(float* out, float* gate, const float* up, size_t n, ActType t) {
+void silu_mul(float* out, const float* gate, const float* up, size_t n, ActType t) {
   for (size_t i = 0; i < n; ++i) {
     const float g = gate[i];
     const float s = round_one(t, g / (1.0f + std::exp(-g)));  // act_fn(gate_proj(x))
@@ -85,29 +90,43 @@ void rope_rotate_half(float* x, int64_t head_dim, const float* cos, const float*
   }
 }
 
-void attention_head(float* out, const float* q, const float* keys, const float* values,
-                    int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
-                    float* scores) {
+void softmax_rounded(float* scores, int64_t n, ActType t) {
   float max_s = -INFINITY;
-  for (int64_t j = 0; j < n_ctx; ++j) {
-    // matmul(q, k^T) rounds, then "* self.scaling" rounds again.
-    const float s =
-        round_one(t, round_one(t, dot_lanes(q, keys + j * kv_stride, head_dim)) * scale);
-    scores[j] = s;
-    max_s = std::max(max_s, s);
-  }
+  for (int64_t j = 0; j < n; ++j) max_s = std::max(max_s, scores[j]);
   double sum = 0.0;
-  for (int64_t j = 0; j < n_ctx; ++j) {
+  for (int64_t j = 0; j < n; ++j) {
     scores[j] = std::exp(scores[j] - max_s);
     sum += scores[j];
   }
   const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t j = 0; j < n_ctx; ++j) scores[j] = round_one(t, scores[j] * inv);  // .to(dtype)
-  for (int64_t d = 0; d < head_dim; ++d) {
-    float acc = 0.0f;
-    for (int64_t j = 0; j < n_ctx; ++j) acc += scores[j] * values[j * kv_stride + d];
-    out[d] = round_one(t, acc);
+  for (int64_t j = 0; j < n; ++j) scores[j] = round_one(t, scores[j] * inv);  // .to(dtype)
+}
+
+void attention_head(float* out, const float* q, const KvRows& kv, int64_t n_ctx, int64_t head_dim,
+                    float scale, ActType t, float* scores) {
+  int64_t stride = 0;
+  for (int64_t j0 = 0; j0 < n_ctx; j0 += kKvTile) {
+    const int64_t nb = std::min(kKvTile, n_ctx - j0);
+    const float* k = kv.keys(j0, nb, &stride);
+    // matmul(q, k^T) rounds, then "* self.scaling" rounds again.
+    for (int64_t b = 0; b < nb; ++b)
+      scores[j0 + b] = round_one(t, round_one(t, dot_lanes(q, k + b * stride, head_dim)) * scale);
   }
+  softmax_rounded(scores, n_ctx, t);
+  for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;  // the accumulator, rounded at the end
+  for (int64_t j0 = 0; j0 < n_ctx; j0 += kKvTile) {
+    const int64_t nb = std::min(kKvTile, n_ctx - j0);
+    const float* v = kv.values(j0, nb, &stride);
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t d = 0; d < head_dim; ++d) out[d] += scores[j0 + b] * v[b * stride + d];
+  }
+  for (int64_t d = 0; d < head_dim; ++d) out[d] = round_one(t, out[d]);
+}
+
+void attention_head(float* out, const float* q, const float* keys, const float* values,
+                    int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
+                    float* scores) {
+  attention_head(out, q, StridedRows(keys, values, kv_stride), n_ctx, head_dim, scale, t, scores);
 }
 
 }  // namespace fusecheck::cpu

@@ -10,38 +10,12 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "io/safetensors.h"
-#include "util/half.h"
+#include "kernels/types.h"
 
 namespace fusecheck::cpu {
 
-// The type an op's output is rounded to: the model dtype (standard path) or fp32 (reference).
-enum class ActType : uint8_t { F32, BF16, F16 };
-
-// Rounds one value to `t` (round to nearest even; identity for F32). Inline: every op calls it
-// per element.
-inline float round_one(ActType t, float x) {
-  switch (t) {
-    case ActType::F32:
-      return x;
-    case ActType::BF16:
-      return bf16_to_f32(f32_to_bf16(x));
-    case ActType::F16:
-      return f16_to_f32(f32_to_f16(x));
-  }
-  return x;
-}
 // Rounds n values in place to `t`.
 void round_to(ActType t, float* x, size_t n);
-
-// A weight matrix used in place from the memory map. data == nullptr: absent (optional tensors).
-struct Weight {
-  DType dtype = DType::F32;  // F32, F16 or BF16
-  const void* data = nullptr;
-  int64_t rows = 0;  // output features (1 for vectors)
-  int64_t cols = 0;  // input features (the vector length for vectors)
-  explicit operator bool() const { return data != nullptr; }
-};
 
 // Converts row `r` of `w` to fp32 (cols values) into `dst`.
 void weight_row_f32(const Weight& w, int64_t r, float* dst);
@@ -62,6 +36,10 @@ float dot_lanes(const float* a, const float* b, int64_t n);
 void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias, ActType t,
             float* scratch);
 
+// 1 / sqrt(mean(x^2) + eps) over x: [n], the sum of squares in double, the rest in fp32 as
+// transformers computes `torch.rsqrt(variance + eps)`. Every RMSNorm kernel uses it.
+float inv_rms(const float* x, int64_t n, float eps);
+
 // PyTorch RMSNorm as transformers writes it: y = round(x * rsqrt(mean(x^2) + eps)) in fp32, then
 // out = round(gain * y). x, out: [n]; gain: [n] fp32 copy of the (exactly representable) weights.
 // The sum of squares accumulates in double.
@@ -71,17 +49,53 @@ void rmsnorm(float* out, const float* x, const float* gain, int64_t n, float eps
 void add(float* out, const float* a, const float* b, size_t n, ActType t);
 
 // SwiGLU's gating: gate = round(silu(gate)) then out = round(gate * up). gate, up, out: [n].
-void silu_mul(float* out, float* gate, const float* up, size_t n, ActType t);
+void silu_mul(float* out, const float* gate, const float* up, size_t n, ActType t);
 
 // Rotary embedding in transformers' rotate_half layout on one head: x: [head_dim], cos/sin:
 // [head_dim/2] (already rounded to `t`, as transformers casts them to the model dtype).
 // x' = round(round(x * cos) + round(rotate_half(x) * sin)), three roundings, as eager computes it.
 void rope_rotate_half(float* x, int64_t head_dim, const float* cos, const float* sin, ActType t);
 
-// Causal attention of one query head over `n_ctx` cached positions, eager-style:
+// Where an attention kernel reads keys and values: rows [j0, j0 + nb) of one kv head as fp32, nb
+// <= kKvTile. A cache in its own format dequantises one tile at a time into the source's scratch
+// (what a GPU kernel does into shared memory); an fp32 source returns a pointer into itself.
+// Returns the first row; row j0 + b is at result + b * (*stride).
+constexpr int64_t kKvTile = 32;
+class KvRows {
+ public:
+  virtual ~KvRows() = default;
+  virtual const float* keys(int64_t j0, int64_t nb, int64_t* stride) const = 0;
+  virtual const float* values(int64_t j0, int64_t nb, int64_t* stride) const = 0;
+};
+// fp32 rows in memory, `stride` floats apart.
+class StridedRows final : public KvRows {
+ public:
+  StridedRows(const float* k, const float* v, int64_t stride) : k_(k), v_(v), stride_(stride) {}
+  const float* keys(int64_t j0, int64_t, int64_t* s) const override {
+    *s = stride_;
+    return k_ + j0 * stride_;
+  }
+  const float* values(int64_t j0, int64_t, int64_t* s) const override {
+    *s = stride_;
+    return v_ + j0 * stride_;
+  }
+
+ private:
+  const float *k_, *v_;
+  int64_t stride_;
+};
+
+// Eager softmax over n scores (already rounded to `t`): p = round(exp(s - max) / sum) with the sum
+// in double, in place. Shared by every eager attention kernel.
+void softmax_rounded(float* scores, int64_t n, ActType t);
+
+// Causal attention of one query head over `n_ctx` positions, eager-style:
 //   s_j = round(round(q . k_j) * scale); p = round(softmax_fp32(s)); out = round(sum_j p_j v_j).
-// q: [head_dim]; keys/values: n_ctx rows of head_dim at `kv_stride` floats apart; out: [head_dim];
-// scores: scratch [n_ctx]. Softmax sums in double.
+// q: [head_dim]; out: [head_dim]; scores: scratch [n_ctx]. Softmax sums in double; sum_j p_j v_j
+// is a separate multiply and add per j in increasing j.
+void attention_head(float* out, const float* q, const KvRows& kv, int64_t n_ctx, int64_t head_dim,
+                    float scale, ActType t, float* scores);
+// The same over fp32 rows kv_stride floats apart.
 void attention_head(float* out, const float* q, const float* keys, const float* values,
                     int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
                     float* scores);

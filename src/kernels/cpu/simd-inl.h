@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
@@ -170,18 +171,6 @@ HWY_INLINE float Fold(const VF* acc) {
   return FoldVector(DF(), v[0]);
 }
 
-// cpu::round_one, inlined (the same half.h conversions): it runs once per output.
-HWY_INLINE float RoundOne(ActType t, float x) {
-  switch (t) {
-    case ActType::BF16:
-      return bf16_to_f32(f32_to_bf16(x));
-    case ActType::F16:
-      return f16_to_f32(f32_to_f16(x));
-    default:
-      return x;
-  }
-}
-
 // One 32-element step for R weight rows x TB token rows: acc[r][t][k] += x[t][i + k kN ..] *
 // w[r][i + k kN ..], each weight vector converted once and reused for all TB tokens.
 template <size_t R, size_t TB, typename WT>
@@ -252,37 +241,26 @@ inline float BiasAt(const Weight& b, int64_t r) {
 // that would turn a -0 sum into +0).
 HWY_INLINE void StoreOut(const LinearJob& j, int64_t t, int64_t r, float s) {
   if (*j.bias) s += BiasAt(*j.bias, r);
-  j.out[t * j.rows + r] = RoundOne(j.act, s);
+  j.out[t * j.rows + r] = round_one(j.act, s);
 }
 
-// T == 1 (decode): rows [r0, r1) streamed straight from the map, converted in registers.
+// T == 1 (decode): rows [r0, r1) streamed straight from the map, converted in registers, one row
+// at a time (kGemvRows).
 template <typename WT>
 void GemvRows(const LinearJob& j, int64_t r0, int64_t r1) {
+  static_assert(kGemvRows == 1, "GemvRows streams one row per step");
   const WT* W = static_cast<const WT*>(j.w);
   const int64_t cols = j.cols, nfull = cols - cols % kDotLanes;
   const size_t rem = static_cast<size_t>(cols - nfull);
   alignas(64) float xt_buf[kDotLanes];
-  alignas(64) WT wt_buf[kGemvRows][kDotLanes];
+  alignas(64) WT wt_buf[kDotLanes];
   if (rem) PadTailX(j.x + nfull, rem, xt_buf);
   const float* x[1] = {j.x};
   const float* xt[1] = {xt_buf};
-  int64_t r = r0;
-  for (; r + static_cast<int64_t>(kGemvRows) <= r1; r += kGemvRows) {
-    const WT* w[kGemvRows];
-    const WT* wt[kGemvRows];
-    for (size_t i = 0; i < kGemvRows; ++i) {
-      w[i] = W + (r + static_cast<int64_t>(i)) * cols;
-      if (rem) PadTail(w[i] + nfull, rem, wt_buf[i]);
-      wt[i] = wt_buf[i];
-    }
-    float res[kGemvRows];
-    DotBlock<kGemvRows, 1>(w, x, nfull, rem ? wt : nullptr, xt, res);
-    for (size_t i = 0; i < kGemvRows; ++i) StoreOut(j, 0, r + static_cast<int64_t>(i), res[i]);
-  }
-  for (; r < r1; ++r) {
+  const WT* wt[1] = {wt_buf};
+  for (int64_t r = r0; r < r1; ++r) {
     const WT* w[1] = {W + r * cols};
-    if (rem) PadTail(w[0] + nfull, rem, wt_buf[0]);
-    const WT* wt[1] = {wt_buf[0]};
+    if (rem) PadTail(w[0] + nfull, rem, wt_buf);
     float res[1];
     DotBlock<1, 1>(w, x, nfull, rem ? wt : nullptr, xt, res);
     StoreOut(j, 0, r, res[0]);
@@ -475,48 +453,34 @@ float DotLanesImpl(const float* a, const float* b, int64_t n) {
   return res[0];
 }
 
-void AttentionHeadImpl(float* out, const float* q, const float* keys, const float* values,
-                       int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
-                       float* scores) {
-  // Scores and softmax: the oracle's scalar code with the SIMD dot product.
-  float max_s = -INFINITY;
-  for (int64_t jj = 0; jj < n_ctx; ++jj) {
-    const float s =
-        round_one(t, round_one(t, DotLanesImpl(q, keys + jj * kv_stride, head_dim)) * scale);
-    scores[jj] = s;
-    max_s = std::max(max_s, s);
-  }
-  double sum = 0.0;
-  for (int64_t jj = 0; jj < n_ctx; ++jj) {
-    scores[jj] = std::exp(scores[jj] - max_s);
-    sum += scores[jj];
-  }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t jj = 0; jj < n_ctx; ++jj) scores[jj] = round_one(t, scores[jj] * inv);
-  // P.V: out[d] = sum_j p_j v[j, d], a separate multiply and add per j in increasing j (the oracle
-  // does not fuse them; simd.cpp is compiled with -ffp-contract=off so the compiler cannot either).
-  // Vectorised over d, up to 4 vectors at a time for independent add chains.
+// acc[d] = acc[d] + p * v[d] for d < n: a separate multiply and add (the eager oracle's P.V step;
+// simd.cpp is compiled with -ffp-contract=off so the compiler cannot fuse them either).
+void AddScaledImpl(float* acc, float p, const float* v, int64_t n) {
   const DF d;
-  alignas(64) float lanes[4 * kN];
-  int64_t d0 = 0;
-  for (; d0 + static_cast<int64_t>(kN) <= head_dim;) {
-    const size_t nv = std::min<size_t>(4, static_cast<size_t>(head_dim - d0) / kN);
-    VF acc[4] = {hn::Zero(d), hn::Zero(d), hn::Zero(d), hn::Zero(d)};
-    for (int64_t jj = 0; jj < n_ctx; ++jj) {
-      const VF p = hn::Set(d, scores[jj]);
-      const float* v = values + jj * kv_stride + d0;
-      for (size_t k = 0; k < nv; ++k)
-        acc[k] = hn::Add(acc[k], hn::Mul(p, hn::LoadU(d, v + k * kN)));
-    }
-    for (size_t k = 0; k < nv; ++k) hn::Store(acc[k], d, lanes + k * kN);
-    for (size_t i = 0; i < nv * kN; ++i) out[d0 + static_cast<int64_t>(i)] = round_one(t, lanes[i]);
-    d0 += static_cast<int64_t>(nv * kN);
+  const VF pv = hn::Set(d, p);
+  int64_t i = 0;
+  for (; i + static_cast<int64_t>(kN) <= n; i += kN)
+    hn::StoreU(hn::Add(hn::LoadU(d, acc + i), hn::Mul(pv, hn::LoadU(d, v + i))), d, acc + i);
+  for (; i < n; ++i) acc[i] = acc[i] + p * v[i];
+}
+
+// dst[i] = src[i] as fp32 for i < n (bf16 / f16: exact).
+template <typename WT>
+void ConvertRow(const WT* src, int64_t n, float* dst) {
+  const DF d;
+  int64_t i = 0;
+  for (; i + static_cast<int64_t>(kN) <= n; i += kN) hn::StoreU(LoadW(d, src + i), d, dst + i);
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + i, 2);
+    dst[i] = std::is_same_v<WT, Bf16> ? bf16_to_f32(h) : f16_to_f32(h);
   }
-  for (; d0 < head_dim; ++d0) {
-    float acc = 0.0f;
-    for (int64_t jj = 0; jj < n_ctx; ++jj) acc += scores[jj] * values[jj * kv_stride + d0];
-    out[d0] = round_one(t, acc);
-  }
+}
+void Bf16ToF32Impl(const uint16_t* src, int64_t n, float* dst) {
+  ConvertRow(reinterpret_cast<const Bf16*>(src), n, dst);
+}
+void F16ToF32Impl(const uint16_t* src, int64_t n, float* dst) {
+  ConvertRow(reinterpret_cast<const F16*>(src), n, dst);
 }
 
 // Sum of p[0, n) (n a multiple of 4 kN), four independent chains; the result only keeps the loads

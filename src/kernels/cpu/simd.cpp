@@ -23,7 +23,9 @@ namespace fusecheck::cpu {
 
 HWY_EXPORT(LinearImpl);
 HWY_EXPORT(DotLanesImpl);
-HWY_EXPORT(AttentionHeadImpl);
+HWY_EXPORT(AddScaledImpl);
+HWY_EXPORT(Bf16ToF32Impl);
+HWY_EXPORT(F16ToF32Impl);
 HWY_EXPORT(SumImpl);
 HWY_EXPORT(TargetNameImpl);
 
@@ -36,15 +38,65 @@ float dot_lanes_simd(const float* a, const float* b, int64_t n) {
   return HWY_DYNAMIC_DISPATCH(DotLanesImpl)(a, b, n);
 }
 
+void add_scaled_simd(float* acc, float p, const float* v, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(AddScaledImpl)(acc, p, v, n);
+}
+
+void bf16_to_f32_simd(const uint16_t* src, int64_t n, float* dst) {
+  HWY_DYNAMIC_DISPATCH(Bf16ToF32Impl)(src, n, dst);
+}
+
+void f16_to_f32_simd(const uint16_t* src, int64_t n, float* dst) {
+  HWY_DYNAMIC_DISPATCH(F16ToF32Impl)(src, n, dst);
+}
+
+void attention_head_simd(float* out, const float* q, const KvRows& kv, int64_t n_ctx,
+                         int64_t head_dim, float scale, ActType t, float* scores) {
+  // The oracle's steps (ops.cpp's attention_head) with the SIMD dot product and P.V update; the
+  // softmax is the oracle's own function (std::exp and a double sum).
+  int64_t stride = 0;
+  for (int64_t j0 = 0; j0 < n_ctx; j0 += kKvTile) {
+    const int64_t nb = std::min(kKvTile, n_ctx - j0);
+    const float* k = kv.keys(j0, nb, &stride);
+    for (int64_t b = 0; b < nb; ++b)
+      scores[j0 + b] =
+          round_one(t, round_one(t, dot_lanes_simd(q, k + b * stride, head_dim)) * scale);
+  }
+  softmax_rounded(scores, n_ctx, t);
+  std::fill(out, out + head_dim, 0.0f);  // the accumulator, rounded at the end
+  const auto add_scaled = HWY_DYNAMIC_DISPATCH(AddScaledImpl);
+  for (int64_t j0 = 0; j0 < n_ctx; j0 += kKvTile) {
+    const int64_t nb = std::min(kKvTile, n_ctx - j0);
+    const float* v = kv.values(j0, nb, &stride);
+    for (int64_t b = 0; b < nb; ++b) add_scaled(out, scores[j0 + b], v + b * stride, head_dim);
+  }
+  for (int64_t d = 0; d < head_dim; ++d) out[d] = round_one(t, out[d]);
+}
+
 void attention_head_simd(float* out, const float* q, const float* keys, const float* values,
                          int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
                          float* scores) {
-  HWY_DYNAMIC_DISPATCH(AttentionHeadImpl)
-  (out, q, keys, values, n_ctx, kv_stride, head_dim, scale, t, scores);
+  attention_head_simd(out, q, StridedRows(keys, values, kv_stride), n_ctx, head_dim, scale, t,
+                      scores);
 }
 
 std::vector<int64_t> simd_targets() {
   return hwy::SupportedAndGeneratedTargets();
+}
+
+std::vector<std::string> simd_target_names() {
+  std::vector<std::string> names;
+  for (int64_t t : simd_targets()) names.emplace_back(hwy::TargetName(t));
+  return names;
+}
+
+bool use_only_simd_target(const std::string& name) {
+  for (int64_t t : simd_targets())
+    if (name == hwy::TargetName(t)) {
+      hwy::DisableTargets(~t);
+      return true;
+    }
+  return false;
 }
 
 const char* simd_target_name() {

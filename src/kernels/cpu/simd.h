@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/ops.h"
@@ -27,13 +28,20 @@ void linear_simd(float* out, const float* x, int64_t T, const Weight& w, const W
 float dot_lanes_simd(const float* a, const float* b, int64_t n);
 
 // Same contract and results as cpu::attention_head (the q.k scores use dot_lanes_simd, the softmax
-// stays scalar because its std::exp and double sum are the oracle's, and P.V is vectorised over
-// head_dim with the oracle's separate multiply and add, in increasing j).
-// q: [head_dim]; keys/values: n_ctx rows of head_dim at kv_stride floats apart; out: [head_dim];
-// scores: scratch [n_ctx].
+// is the oracle's softmax_rounded, and P.V is vectorised over head_dim with the oracle's separate
+// multiply and add, in increasing j). q: [head_dim]; out: [head_dim]; scores: scratch [n_ctx].
+void attention_head_simd(float* out, const float* q, const KvRows& kv, int64_t n_ctx,
+                         int64_t head_dim, float scale, ActType t, float* scores);
+// The same over fp32 rows kv_stride floats apart.
 void attention_head_simd(float* out, const float* q, const float* keys, const float* values,
                          int64_t n_ctx, int64_t kv_stride, int64_t head_dim, float scale, ActType t,
                          float* scores);
+
+// acc[i] = acc[i] + p * v[i] (a multiply, then an add), i < n.
+void add_scaled_simd(float* acc, float p, const float* v, int64_t n);
+// n bf16 / f16 values (bit patterns) to fp32, exactly.
+void bf16_to_f32_simd(const uint16_t* src, int64_t n, float* dst);
+void f16_to_f32_simd(const uint16_t* src, int64_t n, float* dst);
 
 // Streams a buffer much larger than the last-level cache (`bytes`, default 512 MiB) with every
 // thread of `pool` (nullptr: one thread), `reps` times, and returns the best read bandwidth in
@@ -43,6 +51,11 @@ double measure_read_bandwidth_gbs(ThreadPool* pool, size_t bytes = size_t{512} <
 // The Highway targets compiled into these kernels that this CPU supports (HWY_AVX2, ...), best
 // first; tests pass each to hwy::SetSupportedTargetsForTest to run every code path.
 std::vector<int64_t> simd_targets();
+// Their names ("AVX2", ...), best first.
+std::vector<std::string> simd_target_names();
+// Restricts dispatch to the named target for the rest of the process (Highway's DisableTargets);
+// false when this CPU does not run it. Results are bit-identical on every target.
+bool use_only_simd_target(const std::string& name);
 // The target the kernels dispatch to now, e.g. "AVX2".
 const char* simd_target_name();
 
