@@ -17,6 +17,7 @@ namespace fusecheck {
 
 namespace {
 
+using cpu::chunks_for_work;
 using cpu::ThreadPool;
 
 // One kv head of a cache layer read in place: a tile of rows dequantised into this reader's
@@ -240,7 +241,9 @@ void CpuBackend::attention(float* out, const float* q, const KvLayer& kv, const 
   const int64_t n_ctx = pos0[0] + p.T, units = p.n_heads * p.T;
   // One unit = one (query head, token) output; units are split into as many contiguous ranges as
   // threads, each with its own scratch, so a range always uses the same scratch.
-  const int64_t ranges = std::min<int64_t>(units, pool_.threads());
+  // Threads by the size of the work: q.k and p.v over every position for every unit.
+  const int64_t ranges =
+      std::min<int64_t>({units, pool_.threads(), chunks_for_work(2 * units * n_ctx * hd)});
   if (static_cast<int64_t>(scratch_.size()) < ranges) scratch_.resize(static_cast<size_t>(ranges));
   for (int64_t r = 0; r < ranges; ++r) {
     Scratch& s = scratch_[static_cast<size_t>(r)];

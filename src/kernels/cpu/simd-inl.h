@@ -396,8 +396,9 @@ void RunLinear(const LinearJob& j, ThreadPool* pool) {
     else
       GemmRows<WT>(j, r0, r1);
   };
+  // Threads by the size of the work (kMinWorkPerThread multiply-adds each at least).
   if (pool != nullptr)
-    pool->parallel_for(units, work);
+    pool->parallel_for(units, work, chunks_for_work(j.T * j.rows * j.cols));
   else
     work(0, units);
 }

@@ -1,5 +1,6 @@
 #include "kernels/cpu/thread_pool.h"
 
+#include <algorithm>
 #include <cassert>
 #include <fstream>
 #include <set>
@@ -97,10 +98,11 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                              int64_t max_chunks) {
   if (n <= 0) return;
-  const int chunks = static_cast<int>(std::min<int64_t>(n, threads_));
-  if (chunks == 1) {  // nothing to share: skip the wake-up entirely
+  const int chunks = static_cast<int>(std::min({n, static_cast<int64_t>(threads_), max_chunks}));
+  if (chunks <= 1) {  // nothing to share: skip the wake-up entirely
     fn(0, n);
     return;
   }

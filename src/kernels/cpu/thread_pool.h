@@ -13,12 +13,23 @@
 
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <thread>
 #include <vector>
 
 namespace fusecheck::cpu {
+
+// The least work worth a thread of its own, in multiply-adds (or values touched): about 50 us of
+// a bf16 GEMV on one core. Smaller ops run on the calling thread: waking a worker costs
+// microseconds on an idle machine and up to a scheduler slice on a loaded one, so splitting a
+// small op makes it slower, and a small model slower with more threads.
+constexpr int64_t kMinWorkPerThread = int64_t{1} << 18;
+// The chunk count for `work` units of that kind of work: in [1, INT64_MAX).
+inline int64_t chunks_for_work(int64_t work) {
+  return work / kMinWorkPerThread > 1 ? work / kMinWorkPerThread : 1;
+}
 
 // Physical cores of this machine (distinct core ids per package in /sys), falling back to
 // std::thread::hardware_concurrency(); at least 1.
@@ -37,11 +48,13 @@ class ThreadPool {
 
   int threads() const { return threads_; }
 
-  // Calls fn(begin, end) on min(n, threads()) contiguous chunks covering [0, n) exactly once,
-  // chunk c = [n * c / k, n * (c + 1) / k), and returns when all have finished. The caller runs
-  // chunk 0. n <= 0: no call. Not reentrant: fn must not call parallel_for on the same pool, and
-  // one pool serves one calling thread at a time. fn must not throw.
-  void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+  // Calls fn(begin, end) on k = min(n, threads(), max_chunks) contiguous chunks covering [0, n)
+  // exactly once, chunk c = [n * c / k, n * (c + 1) / k), and returns when all have finished. The
+  // caller runs chunk 0; k == 1 runs fn(0, n) on the caller without waking anyone. n <= 0: no
+  // call. Not reentrant: fn must not call parallel_for on the same pool, and one pool serves one
+  // calling thread at a time. fn must not throw.
+  void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn,
+                    int64_t max_chunks = INT64_MAX);
 
  private:
   void worker_loop(int index);
