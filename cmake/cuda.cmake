@@ -30,9 +30,13 @@ add_library(fusecheck_cuda STATIC
 target_include_directories(fusecheck_cuda PUBLIC ${CMAKE_SOURCE_DIR}/src)
 # The directory's -Wall/-ffp-contract options are g++ flags nvcc rejects: the target sets its own.
 set_property(TARGET fusecheck_cuda PROPERTY COMPILE_OPTIONS "")
-# CMake 3.25 knows no CUDA 20 standard for nvcc 13: standard 17, then -std=c++20 wins (last one).
-set_target_properties(fusecheck_cuda PROPERTIES CUDA_STANDARD 17 CUDA_ARCHITECTURES OFF
-                      POSITION_INDEPENDENT_CODE ON)
+# CMake 3.25 knows no CUDA 20 standard for nvcc 13 (and would otherwise take CXX_STANDARD 20):
+# the target asks for CUDA 17 and the sources get -std=c++20 below. CMake's own -std=c++17 is
+# blanked so nvcc does not warn about the redefinition on every file.
+set(CMAKE_CUDA17_STANDARD_COMPILE_OPTION "")
+set(CMAKE_CUDA17_EXTENSION_COMPILE_OPTION "")
+set_target_properties(fusecheck_cuda PROPERTIES CUDA_STANDARD 17 CUDA_EXTENSIONS OFF
+                      CUDA_ARCHITECTURES OFF POSITION_INDEPENDENT_CODE ON)
 target_compile_options(fusecheck_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -ffp-contract=off>
   # sm_90a machine code for Hopper, compute_80 PTX that the driver compiles for other GPUs.
@@ -41,3 +45,9 @@ target_compile_options(fusecheck_cuda PRIVATE
     -gencode=arch=compute_80,code=compute_80 --fmad=false -Xcompiler=-Wall,-Wextra
     -Wno-deprecated-gpu-targets>)
 target_link_libraries(fusecheck_cuda PUBLIC CUDA::cudart_static CUDA::cublasLt)
+# The backend behind the seam (kernels/backend.h) once that header is in the tree.
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/kernels/backend.h)
+  target_sources(fusecheck_cuda PRIVATE src/kernels/cuda/cuda_backend.cpp)
+  target_compile_definitions(fusecheck_cuda PUBLIC FUSECHECK_HAVE_CUDA_BACKEND=1)
+  target_link_libraries(fusecheck_cuda PUBLIC fusecheck_lib)
+endif()

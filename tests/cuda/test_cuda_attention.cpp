@@ -33,7 +33,9 @@ size_t kv_elem(cu::KvType t) {
 }
 
 // The CPU cache's stored values for rows x: [n, kv_dim] (KvCache::quantize's arithmetic).
-std::vector<float> cpu_store(cu::KvType t, bool per_channel, std::vector<float> x, int64_t kv_dim) {
+// `scales`: calibrated here when empty (a first store), else used as they are (later stores).
+std::vector<float> cpu_store(cu::KvType t, bool per_channel, std::vector<float> x, int64_t kv_dim,
+                             std::vector<float>* scales = nullptr) {
   if (t == cu::KvType::BF16 || t == cu::KvType::F16) {
     for (float& v : x) v = cpu::round_one(t == cu::KvType::BF16 ? ActType::BF16 : ActType::F16, v);
     return x;
@@ -41,12 +43,15 @@ std::vector<float> cpu_store(cu::KvType t, bool per_channel, std::vector<float> 
   if (t == cu::KvType::F32) return x;
   const bool int8 = t == cu::KvType::INT8;
   const float qmax = int8 ? cpu::kInt8Max : cpu::kFp8E4M3Max;
-  std::vector<float> sc(per_channel ? size_t(kv_dim) : 1, 0.0f);
-  for (size_t i = 0; i < x.size(); ++i) {
-    float& a = sc[per_channel ? i % size_t(kv_dim) : 0];
-    a = std::max(a, std::fabs(x[i]));
+  std::vector<float> own, &sc = scales ? *scales : own;
+  if (sc.empty()) {
+    sc.assign(per_channel ? size_t(kv_dim) : 1, 0.0f);
+    for (size_t i = 0; i < x.size(); ++i) {
+      float& a = sc[per_channel ? i % size_t(kv_dim) : 0];
+      a = std::max(a, std::fabs(x[i]));
+    }
+    for (float& a : sc) a = a > 0 ? a / qmax : 1.0f;
   }
-  for (float& a : sc) a = a > 0 ? a / qmax : 1.0f;
   for (size_t i = 0; i < x.size(); ++i) {
     const float s = sc[per_channel ? i % size_t(kv_dim) : 0];
     x[i] = int8 ? cpu::int8_roundtrip(x[i], s) : cpu::fp8_roundtrip(x[i], s);
@@ -62,7 +67,8 @@ struct DevKv {
   cu::KvView view;
   DevKv(cu::KvType t, bool per_channel, const std::vector<float>& x, int64_t n, int64_t max_ctx,
         int64_t kv_dim)
-      : data(size_t(max_ctx * kv_dim) * kv_elem(t)), scale(size_t(kv_dim)) {
+      : data(size_t(max_ctx * kv_dim) * kv_elem(t)),
+        scale(std::vector<float>(size_t(kv_dim), 0.0f)) {  // zero: not calibrated
     view = {t, data.get(), scale.get(), per_channel};
     Dev<float> dx(x);
     Dev<int32_t> zero(std::vector<int32_t>{0});
@@ -94,6 +100,22 @@ TEST_F(CudaOps, KvStoreMatchesCpuCacheEmulation) {
                                   long(n), long(kv_dim)),
             r);
       EXPECT_EQ(r.mismatches, 0u) << kv_name(t);
+
+      // A later store keeps the prompt's scales: larger values saturate, as on the CPU.
+      auto y = randv(size_t(3 * kv_dim), g, ActType::F32, 8.0f);
+      Dev<float> dy(y), back2(size_t((n + 3) * kv_dim));
+      Dev<int32_t> at(std::vector<int32_t>{int32_t(n)});
+      CU_OK(cu::kv_calibrate(kv.view, dy.get(), 3, kv_dim, nullptr));  // must be a no-op now
+      CU_OK(cu::kv_append(kv.view, dy.get(), 3, kv_dim, at.get(), nullptr));
+      CU_OK(cu::kv_read(back2.get(), kv.view, n + 3, kv_dim, nullptr));
+      std::vector<float> sc;
+      std::vector<float> want = cpu_store(t, per_channel, x, kv_dim, &sc);
+      const std::vector<float> later = cpu_store(t, per_channel, y, kv_dim, &sc);
+      want.insert(want.end(), later.begin(), later.end());
+      const Cmp r2 = compare(back2.host(), want);
+      print("kv_store_later", shape_str("%s%s +3 rows x8", kv_name(t), per_channel ? " per-channel" : ""),
+            r2);
+      EXPECT_EQ(r2.mismatches, 0u) << kv_name(t);
     }
 }
 

@@ -123,7 +123,7 @@ TEST_F(CudaOps, RopeAndQkNormRopeMatchCpu) {
       Dev<int32_t> dpos(std::vector<int32_t>{int32_t(pos0)});
       CU_OK(cu::rope(dx.get(), T, heads, head_dim, dcs.get(), dsn.get(), dpos.get(), to_cu(act),
                      nullptr));
-      std::vector<float> want = x, c(size_t(half)), s(size_t(half));
+      std::vector<float> want = x, c(static_cast<size_t>(half)), s(static_cast<size_t>(half));
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t i = 0; i < half; ++i) {
           c[size_t(i)] = cpu::round_one(act, cs[size_t((pos0 + t) * half + i)]);

@@ -119,7 +119,8 @@ struct KvView {
   bool per_channel = false;
 };
 // Calibrates INT8/FP8 scales on the first store (amax / qmax, 1 when amax is 0), as the CPU cache
-// does; a no-op for other types. x: [T, kv_dim].
+// does: scales that are all zero mean "not calibrated yet" (checked on the device, so a captured
+// step can call it every time); a no-op for other types. x: [T, kv_dim].
 int kv_calibrate(KvView kv, const float* x, int64_t T, int64_t kv_dim, Stream stream);
 // Stores T rows at positions *pos .. *pos+T-1 (quantising INT8/FP8, rounding F16/BF16).
 int kv_append(KvView kv, const float* x, int64_t T, int64_t kv_dim, const int32_t* pos,
