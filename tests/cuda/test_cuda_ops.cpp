@@ -30,8 +30,8 @@ TEST_F(CudaOps, GemvIsBitIdenticalToCpuLinear) {
         HostWeight w = rand_weight(dt, c.rows, c.cols, g, 0.05f);
         const auto x = randv(size_t(c.T * c.cols), g, ActType::BF16);
         const auto bias = randv(size_t(c.rows), g, ActType::BF16, 0.1f);
-        // A weight 2 bytes past a 16-byte boundary takes the element-load path.
-        const size_t off = misalign ? 2 : 0;
+        // A weight one element past a 16-byte boundary takes the element-load path.
+        const size_t off = misalign ? dtype_size(dt) : 0;
         Dev<uint8_t> dw(w.bytes.size() + 16);
         CU_OK(cu::copy_to_device(dw.get() + off, w.bytes.data(), w.bytes.size() - 16));
         Dev<float> dx(x), db(bias), dout(size_t(c.T * c.rows));

@@ -6,7 +6,8 @@
 // row, thread g's 16-byte piece holds exactly lanes g·EPL .. g·EPL+EPL-1, so one 16-byte load per
 // block feeds the thread's own EPL accumulators, in increasing i as the contract wants. The fold
 // (lane k += lane k + w, w = 16 .. 1) is a shuffle within the group while w >= EPL, then in
-// registers. Each weight is read once; 32 / TPR rows per warp.
+// registers. Each weight is read once, staged through shared memory by cp.async (see WBuf);
+// 32 / TPR rows per warp.
 #include <cstdio>
 
 #include "kernels/cuda/common.cuh"
@@ -15,7 +16,6 @@ namespace fusecheck::cuda {
 namespace {
 
 constexpr int kThreads = 64;  // per block: 16 bf16 rows, so even a 1024-row matrix fills 64 SMs
-constexpr int kUnroll = 8;    // 32-element blocks loaded before their FMAs (bytes in flight)
 
 template <WType W>
 struct Cfg {
@@ -45,11 +45,34 @@ __device__ __forceinline__ void widen(const uint4& v, float* f) {
   }
 }
 
+// Each thread's weight pieces are staged through shared memory with cp.async: kStages chunks of
+// kChunk 16-byte pieces in flight per thread without holding registers, so even a 1024-row matrix
+// has all its bytes requested at once. Piece j of thread t lives at [stage][j][t]: consecutive
+// threads, consecutive 16 bytes (no bank conflicts). A thread reads only what it copied itself, so
+// cp.async.wait_group is the only synchronisation.
+constexpr int kChunk = 16, kStages = 2;
+struct WBuf {
+  uint4 p[kStages][kChunk][kThreads];
+};
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 // The contract dot of x[0, cols) with one weight row, for thread g of the row's group; the result
 // is valid in g == 0. `vec`: cols % 8 == 0 and x, w 16-byte aligned (else element loads, same
-// arithmetic).
+// arithmetic). w must be aligned to its element size.
 template <WType W>
-__device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, bool vec) {
+__device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, bool vec,
+                         WBuf& buf) {
   constexpr int E = Cfg<W>::kEpl, TPR = Cfg<W>::kTpr;
   float acc[E];
 #pragma unroll
@@ -57,33 +80,40 @@ __device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, 
   const int64_t nb = (cols + 31) / 32;
   if (vec) {
     const uint4* wv = static_cast<const uint4*>(wrow);  // 16-byte pieces: 4 (bf16) or 8 per block
-    for (int64_t b0 = 0; b0 < nb; b0 += kUnroll) {
-      uint4 wr[kUnroll];
-      float xr[kUnroll][E];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int64_t i0 = (b0 + u) * 32 + g * E;
-        if (b0 + u < nb && i0 < cols) {
-          wr[u] = __ldg(wv + i0 / E);
+    const int t = threadIdx.x;
+    const int64_t nch = (nb + kChunk - 1) / kChunk;
+    auto issue = [&](int64_t c, int stage) {
+      for (int j = 0; j < kChunk; ++j) {
+        const int64_t i0 = (c * kChunk + j) * 32 + g * E;
+        if (c * kChunk + j < nb && i0 < cols) cp_async16(&buf.p[stage][j][t], wv + i0 / E);
+      }
+      cp_async_commit();  // an empty group too: the wait counts stay uniform
+    };
+    issue(0, 0);
+    if (nch > 1) issue(1, 1);
+    for (int64_t c = 0; c < nch; ++c) {
+      if (c + 1 < nch)
+        cp_async_wait<1>();
+      else
+        cp_async_wait<0>();
+      const int stage = int(c % kStages);
+#pragma unroll 4
+      for (int j = 0; j < kChunk; ++j) {
+        const int64_t i0 = (c * kChunk + j) * 32 + g * E;
+        if (c * kChunk + j < nb && i0 < cols) {
+          float wf[E], xf[E];
+          widen<W>(buf.p[stage][j][t], wf);
           const float4* xv = reinterpret_cast<const float4*>(x + i0);
 #pragma unroll
           for (int q = 0; q < E / 4; ++q) {
-            const float4 t = xv[q];
-            xr[u][4 * q] = t.x, xr[u][4 * q + 1] = t.y, xr[u][4 * q + 2] = t.z,
-                      xr[u][4 * q + 3] = t.w;
+            const float4 v = xv[q];
+            xf[4 * q] = v.x, xf[4 * q + 1] = v.y, xf[4 * q + 2] = v.z, xf[4 * q + 3] = v.w;
           }
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[e] = fmaf(xf[e], wf[e], acc[e]);
         }
       }
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int64_t i0 = (b0 + u) * 32 + g * E;
-        if (b0 + u < nb && i0 < cols) {
-          float wf[E];
-          widen<W>(wr[u], wf);
-#pragma unroll
-          for (int e = 0; e < E; ++e) acc[e] = fmaf(xr[u][e], wf[e], acc[e]);
-        }
-      }
+      if (c + kStages < nch) issue(c + kStages, stage);  // refill the stage just consumed
     }
   } else {
     for (int64_t b = 0; b < nb; ++b)
@@ -123,7 +153,8 @@ __global__ void gemv_kernel(float* out, const float* x, const void* w, int64_t r
   const int64_t t = blockIdx.y;
   // Rows past the end still run the shuffles (with row 0) so every lane of the warp takes part.
   const int64_t rr = r < rows ? r : 0;
-  float s = row_dot<W>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec);
+  __shared__ WBuf buf;
+  float s = row_dot<W>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec, buf);
   if (g == 0 && r < rows) {
     if (bias) s += bias[r];
     out[t * rows + r] = round_act(act, s);
@@ -163,7 +194,8 @@ __global__ void rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain,
   if (r >= sg.rows) r -= sg.rows, sg = segs.s[2];
   const bool live = r < sg.rows;
   if (!live) sg = segs.s[0];
-  float s = row_dot<W>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec);
+  __shared__ WBuf buf;
+  float s = row_dot<W>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec, buf);
   if (g == 0 && live) {
     if (sg.bias) s += sg.bias[r];
     sg.out[t * sg.rows + r] = round_act(act, s);
@@ -178,8 +210,9 @@ __global__ void gate_up_silu_kernel(float* out, const float* x, const void* wg, 
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
   const int g = threadIdx.x % TPR;
   const int64_t t = blockIdx.y, rr = r < rows ? r : 0;
-  const float gs = row_dot<W>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec);
-  const float us = row_dot<W>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec);
+  __shared__ WBuf buf;
+  const float gs = row_dot<W>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec, buf);
+  const float us = row_dot<W>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec, buf);
   if (g == 0 && r < rows) {
     // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
     const float e = float(exp(-double(gs)));
@@ -210,7 +243,7 @@ template <WType W>
 int rmsnorm_qkv_t(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
                   int64_t cols, Act act, bool vec, Stream st) {
   const size_t smem = size_t(cols) * sizeof(float);
-  if (smem > 48 * 1024) {
+  if (smem + sizeof(WBuf) > 48 * 1024) {  // past the default limit of static + dynamic
     const int e = int(cudaFuncSetAttribute(rmsnorm_qkv_kernel<W>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     if (e) return e;
