@@ -116,19 +116,23 @@ void gemv_bandwidth(cudaStream_t st, int64_t rows, int64_t cols, std::mt19937& g
   float* x = static_cast<float*>(bw_dalloc(size_t(cols) * 4));
   float* out = static_cast<float*>(bw_dalloc(size_t(rows) * 4));
   bw_fill_f32(x, size_t(cols), 1.0f, 0.0f, g);
-  auto pass = [&] {
-    for (int c = 0; c < copies; ++c)
-      CK(cu::gemv(out, x, 1, {cu::WType::BF16, static_cast<char*>(w) + size_t(c) * wbytes, rows, cols},
-                  nullptr, cu::Act::BF16, st));
-  };
-  const double ms = bw_median_ms(st, 7, pass);
-  cudaGraphExec_t ge = bw_capture(st, pass);
-  const double gms = bw_median_ms(st, 7, [&] { CK(cudaGraphLaunch(ge, st)); });
-  CK(cudaGraphExecDestroy(ge));
   const double bytes = double(wbytes) * copies;
-  std::printf("gemv bf16 [%6ld, %5ld] %7.1f MB x %3d copies: %7.2f us/launch %7.1f GB/s | graph %7.2f us %7.1f GB/s\n",
-              long(rows), long(cols), wbytes / 1e6, copies, ms * 1e3 / copies,
-              bytes / (ms * 1e-3) / 1e9, gms * 1e3 / copies, bytes / (gms * 1e-3) / 1e9);
+  for (int unroll : {8, 32}) {
+    auto pass = [&] {
+      for (int c = 0; c < copies; ++c)
+        CK(cu::gemv(out, x, 1,
+                    {cu::WType::BF16, static_cast<char*>(w) + size_t(c) * wbytes, rows, cols},
+                    nullptr, cu::Act::BF16, st, unroll));
+    };
+    const double ms = bw_median_ms(st, 7, pass);
+    cudaGraphExec_t ge = bw_capture(st, pass);
+    const double gms = bw_median_ms(st, 7, [&] { CK(cudaGraphLaunch(ge, st)); });
+    CK(cudaGraphExecDestroy(ge));
+    std::printf("gemv bf16 [%6ld, %5ld] %6.1f MB x %3d, unroll %2d: %7.2f us/launch %7.1f GB/s | "
+                "graph %7.2f us %7.1f GB/s\n",
+                long(rows), long(cols), wbytes / 1e6, copies, unroll, ms * 1e3 / copies,
+                bytes / (ms * 1e-3) / 1e9, gms * 1e3 / copies, bytes / (gms * 1e-3) / 1e9);
+  }
   CK(cudaFree(w));
   CK(cudaFree(x));
   CK(cudaFree(out));

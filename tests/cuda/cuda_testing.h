@@ -64,7 +64,9 @@ struct Cmp {
   size_t n = 0;
   double max_rel = 0;
 };
-inline Cmp compare(const std::vector<float>& got, const std::vector<float>& want) {
+// signed_zero_equal: count -0.0 against +0.0 as a match (formats that cannot store -0).
+inline Cmp compare(const std::vector<float>& got, const std::vector<float>& want,
+                   bool signed_zero_equal = false) {
   Cmp c;
   c.n = want.size();
   double num = 0, den = 0;
@@ -72,7 +74,8 @@ inline Cmp compare(const std::vector<float>& got, const std::vector<float>& want
     const double d = double(got[i]) - double(want[i]);
     num += d * d;
     den += double(want[i]) * want[i];
-    if (std::memcmp(&got[i], &want[i], 4) != 0) ++c.mismatches;
+    const bool zeros = signed_zero_equal && got[i] == 0.0f && want[i] == 0.0f;
+    if (!zeros && std::memcmp(&got[i], &want[i], 4) != 0) ++c.mismatches;
     if (want[i] != 0) c.max_rel = std::max(c.max_rel, std::fabs(d / want[i]));
     if (std::isnan(got[i]) != std::isnan(want[i])) c.nmse = INFINITY;
   }

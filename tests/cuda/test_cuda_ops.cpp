@@ -36,18 +36,21 @@ TEST_F(CudaOps, GemvIsBitIdenticalToCpuLinear) {
         CU_OK(cu::copy_to_device(dw.get() + off, w.bytes.data(), w.bytes.size() - 16));
         Dev<float> dx(x), db(bias), dout(size_t(c.T * c.rows));
         const cu::DevWeight dwt{wtype(dt), dw.get() + off, c.rows, c.cols};
-        CU_OK(cu::gemv(dout.get(), dx.get(), c.T, dwt, with_bias ? db.get() : nullptr, to_cu(act),
-                       nullptr));
         std::vector<float> want(size_t(c.T * c.rows)), scratch(size_t(c.cols));
         const cpu::Weight bw = with_bias ? cpu::Weight{DType::F32, bias.data(), 1, c.rows}
                                          : cpu::Weight{};
         cpu::linear(want.data(), x.data(), c.T, cpu_w(w), bw, act, scratch.data());
-        const Cmp r = compare(dout.host(), want);
-        print("gemv", shape_str("%s [%ld,%ld] T=%ld %s%s%s", std::string(dtype_name(dt)).c_str(),
-                                long(c.rows), long(c.cols), long(c.T), act_name(act),
-                                with_bias ? " bias" : "", misalign ? " unaligned" : ""),
-              r);
-        EXPECT_EQ(r.mismatches, 0u) << "rows " << c.rows << " cols " << c.cols;
+        for (int unroll : {8, 32}) {  // both load depths: same arithmetic
+          CU_OK(cu::gemv(dout.get(), dx.get(), c.T, dwt, with_bias ? db.get() : nullptr,
+                         to_cu(act), nullptr, unroll));
+          const Cmp r = compare(dout.host(), want);
+          print("gemv", shape_str("%s [%ld,%ld] T=%ld %s%s%s u%d",
+                                  std::string(dtype_name(dt)).c_str(), long(c.rows), long(c.cols),
+                                  long(c.T), act_name(act), with_bias ? " bias" : "",
+                                  misalign ? " unaligned" : "", unroll),
+                r);
+          EXPECT_EQ(r.mismatches, 0u) << "rows " << c.rows << " cols " << c.cols;
+        }
       }
 }
 

@@ -6,8 +6,7 @@
 // row, thread g's 16-byte piece holds exactly lanes g·EPL .. g·EPL+EPL-1, so one 16-byte load per
 // block feeds the thread's own EPL accumulators, in increasing i as the contract wants. The fold
 // (lane k += lane k + w, w = 16 .. 1) is a shuffle within the group while w >= EPL, then in
-// registers. Each weight is read once, staged through shared memory by cp.async (see WBuf);
-// 32 / TPR rows per warp.
+// registers. Each weight is read once; 32 / TPR rows per warp.
 #include <cstdio>
 
 #include "kernels/cuda/common.cuh"
@@ -16,6 +15,9 @@ namespace fusecheck::cuda {
 namespace {
 
 constexpr int kThreads = 64;  // per block: 16 bf16 rows, so even a 1024-row matrix fills 64 SMs
+// 32-element blocks whose weight pieces are loaded before their FMAs: the bytes in flight per
+// thread (16 · U). Short rows take 8, long rows 32 (chosen per call, see unroll_for).
+constexpr int kUnrollShort = 8, kUnrollLong = 32;
 
 template <WType W>
 struct Cfg {
@@ -45,34 +47,11 @@ __device__ __forceinline__ void widen(const uint4& v, float* f) {
   }
 }
 
-// Each thread's weight pieces are staged through shared memory with cp.async: kStages chunks of
-// kChunk 16-byte pieces in flight per thread without holding registers, so even a 1024-row matrix
-// has all its bytes requested at once. Piece j of thread t lives at [stage][j][t]: consecutive
-// threads, consecutive 16 bytes (no bank conflicts). A thread reads only what it copied itself, so
-// cp.async.wait_group is the only synchronisation.
-constexpr int kChunk = 16, kStages = 2;
-struct WBuf {
-  uint4 p[kStages][kChunk][kThreads];
-};
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
 // The contract dot of x[0, cols) with one weight row, for thread g of the row's group; the result
 // is valid in g == 0. `vec`: cols % 8 == 0 and x, w 16-byte aligned (else element loads, same
-// arithmetic). w must be aligned to its element size.
-template <WType W>
-__device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, bool vec,
-                         WBuf& buf) {
+// arithmetic).
+template <WType W, int U>
+__device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, bool vec) {
   constexpr int E = Cfg<W>::kEpl, TPR = Cfg<W>::kTpr;
   float acc[E];
 #pragma unroll
@@ -80,40 +59,31 @@ __device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, 
   const int64_t nb = (cols + 31) / 32;
   if (vec) {
     const uint4* wv = static_cast<const uint4*>(wrow);  // 16-byte pieces: 4 (bf16) or 8 per block
-    const int t = threadIdx.x;
-    const int64_t nch = (nb + kChunk - 1) / kChunk;
-    auto issue = [&](int64_t c, int stage) {
-      for (int j = 0; j < kChunk; ++j) {
-        const int64_t i0 = (c * kChunk + j) * 32 + g * E;
-        if (c * kChunk + j < nb && i0 < cols) cp_async16(&buf.p[stage][j][t], wv + i0 / E);
+    for (int64_t b0 = 0; b0 < nb; b0 += U) {
+      uint4 wr[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int64_t i0 = (b0 + u) * 32 + g * E;
+        if (b0 + u < nb && i0 < cols) wr[u] = __ldg(wv + i0 / E);
       }
-      cp_async_commit();  // an empty group too: the wait counts stay uniform
-    };
-    issue(0, 0);
-    if (nch > 1) issue(1, 1);
-    for (int64_t c = 0; c < nch; ++c) {
-      if (c + 1 < nch)
-        cp_async_wait<1>();
-      else
-        cp_async_wait<0>();
-      const int stage = int(c % kStages);
-#pragma unroll 4
-      for (int j = 0; j < kChunk; ++j) {
-        const int64_t i0 = (c * kChunk + j) * 32 + g * E;
-        if (c * kChunk + j < nb && i0 < cols) {
+      // x is small and shared by every row: its loads hit L1/L2 and are issued here, after the
+      // weights', so the weights' registers are the only ones held across the HBM latency.
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int64_t i0 = (b0 + u) * 32 + g * E;
+        if (b0 + u < nb && i0 < cols) {
           float wf[E], xf[E];
-          widen<W>(buf.p[stage][j][t], wf);
+          widen<W>(wr[u], wf);
           const float4* xv = reinterpret_cast<const float4*>(x + i0);
 #pragma unroll
           for (int q = 0; q < E / 4; ++q) {
-            const float4 v = xv[q];
-            xf[4 * q] = v.x, xf[4 * q + 1] = v.y, xf[4 * q + 2] = v.z, xf[4 * q + 3] = v.w;
+            const float4 t = xv[q];
+            xf[4 * q] = t.x, xf[4 * q + 1] = t.y, xf[4 * q + 2] = t.z, xf[4 * q + 3] = t.w;
           }
 #pragma unroll
           for (int e = 0; e < E; ++e) acc[e] = fmaf(xf[e], wf[e], acc[e]);
         }
       }
-      if (c + kStages < nch) issue(c + kStages, stage);  // refill the stage just consumed
     }
   } else {
     for (int64_t b = 0; b < nb; ++b)
@@ -144,8 +114,8 @@ __device__ __forceinline__ const void* row_ptr(const void* base, int64_t r, int6
 }
 
 // out[t, r]; grid (row blocks, T).
-template <WType W>
-__global__ void gemv_kernel(float* out, const float* x, const void* w, int64_t rows, int64_t cols,
+template <WType W, int U>
+__global__ void __launch_bounds__(kThreads) gemv_kernel(float* out, const float* x, const void* w, int64_t rows, int64_t cols,
                             const float* bias, Act act, bool vec) {
   constexpr int TPR = Cfg<W>::kTpr;
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
@@ -153,8 +123,7 @@ __global__ void gemv_kernel(float* out, const float* x, const void* w, int64_t r
   const int64_t t = blockIdx.y;
   // Rows past the end still run the shuffles (with row 0) so every lane of the warp takes part.
   const int64_t rr = r < rows ? r : 0;
-  __shared__ WBuf buf;
-  float s = row_dot<W>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec, buf);
+  float s = row_dot<W, U>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec);
   if (g == 0 && r < rows) {
     if (bias) s += bias[r];
     out[t * rows + r] = round_act(act, s);
@@ -174,8 +143,8 @@ struct Segs {
 
 // Stages xn = gain · (x · inv_rms(x)) for token blockIdx.y in shared memory, then the rows of the
 // three segments. Dynamic shared memory: cols floats.
-template <WType W>
-__global__ void rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain, float eps,
+template <WType W, int U>
+__global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain, float eps,
                                    int64_t cols, Act act, bool vec) {
   extern __shared__ float4 smem4[];
   float* xn = reinterpret_cast<float*>(smem4);
@@ -194,8 +163,7 @@ __global__ void rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain,
   if (r >= sg.rows) r -= sg.rows, sg = segs.s[2];
   const bool live = r < sg.rows;
   if (!live) sg = segs.s[0];
-  __shared__ WBuf buf;
-  float s = row_dot<W>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec, buf);
+  float s = row_dot<W, U>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec);
   if (g == 0 && live) {
     if (sg.bias) s += sg.bias[r];
     sg.out[t * sg.rows + r] = round_act(act, s);
@@ -203,16 +171,15 @@ __global__ void rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain,
 }
 
 // out[t, r] = round(silu(g) · u), g and u the fp32 dots with rows r of wg and wu.
-template <WType W>
-__global__ void gate_up_silu_kernel(float* out, const float* x, const void* wg, const void* wu,
+template <WType W, int U>
+__global__ void __launch_bounds__(kThreads) gate_up_silu_kernel(float* out, const float* x, const void* wg, const void* wu,
                                     int64_t rows, int64_t cols, Act act, bool vec) {
   constexpr int TPR = Cfg<W>::kTpr;
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
   const int g = threadIdx.x % TPR;
   const int64_t t = blockIdx.y, rr = r < rows ? r : 0;
-  __shared__ WBuf buf;
-  const float gs = row_dot<W>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec, buf);
-  const float us = row_dot<W>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec, buf);
+  const float gs = row_dot<W, U>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec);
+  const float us = row_dot<W, U>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec);
   if (g == 0 && r < rows) {
     // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
     const float e = float(exp(-double(gs)));
@@ -231,50 +198,75 @@ dim3 grid_for(int64_t rows, int64_t T) {
   return dim3(unsigned((rows + Cfg<W>::kRowsPerBlock - 1) / Cfg<W>::kRowsPerBlock), unsigned(T));
 }
 
-template <WType W>
-int gemv_t(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
-           Stream st) {
-  gemv_kernel<W><<<grid_for<W>(w.rows, T), kThreads, 0, st>>>(out, x, w.data, w.rows, w.cols, bias,
-                                                              act, vec_ok(w.data, x, w.cols));
-  return launch_status();
+// 32 blocks in flight per thread once a row has that many (fewer rounds of HBM latency per row),
+// else 8.
+bool long_rows(int64_t cols) {
+  return (cols + 31) / 32 >= kUnrollLong;
 }
 
+template <WType W, int U>
+int gemv_u(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
+           Stream st) {
+  gemv_kernel<W, U><<<grid_for<W>(w.rows, T), kThreads, 0, st>>>(
+      out, x, w.data, w.rows, w.cols, bias, act, vec_ok(w.data, x, w.cols));
+  return launch_status();
+}
 template <WType W>
-int rmsnorm_qkv_t(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
+int gemv_t(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
+           Stream st, int unroll) {
+  const bool lng = unroll ? unroll >= kUnrollLong : long_rows(w.cols);
+  return lng ? gemv_u<W, kUnrollLong>(out, x, T, w, bias, act, st)
+             : gemv_u<W, kUnrollShort>(out, x, T, w, bias, act, st);
+}
+
+template <WType W, int U>
+int rmsnorm_qkv_u(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
                   int64_t cols, Act act, bool vec, Stream st) {
   const size_t smem = size_t(cols) * sizeof(float);
-  if (smem + sizeof(WBuf) > 48 * 1024) {  // past the default limit of static + dynamic
-    const int e = int(cudaFuncSetAttribute(rmsnorm_qkv_kernel<W>,
+  if (smem > 48 * 1024) {
+    const int e = int(cudaFuncSetAttribute(rmsnorm_qkv_kernel<W, U>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     if (e) return e;
   }
   const int64_t rows = segs.s[0].rows + segs.s[1].rows + segs.s[2].rows;
-  rmsnorm_qkv_kernel<W><<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols,
-                                                                      act, vec);
+  rmsnorm_qkv_kernel<W, U><<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols,
+                                                                         act, vec);
   return launch_status();
 }
+template <WType W>
+int rmsnorm_qkv_t(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
+                  int64_t cols, Act act, bool vec, Stream st) {
+  return long_rows(cols) ? rmsnorm_qkv_u<W, kUnrollLong>(segs, x, T, gain, eps, cols, act, vec, st)
+                         : rmsnorm_qkv_u<W, kUnrollShort>(segs, x, T, gain, eps, cols, act, vec, st);
+}
 
+template <WType W, int U>
+int gate_up_u(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
+              Act act, Stream st) {
+  const bool vec = vec_ok(wg.data, x, wg.cols) && aligned16(wu.data);
+  gate_up_silu_kernel<W, U><<<grid_for<W>(wg.rows, T), kThreads, 0, st>>>(
+      out, x, wg.data, wu.data, wg.rows, wg.cols, act, vec);
+  return launch_status();
+}
 template <WType W>
 int gate_up_t(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
               Act act, Stream st) {
-  const bool vec = vec_ok(wg.data, x, wg.cols) && aligned16(wu.data);
-  gate_up_silu_kernel<W><<<grid_for<W>(wg.rows, T), kThreads, 0, st>>>(out, x, wg.data, wu.data,
-                                                                       wg.rows, wg.cols, act, vec);
-  return launch_status();
+  return long_rows(wg.cols) ? gate_up_u<W, kUnrollLong>(out, x, T, wg, wu, act, st)
+                            : gate_up_u<W, kUnrollShort>(out, x, T, wg, wu, act, st);
 }
 
 }  // namespace
 
 int gemv(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
-         Stream stream) {
+         Stream stream, int unroll) {
   if (T <= 0 || w.rows <= 0) return 0;
   switch (w.type) {
     case WType::BF16:
-      return gemv_t<WType::BF16>(out, x, T, w, bias, act, stream);
+      return gemv_t<WType::BF16>(out, x, T, w, bias, act, stream, unroll);
     case WType::F16:
-      return gemv_t<WType::F16>(out, x, T, w, bias, act, stream);
+      return gemv_t<WType::F16>(out, x, T, w, bias, act, stream, unroll);
     case WType::F32:
-      return gemv_t<WType::F32>(out, x, T, w, bias, act, stream);
+      return gemv_t<WType::F32>(out, x, T, w, bias, act, stream, unroll);
   }
   return int(cudaErrorInvalidValue);
 }
