@@ -117,20 +117,21 @@ void gemv_bandwidth(cudaStream_t st, int64_t rows, int64_t cols, std::mt19937& g
   float* out = static_cast<float*>(bw_dalloc(size_t(rows) * 4));
   bw_fill_f32(x, size_t(cols), 1.0f, 0.0f, g);
   const double bytes = double(wbytes) * copies;
-  for (int unroll : {8, 32}) {
+  const char* names[] = {"", "u8 x-early", "u16 x-early", "u32 x-late"};
+  for (int vi = 1; vi <= 3; ++vi) {
     auto pass = [&] {
       for (int c = 0; c < copies; ++c)
         CK(cu::gemv(out, x, 1,
                     {cu::WType::BF16, static_cast<char*>(w) + size_t(c) * wbytes, rows, cols},
-                    nullptr, cu::Act::BF16, st, unroll));
+                    nullptr, cu::Act::BF16, st, static_cast<cu::GemvVariant>(vi)));
     };
     const double ms = bw_median_ms(st, 7, pass);
     cudaGraphExec_t ge = bw_capture(st, pass);
     const double gms = bw_median_ms(st, 7, [&] { CK(cudaGraphLaunch(ge, st)); });
     CK(cudaGraphExecDestroy(ge));
-    std::printf("gemv bf16 [%6ld, %5ld] %6.1f MB x %3d, unroll %2d: %7.2f us/launch %7.1f GB/s | "
+    std::printf("gemv bf16 [%6ld, %5ld] %6.1f MB x %3d, %-11s: %7.2f us/launch %7.1f GB/s | "
                 "graph %7.2f us %7.1f GB/s\n",
-                long(rows), long(cols), wbytes / 1e6, copies, unroll, ms * 1e3 / copies,
+                long(rows), long(cols), wbytes / 1e6, copies, names[vi], ms * 1e3 / copies,
                 bytes / (ms * 1e-3) / 1e9, gms * 1e3 / copies, bytes / (gms * 1e-3) / 1e9);
   }
   CK(cudaFree(w));

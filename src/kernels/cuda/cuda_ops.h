@@ -46,10 +46,12 @@ int synchronize();
 // out[t, r] = round(dot_lanes(x[t, :], W[r, :]) + bias[r]): bit-identical to cpu::linear.
 // Four threads per row, each loading 16 bytes per 32-element block and owning 8 contract lanes;
 // the fold is done by shuffles within the group. x: [T, cols] fp32; out: [T, rows];
-// bias: [rows] fp32 or nullptr. unroll: 32-element blocks in flight per thread, 8 or 32
-// (0: 32 for rows of at least 1024 elements); results are the same, only the speed differs.
+// bias: [rows] fp32 or nullptr. `variant` is the load schedule (same results, other speed):
+// U blocks of 32 elements whose weights are loaded before their FMAs, x loaded with them (early)
+// or after them (late). kDefault is the one measured fastest (docs/NUMERICS.md, CUDA section).
+enum class GemvVariant : uint8_t { kDefault, kU8Early, kU16Early, kU32Late };
 int gemv(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
-         Stream stream, int unroll = 0);
+         Stream stream, GemvVariant variant = GemvVariant::kDefault);
 
 // Fused RMSNorm → Q/K/V projections: xn = gain · (x · inv_rms(x)) stays fp32 inside the kernel and
 // feeds the three projections; q, k, v are rounded once each (bias added in fp32). One launch.

@@ -15,9 +15,8 @@ namespace fusecheck::cuda {
 namespace {
 
 constexpr int kThreads = 64;  // per block: 16 bf16 rows, so even a 1024-row matrix fills 64 SMs
-// 32-element blocks whose weight pieces are loaded before their FMAs: the bytes in flight per
-// thread (16 · U). Short rows take 8, long rows 32 (chosen per call, see unroll_for).
-constexpr int kUnrollShort = 8, kUnrollLong = 32;
+// Load schedules (GemvVariant in cuda_ops.h): U = 32-element blocks whose weight pieces are
+// loaded before their FMAs (16 · U bytes in flight per thread), x early or late (see row_dot).
 
 template <WType W>
 struct Cfg {
@@ -47,10 +46,23 @@ __device__ __forceinline__ void widen(const uint4& v, float* f) {
   }
 }
 
+// E consecutive fp32 values of x (16-byte aligned) into registers.
+template <int E>
+__device__ __forceinline__ void load_x(const float* x, float* xf) {
+  const float4* xv = reinterpret_cast<const float4*>(x);
+#pragma unroll
+  for (int q = 0; q < E / 4; ++q) {
+    const float4 t = xv[q];
+    xf[4 * q] = t.x, xf[4 * q + 1] = t.y, xf[4 * q + 2] = t.z, xf[4 * q + 3] = t.w;
+  }
+}
+
 // The contract dot of x[0, cols) with one weight row, for thread g of the row's group; the result
 // is valid in g == 0. `vec`: cols % 8 == 0 and x, w 16-byte aligned (else element loads, same
 // arithmetic).
-template <WType W, int U>
+// XEarly: x's pieces are loaded with the weights' (more registers held across the latency) or
+// after them (fewer registers, x's L1/L2 latency exposed). Both schedules do the same arithmetic.
+template <WType W, int U, bool XEarly>
 __device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, bool vec) {
   constexpr int E = Cfg<W>::kEpl, TPR = Cfg<W>::kTpr;
   float acc[E];
@@ -61,25 +73,23 @@ __device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, 
     const uint4* wv = static_cast<const uint4*>(wrow);  // 16-byte pieces: 4 (bf16) or 8 per block
     for (int64_t b0 = 0; b0 < nb; b0 += U) {
       uint4 wr[U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int64_t i0 = (b0 + u) * 32 + g * E;
-        if (b0 + u < nb && i0 < cols) wr[u] = __ldg(wv + i0 / E);
-      }
-      // x is small and shared by every row: its loads hit L1/L2 and are issued here, after the
-      // weights', so the weights' registers are the only ones held across the HBM latency.
+      float xr[XEarly ? U : 1][E];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int64_t i0 = (b0 + u) * 32 + g * E;
         if (b0 + u < nb && i0 < cols) {
-          float wf[E], xf[E];
-          widen<W>(wr[u], wf);
-          const float4* xv = reinterpret_cast<const float4*>(x + i0);
+          wr[u] = __ldg(wv + i0 / E);
+          if constexpr (XEarly) load_x<E>(x + i0, xr[u]);
+        }
+      }
 #pragma unroll
-          for (int q = 0; q < E / 4; ++q) {
-            const float4 t = xv[q];
-            xf[4 * q] = t.x, xf[4 * q + 1] = t.y, xf[4 * q + 2] = t.z, xf[4 * q + 3] = t.w;
-          }
+      for (int u = 0; u < U; ++u) {
+        const int64_t i0 = (b0 + u) * 32 + g * E;
+        if (b0 + u < nb && i0 < cols) {
+          float wf[E];
+          widen<W>(wr[u], wf);
+          float* xf = xr[XEarly ? u : 0];
+          if constexpr (!XEarly) load_x<E>(x + i0, xf);
 #pragma unroll
           for (int e = 0; e < E; ++e) acc[e] = fmaf(xf[e], wf[e], acc[e]);
         }
@@ -114,7 +124,7 @@ __device__ __forceinline__ const void* row_ptr(const void* base, int64_t r, int6
 }
 
 // out[t, r]; grid (row blocks, T).
-template <WType W, int U>
+template <WType W, int U, bool XE>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(float* out, const float* x, const void* w, int64_t rows, int64_t cols,
                             const float* bias, Act act, bool vec) {
   constexpr int TPR = Cfg<W>::kTpr;
@@ -123,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(float* out, const float*
   const int64_t t = blockIdx.y;
   // Rows past the end still run the shuffles (with row 0) so every lane of the warp takes part.
   const int64_t rr = r < rows ? r : 0;
-  float s = row_dot<W, U>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec);
+  float s = row_dot<W, U, XE>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec);
   if (g == 0 && r < rows) {
     if (bias) s += bias[r];
     out[t * rows + r] = round_act(act, s);
@@ -143,7 +153,7 @@ struct Segs {
 
 // Stages xn = gain · (x · inv_rms(x)) for token blockIdx.y in shared memory, then the rows of the
 // three segments. Dynamic shared memory: cols floats.
-template <WType W, int U>
+template <WType W, int U, bool XE>
 __global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain, float eps,
                                    int64_t cols, Act act, bool vec) {
   extern __shared__ float4 smem4[];
@@ -163,7 +173,7 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const 
   if (r >= sg.rows) r -= sg.rows, sg = segs.s[2];
   const bool live = r < sg.rows;
   if (!live) sg = segs.s[0];
-  float s = row_dot<W, U>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec);
+  float s = row_dot<W, U, XE>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec);
   if (g == 0 && live) {
     if (sg.bias) s += sg.bias[r];
     sg.out[t * sg.rows + r] = round_act(act, s);
@@ -171,15 +181,15 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const 
 }
 
 // out[t, r] = round(silu(g) · u), g and u the fp32 dots with rows r of wg and wu.
-template <WType W, int U>
+template <WType W, int U, bool XE>
 __global__ void __launch_bounds__(kThreads) gate_up_silu_kernel(float* out, const float* x, const void* wg, const void* wu,
                                     int64_t rows, int64_t cols, Act act, bool vec) {
   constexpr int TPR = Cfg<W>::kTpr;
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
   const int g = threadIdx.x % TPR;
   const int64_t t = blockIdx.y, rr = r < rows ? r : 0;
-  const float gs = row_dot<W, U>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec);
-  const float us = row_dot<W, U>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec);
+  const float gs = row_dot<W, U, XE>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec);
+  const float us = row_dot<W, U, XE>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec);
   if (g == 0 && r < rows) {
     // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
     const float e = float(exp(-double(gs)));
@@ -198,75 +208,72 @@ dim3 grid_for(int64_t rows, int64_t T) {
   return dim3(unsigned((rows + Cfg<W>::kRowsPerBlock - 1) / Cfg<W>::kRowsPerBlock), unsigned(T));
 }
 
-// 32 blocks in flight per thread once a row has that many (fewer rounds of HBM latency per row),
-// else 8.
-bool long_rows(int64_t cols) {
-  return (cols + 31) / 32 >= kUnrollLong;
-}
-
-template <WType W, int U>
+template <WType W, int U, bool XE>
 int gemv_u(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
            Stream st) {
-  gemv_kernel<W, U><<<grid_for<W>(w.rows, T), kThreads, 0, st>>>(
+  gemv_kernel<W, U, XE><<<grid_for<W>(w.rows, T), kThreads, 0, st>>>(
       out, x, w.data, w.rows, w.cols, bias, act, vec_ok(w.data, x, w.cols));
   return launch_status();
 }
 template <WType W>
 int gemv_t(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
-           Stream st, int unroll) {
-  const bool lng = unroll ? unroll >= kUnrollLong : long_rows(w.cols);
-  return lng ? gemv_u<W, kUnrollLong>(out, x, T, w, bias, act, st)
-             : gemv_u<W, kUnrollShort>(out, x, T, w, bias, act, st);
+           Stream st, GemvVariant v) {
+  switch (v) {
+    case GemvVariant::kU16Early:
+      return gemv_u<W, 16, true>(out, x, T, w, bias, act, st);
+    case GemvVariant::kU32Late:
+      return gemv_u<W, 32, false>(out, x, T, w, bias, act, st);
+    default:
+      return gemv_u<W, 8, true>(out, x, T, w, bias, act, st);
+  }
 }
 
-template <WType W, int U>
+template <WType W, int U, bool XE>
 int rmsnorm_qkv_u(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
                   int64_t cols, Act act, bool vec, Stream st) {
   const size_t smem = size_t(cols) * sizeof(float);
   if (smem > 48 * 1024) {
-    const int e = int(cudaFuncSetAttribute(rmsnorm_qkv_kernel<W, U>,
+    const int e = int(cudaFuncSetAttribute(rmsnorm_qkv_kernel<W, U, XE>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     if (e) return e;
   }
   const int64_t rows = segs.s[0].rows + segs.s[1].rows + segs.s[2].rows;
-  rmsnorm_qkv_kernel<W, U><<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols,
+  rmsnorm_qkv_kernel<W, U, XE><<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols,
                                                                          act, vec);
   return launch_status();
 }
 template <WType W>
 int rmsnorm_qkv_t(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
                   int64_t cols, Act act, bool vec, Stream st) {
-  return long_rows(cols) ? rmsnorm_qkv_u<W, kUnrollLong>(segs, x, T, gain, eps, cols, act, vec, st)
-                         : rmsnorm_qkv_u<W, kUnrollShort>(segs, x, T, gain, eps, cols, act, vec, st);
+  return rmsnorm_qkv_u<W, 8, true>(segs, x, T, gain, eps, cols, act, vec, st);
 }
 
-template <WType W, int U>
+template <WType W, int U, bool XE>
 int gate_up_u(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
               Act act, Stream st) {
   const bool vec = vec_ok(wg.data, x, wg.cols) && aligned16(wu.data);
-  gate_up_silu_kernel<W, U><<<grid_for<W>(wg.rows, T), kThreads, 0, st>>>(
+  gate_up_silu_kernel<W, U, XE><<<grid_for<W>(wg.rows, T), kThreads, 0, st>>>(
       out, x, wg.data, wu.data, wg.rows, wg.cols, act, vec);
   return launch_status();
 }
 template <WType W>
 int gate_up_t(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
               Act act, Stream st) {
-  return long_rows(wg.cols) ? gate_up_u<W, kUnrollLong>(out, x, T, wg, wu, act, st)
-                            : gate_up_u<W, kUnrollShort>(out, x, T, wg, wu, act, st);
+  return gate_up_u<W, 8, true>(out, x, T, wg, wu, act, st);
 }
 
 }  // namespace
 
 int gemv(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
-         Stream stream, int unroll) {
+         Stream stream, GemvVariant variant) {
   if (T <= 0 || w.rows <= 0) return 0;
   switch (w.type) {
     case WType::BF16:
-      return gemv_t<WType::BF16>(out, x, T, w, bias, act, stream, unroll);
+      return gemv_t<WType::BF16>(out, x, T, w, bias, act, stream, variant);
     case WType::F16:
-      return gemv_t<WType::F16>(out, x, T, w, bias, act, stream, unroll);
+      return gemv_t<WType::F16>(out, x, T, w, bias, act, stream, variant);
     case WType::F32:
-      return gemv_t<WType::F32>(out, x, T, w, bias, act, stream, unroll);
+      return gemv_t<WType::F32>(out, x, T, w, bias, act, stream, variant);
   }
   return int(cudaErrorInvalidValue);
 }
