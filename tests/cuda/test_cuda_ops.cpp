@@ -40,7 +40,7 @@ TEST_F(CudaOps, GemvIsBitIdenticalToCpuLinear) {
         const cpu::Weight bw = with_bias ? cpu::Weight{DType::F32, bias.data(), 1, c.rows}
                                          : cpu::Weight{};
         cpu::linear(want.data(), x.data(), c.T, cpu_w(w), bw, act, scratch.data());
-        for (int vi = 1; vi <= 3; ++vi) {  // every load schedule: same arithmetic
+        for (int vi = 1; vi <= 2; ++vi) {  // every load schedule: same arithmetic
           dout.put(std::vector<float>(want.size(), NAN));  // poison: every output must be written
           CU_OK(cu::gemv(dout.get(), dx.get(), c.T, dwt, with_bias ? db.get() : nullptr,
                          to_cu(act), nullptr, static_cast<cu::GemvVariant>(vi)));

@@ -47,9 +47,9 @@ int synchronize();
 // Four threads per row, each loading 16 bytes per 32-element block and owning 8 contract lanes;
 // the fold is done by shuffles within the group. x: [T, cols] fp32; out: [T, rows];
 // bias: [rows] fp32 or nullptr. `variant` is the load schedule (same results, other speed):
-// U blocks of 32 elements whose weights are loaded before their FMAs, x loaded with them (early)
-// or after them (late). kDefault is the one measured fastest (docs/NUMERICS.md, CUDA section).
-enum class GemvVariant : uint8_t { kDefault, kU8Early, kU16Early, kU32Late };
+// U blocks of 32 elements whose weights and x are loaded before their FMAs. kDefault = kU16Early,
+// measured fastest (docs/NUMERICS.md, CUDA section).
+enum class GemvVariant : uint8_t { kDefault, kU8Early, kU16Early };
 int gemv(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
          Stream stream, GemvVariant variant = GemvVariant::kDefault);
 

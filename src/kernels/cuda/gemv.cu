@@ -16,7 +16,7 @@ namespace {
 
 constexpr int kThreads = 64;  // per block: 16 bf16 rows, so even a 1024-row matrix fills 64 SMs
 // Load schedules (GemvVariant in cuda_ops.h): U = 32-element blocks whose weight pieces are
-// loaded before their FMAs (16 · U bytes in flight per thread), x early or late (see row_dot).
+// loaded before their FMAs, 16 · U bytes in flight per thread.
 
 template <WType W>
 struct Cfg {
@@ -60,9 +60,9 @@ __device__ __forceinline__ void load_x(const float* x, float* xf) {
 // The contract dot of x[0, cols) with one weight row, for thread g of the row's group; the result
 // is valid in g == 0. `vec`: cols % 8 == 0 and x, w 16-byte aligned (else element loads, same
 // arithmetic).
-// XEarly: x's pieces are loaded with the weights' (more registers held across the latency) or
-// after them (fewer registers, x's L1/L2 latency exposed). Both schedules do the same arithmetic.
-template <WType W, int U, bool XEarly>
+// x's pieces are loaded together with the weights': loading them after the weights arrived (fewer
+// registers held) exposed x's L1/L2 latency and measured 2x slower on the H200.
+template <WType W, int U>
 __device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, bool vec) {
   constexpr int E = Cfg<W>::kEpl, TPR = Cfg<W>::kTpr;
   float acc[E];
@@ -73,13 +73,13 @@ __device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, 
     const uint4* wv = static_cast<const uint4*>(wrow);  // 16-byte pieces: 4 (bf16) or 8 per block
     for (int64_t b0 = 0; b0 < nb; b0 += U) {
       uint4 wr[U];
-      float xr[XEarly ? U : 1][E];
+      float xr[U][E];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int64_t i0 = (b0 + u) * 32 + g * E;
         if (b0 + u < nb && i0 < cols) {
           wr[u] = __ldg(wv + i0 / E);
-          if constexpr (XEarly) load_x<E>(x + i0, xr[u]);
+          load_x<E>(x + i0, xr[u]);
         }
       }
 #pragma unroll
@@ -88,8 +88,7 @@ __device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, 
         if (b0 + u < nb && i0 < cols) {
           float wf[E];
           widen<W>(wr[u], wf);
-          float* xf = xr[XEarly ? u : 0];
-          if constexpr (!XEarly) load_x<E>(x + i0, xf);
+          const float* xf = xr[u];
 #pragma unroll
           for (int e = 0; e < E; ++e) acc[e] = fmaf(xf[e], wf[e], acc[e]);
         }
@@ -124,7 +123,7 @@ __device__ __forceinline__ const void* row_ptr(const void* base, int64_t r, int6
 }
 
 // out[t, r]; grid (row blocks, T).
-template <WType W, int U, bool XE>
+template <WType W, int U>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(float* out, const float* x, const void* w, int64_t rows, int64_t cols,
                             const float* bias, Act act, bool vec) {
   constexpr int TPR = Cfg<W>::kTpr;
@@ -133,7 +132,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(float* out, const float*
   const int64_t t = blockIdx.y;
   // Rows past the end still run the shuffles (with row 0) so every lane of the warp takes part.
   const int64_t rr = r < rows ? r : 0;
-  float s = row_dot<W, U, XE>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec);
+  float s = row_dot<W, U>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec);
   if (g == 0 && r < rows) {
     if (bias) s += bias[r];
     out[t * rows + r] = round_act(act, s);
@@ -153,7 +152,7 @@ struct Segs {
 
 // Stages xn = gain · (x · inv_rms(x)) for token blockIdx.y in shared memory, then the rows of the
 // three segments. Dynamic shared memory: cols floats.
-template <WType W, int U, bool XE>
+template <WType W, int U>
 __global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain, float eps,
                                    int64_t cols, Act act, bool vec) {
   extern __shared__ float4 smem4[];
@@ -173,7 +172,7 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const 
   if (r >= sg.rows) r -= sg.rows, sg = segs.s[2];
   const bool live = r < sg.rows;
   if (!live) sg = segs.s[0];
-  float s = row_dot<W, U, XE>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec);
+  float s = row_dot<W, U>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec);
   if (g == 0 && live) {
     if (sg.bias) s += sg.bias[r];
     sg.out[t * sg.rows + r] = round_act(act, s);
@@ -181,15 +180,15 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const 
 }
 
 // out[t, r] = round(silu(g) · u), g and u the fp32 dots with rows r of wg and wu.
-template <WType W, int U, bool XE>
+template <WType W, int U>
 __global__ void __launch_bounds__(kThreads) gate_up_silu_kernel(float* out, const float* x, const void* wg, const void* wu,
                                     int64_t rows, int64_t cols, Act act, bool vec) {
   constexpr int TPR = Cfg<W>::kTpr;
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
   const int g = threadIdx.x % TPR;
   const int64_t t = blockIdx.y, rr = r < rows ? r : 0;
-  const float gs = row_dot<W, U, XE>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec);
-  const float us = row_dot<W, U, XE>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec);
+  const float gs = row_dot<W, U>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec);
+  const float us = row_dot<W, U>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec);
   if (g == 0 && r < rows) {
     // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
     const float e = float(exp(-double(gs)));
@@ -208,58 +207,54 @@ dim3 grid_for(int64_t rows, int64_t T) {
   return dim3(unsigned((rows + Cfg<W>::kRowsPerBlock - 1) / Cfg<W>::kRowsPerBlock), unsigned(T));
 }
 
-template <WType W, int U, bool XE>
+template <WType W, int U>
 int gemv_u(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
            Stream st) {
-  gemv_kernel<W, U, XE><<<grid_for<W>(w.rows, T), kThreads, 0, st>>>(
+  gemv_kernel<W, U><<<grid_for<W>(w.rows, T), kThreads, 0, st>>>(
       out, x, w.data, w.rows, w.cols, bias, act, vec_ok(w.data, x, w.cols));
   return launch_status();
 }
 template <WType W>
 int gemv_t(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
            Stream st, GemvVariant v) {
-  switch (v) {
-    case GemvVariant::kU16Early:
-      return gemv_u<W, 16, true>(out, x, T, w, bias, act, st);
-    case GemvVariant::kU32Late:
-      return gemv_u<W, 32, false>(out, x, T, w, bias, act, st);
-    default:
-      return gemv_u<W, 8, true>(out, x, T, w, bias, act, st);
-  }
+  // u16 x-early was the fastest schedule on every decode shape measured on the H200 (u8 within
+  // 1.3% on the lm_head); docs/NUMERICS.md's CUDA section has the table.
+  if (v == GemvVariant::kU8Early) return gemv_u<W, 8>(out, x, T, w, bias, act, st);
+  return gemv_u<W, 16>(out, x, T, w, bias, act, st);
 }
 
-template <WType W, int U, bool XE>
+template <WType W, int U>
 int rmsnorm_qkv_u(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
                   int64_t cols, Act act, bool vec, Stream st) {
   const size_t smem = size_t(cols) * sizeof(float);
   if (smem > 48 * 1024) {
-    const int e = int(cudaFuncSetAttribute(rmsnorm_qkv_kernel<W, U, XE>,
+    const int e = int(cudaFuncSetAttribute(rmsnorm_qkv_kernel<W, U>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     if (e) return e;
   }
   const int64_t rows = segs.s[0].rows + segs.s[1].rows + segs.s[2].rows;
-  rmsnorm_qkv_kernel<W, U, XE><<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols,
+  rmsnorm_qkv_kernel<W, U><<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols,
                                                                          act, vec);
   return launch_status();
 }
 template <WType W>
 int rmsnorm_qkv_t(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
                   int64_t cols, Act act, bool vec, Stream st) {
-  return rmsnorm_qkv_u<W, 8, true>(segs, x, T, gain, eps, cols, act, vec, st);
+  return rmsnorm_qkv_u<W, 16>(segs, x, T, gain, eps, cols, act, vec, st);
 }
 
-template <WType W, int U, bool XE>
+template <WType W, int U>
 int gate_up_u(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
               Act act, Stream st) {
   const bool vec = vec_ok(wg.data, x, wg.cols) && aligned16(wu.data);
-  gate_up_silu_kernel<W, U, XE><<<grid_for<W>(wg.rows, T), kThreads, 0, st>>>(
+  gate_up_silu_kernel<W, U><<<grid_for<W>(wg.rows, T), kThreads, 0, st>>>(
       out, x, wg.data, wu.data, wg.rows, wg.cols, act, vec);
   return launch_status();
 }
 template <WType W>
 int gate_up_t(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
               Act act, Stream st) {
-  return gate_up_u<W, 8, true>(out, x, T, wg, wu, act, st);
+  return gate_up_u<W, 16>(out, x, T, wg, wu, act, st);
 }
 
 }  // namespace
