@@ -19,13 +19,13 @@ namespace cu = fusecheck::cuda;
 
 namespace {
 
-#define CK(expr)                                                                       \
-  do {                                                                                 \
-    const int e_ = int(expr);                                                          \
-    if (e_) {                                                                          \
+#define CK(expr)                                                                                \
+  do {                                                                                          \
+    const int e_ = int(expr);                                                                   \
+    if (e_) {                                                                                   \
       std::fprintf(stderr, "%s failed: %s (line %d)\n", #expr, cu::error_string(e_), __LINE__); \
-      std::exit(1);                                                                    \
-    }                                                                                  \
+      std::exit(1);                                                                             \
+    }                                                                                           \
   } while (0)
 
 }  // namespace
@@ -100,7 +100,8 @@ double copy_bandwidth(cudaStream_t st, size_t bytes) {
   void* a = bw_dalloc(bytes);
   void* b = bw_dalloc(bytes);
   CK(cudaMemset(a, 1, bytes));
-  const double ms = bw_median_ms(st, 20, [&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st)); });
+  const double ms =
+      bw_median_ms(st, 20, [&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st)); });
   CK(cudaFree(a));
   CK(cudaFree(b));
   return 2.0 * double(bytes) / (ms * 1e-3) / 1e9;
@@ -129,10 +130,11 @@ void gemv_bandwidth(cudaStream_t st, int64_t rows, int64_t cols, std::mt19937& g
     cudaGraphExec_t ge = bw_capture(st, pass);
     const double gms = bw_median_ms(st, 7, [&] { CK(cudaGraphLaunch(ge, st)); });
     CK(cudaGraphExecDestroy(ge));
-    std::printf("gemv bf16 [%6ld, %5ld] %6.1f MB x %3d, %-11s: %7.2f us/launch %7.1f GB/s | "
-                "graph %7.2f us %7.1f GB/s\n",
-                long(rows), long(cols), wbytes / 1e6, copies, names[vi], ms * 1e3 / copies,
-                bytes / (ms * 1e-3) / 1e9, gms * 1e3 / copies, bytes / (gms * 1e-3) / 1e9);
+    std::printf(
+        "gemv bf16 [%6ld, %5ld] %6.1f MB x %3d, %-11s: %7.2f us/launch %7.1f GB/s | "
+        "graph %7.2f us %7.1f GB/s\n",
+        long(rows), long(cols), wbytes / 1e6, copies, names[vi], ms * 1e3 / copies,
+        bytes / (ms * 1e-3) / 1e9, gms * 1e3 / copies, bytes / (gms * 1e-3) / 1e9);
   }
   CK(cudaFree(w));
   CK(cudaFree(x));

@@ -37,7 +37,9 @@ class Dev {
   Dev(const Dev&) = delete;
   Dev& operator=(const Dev&) = delete;
   T* get() const { return p_; }
-  void put(const std::vector<T>& h) { EXPECT_EQ(cu::copy_to_device(p_, h.data(), n_ * sizeof(T)), 0); }
+  void put(const std::vector<T>& h) {
+    EXPECT_EQ(cu::copy_to_device(p_, h.data(), n_ * sizeof(T)), 0);
+  }
   std::vector<T> host() const {
     std::vector<T> h(n_);
     EXPECT_EQ(cu::synchronize(), 0);

@@ -30,13 +30,13 @@ constexpr int64_t kLayers = 28, kDim = 1024, kHeads = 16, kKvHeads = 8, kHd = 12
                   kVocab = 151936, kCtx = 200, kMaxCtx = 512, kSplits = 8;
 constexpr int64_t kQ = kHeads * kHd, kKv = kKvHeads * kHd;
 
-#define CK2(expr)                                                                    \
-  do {                                                                               \
-    const int e_ = int(expr);                                                        \
-    if (e_) {                                                                        \
-      std::fprintf(stderr, "%s failed: %s\n", #expr, cu::error_string(e_));          \
-      std::exit(1);                                                                  \
-    }                                                                                \
+#define CK2(expr)                                                           \
+  do {                                                                      \
+    const int e_ = int(expr);                                               \
+    if (e_) {                                                               \
+      std::fprintf(stderr, "%s failed: %s\n", #expr, cu::error_string(e_)); \
+      std::exit(1);                                                         \
+    }                                                                       \
   } while (0)
 
 struct Layer {
@@ -86,7 +86,8 @@ Stack build(std::mt19937& g) {
   }
   s.embed = weight(kVocab, kDim, g);
   s.final_gain = vec(kDim, 0.1f, 1.0f, g);
-  s.cos_tab = vec(kMaxCtx * kHd / 2, 0.5f, 0.0f, g), s.sin_tab = vec(kMaxCtx * kHd / 2, 0.5f, 0.0f, g);
+  s.cos_tab = vec(kMaxCtx * kHd / 2, 0.5f, 0.0f, g),
+  s.sin_tab = vec(kMaxCtx * kHd / 2, 0.5f, 0.0f, g);
   s.pos = static_cast<int32_t*>(bw_dalloc(4)), s.token = static_cast<int32_t*>(bw_dalloc(4));
   const int32_t pos = int32_t(kCtx), tok = 42;
   CK2(cudaMemcpy(s.pos, &pos, 4, cudaMemcpyHostToDevice));
@@ -143,7 +144,8 @@ void fused_step(const Stack& s, cudaStream_t st) {
     CK2(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr, nullptr,
                         nullptr, A, st));
     CK2(cu::qk_norm_rope(s.q, 1, kHeads, kHd, L.q_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A, st));
-    CK2(cu::qk_norm_rope(s.k, 1, kKvHeads, kHd, L.k_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A, st));
+    CK2(cu::qk_norm_rope(s.k, 1, kKvHeads, kHd, L.k_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A,
+                         st));
     CK2(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
     CK2(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
     CK2(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits), s.work,
@@ -163,12 +165,13 @@ void fused_step(const Stack& s, cudaStream_t st) {
 
 int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
   const Stack s = build(g);
-  const double bytes = double(kLayers) * 2.0 *
-                           double(kQ * kDim + 2 * kKv * kDim + kDim * kQ + 3 * kFfn * kDim) +
-                       2.0 * double(kVocab * kDim);
+  const double bytes =
+      double(kLayers) * 2.0 * double(kQ * kDim + 2 * kKv * kDim + kDim * kQ + 3 * kFfn * kDim) +
+      2.0 * double(kVocab * kDim);
   const double roof = copy_gbs * 1e9 / bytes;
-  std::printf("decode step, Qwen3-0.6B shape, bf16, ctx %ld, %.3f GB of weights: roofline %.0f tok/s\n",
-              long(kCtx), bytes / 1e9, roof);
+  std::printf(
+      "decode step, Qwen3-0.6B shape, bf16, ctx %ld, %.3f GB of weights: roofline %.0f tok/s\n",
+      long(kCtx), bytes / 1e9, roof);
   double std_ms = 0;
   for (int fused = 0; fused < 2; ++fused) {
     auto step = [&] { fused ? fused_step(s, st) : standard_step(s, st); };
@@ -177,13 +180,13 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
     const double graph = bw_median_ms(st, 50, [&] { CK2(cudaGraphLaunch(ge, st)); });
     CK2(cudaGraphExecDestroy(ge));
     if (!fused) std_ms = graph;
-    std::printf("  %-8s stream %.3f ms (%.0f tok/s) | graph %.3f ms = %.0f tok/s, %.1f%% of roofline%s\n",
-                fused ? "fused" : "standard", plain, 1e3 / plain, graph, 1e3 / graph,
-                100.0 * (1e3 / graph) / roof,
-                fused ? (std::string(", ") + std::to_string(std_ms / graph).substr(0, 4) +
-                         "x standard")
-                            .c_str()
-                      : "");
+    std::printf(
+        "  %-8s stream %.3f ms (%.0f tok/s) | graph %.3f ms = %.0f tok/s, %.1f%% of roofline%s\n",
+        fused ? "fused" : "standard", plain, 1e3 / plain, graph, 1e3 / graph,
+        100.0 * (1e3 / graph) / roof,
+        fused ? (std::string(", ") + std::to_string(std_ms / graph).substr(0, 4) + "x standard")
+                    .c_str()
+              : "");
   }
   int32_t tok = -1;
   CK2(cudaMemcpy(&tok, s.token, 4, cudaMemcpyDeviceToHost));

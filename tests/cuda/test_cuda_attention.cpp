@@ -81,14 +81,14 @@ struct DevKv {
 struct AttnCase {
   int64_t n_ctx, T, heads, kv_heads, head_dim;
 };
-const AttnCase kCases[] = {{1, 1, 2, 1, 64},    {7, 1, 8, 2, 128},  {100, 3, 4, 4, 64},
+const AttnCase kCases[] = {{1, 1, 2, 1, 64},     {7, 1, 8, 2, 128},     {100, 3, 4, 4, 64},
                            {513, 1, 16, 8, 128}, {2048, 1, 16, 8, 128}, {300, 2, 4, 2, 256}};
 
 TEST_F(CudaOps, KvStoreMatchesCpuCacheEmulation) {
   std::mt19937 g(21);
   const int64_t kv_dim = 256, n = 37;
-  for (cu::KvType t : {cu::KvType::F32, cu::KvType::BF16, cu::KvType::F16, cu::KvType::INT8,
-                       cu::KvType::FP8})
+  for (cu::KvType t :
+       {cu::KvType::F32, cu::KvType::BF16, cu::KvType::F16, cu::KvType::INT8, cu::KvType::FP8})
     for (bool per_channel : {false, true}) {
       auto x = randv(size_t(n * kv_dim), g, ActType::F32, 1.0f);
       x[5] = 40.0f;  // an outlier channel sets a per-tensor scale
@@ -99,8 +99,9 @@ TEST_F(CudaOps, KvStoreMatchesCpuCacheEmulation) {
       // values, different bits), so int8 stores are compared with -0 == +0.
       const bool zero_sign_free = t == cu::KvType::INT8;
       const Cmp r = compare(back.host(), cpu_store(t, per_channel, x, kv_dim), zero_sign_free);
-      print("kv_store", shape_str("%s%s [%ld,%ld]", kv_name(t), per_channel ? " per-channel" : "",
-                                  long(n), long(kv_dim)),
+      print("kv_store",
+            shape_str("%s%s [%ld,%ld]", kv_name(t), per_channel ? " per-channel" : "", long(n),
+                      long(kv_dim)),
             r);
       EXPECT_EQ(r.mismatches, 0u) << kv_name(t);
 
@@ -116,8 +117,8 @@ TEST_F(CudaOps, KvStoreMatchesCpuCacheEmulation) {
       const std::vector<float> later = cpu_store(t, per_channel, y, kv_dim, &sc);
       want.insert(want.end(), later.begin(), later.end());
       const Cmp r2 = compare(back2.host(), want, zero_sign_free);
-      print("kv_store_later", shape_str("%s%s +3 rows x8", kv_name(t), per_channel ? " per-channel" : ""),
-            r2);
+      print("kv_store_later",
+            shape_str("%s%s +3 rows x8", kv_name(t), per_channel ? " per-channel" : ""), r2);
       EXPECT_EQ(r2.mismatches, 0u) << kv_name(t);
     }
 }
@@ -130,8 +131,8 @@ void run_attention(const AttnCase& c, ActType act, bool fused, cu::KvType kvt, b
   const auto q = randv(size_t(c.T * c.heads * c.head_dim), g, ActType::BF16, 1.0f);
   const auto k = randv(size_t(n_kv * kv_dim), g, ActType::BF16, 1.0f);
   const auto v = randv(size_t(n_kv * kv_dim), g, ActType::BF16, 1.0f);
-  DevKv dk(kvt, per_channel, k, n_kv, n_kv + 8, kv_dim), dv(kvt, per_channel, v, n_kv, n_kv + 8,
-                                                           kv_dim);
+  DevKv dk(kvt, per_channel, k, n_kv, n_kv + 8, kv_dim),
+      dv(kvt, per_channel, v, n_kv, n_kv + 8, kv_dim);
   const std::vector<float> ks = cpu_store(kvt, per_channel, k, kv_dim);
   const std::vector<float> vs = cpu_store(kvt, per_channel, v, kv_dim);
   Dev<float> dq(q), dout(q.size());
@@ -190,8 +191,8 @@ TEST_F(CudaOps, EagerAttentionMatchesCpu) {
 TEST_F(CudaOps, FlashDecodingMatchesCpuFusedAttention) {
   std::mt19937 g(23);
   for (const AttnCase& c : kCases)
-    for (int splits : {1, 4, 16}) run_attention(c, ActType::BF16, true, cu::KvType::BF16, false,
-                                                false, splits, g);
+    for (int splits : {1, 4, 16})
+      run_attention(c, ActType::BF16, true, cu::KvType::BF16, false, false, splits, g);
   const AttnCase c{513, 2, 16, 8, 128};
   run_attention(c, ActType::F32, true, cu::KvType::F32, false, false, 8, g);
   for (cu::KvType t : {cu::KvType::F16, cu::KvType::INT8, cu::KvType::FP8})

@@ -18,8 +18,8 @@ TEST_F(CudaOps, GemvIsBitIdenticalToCpuLinear) {
   struct Case {
     int64_t rows, cols, T;
   };
-  const Case cases[] = {{1, 32, 1},    {7, 100, 1},    {64, 1024, 1}, {333, 1000, 2},
-                        {2048, 1024, 1}, {1024, 3072, 1}, {5, 4104, 3}, {151, 24, 1}};
+  const Case cases[] = {{1, 32, 1},      {7, 100, 1},     {64, 1024, 1}, {333, 1000, 2},
+                        {2048, 1024, 1}, {1024, 3072, 1}, {5, 4104, 3},  {151, 24, 1}};
   std::mt19937 g(11);
   int k = 0;
   for (DType dt : {DType::BF16, DType::F16, DType::F32})
@@ -37,18 +37,18 @@ TEST_F(CudaOps, GemvIsBitIdenticalToCpuLinear) {
         Dev<float> dx(x), db(bias), dout(size_t(c.T * c.rows));
         const cu::DevWeight dwt{wtype(dt), dw.get() + off, c.rows, c.cols};
         std::vector<float> want(size_t(c.T * c.rows)), scratch(size_t(c.cols));
-        const cpu::Weight bw = with_bias ? cpu::Weight{DType::F32, bias.data(), 1, c.rows}
-                                         : cpu::Weight{};
+        const cpu::Weight bw =
+            with_bias ? cpu::Weight{DType::F32, bias.data(), 1, c.rows} : cpu::Weight{};
         cpu::linear(want.data(), x.data(), c.T, cpu_w(w), bw, act, scratch.data());
-        for (int vi = 1; vi <= 2; ++vi) {  // every load schedule: same arithmetic
+        for (int vi = 1; vi <= 2; ++vi) {                  // every load schedule: same arithmetic
           dout.put(std::vector<float>(want.size(), NAN));  // poison: every output must be written
-          CU_OK(cu::gemv(dout.get(), dx.get(), c.T, dwt, with_bias ? db.get() : nullptr,
-                         to_cu(act), nullptr, static_cast<cu::GemvVariant>(vi)));
+          CU_OK(cu::gemv(dout.get(), dx.get(), c.T, dwt, with_bias ? db.get() : nullptr, to_cu(act),
+                         nullptr, static_cast<cu::GemvVariant>(vi)));
           const Cmp r = compare(dout.host(), want);
-          print("gemv", shape_str("%s [%ld,%ld] T=%ld %s%s%s v%d",
-                                  std::string(dtype_name(dt)).c_str(), long(c.rows), long(c.cols),
-                                  long(c.T), act_name(act), with_bias ? " bias" : "",
-                                  misalign ? " unaligned" : "", vi),
+          print("gemv",
+                shape_str("%s [%ld,%ld] T=%ld %s%s%s v%d", std::string(dtype_name(dt)).c_str(),
+                          long(c.rows), long(c.cols), long(c.T), act_name(act),
+                          with_bias ? " bias" : "", misalign ? " unaligned" : "", vi),
                 r);
           EXPECT_EQ(r.mismatches, 0u) << "rows " << c.rows << " cols " << c.cols;
         }
@@ -100,7 +100,8 @@ TEST_F(CudaOps, SiluMulMatchesCpu) {
 }
 
 // cos/sin tables as the CPU's Rope::cos_sin computes them before rounding: [max_pos, half].
-void rope_tables(int64_t max_pos, int64_t head_dim, std::vector<float>& cs, std::vector<float>& sn) {
+void rope_tables(int64_t max_pos, int64_t head_dim, std::vector<float>& cs,
+                 std::vector<float>& sn) {
   const int64_t half = head_dim / 2;
   cs.resize(size_t(max_pos * half));
   sn.resize(cs.size());
@@ -138,8 +139,9 @@ TEST_F(CudaOps, RopeAndQkNormRopeMatchCpu) {
                                 s.data(), act);
       }
       Cmp r = compare(dx.host(), want);
-      print("rope", shape_str("T=%ld heads=%ld hd=%ld %s", long(T), long(heads), long(head_dim),
-                              act_name(act)),
+      print("rope",
+            shape_str("T=%ld heads=%ld hd=%ld %s", long(T), long(heads), long(head_dim),
+                      act_name(act)),
             r);
       EXPECT_EQ(r.mismatches, 0u);
 
@@ -154,8 +156,9 @@ TEST_F(CudaOps, RopeAndQkNormRopeMatchCpu) {
                                   &cs[size_t((pos0 + t) * half)], &sn[size_t((pos0 + t) * half)],
                                   act);
         r = compare(dx.host(), want);
-        print("qk_norm_rope", shape_str("T=%ld heads=%ld hd=%ld %s%s", long(T), long(heads),
-                                        long(head_dim), act_name(act), with_gain ? " norm" : ""),
+        print("qk_norm_rope",
+              shape_str("T=%ld heads=%ld hd=%ld %s%s", long(T), long(heads), long(head_dim),
+                        act_name(act), with_gain ? " norm" : ""),
               r);
         EXPECT_EQ(r.mismatches, 0u);
       }
@@ -184,8 +187,8 @@ TEST_F(CudaOps, AddRmsnormMatchesCpuFused) {
                                gain.data(), n, 1e-6f, ActType::BF16, ActType::BF16);
 #endif
       }
-      const std::string sh = shape_str("[%ld,%ld] bf16%s", long(rows), long(n),
-                                       with_delta ? "" : " no-delta");
+      const std::string sh =
+          shape_str("[%ld,%ld] bf16%s", long(rows), long(n), with_delta ? "" : " no-delta");
       for (auto [name, got, want] : {std::tuple{"add_rmsnorm.h", dh.host(), wh},
                                      std::tuple{"add_rmsnorm.norm", dn.host(), wn},
                                      std::tuple{"add_rmsnorm.sum", ds.host(), ws}}) {
@@ -215,7 +218,8 @@ TEST_F(CudaOps, FusedProjectionsAreBitIdenticalToCpu) {
       const auto bv = randv(size_t(c.kv_rows), g, ActType::BF16, 0.1f);
       Dev<uint8_t> dwq(wq.bytes), dwk(wk.bytes), dwv(wv.bytes);
       Dev<float> dx(x), dgain(gain), dbq(bq), dbk(bk), dbv(bv);
-      Dev<float> dq(size_t(c.T * c.q_rows)), dk(size_t(c.T * c.kv_rows)), dvv(size_t(c.T * c.kv_rows));
+      Dev<float> dq(size_t(c.T * c.q_rows)), dk(size_t(c.T * c.kv_rows)),
+          dvv(size_t(c.T * c.kv_rows));
       auto dw = [&](const HostWeight& w, const Dev<uint8_t>& d) {
         return cu::DevWeight{wtype(dt), d.get(), w.rows, w.cols};
       };
@@ -229,15 +233,14 @@ TEST_F(CudaOps, FusedProjectionsAreBitIdenticalToCpu) {
         return c.bias ? cpu::Weight{DType::F32, b.data(), 1, int64_t(b.size())} : cpu::Weight{};
       };
       cpu::fused_rmsnorm_qkv(q.data(), k.data(), v.data(), x.data(), c.T, gain.data(), 1e-6f,
-                             cpu_w(wq), cpu_w(wk), cpu_w(wv), bw(bq), bw(bk), bw(bv),
-                             ActType::BF16, xn.data(), nullptr);
-      const std::string sh = shape_str("%s dim=%ld q=%ld kv=%ld T=%ld%s",
-                                       std::string(dtype_name(dt)).c_str(), long(c.dim),
-                                       long(c.q_rows), long(c.kv_rows), long(c.T),
-                                       c.bias ? " bias" : "");
-      for (auto [name, got, want] : {std::tuple{"rmsnorm_qkv.q", dq.host(), q},
-                                     std::tuple{"rmsnorm_qkv.k", dk.host(), k},
-                                     std::tuple{"rmsnorm_qkv.v", dvv.host(), v}}) {
+                             cpu_w(wq), cpu_w(wk), cpu_w(wv), bw(bq), bw(bk), bw(bv), ActType::BF16,
+                             xn.data(), nullptr);
+      const std::string sh =
+          shape_str("%s dim=%ld q=%ld kv=%ld T=%ld%s", std::string(dtype_name(dt)).c_str(),
+                    long(c.dim), long(c.q_rows), long(c.kv_rows), long(c.T), c.bias ? " bias" : "");
+      for (auto [name, got, want] :
+           {std::tuple{"rmsnorm_qkv.q", dq.host(), q}, std::tuple{"rmsnorm_qkv.k", dk.host(), k},
+            std::tuple{"rmsnorm_qkv.v", dvv.host(), v}}) {
         const Cmp r = compare(got, want);
         print(name, sh, r);
         EXPECT_EQ(r.mismatches, 0u) << name;
@@ -253,8 +256,9 @@ TEST_F(CudaOps, FusedProjectionsAreBitIdenticalToCpu) {
       cpu::fused_gate_up_silu(want.data(), x.data(), c.T, cpu_w(wg), cpu_w(wu), ActType::BF16,
                               gs.data(), us.data(), nullptr);
       const Cmp r = compare(dout.host(), want);
-      print("gate_up_silu", shape_str("%s dim=%ld ffn=%ld T=%ld", std::string(dtype_name(dt)).c_str(),
-                                      long(c.dim), long(c.ffn), long(c.T)),
+      print("gate_up_silu",
+            shape_str("%s dim=%ld ffn=%ld T=%ld", std::string(dtype_name(dt)).c_str(), long(c.dim),
+                      long(c.ffn), long(c.T)),
             r);
       EXPECT_LE(r.mismatches, want.size() / 1000 + 1);  // libm vs CUDA exp: rare last bits
       EXPECT_LT(r.nmse, 1e-8);
@@ -269,8 +273,8 @@ TEST_F(CudaOps, CublasLtGemmWithinTolerance) {
     int64_t rows, cols, T;
   };
   for (DType dt : {DType::BF16, DType::F16, DType::F32})
-    for (const Case& c : {Case{1024, 1024, 128}, Case{3072, 1024, 17}, Case{1024, 3072, 4},
-                          Case{100, 64, 5}})
+    for (const Case& c :
+         {Case{1024, 1024, 128}, Case{3072, 1024, 17}, Case{1024, 3072, 4}, Case{100, 64, 5}})
       for (ActType act : {ActType::BF16, ActType::F32}) {
         const ActType xin = dt == DType::F16 ? ActType::F16 : ActType::BF16;
         HostWeight w = rand_weight(dt, c.rows, c.cols, g, 0.03f);
@@ -282,11 +286,12 @@ TEST_F(CudaOps, CublasLtGemmWithinTolerance) {
                            db.get(), to_cu(act)),
                   0);
         std::vector<float> want(size_t(c.T * c.rows)), scratch(size_t(c.cols));
-        cpu::linear(want.data(), x.data(), c.T, cpu_w(w), cpu::Weight{DType::F32, bias.data(), 1, c.rows},
-                    act, scratch.data());
+        cpu::linear(want.data(), x.data(), c.T, cpu_w(w),
+                    cpu::Weight{DType::F32, bias.data(), 1, c.rows}, act, scratch.data());
         const Cmp r = compare(dout.host(), want);
-        print("gemm_cublaslt", shape_str("%s [%ld,%ld] T=%ld %s", std::string(dtype_name(dt)).c_str(),
-                                         long(c.rows), long(c.cols), long(c.T), act_name(act)),
+        print("gemm_cublaslt",
+              shape_str("%s [%ld,%ld] T=%ld %s", std::string(dtype_name(dt)).c_str(), long(c.rows),
+                        long(c.cols), long(c.T), act_name(act)),
               r);
         // fp32 accumulation in another order: ~1e-7 relative before rounding; a bf16 output flips
         // by one ulp (2^-8) at a small fraction of elements.
@@ -302,11 +307,10 @@ TEST_F(CudaOps, EmbedAndArgmaxExact) {
   Dev<uint8_t> dt(tab.bytes);
   Dev<int32_t> dids(ids);
   Dev<float> dout(ids.size() * 96);
-  CU_OK(cu::embed(dout.get(), dids.get(), int64_t(ids.size()), {cu::WType::BF16, dt.get(), 1000, 96},
-                  nullptr));
+  CU_OK(cu::embed(dout.get(), dids.get(), int64_t(ids.size()),
+                  {cu::WType::BF16, dt.get(), 1000, 96}, nullptr));
   std::vector<float> want(ids.size() * 96);
-  for (size_t t = 0; t < ids.size(); ++t)
-    cpu::weight_row_f32(cpu_w(tab), ids[t], &want[t * 96]);
+  for (size_t t = 0; t < ids.size(); ++t) cpu::weight_row_f32(cpu_w(tab), ids[t], &want[t * 96]);
   const Cmp r = compare(dout.host(), want);
   print("embed", "bf16 [1000,96] T=4", r);
   EXPECT_EQ(r.mismatches, 0u);

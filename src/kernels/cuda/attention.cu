@@ -14,13 +14,14 @@ float qmax_of(KvType t) {
   return t == KvType::INT8 ? 127.0f : 448.0f;
 }
 
-// Unless already calibrated (scale[0] != 0): amax over x: [T, kv_dim] per channel (scale: [kv_dim]) or per tensor (scale: [1]), then
-// scale = amax > 0 ? amax / qmax : 1. One block of 1024 threads; NaN is ignored as std::max does.
+// Unless already calibrated (scale[0] != 0): amax over x: [T, kv_dim] per channel (scale: [kv_dim])
+// or per tensor (scale: [1]), then scale = amax > 0 ? amax / qmax : 1. One block of 1024 threads;
+// NaN is ignored as std::max does.
 __global__ void calibrate_kernel(float* scale, const float* x, int64_t T, int64_t kv_dim,
                                  bool per_channel, float qmax) {
   __shared__ float red[32];
   const bool done = scale[0] != 0.0f;  // calibrated by an earlier store: scales are static
-  __syncthreads();                      // every thread reads the flag before any writes it
+  __syncthreads();                     // every thread reads the flag before any writes it
   if (done) return;
   float a_all = 0.0f;
   for (int64_t c = threadIdx.x; c < kv_dim; c += blockDim.x) {
@@ -259,7 +260,7 @@ int attention_flash(float* out, const float* q, KvView k, KvView v, const int32_
                        stream>>>(q, k, v, pos, s, fp16_acc, work);
   if (const int e = launch_status()) return e;
   flash_reduce_kernel<<<dim3(unsigned(s.heads), unsigned(s.T)), 128, 0, stream>>>(out, work, s,
-                                                                                 splits, act);
+                                                                                  splits, act);
   return launch_status();
 }
 

@@ -208,13 +208,13 @@ Weight CudaBackend::adopt_weight(const Weight& host) {
   return Weight{host.dtype, d, host.rows, host.cols};
 }
 
-void CudaBackend::linear(float* out, const float* x, int64_t T, const Weight& w,
-                         const Weight& bias, ActType t) {
+void CudaBackend::linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
+                         ActType t) {
   const bool exact_input = (t == ActType::BF16 && w.dtype == DType::BF16) ||
                            (t == ActType::F16 && w.dtype == DType::F16);
   if (opt_.prefill_gemm && T >= kGemmMinTokens && exact_input) {
-    if (!gemm_) gemm_ = cu::gemm_create(std::max<int64_t>(T, 512), std::max<int64_t>(w.cols, 8192),
-                                        stream_);
+    if (!gemm_)
+      gemm_ = cu::gemm_create(std::max<int64_t>(T, 512), std::max<int64_t>(w.cols, 8192), stream_);
     if (gemm_) {
       check(cu::gemm(gemm_, out, x, T, dev(w), bias_f32(bias), act_of(t)));
       return;
@@ -271,9 +271,8 @@ void CudaBackend::attention(float* out, const float* q, const KvLayer& kv, const
     if (sc) check(cu::attention_eager(out, q, kview, vview, pos0, s, act_of(p.act), sc, stream_));
     return;
   }
-  const int splits = opt_.attention_splits > 0
-                         ? opt_.attention_splits
-                         : int(std::clamp<int64_t>(kv.capacity / 128, 1, 32));
+  const int splits = opt_.attention_splits > 0 ? opt_.attention_splits
+                                               : int(std::clamp<int64_t>(kv.capacity / 128, 1, 32));
   float* w = workspace(work_, work_floats_, size_t(cu::attention_flash_work_floats(s, splits)));
   if (w)
     check(cu::attention_flash(out, q, kview, vview, pos0, s, act_of(p.act), p.fp16_accumulation,

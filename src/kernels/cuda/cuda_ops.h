@@ -38,8 +38,8 @@ const char* error_string(int err);
 int last_error();  // cudaGetLastError()
 int malloc_device(void** p, size_t bytes);
 int free_device(void* p);
-int copy_to_device(void* dst, const void* src, size_t bytes);    // synchronous
-int copy_to_host(void* dst, const void* src, size_t bytes);      // synchronous
+int copy_to_device(void* dst, const void* src, size_t bytes);  // synchronous
+int copy_to_host(void* dst, const void* src, size_t bytes);    // synchronous
 int synchronize();
 
 // ---- GEMV following the 32-lane dot-product contract (gemv.cu) ----

@@ -52,8 +52,7 @@ int matmul(GemmContext* c, float* d, const void* x, int64_t T, const DevWeight& 
   cublasLtMatmulPreference_t pref = nullptr;
   int st = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);  // no TF32
   const cublasOperation_t tr = CUBLAS_OP_T;
-  if (!st)
-    st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr));
+  if (!st) st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr));
   if (!st) st = cublasLtMatrixLayoutCreate(&la, ab, uint64_t(w.cols), uint64_t(w.rows), w.cols);
   if (!st) st = cublasLtMatrixLayoutCreate(&lb, ab, uint64_t(w.cols), uint64_t(T), w.cols);
   if (!st) st = cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, uint64_t(w.rows), uint64_t(T), w.rows);
@@ -112,7 +111,8 @@ int gemm(GemmContext* c, float* out, const float* x, int64_t T, const DevWeight&
   if (size_t(n) > c->acc_floats) {  // grows outside decode steps only (prefill sizes)
     cudaFree(c->acc);
     c->acc = nullptr;
-    if (cudaMalloc(&c->acc, size_t(n) * sizeof(float)) != cudaSuccess) return int(cudaErrorMemoryAllocation);
+    if (cudaMalloc(&c->acc, size_t(n) * sizeof(float)) != cudaSuccess)
+      return int(cudaErrorMemoryAllocation);
     c->acc_floats = size_t(n);
   }
   const void* xin = x;

@@ -124,8 +124,9 @@ __device__ __forceinline__ const void* row_ptr(const void* base, int64_t r, int6
 
 // out[t, r]; grid (row blocks, T).
 template <WType W, int U>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(float* out, const float* x, const void* w, int64_t rows, int64_t cols,
-                            const float* bias, Act act, bool vec) {
+__global__ void __launch_bounds__(kThreads)
+    gemv_kernel(float* out, const float* x, const void* w, int64_t rows, int64_t cols,
+                const float* bias, Act act, bool vec) {
   constexpr int TPR = Cfg<W>::kTpr;
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
   const int g = threadIdx.x % TPR;
@@ -153,8 +154,9 @@ struct Segs {
 // Stages xn = gain · (x · inv_rms(x)) for token blockIdx.y in shared memory, then the rows of the
 // three segments. Dynamic shared memory: cols floats.
 template <WType W, int U>
-__global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain, float eps,
-                                   int64_t cols, Act act, bool vec) {
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain, float eps, int64_t cols,
+                       Act act, bool vec) {
   extern __shared__ float4 smem4[];
   float* xn = reinterpret_cast<float*>(smem4);
   __shared__ double red[32];
@@ -181,8 +183,9 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_qkv_kernel(Segs segs, const 
 
 // out[t, r] = round(silu(g) · u), g and u the fp32 dots with rows r of wg and wu.
 template <WType W, int U>
-__global__ void __launch_bounds__(kThreads) gate_up_silu_kernel(float* out, const float* x, const void* wg, const void* wu,
-                                    int64_t rows, int64_t cols, Act act, bool vec) {
+__global__ void __launch_bounds__(kThreads)
+    gate_up_silu_kernel(float* out, const float* x, const void* wg, const void* wu, int64_t rows,
+                        int64_t cols, Act act, bool vec) {
   constexpr int TPR = Cfg<W>::kTpr;
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
   const int g = threadIdx.x % TPR;
@@ -233,8 +236,8 @@ int rmsnorm_qkv_u(const Segs& segs, const float* x, int64_t T, const float* gain
     if (e) return e;
   }
   const int64_t rows = segs.s[0].rows + segs.s[1].rows + segs.s[2].rows;
-  rmsnorm_qkv_kernel<W, U><<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols,
-                                                                         act, vec);
+  rmsnorm_qkv_kernel<W, U>
+      <<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols, act, vec);
   return launch_status();
 }
 template <WType W>
@@ -284,8 +287,8 @@ int rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const f
   segs.s[1] = {wk.data, bk, k, wk.rows};
   segs.s[2] = {wv.data, bv, v, wv.rows};
   // x is staged in shared memory (16-byte aligned), so only the weights' alignment matters.
-  const bool vec = wq.cols % 8 == 0 && aligned16(wq.data) && aligned16(wk.data) &&
-                   aligned16(wv.data);
+  const bool vec =
+      wq.cols % 8 == 0 && aligned16(wq.data) && aligned16(wk.data) && aligned16(wv.data);
   switch (wq.type) {
     case WType::BF16:
       return rmsnorm_qkv_t<WType::BF16>(segs, x, T, gain, eps, wq.cols, act, vec, stream);
