@@ -150,7 +150,8 @@ class CudaBackend final : public Backend {
   std::vector<void*> owned_;                                // adopted weights
   std::unordered_map<const void*, const float*> bias_f32_;  // [1, n] weights widened to fp32
   cu::GemmContext* gemm_ = nullptr;
-  float* scores_ = nullptr;  // eager attention: [T, nh, capacity]
+  int64_t gemm_tokens_ = 0, gemm_cols_ = 0;  // the sizes gemm_ was made for
+  float* scores_ = nullptr;                  // eager attention: [T, nh, capacity]
   size_t scores_floats_ = 0;
   float* work_ = nullptr;  // flash-decoding partials
   size_t work_floats_ = 0;
@@ -213,8 +214,12 @@ void CudaBackend::linear(float* out, const float* x, int64_t T, const Weight& w,
   const bool exact_input = (t == ActType::BF16 && w.dtype == DType::BF16) ||
                            (t == ActType::F16 && w.dtype == DType::F16);
   if (opt_.prefill_gemm && T >= kGemmMinTokens && exact_input) {
-    if (!gemm_)
-      gemm_ = cu::gemm_create(std::max<int64_t>(T, 512), std::max<int64_t>(w.cols, 8192), stream_);
+    if (!gemm_ || T > gemm_tokens_ || w.cols > gemm_cols_) {  // a prompt shape, not a step
+      cu::gemm_destroy(gemm_);
+      gemm_tokens_ = std::max<int64_t>({T, gemm_tokens_, 512});
+      gemm_cols_ = std::max<int64_t>({w.cols, gemm_cols_, 8192});
+      gemm_ = cu::gemm_create(gemm_tokens_, gemm_cols_, stream_);
+    }
     if (gemm_) {
       check(cu::gemm(gemm_, out, x, T, dev(w), bias_f32(bias), act_of(t)));
       return;
