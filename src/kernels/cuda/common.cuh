@@ -1,0 +1,115 @@
+// Device helpers shared by the CUDA kernels: rounding to the activation type bit for bit as
+// util/half.h does on the CPU, weight and KV element loads, warp reductions.
+// The CUDA sources are compiled with --fmad=false: a multiply and an add stay two roundings unless
+// the code calls fmaf, exactly as the CPU oracle (built with -ffp-contract=off) computes them.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/cuda_ops.h"
+
+namespace fusecheck::cuda {
+
+__device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) {
+  return __uint_as_float(uint32_t(h) << 16);
+}
+// Round to nearest even, NaN kept quiet: the same bit arithmetic as util/half.h's f32_to_bf16.
+__device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+__device__ __forceinline__ float round_act(Act t, float x) {
+  if (t == Act::BF16) return bf16_bits_to_f32(f32_to_bf16_bits(x));
+  if (t == Act::F16) return __half2float(__float2half_rn(x));  // IEEE RNE, as half.h
+  return x;
+}
+
+// Element i of a weight (or KV) row widened exactly to fp32.
+template <WType W>
+__device__ __forceinline__ float load_w(const void* p, int64_t i) {
+  if constexpr (W == WType::BF16)
+    return bf16_bits_to_f32(static_cast<const uint16_t*>(p)[i]);
+  else if constexpr (W == WType::F16)
+    return __half2float(static_cast<const __half*>(p)[i]);
+  else
+    return static_cast<const float*>(p)[i];
+}
+__device__ __forceinline__ float load_w_rt(WType w, const void* p, int64_t i) {
+  if (w == WType::BF16) return load_w<WType::BF16>(p, i);
+  if (w == WType::F16) return load_w<WType::F16>(p, i);
+  return load_w<WType::F32>(p, i);
+}
+
+// fp8 e4m3 ("fn") bits to fp32 and back with saturation to ±448, round to nearest even.
+__device__ __forceinline__ float fp8_to_f32(uint8_t b) {
+  __nv_fp8_e4m3 v;
+  v.__x = b;
+  return float(v);
+}
+__device__ __forceinline__ uint8_t f32_to_fp8(float x) {
+  return __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
+}
+
+// One cached value at flat index i (row · kv_dim + c), dequantised.
+__device__ __forceinline__ float kv_load(const KvView& kv, int64_t i, int64_t c) {
+  switch (kv.type) {
+    case KvType::F32:
+      return static_cast<const float*>(kv.data)[i];
+    case KvType::BF16:
+      return bf16_bits_to_f32(static_cast<const uint16_t*>(kv.data)[i]);
+    case KvType::F16:
+      return __half2float(static_cast<const __half*>(kv.data)[i]);
+    case KvType::INT8:
+      return float(static_cast<const int8_t*>(kv.data)[i]) * kv.scale[kv.per_channel ? c : 0];
+    case KvType::FP8:
+      return fp8_to_f32(static_cast<const uint8_t*>(kv.data)[i]) * kv.scale[kv.per_channel ? c : 0];
+  }
+  return 0.0f;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int w = 16; w >= 1; w /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, w));
+  return v;
+}
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int w = 16; w >= 1; w /= 2) v += __shfl_xor_sync(0xffffffffu, v, w);
+  return v;
+}
+// The contract's fold on a warp: lane k += lane k + w for w = 16 .. 1; lane 0 holds the result.
+__device__ __forceinline__ float warp_fold(float v) {
+  for (int w = 16; w >= 1; w /= 2) v += __shfl_down_sync(0xffffffffu, v, w);
+  return v;
+}
+
+// Sum of squares of x[0, n) in double over a block of blockDim.x threads (a multiple of 32, at
+// most 1024); every thread gets the same value. `red`: shared scratch of 32 doubles.
+__device__ __forceinline__ double block_sum_squares(const float* x, int64_t n, double* red) {
+  double ss = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += double(x[i]) * double(x[i]);
+  ss = warp_sum(ss);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // `red` may still be read by a previous call
+  if (lane == 0) red[warp] = ss;
+  __syncthreads();
+  double tot = 0.0;
+  for (int i = 0; i < int(blockDim.x / 32); ++i) tot += red[i];
+  return tot;
+}
+// transformers: variance = mean(x²) in fp32; rsqrt(variance + eps) as 1 / sqrt (CPU's inv_rms).
+__device__ __forceinline__ float inv_rms_from(double ss, int64_t n, float eps) {
+  const float variance = float(ss / double(n));
+  return 1.0f / sqrtf(variance + eps);
+}
+
+inline int launch_status() {
+  return int(cudaGetLastError());
+}
+
+}  // namespace fusecheck::cuda

@@ -1,0 +1,306 @@
+#include "kernels/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/cuda/cuda_ops.h"
+#include "util/half.h"
+
+namespace fusecheck {
+namespace {
+
+namespace cu = fusecheck::cuda;
+
+constexpr int64_t kGemmMinTokens = 8;
+
+cu::Act act_of(ActType t) {
+  return t == ActType::BF16 ? cu::Act::BF16 : t == ActType::F16 ? cu::Act::F16 : cu::Act::F32;
+}
+cu::WType wtype_of(DType d) {
+  return d == DType::BF16 ? cu::WType::BF16 : d == DType::F16 ? cu::WType::F16 : cu::WType::F32;
+}
+cu::DevWeight dev(const Weight& w) {
+  return {wtype_of(w.dtype), w.data, w.rows, w.cols};
+}
+cu::KvType kv_type(KvStorage s) {
+  switch (s) {
+    case KvStorage::F32:
+      return cu::KvType::F32;
+    case KvStorage::BF16:
+      return cu::KvType::BF16;
+    case KvStorage::F16:
+      return cu::KvType::F16;
+    case KvStorage::Int8:
+      return cu::KvType::INT8;
+    case KvStorage::Fp8E4M3:
+      return cu::KvType::FP8;
+  }
+  return cu::KvType::F32;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const CudaBackendOptions& o, cudaStream_t st, std::string dev_name)
+      : opt_(o), stream_(st), name_(std::move(dev_name)) {}
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (void* p : owned_) cudaFree(p);
+    cudaFree(scores_);
+    cudaFree(work_);
+    cu::gemm_destroy(gemm_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda " + name_; }
+  int threads() const override { return 1; }
+  double read_bandwidth_gbs() override;
+
+  Buffer alloc(size_t bytes) override {
+    void* p = nullptr;
+    if (!check(int(cudaMalloc(&p, std::max<size_t>(bytes, 1)))) ||
+        !check(int(cudaMemsetAsync(p, 0, bytes, stream_))))
+      return Buffer();
+    return Buffer(shared_from_this(), p, bytes);
+  }
+  void upload(const Buffer& dst, size_t offset, const void* src, size_t bytes) override {
+    check(int(cudaMemcpyAsync(static_cast<char*>(dst.data()) + offset, src, bytes,
+                              cudaMemcpyHostToDevice, stream_)));
+    check(int(cudaStreamSynchronize(stream_)));  // src may be gone once we return
+  }
+  void download(void* dst, const Buffer& src, size_t offset, size_t bytes) override {
+    check(int(cudaMemcpyAsync(dst, static_cast<const char*>(src.data()) + offset, bytes,
+                              cudaMemcpyDeviceToHost, stream_)));
+    check(int(cudaStreamSynchronize(stream_)));
+    if (failed_) poison(dst, bytes);
+  }
+  void synchronize() override { check(int(cudaStreamSynchronize(stream_))); }
+  Weight adopt_weight(const Weight& host) override;
+  void free(void* data, size_t) override { cudaFree(data); }
+
+  void embed(float* out, const int32_t* tokens, int64_t T, const Weight& table) override {
+    check(cu::embed(out, tokens, T, dev(table), stream_));
+  }
+  void rmsnorm(float* out, const float* x, const float* gain, int64_t rows, int64_t n, float eps,
+               ActType t) override {
+    check(cu::rmsnorm(out, x, gain, rows, n, eps, act_of(t), stream_));
+  }
+  void add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out, const float* gain,
+                   int64_t rows, int64_t n, float eps, ActType t) override {
+    check(cu::add_rmsnorm(h, delta, normed, sum_out, gain, rows, n, eps, act_of(t), act_of(t),
+                          stream_));
+  }
+  void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
+              ActType t) override;
+  void rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
+                   float eps, const QkvWeights& w, ActType t, float*) override {
+    check(cu::rmsnorm_qkv(q, k, v, x, T, gain, eps, dev(w.q), dev(w.k), dev(w.v), bias_f32(w.bq),
+                          bias_f32(w.bk), bias_f32(w.bv), act_of(t), stream_));
+  }
+  void qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim, const float* gain,
+                    float eps, const RopeTable& rope, const int32_t* pos0, ActType t,
+                    bool fused) override;
+  void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
+                 const int32_t* pos0) override;
+  void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
+                 const AttentionParams& p) override;
+  void add(float* out, const float* a, const float* b, int64_t n, ActType t) override {
+    check(cu::add(out, a, b, n, act_of(t), stream_));
+  }
+  void silu_mul(float* out, const float* gate, const float* up, int64_t n, ActType t) override {
+    // The kernel reads gate only (its float* is the CPU signature's in-place twin).
+    check(cu::silu_mul(out, const_cast<float*>(gate), up, n, act_of(t), stream_));
+  }
+  void gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
+                    ActType t, float*, float*) override {
+    check(cu::gate_up_silu(out, x, T, dev(wg), dev(wu), act_of(t), stream_));
+  }
+  void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) override {
+    linear(out, x, T, lm_head, Weight{}, t);
+  }
+
+ private:
+  // Records the first failure; later downloads return NaN so no result of a failed step is used.
+  bool check(int err) {
+    if (err && !failed_) {
+      failed_ = true;
+      error_ = cu::error_string(err);
+    }
+    return err == 0;
+  }
+  static void poison(void* dst, size_t bytes) {
+    const float nan = std::nanf("");
+    for (size_t i = 0; i + 4 <= bytes; i += 4) std::memcpy(static_cast<char*>(dst) + i, &nan, 4);
+  }
+  const float* bias_f32(const Weight& b) const {
+    if (!b) return nullptr;
+    if (b.dtype == DType::F32) return static_cast<const float*>(b.data);
+    const auto it = bias_f32_.find(b.data);
+    return it == bias_f32_.end() ? nullptr : it->second;
+  }
+  float* workspace(float*& buf, size_t& have, size_t floats);
+
+  CudaBackendOptions opt_;
+  cudaStream_t stream_;
+  std::string name_;
+  std::vector<void*> owned_;                                // adopted weights
+  std::unordered_map<const void*, const float*> bias_f32_;  // [1, n] weights widened to fp32
+  cu::GemmContext* gemm_ = nullptr;
+  int64_t gemm_tokens_ = 0, gemm_cols_ = 0;  // the sizes gemm_ was made for
+  float* scores_ = nullptr;                  // eager attention: [T, nh, capacity]
+  size_t scores_floats_ = 0;
+  float* work_ = nullptr;  // flash-decoding partials
+  size_t work_floats_ = 0;
+  bool failed_ = false;
+  std::string error_;
+};
+
+double CudaBackend::read_bandwidth_gbs() {
+  // A device-to-device copy of 512 MiB, best of 5: bytes read + written per second.
+  const size_t bytes = size_t{512} << 20;
+  void *a = nullptr, *b = nullptr;
+  if (!check(int(cudaMalloc(&a, bytes))) || !check(int(cudaMalloc(&b, bytes)))) {
+    cudaFree(a);
+    return 0.0;
+  }
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  float best = INFINITY;
+  for (int r = 0; r < 6; ++r) {
+    cudaEventRecord(e0, stream_);
+    cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream_);
+    cudaEventRecord(e1, stream_);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (r > 0) best = std::min(best, ms);  // the first is a warm-up
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * double(bytes) / (double(best) * 1e-3) / 1e9;
+}
+
+Weight CudaBackend::adopt_weight(const Weight& host) {
+  if (!host) return host;
+  const size_t bytes = size_t(host.rows * host.cols) * dtype_size(host.dtype);
+  void* d = nullptr;
+  if (!check(int(cudaMalloc(&d, std::max<size_t>(bytes, 1))))) return Weight{};
+  owned_.push_back(d);
+  check(int(cudaMemcpy(d, host.data, bytes, cudaMemcpyHostToDevice)));
+  if (host.rows == 1 && host.dtype != DType::F32) {  // a bias: the kernels add it in fp32
+    std::vector<float> f(static_cast<size_t>(host.cols));
+    const auto* src = static_cast<const uint16_t*>(host.data);
+    for (size_t i = 0; i < f.size(); ++i)
+      f[i] = host.dtype == DType::BF16 ? bf16_to_f32(src[i]) : f16_to_f32(src[i]);
+    void* fd = nullptr;
+    if (check(int(cudaMalloc(&fd, f.size() * 4)))) {
+      owned_.push_back(fd);
+      check(int(cudaMemcpy(fd, f.data(), f.size() * 4, cudaMemcpyHostToDevice)));
+      bias_f32_[d] = static_cast<const float*>(fd);
+    }
+  }
+  return Weight{host.dtype, d, host.rows, host.cols};
+}
+
+void CudaBackend::linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
+                         ActType t) {
+  const bool exact_input = (t == ActType::BF16 && w.dtype == DType::BF16) ||
+                           (t == ActType::F16 && w.dtype == DType::F16);
+  if (opt_.prefill_gemm && T >= kGemmMinTokens && exact_input) {
+    if (!gemm_ || T > gemm_tokens_ || w.cols > gemm_cols_) {  // a prompt shape, not a step
+      cu::gemm_destroy(gemm_);
+      gemm_tokens_ = std::max<int64_t>({T, gemm_tokens_, 512});
+      gemm_cols_ = std::max<int64_t>({w.cols, gemm_cols_, 8192});
+      gemm_ = cu::gemm_create(gemm_tokens_, gemm_cols_, stream_);
+    }
+    if (gemm_) {
+      check(cu::gemm(gemm_, out, x, T, dev(w), bias_f32(bias), act_of(t)));
+      return;
+    }
+  }
+  check(cu::gemv(out, x, T, dev(w), bias_f32(bias), act_of(t), stream_));
+}
+
+void CudaBackend::qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim,
+                               const float* gain, float eps, const RopeTable& rope,
+                               const int32_t* pos0, ActType t, bool fused) {
+  if (fused) {
+    check(cu::qk_norm_rope(x, T, n_heads, head_dim, gain, eps, rope.cos, rope.sin, pos0, act_of(t),
+                           stream_));
+    return;
+  }
+  if (gain) check(cu::rmsnorm(x, x, gain, T * n_heads, head_dim, eps, act_of(t), stream_));
+  check(cu::rope(x, T, n_heads, head_dim, rope.cos, rope.sin, pos0, act_of(t), stream_));
+}
+
+void CudaBackend::kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
+                            const int32_t* pos0) {
+  const int64_t kv_dim = kv.n_kv_heads * kv.head_dim;
+  const bool per_channel = kv.scale_kind == KvScale::kPerChannel;
+  const cu::KvView kview{kv_type(kv.storage), kv.k, kv.k_scale, per_channel};
+  const cu::KvView vview{kv_type(kv.storage), kv.v, kv.v_scale, per_channel};
+  check(cu::kv_calibrate(kview, k, T, kv_dim, stream_));  // no-op once calibrated (on device)
+  check(cu::kv_calibrate(vview, v, T, kv_dim, stream_));
+  check(cu::kv_append(kview, k, T, kv_dim, pos0, stream_));
+  check(cu::kv_append(vview, v, T, kv_dim, pos0, stream_));
+}
+
+float* CudaBackend::workspace(float*& buf, size_t& have, size_t floats) {
+  // Grows on a larger shape (the prompt), never in a decode step after it.
+  if (floats > have) {
+    cudaStreamSynchronize(stream_);
+    cudaFree(buf);
+    buf = nullptr;
+    have = 0;
+    if (!check(int(cudaMalloc(&buf, floats * sizeof(float))))) return nullptr;
+    have = floats;
+  }
+  return buf;
+}
+
+void CudaBackend::attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
+                            const AttentionParams& p) {
+  const bool per_channel = kv.scale_kind == KvScale::kPerChannel;
+  const cu::KvView kview{kv_type(kv.storage), kv.k, kv.k_scale, per_channel};
+  const cu::KvView vview{kv_type(kv.storage), kv.v, kv.v_scale, per_channel};
+  const cu::AttnShape s{p.T, p.n_heads, p.n_kv_heads, p.head_dim, kv.capacity, p.scale};
+  if (!p.online) {
+    float* sc = workspace(scores_, scores_floats_, size_t(p.T * p.n_heads * kv.capacity));
+    if (sc) check(cu::attention_eager(out, q, kview, vview, pos0, s, act_of(p.act), sc, stream_));
+    return;
+  }
+  const int splits = opt_.attention_splits > 0 ? opt_.attention_splits
+                                               : int(std::clamp<int64_t>(kv.capacity / 128, 1, 32));
+  float* w = workspace(work_, work_floats_, size_t(cu::attention_flash_work_floats(s, splits)));
+  if (w)
+    check(cu::attention_flash(out, q, kview, vview, pos0, s, act_of(p.act), p.fp16_accumulation,
+                              splits, w, stream_));
+}
+
+}  // namespace
+
+std::shared_ptr<Backend> make_cuda_backend(const CudaBackendOptions& o, std::string* error) {
+  if (cu::device_count() <= o.device) {
+    if (error) *error = "no CUDA GPU present";
+    return nullptr;
+  }
+  cudaDeviceProp prop{};
+  cudaStream_t st = nullptr;
+  cudaError_t e = cudaSetDevice(o.device);
+  if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, o.device);
+  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+  if (e != cudaSuccess) {
+    if (error) *error = std::string("CUDA: ") + cudaGetErrorString(e);
+    return nullptr;
+  }
+  return std::make_shared<CudaBackend>(o, st, prop.name);
+}
+
+}  // namespace fusecheck

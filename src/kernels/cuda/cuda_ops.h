@@ -1,0 +1,152 @@
+// CUDA kernels for the engine's ops, host-callable from plain C++ (this header includes no CUDA
+// header). Every pointer is device memory; every launch is asynchronous on `stream` and returns the
+// launch's cudaError_t as an int (0 = launched). Shapes are row-major; T = tokens in the batch.
+//
+// Activations are fp32 buffers holding values already rounded to the activation type (as on the
+// CPU, src/kernels/cpu/ops.h), so each kernel here rounds exactly where its CPU twin does:
+// the standard kernels where PyTorch eager rounds, the fused ones only at their outputs
+// (docs/NUMERICS.md, section "CUDA kernels"). Positions and context lengths are read from device
+// memory (`pos`), so a decode step needs no host value and can be captured as a CUDA graph.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+struct CUstream_st;
+
+namespace fusecheck::cuda {
+
+using Stream = CUstream_st*;
+
+// The type an op's output is rounded to (same values as fusecheck's ActType).
+enum class Act : uint8_t { F32, BF16, F16 };
+// A weight's storage type (the backend maps the checkpoint's DType onto it).
+enum class WType : uint8_t { F32, F16, BF16 };
+// A KV cache's element type. INT8 and FP8 (e4m3) carry scales: one per tensor or one per channel.
+enum class KvType : uint8_t { F32, BF16, F16, INT8, FP8 };
+
+// A weight matrix in device memory: rows = output features, cols = input features.
+struct DevWeight {
+  WType type = WType::BF16;
+  const void* data = nullptr;  // [rows, cols]
+  int64_t rows = 0, cols = 0;
+};
+
+// ---- runtime helpers (device.cu) ----
+int device_count();  // 0 when no GPU or no driver (never throws)
+const char* error_string(int err);
+int last_error();  // cudaGetLastError()
+int malloc_device(void** p, size_t bytes);
+int free_device(void* p);
+int copy_to_device(void* dst, const void* src, size_t bytes);  // synchronous
+int copy_to_host(void* dst, const void* src, size_t bytes);    // synchronous
+int synchronize();
+
+// ---- GEMV following the 32-lane dot-product contract (gemv.cu) ----
+// out[t, r] = round(dot_lanes(x[t, :], W[r, :]) + bias[r]): bit-identical to cpu::linear.
+// Four threads per row, each loading 16 bytes per 32-element block and owning 8 contract lanes;
+// the fold is done by shuffles within the group. x: [T, cols] fp32; out: [T, rows];
+// bias: [rows] fp32 or nullptr. `variant` is the load schedule (same results, other speed):
+// U blocks of 32 elements whose weights and x are loaded before their FMAs. kDefault = kU16Early,
+// measured fastest (docs/NUMERICS.md, CUDA section).
+enum class GemvVariant : uint8_t { kDefault, kU8Early, kU16Early };
+int gemv(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
+         Stream stream, GemvVariant variant = GemvVariant::kDefault);
+
+// Fused RMSNorm → Q/K/V projections: xn = gain · (x · inv_rms(x)) stays fp32 inside the kernel and
+// feeds the three projections; q, k, v are rounded once each (bias added in fp32). One launch.
+// x: [T, dim]; gain: [dim] fp32; q: [T, wq.rows]; k: [T, wk.rows]; v: [T, wv.rows];
+// bq/bk/bv: [rows] fp32 or nullptr.
+int rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
+                float eps, const DevWeight& wq, const DevWeight& wk, const DevWeight& wv,
+                const float* bq, const float* bk, const float* bv, Act act, Stream stream);
+
+// Fused gate/up projections and silu(gate) · up, gate and up in fp32, one rounding.
+// x: [T, dim]; out: [T, wg.rows].
+int gate_up_silu(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
+                 Act act, Stream stream);
+
+// ---- prefill GEMM through cuBLASLt (gemm.cu) ----
+// A cuBLASLt handle, workspace and a staging buffer for x in the weight type.
+struct GemmContext;
+GemmContext* gemm_create(int64_t max_tokens, int64_t max_cols, Stream stream);
+void gemm_destroy(GemmContext* ctx);
+// out[t, r] = round(sum_c x[t, c] W[r, c] + bias[r]) with fp32 accumulation on the tensor cores
+// (not the lane contract: a tolerance op). x must hold values exact in the weight type (true on
+// the standard path); fp32 weights run an fp32 GEMM with TF32 off. x: [T, cols]; out: [T, rows].
+int gemm(GemmContext* ctx, float* out, const float* x, int64_t T, const DevWeight& w,
+         const float* bias, Act act);
+
+// ---- norms (norm.cu) ----
+// Standard RMSNorm as transformers writes it, per row: y = round(x · rsqrt(mean(x²) + eps)),
+// out = round(gain · y); mean(x²) in double. x, out: [rows, n]; gain: [n] fp32.
+// Also q/k-norm: rows = T · heads, n = head_dim.
+int rmsnorm(float* out, const float* x, const float* gain, int64_t rows, int64_t n, float eps,
+            Act act, Stream stream);
+// Fused residual add + RMSNorm: s = h + delta (fp32); h = round(s); normed = round_normed(gain ·
+// s · inv_rms(s)); sum_out (optional) = s. delta == nullptr: s = h. h, delta, normed, sum_out:
+// [rows, n].
+int add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out, const float* gain,
+                int64_t rows, int64_t n, float eps, Act act, Act act_normed, Stream stream);
+
+// ---- elementwise (elementwise.cu) ----
+int add(float* out, const float* a, const float* b, int64_t n, Act act, Stream stream);  // [n]
+// gate = round(silu(gate)); out = round(gate · up). gate, up, out: [n].
+int silu_mul(float* out, float* gate, const float* up, int64_t n, Act act, Stream stream);
+// out[t, :] = row ids[t] of the embedding table (fp32 widening, no rounding). ids: [T] int32;
+// table: [vocab, dim]; out: [T, dim].
+int embed(float* out, const int32_t* ids, int64_t T, const DevWeight& table, Stream stream);
+// Greedy sampling on the device: *out = argmax_i x[i] (lowest index on ties). x: [n].
+int argmax(int32_t* out, const float* x, int64_t n, Stream stream);
+
+// ---- RoPE (rope.cu) ----
+// The rotation tables cos/sin: [max_pos, head_dim/2] fp32, computed once on the host exactly as
+// the CPU's Rope::cos_sin does (before rounding). Token t of the batch is at position *pos + t.
+// Standard: cos/sin rounded to act, then round(round(x·cos) + round(rotate_half(x)·sin)).
+// x: [T, heads, head_dim] in place.
+int rope(float* x, int64_t T, int64_t heads, int64_t head_dim, const float* cos_tab,
+         const float* sin_tab, const int32_t* pos, Act act, Stream stream);
+// Fused per-head RMSNorm (gain != nullptr) + RoPE with fp32 cos/sin, one rounding.
+// x: [T, heads, head_dim] in place; gain: [head_dim].
+int qk_norm_rope(float* x, int64_t T, int64_t heads, int64_t head_dim, const float* gain, float eps,
+                 const float* cos_tab, const float* sin_tab, const int32_t* pos, Act act,
+                 Stream stream);
+
+// ---- KV cache and attention (attention.cu) ----
+// One layer's cache side (keys or values): [max_ctx, kv_dim] elements of `type`, kv_dim =
+// kv_heads · head_dim. INT8/FP8: value = q · scale (scale[c] per channel, or scale[0] per tensor).
+struct KvView {
+  KvType type = KvType::BF16;
+  void* data = nullptr;
+  float* scale = nullptr;  // [kv_dim] or [1]; device memory; unused for F32/BF16/F16
+  bool per_channel = false;
+};
+// Calibrates INT8/FP8 scales on the first store (amax / qmax, 1 when amax is 0), as the CPU cache
+// does: scales that are all zero mean "not calibrated yet" (checked on the device, so a captured
+// step can call it every time); a no-op for other types. x: [T, kv_dim].
+int kv_calibrate(KvView kv, const float* x, int64_t T, int64_t kv_dim, Stream stream);
+// Stores T rows at positions *pos .. *pos+T-1 (quantising INT8/FP8, rounding F16/BF16).
+int kv_append(KvView kv, const float* x, int64_t T, int64_t kv_dim, const int32_t* pos,
+              Stream stream);
+// Dequantises rows [0, n) of the cache to fp32 (tests and the probe). out: [n, kv_dim].
+int kv_read(float* out, KvView kv, int64_t n, int64_t kv_dim, Stream stream);
+
+// Causal attention of T query tokens at positions *pos + t over the cache (keys 0 .. *pos + t).
+// q, out: [T, heads, head_dim]; GQA: query head h reads kv head h / (heads / kv_heads).
+struct AttnShape {
+  int64_t T = 1, heads = 1, kv_heads = 1, head_dim = 128, max_ctx = 0;
+  float scale = 1.0f;
+};
+// Eager (standard): s = round(round(q·k) · scale); p = round(softmax_fp32(s)); out = round(p·V).
+// scores: workspace [T, heads, max_ctx] fp32.
+int attention_eager(float* out, const float* q, KvView k, KvView v, const int32_t* pos,
+                    const AttnShape& s, Act act, float* scores, Stream stream);
+// Flash-decoding (fused): keys split over `splits` blocks per head, each an online softmax in
+// fp32, then one reduction kernel; the output is rounded once. fp16_acc: q·k accumulates in fp16.
+// work: workspace of attention_flash_work_floats(s, splits) floats.
+int64_t attention_flash_work_floats(const AttnShape& s, int splits);
+int attention_flash(float* out, const float* q, KvView k, KvView v, const int32_t* pos,
+                    const AttnShape& s, Act act, bool fp16_acc, int splits, float* work,
+                    Stream stream);
+
+}  // namespace fusecheck::cuda

@@ -1,0 +1,133 @@
+// Prefill GEMM through cuBLASLt: out[T, rows] = x[T, cols] · W[rows, cols]ᵀ with fp32 accumulation,
+// then one kernel adds the bias in fp32 and rounds once (PyTorch's bf16 addmm on CUDA rounds its
+// fp32 accumulator once too). The tensor cores' summation order is not the lane contract, so this
+// is a tolerance op. In column-major terms: D[rows, T] = op_T(W as [cols, rows]) · x as [cols, T].
+#include <cublasLt.h>
+
+#include "kernels/cuda/common.cuh"
+
+namespace fusecheck::cuda {
+
+struct GemmContext {
+  cublasLtHandle_t handle = nullptr;
+  Stream stream = nullptr;
+  void* workspace = nullptr;  // [kWorkspace] bytes
+  void* xw = nullptr;         // x converted to the weight type: [max_tokens, max_cols] 16-bit
+  float* acc = nullptr;       // fp32 GEMM result: [max_tokens, max_rows] — sized on demand
+  size_t acc_floats = 0;
+  int64_t max_tokens = 0, max_cols = 0;
+};
+
+namespace {
+
+constexpr size_t kWorkspace = size_t{32} << 20;
+
+template <WType W>
+__global__ void to_weight_type(void* dst, const float* x, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  if constexpr (W == WType::BF16)
+    static_cast<uint16_t*>(dst)[i] = f32_to_bf16_bits(x[i]);
+  else
+    static_cast<__half*>(dst)[i] = __float2half_rn(x[i]);
+}
+
+__global__ void bias_round(float* out, const float* acc, int64_t rows, int64_t n, const float* bias,
+                           Act act) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float s = acc[i];
+  if (bias) s += bias[i % rows];
+  out[i] = round_act(act, s);
+}
+
+cudaDataType_t dtype_of(WType w) {
+  return w == WType::BF16 ? CUDA_R_16BF : w == WType::F16 ? CUDA_R_16F : CUDA_R_32F;
+}
+
+int matmul(GemmContext* c, float* d, const void* x, int64_t T, const DevWeight& w) {
+  const cudaDataType_t ab = dtype_of(w.type);
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  int st = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);  // no TF32
+  const cublasOperation_t tr = CUBLAS_OP_T;
+  if (!st) st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr));
+  if (!st) st = cublasLtMatrixLayoutCreate(&la, ab, uint64_t(w.cols), uint64_t(w.rows), w.cols);
+  if (!st) st = cublasLtMatrixLayoutCreate(&lb, ab, uint64_t(w.cols), uint64_t(T), w.cols);
+  if (!st) st = cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, uint64_t(w.rows), uint64_t(T), w.rows);
+  if (!st) st = cublasLtMatmulPreferenceCreate(&pref);
+  const uint64_t ws = kWorkspace;
+  if (!st)
+    st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                              sizeof(ws));
+  cublasLtMatmulHeuristicResult_t h{};
+  int found = 0;
+  if (!st) st = cublasLtMatmulAlgoGetHeuristic(c->handle, op, la, lb, ld, ld, pref, 1, &h, &found);
+  if (!st && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
+  const float one = 1.0f, zero = 0.0f;
+  if (!st)
+    st = cublasLtMatmul(c->handle, op, &one, w.data, la, x, lb, &zero, d, ld, d, ld, &h.algo,
+                        c->workspace, kWorkspace, c->stream);
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (ld) cublasLtMatrixLayoutDestroy(ld);
+  if (lb) cublasLtMatrixLayoutDestroy(lb);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (op) cublasLtMatmulDescDestroy(op);
+  return st ? 1000 + st : 0;  // cuBLAS statuses offset from cudaError_t values
+}
+
+}  // namespace
+
+GemmContext* gemm_create(int64_t max_tokens, int64_t max_cols, Stream stream) {
+  auto* c = new GemmContext;
+  c->stream = stream;
+  c->max_tokens = max_tokens;
+  c->max_cols = max_cols;
+  bool ok = cublasLtCreate(&c->handle) == CUBLAS_STATUS_SUCCESS;
+  ok = ok && cudaMalloc(&c->workspace, kWorkspace) == cudaSuccess;
+  ok = ok && cudaMalloc(&c->xw, size_t(max_tokens * max_cols) * 2) == cudaSuccess;
+  if (!ok) {
+    gemm_destroy(c);
+    return nullptr;
+  }
+  return c;
+}
+
+void gemm_destroy(GemmContext* c) {
+  if (!c) return;
+  cudaFree(c->acc);
+  cudaFree(c->xw);
+  cudaFree(c->workspace);
+  if (c->handle) cublasLtDestroy(c->handle);
+  delete c;
+}
+
+int gemm(GemmContext* c, float* out, const float* x, int64_t T, const DevWeight& w,
+         const float* bias, Act act) {
+  if (T <= 0) return 0;
+  if (T > c->max_tokens || w.cols > c->max_cols) return int(cudaErrorInvalidValue);
+  const int64_t n = T * w.rows;
+  if (size_t(n) > c->acc_floats) {  // grows outside decode steps only (prefill sizes)
+    cudaFree(c->acc);
+    c->acc = nullptr;
+    if (cudaMalloc(&c->acc, size_t(n) * sizeof(float)) != cudaSuccess)
+      return int(cudaErrorMemoryAllocation);
+    c->acc_floats = size_t(n);
+  }
+  const void* xin = x;
+  if (w.type != WType::F32) {
+    const int64_t nx = T * w.cols;
+    const unsigned blocks = unsigned((nx + 255) / 256);
+    if (w.type == WType::BF16)
+      to_weight_type<WType::BF16><<<blocks, 256, 0, c->stream>>>(c->xw, x, nx);
+    else
+      to_weight_type<WType::F16><<<blocks, 256, 0, c->stream>>>(c->xw, x, nx);
+    xin = c->xw;
+  }
+  if (const int e = matmul(c, c->acc, xin, T, w)) return e;
+  bias_round<<<unsigned((n + 255) / 256), 256, 0, c->stream>>>(out, c->acc, w.rows, n, bias, act);
+  return launch_status();
+}
+
+}  // namespace fusecheck::cuda

@@ -1,0 +1,319 @@
+// Decode GEMV and the two fused projections (rmsnorm_qkv, gate_up_silu), all on the CPU's 32-lane
+// dot-product contract, so they are bit-identical to cpu::linear / the CPU's fused kernels.
+//
+// Mapping: a row's 32 contract lanes are owned by a group of TPR = 32 / EPL consecutive threads,
+// EPL = elements per 16-byte load (8 for bf16/f16, 4 for fp32). In every 32-element block of the
+// row, thread g's 16-byte piece holds exactly lanes g·EPL .. g·EPL+EPL-1, so one 16-byte load per
+// block feeds the thread's own EPL accumulators, in increasing i as the contract wants. The fold
+// (lane k += lane k + w, w = 16 .. 1) is a shuffle within the group while w >= EPL, then in
+// registers. Each weight is read once; 32 / TPR rows per warp.
+#include <cstdio>
+
+#include "kernels/cuda/common.cuh"
+
+namespace fusecheck::cuda {
+namespace {
+
+constexpr int kThreads = 64;  // per block: 16 bf16 rows, so even a 1024-row matrix fills 64 SMs
+// Load schedules (GemvVariant in cuda_ops.h): U = 32-element blocks whose weight pieces are
+// loaded before their FMAs, 16 · U bytes in flight per thread.
+
+template <WType W>
+struct Cfg {
+  static constexpr int kEpl = W == WType::F32 ? 4 : 8;  // elements per 16-byte load
+  static constexpr int kTpr = 32 / kEpl;                // threads per row
+  static constexpr int kRowsPerBlock = kThreads / kTpr;
+};
+
+// Widens the EPL elements of one 16-byte weight piece.
+template <WType W>
+__device__ __forceinline__ void widen(const uint4& v, float* f) {
+  if constexpr (W == WType::F32) {
+    f[0] = __uint_as_float(v.x), f[1] = __uint_as_float(v.y);
+    f[2] = __uint_as_float(v.z), f[3] = __uint_as_float(v.w);
+  } else {
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if constexpr (W == WType::BF16) {
+        f[2 * j] = __uint_as_float(u[j] << 16);
+        f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+      } else {
+        f[2 * j] = __half2float(__ushort_as_half(uint16_t(u[j] & 0xffffu)));
+        f[2 * j + 1] = __half2float(__ushort_as_half(uint16_t(u[j] >> 16)));
+      }
+    }
+  }
+}
+
+// E consecutive fp32 values of x (16-byte aligned) into registers.
+template <int E>
+__device__ __forceinline__ void load_x(const float* x, float* xf) {
+  const float4* xv = reinterpret_cast<const float4*>(x);
+#pragma unroll
+  for (int q = 0; q < E / 4; ++q) {
+    const float4 t = xv[q];
+    xf[4 * q] = t.x, xf[4 * q + 1] = t.y, xf[4 * q + 2] = t.z, xf[4 * q + 3] = t.w;
+  }
+}
+
+// The contract dot of x[0, cols) with one weight row, for thread g of the row's group; the result
+// is valid in g == 0. `vec`: cols % 8 == 0 and x, w 16-byte aligned (else element loads, same
+// arithmetic).
+// x's pieces are loaded together with the weights': loading them after the weights arrived (fewer
+// registers held) exposed x's L1/L2 latency and measured 2x slower on the H200.
+template <WType W, int U>
+__device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, bool vec) {
+  constexpr int E = Cfg<W>::kEpl, TPR = Cfg<W>::kTpr;
+  float acc[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) acc[e] = 0.0f;
+  const int64_t nb = (cols + 31) / 32;
+  if (vec) {
+    const uint4* wv = static_cast<const uint4*>(wrow);  // 16-byte pieces: 4 (bf16) or 8 per block
+    for (int64_t b0 = 0; b0 < nb; b0 += U) {
+      uint4 wr[U];
+      float xr[U][E];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int64_t i0 = (b0 + u) * 32 + g * E;
+        if (b0 + u < nb && i0 < cols) {
+          wr[u] = __ldg(wv + i0 / E);
+          load_x<E>(x + i0, xr[u]);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int64_t i0 = (b0 + u) * 32 + g * E;
+        if (b0 + u < nb && i0 < cols) {
+          float wf[E];
+          widen<W>(wr[u], wf);
+          const float* xf = xr[u];
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[e] = fmaf(xf[e], wf[e], acc[e]);
+        }
+      }
+    }
+  } else {
+    for (int64_t b = 0; b < nb; ++b)
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        const int64_t i = b * 32 + g * E + e;
+        if (i < cols) acc[e] = fmaf(x[i], load_w<W>(wrow, i), acc[e]);
+      }
+  }
+  // Fold: lanes k and k + w are in threads g and g + w / E while w >= E, then in registers.
+#pragma unroll
+  for (int w = 16; w >= 1; w /= 2) {
+    if (w >= E) {
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[e] += __shfl_down_sync(0xffffffffu, acc[e], w / E, TPR);
+    } else {
+#pragma unroll
+      for (int e = 0; e < w; ++e) acc[e] += acc[e + w];
+    }
+  }
+  return acc[0];
+}
+
+template <WType W>
+__device__ __forceinline__ const void* row_ptr(const void* base, int64_t r, int64_t cols) {
+  constexpr int64_t kBytes = W == WType::F32 ? 4 : 2;
+  return static_cast<const char*>(base) + r * cols * kBytes;
+}
+
+// out[t, r]; grid (row blocks, T).
+template <WType W, int U>
+__global__ void __launch_bounds__(kThreads)
+    gemv_kernel(float* out, const float* x, const void* w, int64_t rows, int64_t cols,
+                const float* bias, Act act, bool vec) {
+  constexpr int TPR = Cfg<W>::kTpr;
+  const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
+  const int g = threadIdx.x % TPR;
+  const int64_t t = blockIdx.y;
+  // Rows past the end still run the shuffles (with row 0) so every lane of the warp takes part.
+  const int64_t rr = r < rows ? r : 0;
+  float s = row_dot<W, U>(row_ptr<W>(w, rr, cols), x + t * cols, cols, g, vec);
+  if (g == 0 && r < rows) {
+    if (bias) s += bias[r];
+    out[t * rows + r] = round_act(act, s);
+  }
+}
+
+// Up to three projections of one normalised input (rmsnorm_qkv): segment by row.
+struct Seg {
+  const void* w = nullptr;
+  const float* bias = nullptr;
+  float* out = nullptr;
+  int64_t rows = 0;
+};
+struct Segs {
+  Seg s[3];
+};
+
+// Stages xn = gain · (x · inv_rms(x)) for token blockIdx.y in shared memory, then the rows of the
+// three segments. Dynamic shared memory: cols floats.
+template <WType W, int U>
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain, float eps, int64_t cols,
+                       Act act, bool vec) {
+  extern __shared__ float4 smem4[];
+  float* xn = reinterpret_cast<float*>(smem4);
+  __shared__ double red[32];
+  constexpr int TPR = Cfg<W>::kTpr;
+  const int64_t t = blockIdx.y;
+  const float* xt = x + t * cols;
+  const float inv = inv_rms_from(block_sum_squares(xt, cols, red), cols, eps);
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) xn[i] = gain[i] * (xt[i] * inv);
+  __syncthreads();
+  int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
+  const int g = threadIdx.x % TPR;
+  // Segment selection by constant indices (a run-time index would put segs in local memory).
+  Seg sg = segs.s[0];
+  if (r >= sg.rows) r -= sg.rows, sg = segs.s[1];
+  if (r >= sg.rows) r -= sg.rows, sg = segs.s[2];
+  const bool live = r < sg.rows;
+  if (!live) sg = segs.s[0];
+  float s = row_dot<W, U>(row_ptr<W>(sg.w, live ? r : 0, cols), xn, cols, g, vec);
+  if (g == 0 && live) {
+    if (sg.bias) s += sg.bias[r];
+    sg.out[t * sg.rows + r] = round_act(act, s);
+  }
+}
+
+// out[t, r] = round(silu(g) · u), g and u the fp32 dots with rows r of wg and wu.
+template <WType W, int U>
+__global__ void __launch_bounds__(kThreads)
+    gate_up_silu_kernel(float* out, const float* x, const void* wg, const void* wu, int64_t rows,
+                        int64_t cols, Act act, bool vec) {
+  constexpr int TPR = Cfg<W>::kTpr;
+  const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
+  const int g = threadIdx.x % TPR;
+  const int64_t t = blockIdx.y, rr = r < rows ? r : 0;
+  const float gs = row_dot<W, U>(row_ptr<W>(wg, rr, cols), x + t * cols, cols, g, vec);
+  const float us = row_dot<W, U>(row_ptr<W>(wu, rr, cols), x + t * cols, cols, g, vec);
+  if (g == 0 && r < rows) {
+    // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
+    const float e = float(exp(-double(gs)));
+    out[t * rows + r] = round_act(act, gs / (1.0f + e) * us);
+  }
+}
+
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+bool vec_ok(const void* w, const float* x, int64_t cols) {
+  return cols % 8 == 0 && aligned16(w) && aligned16(x);
+}
+template <WType W>
+dim3 grid_for(int64_t rows, int64_t T) {
+  return dim3(unsigned((rows + Cfg<W>::kRowsPerBlock - 1) / Cfg<W>::kRowsPerBlock), unsigned(T));
+}
+
+template <WType W, int U>
+int gemv_u(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
+           Stream st) {
+  gemv_kernel<W, U><<<grid_for<W>(w.rows, T), kThreads, 0, st>>>(
+      out, x, w.data, w.rows, w.cols, bias, act, vec_ok(w.data, x, w.cols));
+  return launch_status();
+}
+template <WType W>
+int gemv_t(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
+           Stream st, GemvVariant v) {
+  // u16 x-early was the fastest schedule on every decode shape measured on the H200 (u8 within
+  // 1.3% on the lm_head); docs/NUMERICS.md's CUDA section has the table.
+  if (v == GemvVariant::kU8Early) return gemv_u<W, 8>(out, x, T, w, bias, act, st);
+  return gemv_u<W, 16>(out, x, T, w, bias, act, st);
+}
+
+template <WType W, int U>
+int rmsnorm_qkv_u(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
+                  int64_t cols, Act act, bool vec, Stream st) {
+  const size_t smem = size_t(cols) * sizeof(float);
+  if (smem > 48 * 1024) {
+    const int e = int(cudaFuncSetAttribute(rmsnorm_qkv_kernel<W, U>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    if (e) return e;
+  }
+  const int64_t rows = segs.s[0].rows + segs.s[1].rows + segs.s[2].rows;
+  rmsnorm_qkv_kernel<W, U>
+      <<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols, act, vec);
+  return launch_status();
+}
+template <WType W>
+int rmsnorm_qkv_t(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
+                  int64_t cols, Act act, bool vec, Stream st) {
+  return rmsnorm_qkv_u<W, 16>(segs, x, T, gain, eps, cols, act, vec, st);
+}
+
+template <WType W, int U>
+int gate_up_u(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
+              Act act, Stream st) {
+  const bool vec = vec_ok(wg.data, x, wg.cols) && aligned16(wu.data);
+  gate_up_silu_kernel<W, U><<<grid_for<W>(wg.rows, T), kThreads, 0, st>>>(
+      out, x, wg.data, wu.data, wg.rows, wg.cols, act, vec);
+  return launch_status();
+}
+template <WType W>
+int gate_up_t(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
+              Act act, Stream st) {
+  return gate_up_u<W, 16>(out, x, T, wg, wu, act, st);
+}
+
+}  // namespace
+
+int gemv(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
+         Stream stream, GemvVariant variant) {
+  if (T <= 0 || w.rows <= 0) return 0;
+  switch (w.type) {
+    case WType::BF16:
+      return gemv_t<WType::BF16>(out, x, T, w, bias, act, stream, variant);
+    case WType::F16:
+      return gemv_t<WType::F16>(out, x, T, w, bias, act, stream, variant);
+    case WType::F32:
+      return gemv_t<WType::F32>(out, x, T, w, bias, act, stream, variant);
+  }
+  return int(cudaErrorInvalidValue);
+}
+
+int rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
+                float eps, const DevWeight& wq, const DevWeight& wk, const DevWeight& wv,
+                const float* bq, const float* bk, const float* bv, Act act, Stream stream) {
+  if (T <= 0) return 0;
+  if (wq.type != wk.type || wq.type != wv.type || wq.cols != wk.cols || wq.cols != wv.cols)
+    return int(cudaErrorInvalidValue);
+  Segs segs;
+  segs.s[0] = {wq.data, bq, q, wq.rows};
+  segs.s[1] = {wk.data, bk, k, wk.rows};
+  segs.s[2] = {wv.data, bv, v, wv.rows};
+  // x is staged in shared memory (16-byte aligned), so only the weights' alignment matters.
+  const bool vec =
+      wq.cols % 8 == 0 && aligned16(wq.data) && aligned16(wk.data) && aligned16(wv.data);
+  switch (wq.type) {
+    case WType::BF16:
+      return rmsnorm_qkv_t<WType::BF16>(segs, x, T, gain, eps, wq.cols, act, vec, stream);
+    case WType::F16:
+      return rmsnorm_qkv_t<WType::F16>(segs, x, T, gain, eps, wq.cols, act, vec, stream);
+    case WType::F32:
+      return rmsnorm_qkv_t<WType::F32>(segs, x, T, gain, eps, wq.cols, act, vec, stream);
+  }
+  return int(cudaErrorInvalidValue);
+}
+
+int gate_up_silu(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
+                 Act act, Stream stream) {
+  if (T <= 0) return 0;
+  if (wg.type != wu.type || wg.rows != wu.rows || wg.cols != wu.cols)
+    return int(cudaErrorInvalidValue);
+  switch (wg.type) {
+    case WType::BF16:
+      return gate_up_t<WType::BF16>(out, x, T, wg, wu, act, stream);
+    case WType::F16:
+      return gate_up_t<WType::F16>(out, x, T, wg, wu, act, stream);
+    case WType::F32:
+      return gate_up_t<WType::F32>(out, x, T, wg, wu, act, stream);
+  }
+  return int(cudaErrorInvalidValue);
+}
+
+}  // namespace fusecheck::cuda

@@ -1,0 +1,196 @@
+// One batch-1 decode step of a Qwen3-0.6B-shaped stack (28 layers, hidden 1024, 16/8 heads of
+// 128, FFN 3072, vocab 151936, tied embeddings; 1.19 GB of bf16 weights) on random weights, through
+// the standard kernels and through the fused ones, captured as CUDA graphs and replayed. The cache
+// holds `kCtx` positions; the position is read from device memory. Prints ms/step, tok/s and the
+// fraction of the copy-bandwidth roofline (weight bytes / copy GB/s). Kernels only: no model
+// loading, no sampling beyond argmax.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cuda_ops.h"
+
+namespace cu = fusecheck::cuda;
+
+void* bw_dalloc(size_t bytes);
+void bw_fill_bf16(void* d, size_t n, float scale, std::mt19937& g);
+void bw_fill_f32(float* d, size_t n, float scale, float mean, std::mt19937& g);
+double bw_median_ms(cudaStream_t st, int reps, const std::function<void()>& fn);
+cudaGraphExec_t bw_capture(cudaStream_t st, const std::function<void()>& fn);
+
+namespace {
+
+constexpr int64_t kLayers = 28, kDim = 1024, kHeads = 16, kKvHeads = 8, kHd = 128, kFfn = 3072,
+                  kVocab = 151936, kCtx = 200, kMaxCtx = 512, kSplits = 8;
+constexpr int64_t kQ = kHeads * kHd, kKv = kKvHeads * kHd;
+
+#define CK2(expr)                                                           \
+  do {                                                                      \
+    const int e_ = int(expr);                                               \
+    if (e_) {                                                               \
+      std::fprintf(stderr, "%s failed: %s\n", #expr, cu::error_string(e_)); \
+      std::exit(1);                                                         \
+    }                                                                       \
+  } while (0)
+
+struct Layer {
+  cu::DevWeight q, k, v, o, gate, up, down;
+  float *in_gain, *post_gain, *q_gain, *k_gain;
+  cu::KvView kc, vc;
+};
+
+struct Stack {
+  std::vector<Layer> layers;
+  cu::DevWeight embed;  // [vocab, dim], also the LM head
+  float* final_gain;
+  float *cos_tab, *sin_tab;
+  int32_t *pos, *token;
+  // Activations: h, delta, normed, sum: [dim]; q: [kQ]; k, v: [kKv]; attn: [kQ]; ffn, gate, up:
+  // [kFfn]; logits: [vocab]; scores: [heads, max_ctx]; work: flash-decoding partials.
+  float *h, *delta, *normed, *sum, *q, *k, *v, *attn, *ffn, *gate, *up, *logits, *scores, *work;
+};
+
+cu::DevWeight weight(int64_t rows, int64_t cols, std::mt19937& g) {
+  void* d = bw_dalloc(size_t(rows * cols) * 2);
+  bw_fill_bf16(d, size_t(rows * cols), 0.03f, g);
+  return {cu::WType::BF16, d, rows, cols};
+}
+float* vec(int64_t n, float scale, float mean, std::mt19937& g) {
+  float* d = static_cast<float*>(bw_dalloc(size_t(n) * 4));
+  bw_fill_f32(d, size_t(n), scale, mean, g);
+  return d;
+}
+cu::KvView cache(std::mt19937& g) {
+  void* d = bw_dalloc(size_t(kMaxCtx * kKv) * 2);
+  bw_fill_bf16(d, size_t(kMaxCtx * kKv), 1.0f, g);
+  return {cu::KvType::BF16, d, nullptr, false};
+}
+
+Stack build(std::mt19937& g) {
+  Stack s;
+  for (int64_t l = 0; l < kLayers; ++l) {
+    Layer L;
+    L.q = weight(kQ, kDim, g), L.k = weight(kKv, kDim, g), L.v = weight(kKv, kDim, g);
+    L.o = weight(kDim, kQ, g), L.gate = weight(kFfn, kDim, g), L.up = weight(kFfn, kDim, g);
+    L.down = weight(kDim, kFfn, g);
+    L.in_gain = vec(kDim, 0.1f, 1.0f, g), L.post_gain = vec(kDim, 0.1f, 1.0f, g);
+    L.q_gain = vec(kHd, 0.1f, 1.0f, g), L.k_gain = vec(kHd, 0.1f, 1.0f, g);
+    L.kc = cache(g), L.vc = cache(g);
+    s.layers.push_back(L);
+  }
+  s.embed = weight(kVocab, kDim, g);
+  s.final_gain = vec(kDim, 0.1f, 1.0f, g);
+  s.cos_tab = vec(kMaxCtx * kHd / 2, 0.5f, 0.0f, g),
+  s.sin_tab = vec(kMaxCtx * kHd / 2, 0.5f, 0.0f, g);
+  s.pos = static_cast<int32_t*>(bw_dalloc(4)), s.token = static_cast<int32_t*>(bw_dalloc(4));
+  const int32_t pos = int32_t(kCtx), tok = 42;
+  CK2(cudaMemcpy(s.pos, &pos, 4, cudaMemcpyHostToDevice));
+  CK2(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
+  s.h = vec(kDim, 1, 0, g), s.delta = vec(kDim, 1, 0, g), s.normed = vec(kDim, 1, 0, g);
+  s.sum = vec(kDim, 1, 0, g), s.q = vec(kQ, 1, 0, g), s.k = vec(kKv, 1, 0, g);
+  s.v = vec(kKv, 1, 0, g), s.attn = vec(kQ, 1, 0, g), s.ffn = vec(kFfn, 1, 0, g);
+  s.gate = vec(kFfn, 1, 0, g), s.up = vec(kFfn, 1, 0, g), s.logits = vec(kVocab, 1, 0, g);
+  s.scores = vec(kHeads * kMaxCtx, 1, 0, g);
+  const cu::AttnShape as{1, kHeads, kKvHeads, kHd, kMaxCtx, 0.0883883f};
+  s.work = vec(cu::attention_flash_work_floats(as, int(kSplits)), 1, 0, g);
+  return s;
+}
+
+const cu::AttnShape kAttn{1, kHeads, kKvHeads, kHd, kMaxCtx, 0.0883883f};
+constexpr cu::Act A = cu::Act::BF16;
+
+// PyTorch eager's sequence of ops (docs/NUMERICS.md, standard path).
+void standard_step(const Stack& s, cudaStream_t st) {
+  CK2(cu::embed(s.h, s.token, 1, s.embed, st));
+  for (const Layer& L : s.layers) {
+    CK2(cu::rmsnorm(s.normed, s.h, L.in_gain, 1, kDim, 1e-6f, A, st));
+    CK2(cu::gemv(s.q, s.normed, 1, L.q, nullptr, A, st));
+    CK2(cu::gemv(s.k, s.normed, 1, L.k, nullptr, A, st));
+    CK2(cu::gemv(s.v, s.normed, 1, L.v, nullptr, A, st));
+    CK2(cu::rmsnorm(s.q, s.q, L.q_gain, kHeads, kHd, 1e-6f, A, st));
+    CK2(cu::rmsnorm(s.k, s.k, L.k_gain, kKvHeads, kHd, 1e-6f, A, st));
+    CK2(cu::rope(s.q, 1, kHeads, kHd, s.cos_tab, s.sin_tab, s.pos, A, st));
+    CK2(cu::rope(s.k, 1, kKvHeads, kHd, s.cos_tab, s.sin_tab, s.pos, A, st));
+    CK2(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
+    CK2(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
+    CK2(cu::attention_eager(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, s.scores, st));
+    CK2(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
+    CK2(cu::add(s.h, s.h, s.delta, kDim, A, st));
+    CK2(cu::rmsnorm(s.normed, s.h, L.post_gain, 1, kDim, 1e-6f, A, st));
+    CK2(cu::gemv(s.gate, s.normed, 1, L.gate, nullptr, A, st));
+    CK2(cu::gemv(s.up, s.normed, 1, L.up, nullptr, A, st));
+    CK2(cu::silu_mul(s.ffn, s.gate, s.up, kFfn, A, st));
+    CK2(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
+    CK2(cu::add(s.h, s.h, s.delta, kDim, A, st));
+  }
+  CK2(cu::rmsnorm(s.normed, s.h, s.final_gain, 1, kDim, 1e-6f, A, st));
+  CK2(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
+  CK2(cu::argmax(s.token, s.logits, kVocab, st));
+}
+
+// The fused groups: add_rmsnorm (residual deferred into the next layer's norm), rmsnorm_qkv on the
+// unrounded sum, qk_norm_rope, flash-decoding, gate_up_silu.
+void fused_step(const Stack& s, cudaStream_t st) {
+  CK2(cu::embed(s.h, s.token, 1, s.embed, st));
+  const float* delta = nullptr;
+  for (const Layer& L : s.layers) {
+    CK2(cu::add_rmsnorm(s.h, delta, s.normed, s.sum, L.in_gain, 1, kDim, 1e-6f, A, A, st));
+    CK2(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr, nullptr,
+                        nullptr, A, st));
+    CK2(cu::qk_norm_rope(s.q, 1, kHeads, kHd, L.q_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A, st));
+    CK2(cu::qk_norm_rope(s.k, 1, kKvHeads, kHd, L.k_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A,
+                         st));
+    CK2(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
+    CK2(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
+    CK2(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits), s.work,
+                            st));
+    CK2(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
+    CK2(cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, L.post_gain, 1, kDim, 1e-6f, A, A, st));
+    CK2(cu::gate_up_silu(s.ffn, s.normed, 1, L.gate, L.up, A, st));
+    CK2(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
+    delta = s.delta;
+  }
+  CK2(cu::add_rmsnorm(s.h, delta, s.normed, nullptr, s.final_gain, 1, kDim, 1e-6f, A, A, st));
+  CK2(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
+  CK2(cu::argmax(s.token, s.logits, kVocab, st));
+}
+
+}  // namespace
+
+int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
+  const Stack s = build(g);
+  const double bytes =
+      double(kLayers) * 2.0 * double(kQ * kDim + 2 * kKv * kDim + kDim * kQ + 3 * kFfn * kDim) +
+      2.0 * double(kVocab * kDim);
+  const double roof = copy_gbs * 1e9 / bytes;
+  std::printf(
+      "decode step, Qwen3-0.6B shape, bf16, ctx %ld, %.3f GB of weights: roofline %.0f tok/s\n",
+      long(kCtx), bytes / 1e9, roof);
+  double std_ms = 0;
+  for (int fused = 0; fused < 2; ++fused) {
+    auto step = [&] { fused ? fused_step(s, st) : standard_step(s, st); };
+    const double plain = bw_median_ms(st, 20, step);
+    cudaGraphExec_t ge = bw_capture(st, step);
+    const double graph = bw_median_ms(st, 50, [&] { CK2(cudaGraphLaunch(ge, st)); });
+    CK2(cudaGraphExecDestroy(ge));
+    if (!fused) std_ms = graph;
+    std::printf(
+        "  %-8s stream %.3f ms (%.0f tok/s) | graph %.3f ms = %.0f tok/s, %.1f%% of roofline%s\n",
+        fused ? "fused" : "standard", plain, 1e3 / plain, graph, 1e3 / graph,
+        100.0 * (1e3 / graph) / roof,
+        fused ? (std::string(", ") + std::to_string(std_ms / graph).substr(0, 4) + "x standard")
+                    .c_str()
+              : "");
+  }
+  int32_t tok = -1;
+  CK2(cudaMemcpy(&tok, s.token, 4, cudaMemcpyDeviceToHost));
+  std::printf("  last argmax token %d (in [0, %ld): %s)\n", tok, long(kVocab),
+              tok >= 0 && tok < kVocab ? "ok" : "BAD");
+  return tok >= 0 && tok < kVocab ? 0 : 1;
+}
