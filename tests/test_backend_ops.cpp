@@ -18,6 +18,10 @@
 #include "kernels/cpu/fused.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant.h"
+#ifdef FUSECHECK_HAVE_CUDA_BACKEND
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_ops.h"
+#endif
 #include "model/kv_cache.h"
 #include "util/half.h"
 
@@ -36,6 +40,18 @@ std::vector<BackendCase> backend_cases() {
   return {
       {"cpu1", [] { return make_cpu_backend(1); }, 0, ""},
       {"cpu3", [] { return make_cpu_backend(3); }, 0, ""},
+#ifdef FUSECHECK_HAVE_CUDA_BACKEND
+      // cuBLASLt prefill and the split online softmax are tolerance ops (docs/NUMERICS.md).
+      {"cuda", [] { return make_cuda_backend({}, nullptr); }, 1e-6,
+       cuda::device_count() > 0 ? "" : "no CUDA GPU present; skipping"},
+      {"cuda_gemv_only",
+       [] {
+         CudaBackendOptions o;
+         o.prefill_gemm = false;
+         return make_cuda_backend(o, nullptr);
+       },
+       1e-6, cuda::device_count() > 0 ? "" : "no CUDA GPU present; skipping"},
+#endif
   };
 }
 
