@@ -135,30 +135,44 @@ void standard_step(const Stack& s, cudaStream_t st) {
 }
 
 // The fused groups: add_rmsnorm (residual deferred into the next layer's norm), rmsnorm_qkv on the
-// unrounded sum, qk_norm_rope, flash-decoding, gate_up_silu.
-void fused_step(const Stack& s, cudaStream_t st) {
-  CK2(cu::embed(s.h, s.token, 1, s.embed, st));
+// unrounded sum, qk_norm_rope, flash-decoding, gate_up_silu. `parts` selects kernel classes for a
+// time breakdown: kProj (the weight-reading kernels), kAttn (KV append + flash-decoding), kSmall
+// (embed, norms, RoPE, argmax); the step is all three.
+constexpr int kProj = 1, kAttnPart = 2, kSmall = 4, kAll = 7;
+void fused_step(const Stack& s, cudaStream_t st, int parts = kAll) {
+  const bool P = parts & kProj, At = parts & kAttnPart, Sm = parts & kSmall;
+  if (Sm) CK2(cu::embed(s.h, s.token, 1, s.embed, st));
   const float* delta = nullptr;
   for (const Layer& L : s.layers) {
-    CK2(cu::add_rmsnorm(s.h, delta, s.normed, s.sum, L.in_gain, 1, kDim, 1e-6f, A, A, st));
-    CK2(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr, nullptr,
-                        nullptr, A, st));
-    CK2(cu::qk_norm_rope(s.q, 1, kHeads, kHd, L.q_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A, st));
-    CK2(cu::qk_norm_rope(s.k, 1, kKvHeads, kHd, L.k_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A,
-                         st));
-    CK2(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
-    CK2(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
-    CK2(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits), s.work,
-                            st));
-    CK2(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
-    CK2(cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, L.post_gain, 1, kDim, 1e-6f, A, A, st));
-    CK2(cu::gate_up_silu(s.ffn, s.normed, 1, L.gate, L.up, A, st));
-    CK2(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
+    if (Sm) CK2(cu::add_rmsnorm(s.h, delta, s.normed, s.sum, L.in_gain, 1, kDim, 1e-6f, A, A, st));
+    if (P)
+      CK2(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr,
+                          nullptr, nullptr, A, st));
+    if (Sm) {
+      CK2(cu::qk_norm_rope(s.q, 1, kHeads, kHd, L.q_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A,
+                           st));
+      CK2(cu::qk_norm_rope(s.k, 1, kKvHeads, kHd, L.k_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A,
+                           st));
+    }
+    if (At) {
+      CK2(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
+      CK2(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
+      CK2(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits), s.work,
+                              st));
+    }
+    if (P) CK2(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
+    if (Sm)
+      CK2(cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, L.post_gain, 1, kDim, 1e-6f, A, A, st));
+    if (P) {
+      CK2(cu::gate_up_silu(s.ffn, s.normed, 1, L.gate, L.up, A, st));
+      CK2(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
+    }
     delta = s.delta;
   }
-  CK2(cu::add_rmsnorm(s.h, delta, s.normed, nullptr, s.final_gain, 1, kDim, 1e-6f, A, A, st));
-  CK2(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
-  CK2(cu::argmax(s.token, s.logits, kVocab, st));
+  if (Sm)
+    CK2(cu::add_rmsnorm(s.h, delta, s.normed, nullptr, s.final_gain, 1, kDim, 1e-6f, A, A, st));
+  if (P) CK2(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
+  if (Sm) CK2(cu::argmax(s.token, s.logits, kVocab, st));
 }
 
 }  // namespace
@@ -187,6 +201,19 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
         fused ? (std::string(", ") + std::to_string(std_ms / graph).substr(0, 4) + "x standard")
                     .c_str()
               : "");
+  }
+  // Where the fused step's time goes: each class of kernels alone, as its own graph.
+  const struct {
+    const char* name;
+    int parts;
+  } classes[] = {{"projections (qkv, o, gate_up, down, lm_head)", kProj},
+                 {"attention (kv append, flash-decoding)", kAttnPart},
+                 {"small ops (embed, add_rmsnorm, qk_norm_rope, argmax)", kSmall}};
+  for (const auto& c : classes) {
+    cudaGraphExec_t ge = bw_capture(st, [&] { fused_step(s, st, c.parts); });
+    const double ms = bw_median_ms(st, 50, [&] { CK2(cudaGraphLaunch(ge, st)); });
+    CK2(cudaGraphExecDestroy(ge));
+    std::printf("    fused step, %-52s alone: %.3f ms\n", c.name, ms);
   }
   int32_t tok = -1;
   CK2(cudaMemcpy(&tok, s.token, 4, cudaMemcpyDeviceToHost));
