@@ -15,13 +15,14 @@ namespace {
 
 struct RebalanceArgs {
   std::string model_dir, out_dir, keys = "flat", values = "flat", kernels = "fused-int8kv";
+  std::string scales = "calibrate", prompts;
+  int64_t tokens = 64;
   bool force = false, quiet = false;
 };
 
 std::string layer_table(const RebalancePlan& p) {
-  std::string out = fmt::format(
-      "{:>5}  {:>21}  {:>21}  {:>21}\n", "layer", "key max (before>after)",
-      "key max/median", "value row max/median");
+  std::string out = fmt::format("{:>5}  {:>21}  {:>21}  {:>21}\n", "layer",
+                                "key max (before>after)", "key max/median", "value row max/median");
   for (size_t l = 0; l < p.layers.size(); ++l) {
     const LayerScales& s = p.layers[l];
     out += fmt::format("{:>5}  {:>9.3g} > {:<9.3g}  {:>9.3g} > {:<9.3g}  {:>9.3g} > {:<9.3g}\n", l,
@@ -53,6 +54,10 @@ int run_rebalance(const RebalanceArgs& a) {
   auto values = parse_value_balance(a.values);
   if (!values.ok()) return usage(values.error().message);
   opt.keys = *keys, opt.values = *values, opt.force = a.force;
+  if (a.scales != "calibrate" && a.scales != "weights")
+    return usage("--scales: \"" + a.scales + "\" is not one of calibrate, weights");
+  opt.calibrate = a.scales == "calibrate";
+  opt.prompts = a.prompts, opt.tokens = a.tokens;
   if (opt.keys == KeyBalance::kNone && opt.values == ValueBalance::kNone)
     return usage("--keys none --values none would change nothing");
   auto r = rebalance_checkpoint(a.model_dir, a.out_dir, opt);
@@ -62,11 +67,12 @@ int run_rebalance(const RebalanceArgs& a) {
   }
   const RebalancePlan& p = r->plan;
   std::string out = fmt::format(
-      "wrote {}: {} ({}), keys {} (scales in {}), values {}; {} tensor(s) changed in {} file(s), "
-      "{} file(s) copied byte for byte\n",
-      a.out_dir, p.arch, p.dtype, key_balance_name(opt.keys),
-      p.via_norms ? "q_norm/k_norm" : "q_proj/k_proj rows", value_balance_name(opt.values),
-      p.changed_tensors.size(), r->files_rewritten, r->files_copied);
+      "wrote {}: {} ({}), scales from {}, keys {} (in {}), values {}; {} tensor(s) changed in {} "
+      "file(s), {} file(s) copied byte for byte\n",
+      a.out_dir, p.arch, p.dtype, p.calibrated ? "calibration" : "weights",
+      key_balance_name(opt.keys), p.via_norms ? "q_norm/k_norm" : "q_proj/k_proj rows",
+      value_balance_name(opt.values), p.changed_tensors.size(), r->files_rewritten,
+      r->files_copied);
   for (const auto& s : r->skipped) out += "  not copied: " + s + "\n";
   if (!a.quiet) out += layer_table(p);
   out += fmt::format("static check ({}): before {}, after {}\n", a.kernels,
@@ -88,6 +94,13 @@ void register_rebalance_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--keys", a->keys,
                   "flat: key gains to the layer's median (default); geo: q/k geometric mean; none");
   cmd->add_option("--values", a->values, "flat: value rows to the layer's median (default); none");
+  cmd->add_option("--scales", a->scales,
+                  "calibrate: from magnitudes measured on the fp32 reference (default); weights: "
+                  "from the weights alone");
+  cmd->add_option("--prompts", a->prompts,
+                  "calibration prompts, one per line (needs the model's tokenizer)");
+  cmd->add_option("--tokens", a->tokens, "tokens per calibration sequence (default 64)")
+      ->check(CLI::Range(2, 4096));
   cmd->add_flag("--force", a->force, "write into a non-empty OUT");
   cmd->add_option("--kernels", a->kernels,
                   "kernel profile the before/after static check scores (default fused-int8kv)");

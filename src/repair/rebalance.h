@@ -32,7 +32,7 @@ namespace fusecheck {
 // their geometric mean. Values: flat = every value row's norm to the layer's median.
 enum class KeyBalance { kNone, kFlat, kGeo };
 enum class ValueBalance { kNone, kFlat };
-Result<KeyBalance> parse_key_balance(std::string_view s);  // "flat" | "geo" | "none"
+Result<KeyBalance> parse_key_balance(std::string_view s);      // "flat" | "geo" | "none"
 Result<ValueBalance> parse_value_balance(std::string_view s);  // "flat" | "none"
 std::string_view key_balance_name(KeyBalance k);
 std::string_view value_balance_name(ValueBalance v);
@@ -40,6 +40,11 @@ std::string_view value_balance_name(ValueBalance v);
 struct RebalanceOptions {
   KeyBalance keys = KeyBalance::kFlat;
   ValueBalance values = ValueBalance::kFlat;
+  // Scales from measured magnitudes (the fp32 reference on calibration inputs, see
+  // repair/rebalance_calibrate.h) or from the weights alone.
+  bool calibrate = true;
+  std::string prompts;        // calibration prompts, one per line (needs the model's tokenizer)
+  int64_t tokens = 64;        // per calibration sequence
   bool force = false;         // write into a non-empty output directory
   std::string arch_profiles;  // a data/architectures.json override; empty = built in
 };
@@ -48,16 +53,18 @@ struct RebalanceOptions {
 struct LayerScales {
   std::vector<int> key_exp;    // [nkv * hd/2]: keys * s, queries / s, per kv head and RoPE pair
   std::vector<int> value_exp;  // [nkv * hd]: v_proj row / s, o_proj columns * s
-  // The key magnitude per pair (|gain| with q/k norms, else the k_proj row norm; the larger of the
-  // pair), as max / median over the layer, before and after; the same for value row norms.
+  // The key magnitude per pair (measured: the largest pair radius; from weights: |gain| with q/k
+  // norms, else the k_proj row norm), as max / median over the layer, before and after; the same
+  // for the value channels.
   double key_spread_before = 1, key_spread_after = 1;
   double value_spread_before = 1, value_spread_after = 1;
   double key_max_before = 0, key_max_after = 0;  // the largest key magnitude itself
 };
 
 struct RebalancePlan {
-  std::string arch;       // the architecture profile's name
-  bool via_norms = false;  // key scales go into q_norm/k_norm (else into q_proj/k_proj rows)
+  std::string arch;         // the architecture profile's name
+  bool via_norms = false;   // key scales go into q_norm/k_norm (else into q_proj/k_proj rows)
+  bool calibrated = false;  // scales from measured magnitudes (else from the weights)
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
   std::string dtype;  // the projections' dtype, e.g. "BF16"
   std::vector<LayerScales> layers;
@@ -69,8 +76,8 @@ Result<RebalancePlan> plan_rebalance(const std::string& model_dir, const Rebalan
 
 struct RebalanceSummary {
   RebalancePlan plan;
-  int64_t files_rewritten = 0;  // safetensors files holding a changed tensor
-  int64_t files_copied = 0;     // everything else, byte for byte
+  int64_t files_rewritten = 0;       // safetensors files holding a changed tensor
+  int64_t files_copied = 0;          // everything else, byte for byte
   std::vector<std::string> skipped;  // entries of MODEL not copied, with why
 };
 

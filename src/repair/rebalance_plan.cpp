@@ -6,6 +6,7 @@
 #include "arch/arch_profile.h"
 #include "io/model_config.h"
 #include "model/weights.h"
+#include "repair/rebalance_calibrate.h"
 #include "repair/rebalance_detail.h"
 
 namespace fusecheck {
@@ -39,17 +40,18 @@ struct LayerNames {
   std::string input_norm, q_proj, k_proj, v_proj, o_proj, q_bias, k_bias, v_bias, q_norm, k_norm;
 };
 
-struct Shapes {
-  int64_t dim, hd, half, nh, nkv, rep;
-};
-
 class Reader {
  public:
   explicit Reader(const Checkpoint& ck) : ck_(ck) {}
-  // A float tensor of exactly `shape`, as fp32; NaN or Inf is refused.
-  Result<std::vector<float>> read(const std::string& name, std::vector<uint64_t> shape) const {
-    const TensorRef* ref = ck_.find(name);
-    if (!ref) return make_error("{}: missing tensor {}", ck_.dir(), name);
+  // A float tensor of exactly `shape`, as fp32; NaN or Inf is refused. An empty name, or an
+  // absent tensor when `optional`, gives an empty vector.
+  Result<std::vector<float>> read(const std::string& name, std::vector<uint64_t> shape,
+                                  bool optional = false) const {
+    const TensorRef* ref = name.empty() ? nullptr : ck_.find(name);
+    if (!ref) {
+      if (optional || name.empty()) return std::vector<float>{};
+      return make_error("{}: missing tensor {}", ck_.dir(), name);
+    }
     const TensorInfo& t = *ref->info;
     if (!dtype_is_float_supported(t.dtype))
       return make_error("{}: tensor {} has dtype {}; rebalance handles F32, F16 and BF16",
@@ -64,63 +66,91 @@ class Reader {
                           ref->file->path(), name);
     return v;
   }
-  bool has(const std::string& name) const { return ck_.find(name) != nullptr; }
+  bool has(const std::string& name) const { return !name.empty() && ck_.find(name) != nullptr; }
 
  private:
   const Checkpoint& ck_;
 };
+
+Result<LayerTensors> read_layer(const Reader& rd, const LayerNames& n, const Shapes& s) {
+  const auto dim = uint64_t(s.dim), hd = uint64_t(s.hd), q = uint64_t(s.nh) * hd,
+             kv = uint64_t(s.nkv) * hd;
+  LayerTensors t;
+  FC_ASSIGN(in_gain, rd.read(n.input_norm, {dim}));
+  FC_ASSIGN(wq, rd.read(n.q_proj, {q, dim}));
+  FC_ASSIGN(wk, rd.read(n.k_proj, {kv, dim}));
+  FC_ASSIGN(wv, rd.read(n.v_proj, {kv, dim}));
+  FC_ASSIGN(wo, rd.read(n.o_proj, {dim, q}));
+  FC_ASSIGN(bq, rd.read(n.q_bias, {q}, true));
+  FC_ASSIGN(bk, rd.read(n.k_bias, {kv}, true));
+  FC_ASSIGN(bv, rd.read(n.v_bias, {kv}, true));
+  FC_ASSIGN(gq, rd.read(n.q_norm, {hd}));
+  FC_ASSIGN(gk, rd.read(n.k_norm, {hd}));
+  t.in_gain = std::move(in_gain), t.wq = std::move(wq), t.wk = std::move(wk);
+  t.wv = std::move(wv), t.wo = std::move(wo), t.bq = std::move(bq), t.bk = std::move(bk),
+  t.bv = std::move(bv);
+  t.gq = std::move(gq), t.gk = std::move(gk);
+  return t;
+}
 
 double median(std::vector<double> v) {
   std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(v.size() / 2), v.end());
   return v[v.size() / 2];
 }
 
-double max_of(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
+double max_of(const std::vector<double>& v) {
+  return *std::max_element(v.begin(), v.end());
+}
 
 // The power-of-two exponent nearest (in log scale) to `ratio` > 0.
 int pow2_exp(double ratio) {
   return int(std::clamp(std::lround(std::log2(ratio)), -60L, 60L));
 }
 
-// Row norms of W [rows, cols] as the layer sees it: the input RMSNorm's gain scales its columns.
-std::vector<double> row_norms(const std::vector<float>& w, const std::vector<float>& gain,
-                              int64_t rows) {
-  const size_t cols = gain.size();
-  std::vector<double> out(static_cast<size_t>(rows));
-  for (size_t r = 0; r < size_t(rows); ++r) {
-    double s = 0;
-    for (size_t c = 0; c < cols; ++c) {
-      const double x = double(w[r * cols + c]) * gain[c];
-      s += x * x;
+// Exponents e (magnitude R * 2^e) that minimise a per-tensor quantiser's cost
+// M^2 * sum_p w_p * 4^-e_p, where M = max_p R_p 2^e_p sets the step. For a given M each e_p is
+// best as large as M allows, which puts every R_p 2^e_p in (M/2, M]: the magnitudes become flat
+// to within one octave, and only M's position within the octave is left to choose; the candidates
+// are the R_p themselves. The result is shifted so that the median exponent is 0 (a common factor
+// changes nothing). Slots with R_p == 0 are left at 0.
+std::vector<int> octave_exponents(const std::vector<double>& r, const std::vector<double>& w) {
+  std::vector<int> best(r.size(), 0), e(r.size());
+  double best_cost = -1;
+  const double rmax = max_of(r);
+  for (double cand : r) {
+    if (cand <= 0) continue;
+    const double m = std::ldexp(cand, int(std::ceil(std::log2(rmax / cand) - 1e-12)));  // >= rmax
+    double cost = 0;
+    for (size_t p = 0; p < r.size(); ++p) {
+      e[p] = r[p] > 0 ? int(std::floor(std::log2(m / r[p]) + 1e-12)) : 0;
+      if (r[p] > 0 && std::ldexp(r[p], e[p]) > m * (1 + 1e-12)) --e[p];
+      cost += (r[p] > 0 ? w[p] : 0) * std::ldexp(1.0, -2 * e[p]);
     }
-    out[r] = std::sqrt(s);
+    cost *= m * m;
+    if (best_cost < 0 || cost < best_cost * (1 - 1e-12)) best_cost = cost, best = e;
   }
-  return out;
+  std::vector<int> sorted = best;
+  std::nth_element(sorted.begin(), sorted.begin() + std::ptrdiff_t(sorted.size() / 2),
+                   sorted.end());
+  const int shift = sorted[sorted.size() / 2];
+  for (size_t p = 0; p < r.size(); ++p)
+    if (r[p] > 0) best[p] -= shift;
+  return best;
 }
 
-// Pairs (i, i + half) of each head: the larger magnitude. mag: [heads * hd] -> [heads * half].
-std::vector<double> pair_max(const std::vector<double>& mag, const Shapes& s) {
-  std::vector<double> out(mag.size() / 2);
-  const size_t heads = mag.size() / size_t(s.hd);
-  for (size_t h = 0; h < heads; ++h)
-    for (size_t i = 0; i < size_t(s.half); ++i)
-      out[h * s.half + i] = std::max(mag[h * s.hd + i], mag[h * s.hd + i + s.half]);
-  return out;
-}
-
-// Key exponents per (kv head, pair) from key and query pair magnitudes (both [nkv * half]).
+// Key exponents per slot (kv head and pair, or pair alone).
 Result<std::vector<int>> key_exponents(const std::vector<double>& km, const std::vector<double>& qm,
-                                       size_t half, KeyBalance mode, const std::string& what) {
-  const double target = median(km);
-  std::vector<int> e(km.size(), 0);
-  for (size_t p = 0; p < km.size(); ++p) {
+                                       const std::vector<double>& qw, size_t half, KeyBalance mode,
+                                       const std::string& what) {
+  for (size_t p = 0; p < km.size(); ++p)
     if (km[p] == 0 || (mode == KeyBalance::kGeo && qm[p] == 0))
       return make_error(
           "{}: the {} side of RoPE pair {} (kv head {}) is zero on both channels; no scale can "
           "balance a pair that carries nothing (use --keys none)",
           what, km[p] == 0 ? "key" : "query", p % half, p / half);
-    e[p] = mode == KeyBalance::kFlat ? pow2_exp(target / km[p]) : pow2_exp(std::sqrt(qm[p] / km[p]));
-  }
+  if (mode == KeyBalance::kFlat) return octave_exponents(km, qw);
+  std::vector<int> e(km.size());
+  for (size_t p = 0; p < km.size(); ++p) e[p] = pow2_exp(std::sqrt(qm[p] / km[p]));
   return e;
 }
 
@@ -154,17 +184,20 @@ void add_edit(std::vector<TensorEdit>& edits, const std::string& name, std::vect
   edits.push_back({name, std::move(rows), std::move(cols)});
 }
 
+// [nkv * half] -> [half]: the largest over kv heads (shared per-layer gains take one s per pair).
+std::vector<double> across_heads(const std::vector<double>& m, const Shapes& s) {
+  std::vector<double> out(size_t(s.half), 0);
+  for (size_t i = 0; i < m.size(); ++i) out[i % s.half] = std::max(out[i % s.half], m[i]);
+  return out;
+}
+
 // Key scales through the shared per-layer q_norm/k_norm gains: one s per pair for all heads.
-Status plan_keys_via_norms(const Reader& rd, const LayerNames& n, const Shapes& s,
+Status plan_keys_via_norms(const LayerMagnitudes& m, const LayerNames& n, const Shapes& s,
                            KeyBalance mode, LayerScales& ls, std::vector<TensorEdit>& edits) {
-  const auto hd = uint64_t(s.hd);
-  FC_ASSIGN(gq, rd.read(n.q_norm, {hd}));
-  FC_ASSIGN(gk, rd.read(n.k_norm, {hd}));
-  std::vector<double> aq(gq.begin(), gq.end()), ak(gk.begin(), gk.end());
-  for (auto& x : aq) x = std::abs(x);
-  for (auto& x : ak) x = std::abs(x);
-  const auto qm = pair_max(aq, s), km = pair_max(ak, s);
-  FC_ASSIGN(e, key_exponents(km, qm, size_t(s.half), mode, n.k_norm));
+  const auto km = across_heads(m.key, s), qm = across_heads(m.query, s);
+  std::vector<double> qw(size_t(s.half), 0);  // shared gains: every head's queries count
+  for (size_t i = 0; i < m.query_weight.size(); ++i) qw[i % s.half] += m.query_weight[i];
+  FC_ASSIGN(e, key_exponents(km, qm, qw, size_t(s.half), mode, n.k_norm));
   spread(km, e, ls.key_spread_before, ls.key_spread_after, &ls.key_max_before, &ls.key_max_after);
   std::vector<int> ke(size_t(s.hd)), qe(size_t(s.hd));
   for (size_t i = 0; i < size_t(s.half); ++i) {
@@ -180,22 +213,12 @@ Status plan_keys_via_norms(const Reader& rd, const LayerNames& n, const Shapes& 
 
 // Key scales folded into k_proj's rows (and bias) and q_proj's rows of every query head of the
 // group: s may differ per kv head.
-Status plan_keys_via_rows(const Reader& rd, const LayerNames& n, const Shapes& s,
-                          const std::vector<float>& in_gain, KeyBalance mode, LayerScales& ls,
+Status plan_keys_via_rows(const LayerMagnitudes& m, const Reader& rd, const LayerNames& n,
+                          const Shapes& s, KeyBalance mode, LayerScales& ls,
                           std::vector<TensorEdit>& edits) {
-  const auto dim = uint64_t(s.dim);
-  FC_ASSIGN(wq, rd.read(n.q_proj, {uint64_t(s.nh * s.hd), dim}));
-  FC_ASSIGN(wk, rd.read(n.k_proj, {uint64_t(s.nkv * s.hd), dim}));
-  const auto km = pair_max(row_norms(wk, in_gain, s.nkv * s.hd), s);
-  const auto qh = pair_max(row_norms(wq, in_gain, s.nh * s.hd), s);  // [nh * half]
-  std::vector<double> qm(km.size(), 0);  // the group's largest query magnitude per pair
-  for (int64_t h = 0; h < s.nh; ++h)
-    for (int64_t i = 0; i < s.half; ++i) {
-      double& m = qm[size_t((h / s.rep) * s.half + i)];
-      m = std::max(m, qh[size_t(h * s.half + i)]);
-    }
-  FC_ASSIGN(e, key_exponents(km, qm, size_t(s.half), mode, n.k_proj));
-  spread(km, e, ls.key_spread_before, ls.key_spread_after, &ls.key_max_before, &ls.key_max_after);
+  FC_ASSIGN(e, key_exponents(m.key, m.query, m.query_weight, size_t(s.half), mode, n.k_proj));
+  spread(m.key, e, ls.key_spread_before, ls.key_spread_after, &ls.key_max_before,
+         &ls.key_max_after);
   ls.key_exp = e;
   std::vector<int> kr(size_t(s.nkv * s.hd)), qr(size_t(s.nh * s.hd));
   for (int64_t h = 0; h < s.nh; ++h)
@@ -214,25 +237,20 @@ Status plan_keys_via_rows(const Reader& rd, const LayerNames& n, const Shapes& s
 
 // Value scales: v_proj row (and bias) of (kv head g, channel c) / s, o_proj column h * hd + c * s
 // for every query head h of the group.
-Status plan_values(const Reader& rd, const LayerNames& n, const Shapes& s,
-                   const std::vector<float>& in_gain, LayerScales& ls,
-                   std::vector<TensorEdit>& edits) {
-  FC_ASSIGN(wv, rd.read(n.v_proj, {uint64_t(s.nkv * s.hd), uint64_t(s.dim)}));
-  const auto vm = row_norms(wv, in_gain, s.nkv * s.hd);
-  const double target = median(vm);
-  ls.value_exp.assign(vm.size(), 0);
-  for (size_t r = 0; r < vm.size(); ++r)
-    if (vm[r] > 0 && target > 0) ls.value_exp[r] = pow2_exp(vm[r] / target);  // zero row: kept
-  std::vector<int> neg(ls.value_exp.size()), oc(size_t(s.nh * s.hd));
-  for (size_t r = 0; r < neg.size(); ++r) neg[r] = -ls.value_exp[r];
-  spread(vm, neg, ls.value_spread_before, ls.value_spread_after);
+void plan_values(const LayerMagnitudes& m, const Reader& rd, const LayerNames& n, const Shapes& s,
+                 LayerScales& ls, std::vector<TensorEdit>& edits) {
+  // v * 2^e: a value slot's quantisation error reaches the output through o_proj's columns * 2^-e.
+  const std::vector<int> neg = octave_exponents(m.value, m.value_weight);
+  ls.value_exp.resize(neg.size());
+  for (size_t r = 0; r < neg.size(); ++r) ls.value_exp[r] = -neg[r];
+  std::vector<int> oc(size_t(s.nh * s.hd));
+  spread(m.value, neg, ls.value_spread_before, ls.value_spread_after);
   for (int64_t h = 0; h < s.nh; ++h)
     for (int64_t c = 0; c < s.hd; ++c)
       oc[size_t(h * s.hd + c)] = ls.value_exp[size_t((h / s.rep) * s.hd + c)];
   add_edit(edits, n.v_proj, neg, {});
   if (rd.has(n.v_bias)) add_edit(edits, n.v_bias, {}, neg);
   add_edit(edits, n.o_proj, {}, oc);
-  return ok_status();
 }
 
 // The architecture, its tensor prefix and whatever makes an exact transform impossible.
@@ -301,28 +319,36 @@ LayerNames layer_names(const ArchView& v, int64_t l) {
 Result<PlannedEdits> plan_edits(const Checkpoint& ck, const RebalanceOptions& opt) {
   FC_ASSIGN(c, parse_model_config(ck.config_json(), ck.config_path()));
   FC_ASSIGN(view, resolve_arch(ck, c, opt));
-  const Shapes s{c.hidden_size, c.head_dim,    c.head_dim / 2,
-                 c.num_heads,   c.num_kv_heads, c.num_heads / c.num_kv_heads};
+  const Shapes s{c.hidden_size, c.head_dim,     c.head_dim / 2,
+                 c.num_heads,   c.num_kv_heads, c.num_heads / c.num_kv_heads,
+                 c.rms_norm_eps};
   PlannedEdits out;
   RebalancePlan& plan = out.plan;
   plan.arch = view.arch.name;
   plan.via_norms = !view.arch.decoder.q_norm.empty();
+  plan.calibrated = opt.calibrate;
   plan.num_heads = s.nh, plan.num_kv_heads = s.nkv, plan.head_dim = s.hd;
+  std::vector<std::vector<float>> hidden;
+  if (opt.calibrate) {
+    FC_ASSIGN(h, calibration_hidden(ck.dir(), {opt.arch_profiles, opt.prompts, opt.tokens}));
+    hidden = std::move(h);
+  }
   Reader rd(ck);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerNames n = layer_names(view, l);
     if (const TensorRef* q = ck.find(n.q_proj); q && l == 0)
       plan.dtype = std::string(dtype_name(q->info->dtype));
+    FC_ASSIGN(t, read_layer(rd, n, s));
+    const LayerMagnitudes m =
+        opt.calibrate ? measured_magnitudes(hidden[size_t(l)], t, s) : weight_magnitudes(t, s);
     LayerScales ls;
-    FC_ASSIGN(in_gain, rd.read(n.input_norm, {uint64_t(s.dim)}));
     if (opt.keys != KeyBalance::kNone) {
       if (plan.via_norms)
-        FC_TRY(plan_keys_via_norms(rd, n, s, opt.keys, ls, out.edits));
+        FC_TRY(plan_keys_via_norms(m, n, s, opt.keys, ls, out.edits));
       else
-        FC_TRY(plan_keys_via_rows(rd, n, s, in_gain, opt.keys, ls, out.edits));
+        FC_TRY(plan_keys_via_rows(m, rd, n, s, opt.keys, ls, out.edits));
     }
-    if (opt.values != ValueBalance::kNone)
-      FC_TRY(plan_values(rd, n, s, in_gain, ls, out.edits));
+    if (opt.values != ValueBalance::kNone) plan_values(m, rd, n, s, ls, out.edits);
     plan.layers.push_back(std::move(ls));
   }
   for (const auto& e : out.edits) plan.changed_tensors.push_back(e.name);

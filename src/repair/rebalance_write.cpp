@@ -86,9 +86,10 @@ Status prepare_out(const std::string& model_dir, const std::string& out_dir, boo
   const fs::path out(out_dir);
   if (fs::exists(out, ec)) {
     if (fs::equivalent(out, fs::path(model_dir), ec))
-      return make_error("{}: the output directory is the model directory; rebalance writes a new "
-                        "checkpoint and never changes the original",
-                        out_dir);
+      return make_error(
+          "{}: the output directory is the model directory; rebalance writes a new "
+          "checkpoint and never changes the original",
+          out_dir);
     if (!fs::is_directory(out, ec)) return make_error("{}: exists and is not a directory", out_dir);
     if (fs::directory_iterator(out, ec) != fs::directory_iterator() && !force)
       return make_error("{}: exists and is not empty; pass --force to overwrite", out_dir);
@@ -123,9 +124,11 @@ nlohmann::json record_json(const RebalancePlan& p, const RebalanceOptions& opt,
           {"keys", key_balance_name(opt.keys)},
           {"values", value_balance_name(opt.values)},
           {"architecture", p.arch},
+          {"scales_from", p.calibrated ? "calibration (fp32 reference)" : "weights"},
           {"key_scales_in", p.via_norms ? "q_norm/k_norm" : "q_proj/k_proj rows"},
-          {"scales", "s = 2^exp; keys * s and queries / s per (kv head, RoPE pair i, i + head_dim/2); "
-                     "v_proj rows / s and o_proj columns * s per (kv head, channel)"},
+          {"scales",
+           "s = 2^exp; keys * s and queries / s per (kv head, RoPE pair i, i + head_dim/2); "
+           "v_proj rows / s and o_proj columns * s per (kv head, channel)"},
           {"changed_tensors", p.changed_tensors},
           {"layers", layers}};
 }

@@ -44,7 +44,9 @@ Result<StagedFile> StagedFile::create(const std::string& path) {
   return f;
 }
 
-StagedFile::StagedFile(StagedFile&& o) noexcept { *this = std::move(o); }
+StagedFile::StagedFile(StagedFile&& o) noexcept {
+  *this = std::move(o);
+}
 
 StagedFile& StagedFile::operator=(StagedFile&& o) noexcept {
   if (this != &o) {
@@ -60,7 +62,9 @@ StagedFile& StagedFile::operator=(StagedFile&& o) noexcept {
   return *this;
 }
 
-StagedFile::~StagedFile() { discard(); }
+StagedFile::~StagedFile() {
+  discard();
+}
 
 Status StagedFile::append(std::string_view bytes) {
   if (fd_ < 0) return make_error("{}: write after close", path_);
