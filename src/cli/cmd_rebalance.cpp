@@ -22,7 +22,7 @@ struct RebalanceArgs {
 
 std::string layer_table(const RebalancePlan& p) {
   std::string out = fmt::format("{:>5}  {:>21}  {:>21}  {:>21}\n", "layer",
-                                "key max (before>after)", "key max/median", "value row max/median");
+                                "key max (before>after)", "key max/median", "value max/median");
   for (size_t l = 0; l < p.layers.size(); ++l) {
     const LayerScales& s = p.layers[l];
     out += fmt::format("{:>5}  {:>9.3g} > {:<9.3g}  {:>9.3g} > {:<9.3g}  {:>9.3g} > {:<9.3g}\n", l,
@@ -92,8 +92,9 @@ void register_rebalance_command(CLI::App& app, int& exit_code) {
   cmd->add_option("model", a->model_dir, "Hugging Face checkpoint directory")->required();
   cmd->add_option("out", a->out_dir, "output directory (created; must not be MODEL)")->required();
   cmd->add_option("--keys", a->keys,
-                  "flat: key gains to the layer's median (default); geo: q/k geometric mean; none");
-  cmd->add_option("--values", a->values, "flat: value rows to the layer's median (default); none");
+                  "flat: every key pair within one octave (default); geo: keys and queries to their "
+                  "geometric mean; none");
+  cmd->add_option("--values", a->values, "flat: every value channel within one octave (default); none");
   cmd->add_option("--scales", a->scales,
                   "calibrate: from magnitudes measured on the fp32 reference (default); weights: "
                   "from the weights alone");

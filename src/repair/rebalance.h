@@ -28,8 +28,10 @@
 
 namespace fusecheck {
 
-// flat: every key pair's magnitude to the layer's median; geo: key and query pair magnitudes to
-// their geometric mean. Values: flat = every value row's norm to the layer's median.
+// flat: every key pair's magnitude into one octave (M/2, M], M placed to minimise the per-tensor
+// quantisation error the queries see (ANALYSIS.md 9.2); geo: key and query pair magnitudes to
+// their geometric mean (nearest power of two). Values: flat = the same octave placement for value
+// channels, weighted by the o_proj columns they feed.
 enum class KeyBalance { kNone, kFlat, kGeo };
 enum class ValueBalance { kNone, kFlat };
 Result<KeyBalance> parse_key_balance(std::string_view s);      // "flat" | "geo" | "none"
