@@ -91,10 +91,12 @@ void register_rebalance_command(CLI::App& app, int& exit_code) {
       "magnitudes (for lossy KV caches)");
   cmd->add_option("model", a->model_dir, "Hugging Face checkpoint directory")->required();
   cmd->add_option("out", a->out_dir, "output directory (created; must not be MODEL)")->required();
-  cmd->add_option("--keys", a->keys,
-                  "flat: every key pair within one octave (default); geo: keys and queries to their "
-                  "geometric mean; none");
-  cmd->add_option("--values", a->values, "flat: every value channel within one octave (default); none");
+  cmd->add_option(
+      "--keys", a->keys,
+      "flat: every key pair within one octave (default); geo: keys and queries to their "
+      "geometric mean; none");
+  cmd->add_option("--values", a->values,
+                  "flat: every value channel within one octave (default); none");
   cmd->add_option("--scales", a->scales,
                   "calibrate: from magnitudes measured on the fp32 reference (default); weights: "
                   "from the weights alone");
