@@ -363,6 +363,42 @@ TEST(Rebalance, InexactScalingIsRefusedElementByElement) {
   EXPECT_FALSE(repair::apply_edit(*f, ti, {"w", {}, {0, 0, -1}}).ok());
 }
 
+TEST(Rebalance, F16CheckpointStaysExactWhereAScaleWouldLeaveTheNormalRange) {
+  // fp16's normal range ends at 6.1e-5, where small weights of this fixture sit: the scales that
+  // would halve such a weight inexactly are moved toward 1 instead of refusing the model.
+  TempDir t;
+  const std::string in = fixture(t, "f16", "--profile qwen3-0.6b-extreme --tiny --dtype f16");
+  auto r = rebalance(in, t / "out");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->plan.dtype, "F16");
+  int clamped = 0;
+  for (const auto& l : r->plan.layers) clamped += l.clamped;
+  EXPECT_GT(clamped, 0);
+  expect_same_function(in, t / "out");
+}
+
+TEST(Rebalance, RefusesTensorsOfOtherDtypes) {
+  // The same bytes, with layer 1's k_norm declared I32 (also 4 bytes a value): a valid file that
+  // holds integer gains, which no power-of-two scale can be applied to as a float.
+  TempDir t;
+  const std::string in = kExtreme + "/fp32";
+  std::string bytes = testing::read_text(in + "/model.safetensors");
+  const size_t at = bytes.find("model.layers.1.self_attn.k_norm.weight");
+  ASSERT_NE(at, std::string::npos);
+  const size_t f32 = bytes.find("\"F32\"", at);
+  ASSERT_NE(f32, std::string::npos);
+  bytes.replace(f32, 5, "\"I32\"");
+  fs::create_directories(t / "i32");
+  testing::write_text(t / "i32/model.safetensors", bytes);
+  fs::copy_file(in + "/config.json", t / "i32/config.json");
+  for (const char* scales : {"weights", "calibrate"}) {
+    auto r = run_cli("rebalance " + (t / "i32") + " " + (t / "out") + " --scales " + scales);
+    EXPECT_EQ(r.exit_code, 3) << scales;
+    EXPECT_NE(r.err.find("I32"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
 TEST(Rebalance, RefusesBadOutputDirectories) {
   TempDir t;
   const std::string in = kExtreme + "/bf16";

@@ -74,6 +74,12 @@ int run_rebalance(const RebalanceArgs& a) {
       value_balance_name(opt.values), p.changed_tensors.size(), r->files_rewritten,
       r->files_copied);
   for (const auto& s : r->skipped) out += "  not copied: " + s + "\n";
+  int clamped = 0;
+  for (const auto& l : p.layers) clamped += l.clamped;
+  if (clamped > 0)
+    out += fmt::format(
+        "  {} scale(s) moved toward 1 so that every scaled weight stays exact in its dtype\n",
+        clamped);
   if (!a.quiet) out += layer_table(p);
   out += fmt::format("static check ({}): before {}, after {}\n", a.kernels,
                      rescore(a.model_dir, a.kernels), rescore(a.out_dir, a.kernels));

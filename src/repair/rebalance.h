@@ -61,6 +61,7 @@ struct LayerScales {
   double key_spread_before = 1, key_spread_after = 1;
   double value_spread_before = 1, value_spread_after = 1;
   double key_max_before = 0, key_max_after = 0;  // the largest key magnitude itself
+  int clamped = 0;  // slots whose exponent was moved toward 0 so every scaled weight stays exact
 };
 
 struct RebalancePlan {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "io/safetensors.h"
 #include "util/result.h"
 
 namespace fusecheck::repair {
@@ -25,6 +26,9 @@ struct LayerTensors {
   std::vector<float> wo;          // [dim, nh*hd]
   std::vector<float> bq, bk, bv;  // [nh*hd], [nkv*hd], [nkv*hd]
   std::vector<float> gq, gk;      // [hd] q_norm / k_norm gains
+  // Each tensor's dtype as stored (exactness of a scale depends on it).
+  DType dq = DType::F32, dk = DType::F32, dv = DType::F32, dout = DType::F32;
+  DType dbq = DType::F32, dbk = DType::F32, dbv = DType::F32, dgq = DType::F32, dgk = DType::F32;
 };
 
 // What a per-tensor KV quantiser's error costs, per slot: the cache's step is set by the largest

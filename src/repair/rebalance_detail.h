@@ -24,6 +24,9 @@ struct PlannedEdits {
 
 Result<PlannedEdits> plan_edits(const Checkpoint& ck, const RebalanceOptions& opt);
 
+// Stores fp32 `x` as `dtype` at `dst`; false when the stored value is not exactly x.
+bool store_exact(DType dtype, float x, unsigned char* dst);
+
 // The tensor's new bytes in its own dtype, or an error when a scaled element would not be exact.
 Result<std::string> apply_edit(const SafetensorsFile& file, const TensorInfo& t,
                                const TensorEdit& e);

@@ -1,6 +1,7 @@
 // Choosing the rebalance's scales from the weights (the math is in rebalance.h).
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "arch/arch_profile.h"
@@ -67,6 +68,10 @@ class Reader {
     return v;
   }
   bool has(const std::string& name) const { return !name.empty() && ck_.find(name) != nullptr; }
+  DType dtype(const std::string& name) const {
+    const TensorRef* r = name.empty() ? nullptr : ck_.find(name);
+    return r ? r->info->dtype : DType::F32;
+  }
 
  private:
   const Checkpoint& ck_;
@@ -90,6 +95,9 @@ Result<LayerTensors> read_layer(const Reader& rd, const LayerNames& n, const Sha
   t.wv = std::move(wv), t.wo = std::move(wo), t.bq = std::move(bq), t.bk = std::move(bk),
   t.bv = std::move(bv);
   t.gq = std::move(gq), t.gk = std::move(gk);
+  t.dq = rd.dtype(n.q_proj), t.dk = rd.dtype(n.k_proj), t.dv = rd.dtype(n.v_proj);
+  t.dout = rd.dtype(n.o_proj), t.dbq = rd.dtype(n.q_bias), t.dbk = rd.dtype(n.k_bias);
+  t.dbv = rd.dtype(n.v_bias), t.dgq = rd.dtype(n.q_norm), t.dgk = rd.dtype(n.k_norm);
   return t;
 }
 
@@ -136,6 +144,34 @@ std::vector<int> octave_exponents(const std::vector<double>& r, const std::vecto
   for (size_t p = 0; p < r.size(); ++p)
     if (r[p] > 0) best[p] -= shift;
   return best;
+}
+
+// True when elements v[start + k * stride], k < n, all scale by 2^e exactly in `dt` (an empty v,
+// an absent tensor, is trivially exact).
+bool scales_exactly(const std::vector<float>& v, size_t start, size_t n, size_t stride, int e,
+                    DType dt) {
+  if (v.empty() || e == 0) return true;
+  unsigned char buf[4];
+  for (size_t k = 0; k < n; ++k) {
+    const float x = v[start + k * stride];
+    if (x == 0) continue;
+    const double want = std::ldexp(double(x), e);
+    const float y = float(want);
+    if (double(y) != want || !std::isfinite(y) || !store_exact(dt, y, buf)) return false;
+  }
+  return true;
+}
+
+// Moves each slot's exponent toward 0 until every weight it scales stays exact (an f16 weight
+// near its subnormal range cannot be halved exactly); returns how many slots were moved.
+int clamp_to_exact(std::vector<int>& e, const std::function<bool(size_t, int)>& exact) {
+  int moved = 0;
+  for (size_t p = 0; p < e.size(); ++p) {
+    const int before = e[p];
+    while (e[p] != 0 && !exact(p, e[p])) e[p] -= e[p] > 0 ? 1 : -1;
+    moved += e[p] != before;
+  }
+  return moved;
 }
 
 // Key exponents per slot (kv head and pair, or pair alone).
@@ -192,12 +228,17 @@ std::vector<double> across_heads(const std::vector<double>& m, const Shapes& s) 
 }
 
 // Key scales through the shared per-layer q_norm/k_norm gains: one s per pair for all heads.
-Status plan_keys_via_norms(const LayerMagnitudes& m, const LayerNames& n, const Shapes& s,
-                           KeyBalance mode, LayerScales& ls, std::vector<TensorEdit>& edits) {
+Status plan_keys_via_norms(const LayerMagnitudes& m, const LayerTensors& t, const LayerNames& n,
+                           const Shapes& s, KeyBalance mode, LayerScales& ls,
+                           std::vector<TensorEdit>& edits) {
   const auto km = across_heads(m.key, s), qm = across_heads(m.query, s);
   std::vector<double> qw(size_t(s.half), 0);  // shared gains: every head's queries count
   for (size_t i = 0; i < m.query_weight.size(); ++i) qw[i % s.half] += m.query_weight[i];
   FC_ASSIGN(e, key_exponents(km, qm, qw, size_t(s.half), mode, n.k_norm));
+  const size_t h2 = size_t(s.half);
+  ls.clamped += clamp_to_exact(e, [&](size_t p, int x) {
+    return scales_exactly(t.gk, p, 2, h2, x, t.dgk) && scales_exactly(t.gq, p, 2, h2, -x, t.dgq);
+  });
   spread(km, e, ls.key_spread_before, ls.key_spread_after, &ls.key_max_before, &ls.key_max_after);
   std::vector<int> ke(size_t(s.hd)), qe(size_t(s.hd));
   for (size_t i = 0; i < size_t(s.half); ++i) {
@@ -213,10 +254,24 @@ Status plan_keys_via_norms(const LayerMagnitudes& m, const LayerNames& n, const 
 
 // Key scales folded into k_proj's rows (and bias) and q_proj's rows of every query head of the
 // group: s may differ per kv head.
-Status plan_keys_via_rows(const LayerMagnitudes& m, const Reader& rd, const LayerNames& n,
-                          const Shapes& s, KeyBalance mode, LayerScales& ls,
+Status plan_keys_via_rows(const LayerMagnitudes& m, const LayerTensors& t, const Reader& rd,
+                          const LayerNames& n, const Shapes& s, KeyBalance mode, LayerScales& ls,
                           std::vector<TensorEdit>& edits) {
   FC_ASSIGN(e, key_exponents(m.key, m.query, m.query_weight, size_t(s.half), mode, n.k_proj));
+  const auto dim = size_t(s.dim), hd = size_t(s.hd), half = size_t(s.half);
+  ls.clamped += clamp_to_exact(e, [&](size_t slot, int x) {
+    const size_t g = slot / half, i = slot % half;
+    for (size_t r : {g * hd + i, g * hd + i + half})  // k rows of kv head g, pair i
+      if (!scales_exactly(t.wk, r * dim, dim, 1, x, t.dk) ||
+          !scales_exactly(t.bk, r, 1, 1, x, t.dbk))
+        return false;
+    for (size_t h = g * size_t(s.rep); h < (g + 1) * size_t(s.rep); ++h)  // the group's q rows
+      for (size_t r : {h * hd + i, h * hd + i + half})
+        if (!scales_exactly(t.wq, r * dim, dim, 1, -x, t.dq) ||
+            !scales_exactly(t.bq, r, 1, 1, -x, t.dbq))
+          return false;
+    return true;
+  });
   spread(m.key, e, ls.key_spread_before, ls.key_spread_after, &ls.key_max_before,
          &ls.key_max_after);
   ls.key_exp = e;
@@ -237,10 +292,20 @@ Status plan_keys_via_rows(const LayerMagnitudes& m, const Reader& rd, const Laye
 
 // Value scales: v_proj row (and bias) of (kv head g, channel c) / s, o_proj column h * hd + c * s
 // for every query head h of the group.
-void plan_values(const LayerMagnitudes& m, const Reader& rd, const LayerNames& n, const Shapes& s,
-                 LayerScales& ls, std::vector<TensorEdit>& edits) {
+void plan_values(const LayerMagnitudes& m, const LayerTensors& t, const Reader& rd,
+                 const LayerNames& n, const Shapes& s, LayerScales& ls,
+                 std::vector<TensorEdit>& edits) {
   // v * 2^e: a value slot's quantisation error reaches the output through o_proj's columns * 2^-e.
-  const std::vector<int> neg = octave_exponents(m.value, m.value_weight);
+  std::vector<int> neg = octave_exponents(m.value, m.value_weight);
+  const auto dim = size_t(s.dim), hd = size_t(s.hd), in = size_t(s.nh * s.hd);
+  ls.clamped += clamp_to_exact(neg, [&](size_t r, int x) {
+    if (!scales_exactly(t.wv, r * dim, dim, 1, x, t.dv) || !scales_exactly(t.bv, r, 1, 1, x, t.dbv))
+      return false;
+    const size_t g = r / hd, c = r % hd;
+    for (size_t h = g * size_t(s.rep); h < (g + 1) * size_t(s.rep); ++h)  // o_proj column (h, c)
+      if (!scales_exactly(t.wo, h * hd + c, dim, in, -x, t.dout)) return false;
+    return true;
+  });
   ls.value_exp.resize(neg.size());
   for (size_t r = 0; r < neg.size(); ++r) ls.value_exp[r] = -neg[r];
   std::vector<int> oc(size_t(s.nh * s.hd));
@@ -344,11 +409,11 @@ Result<PlannedEdits> plan_edits(const Checkpoint& ck, const RebalanceOptions& op
     LayerScales ls;
     if (opt.keys != KeyBalance::kNone) {
       if (plan.via_norms)
-        FC_TRY(plan_keys_via_norms(m, n, s, opt.keys, ls, out.edits));
+        FC_TRY(plan_keys_via_norms(m, t, n, s, opt.keys, ls, out.edits));
       else
-        FC_TRY(plan_keys_via_rows(m, rd, n, s, opt.keys, ls, out.edits));
+        FC_TRY(plan_keys_via_rows(m, t, rd, n, s, opt.keys, ls, out.edits));
     }
-    if (opt.values != ValueBalance::kNone) plan_values(m, rd, n, s, ls, out.edits);
+    if (opt.values != ValueBalance::kNone) plan_values(m, t, rd, n, s, ls, out.edits);
     plan.layers.push_back(std::move(ls));
   }
   for (const auto& e : out.edits) plan.changed_tensors.push_back(e.name);

@@ -20,9 +20,6 @@ namespace fs = std::filesystem;
 
 namespace repair {
 
-namespace {
-
-// Stores fp32 `x` as `dtype` at `dst`; false when the stored value is not exactly x.
 bool store_exact(DType dtype, float x, unsigned char* dst) {
   float back;
   if (dtype == DType::BF16) {
@@ -39,8 +36,6 @@ bool store_exact(DType dtype, float x, unsigned char* dst) {
   }
   return back == x;
 }
-
-}  // namespace
 
 Result<std::string> apply_edit(const SafetensorsFile& file, const TensorInfo& t,
                                const TensorEdit& e) {
@@ -118,7 +113,8 @@ nlohmann::json record_json(const RebalancePlan& p, const RebalanceOptions& opt,
                       {"key_max_before", l.key_max_before},
                       {"key_max_after", l.key_max_after},
                       {"value_spread_before", l.value_spread_before},
-                      {"value_spread_after", l.value_spread_after}});
+                      {"value_spread_after", l.value_spread_after},
+                      {"clamped_for_exactness", l.clamped}});
   return {{"schema", "fusecheck.rebalance/1"},
           {"source", model_dir},
           {"keys", key_balance_name(opt.keys)},
