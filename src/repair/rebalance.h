@@ -15,7 +15,8 @@
 // h * hd + c by s for every query head h reading kv head g leaves the layer output unchanged.
 //
 // Every s is a power of two, so each scaled weight is exact in bf16, f16 and fp32 (checked element
-// by element: a weight that would overflow or leave the normal range is refused). RMSNorm's
+// by element: where a weight would overflow or lose bits below the normal range, the slot's
+// exponent moves toward 0 until all its weights are exact; apply_edit checks again). RMSNorm's
 // normalisation comes before its gain, so it does not see the scaling.
 #pragma once
 
