@@ -37,4 +37,7 @@ void register_probe_command(CLI::App& app, int& exit_code);
 // `fusecheck bench MODEL`: prefill/decode speed, memory and the decode roofline.
 void register_bench_command(CLI::App& app, int& exit_code);
 
+// `fusecheck rebalance MODEL OUT`: a function-preserving rescaled checkpoint (src/repair).
+void register_rebalance_command(CLI::App& app, int& exit_code);
+
 }  // namespace fusecheck::cli
