@@ -12,7 +12,7 @@
 #include "check/cache.h"
 #include "check/check.h"
 #include "fixture/fixture.h"
-#include "report/json_io.h"
+#include "check/result_json.h"
 #include "report/report.h"
 #include "testing.h"
 
