@@ -333,10 +333,13 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
       continue;
     }
     FC_ASSIGN(t, parse_tensor(path_, key, val));
-    if (!index_.emplace(t.name, tensors_.size()).second)
-      return make_error("{}: tensor \"{}\" appears twice in the header", path_, printable(key));
     tensors_.push_back(std::move(t));
   }
+  // Indexed once tensors_ is complete: the keys view its names, which no later growth can move.
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    if (!index_.emplace(tensors_[i].name, i).second)
+      return make_error("{}: tensor \"{}\" appears twice in the header", path_,
+                        printable(tensors_[i].name));
   FC_TRY(check_tiling(path_, tensors_, data_size));
   const uint64_t data_start = 8 + json.size();
   for (auto& t : tensors_) t.offset += data_start;
@@ -344,7 +347,7 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
 }
 
 const TensorInfo* SafetensorsFile::find(std::string_view name) const {
-  auto it = index_.find(std::string(name));
+  auto it = index_.find(name);
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
