@@ -11,8 +11,8 @@
 #include "analysis/gain_stats.h"
 #include "check/cache.h"
 #include "check/check.h"
-#include "fixture/fixture.h"
 #include "check/result_json.h"
+#include "fixture/fixture.h"
 #include "report/report.h"
 #include "testing.h"
 
