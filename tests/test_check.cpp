@@ -11,8 +11,8 @@
 #include "analysis/gain_stats.h"
 #include "check/cache.h"
 #include "check/check.h"
+#include "check/result_json.h"
 #include "fixture/fixture.h"
-#include "report/json_io.h"
 #include "report/report.h"
 #include "testing.h"
 
@@ -75,17 +75,16 @@ TEST(Score, ComponentAndVerdictBoundaries) {
   EXPECT_EQ(verdict_for_score(0.4999, t), Verdict::kIncompatible);
 }
 
-TEST(Check, SharedReferenceCheckpointsAreCompatible) {
-  FC_REQUIRE_SHARED();
-  const std::string s = testing::shared_dir();
+TEST(Check, ReferenceCheckpointsAreCompatible) {
+  const std::string s = testing::data_dir();
   for (std::string m : {"qwen3-tiny", "llama-tiny", "qwen2-tiny"})
     for (std::string d : {"fp32", "bf16"}) {
-      auto r = check_model(s + "/testdata/hf/" + m + "/" + d, no_cache());
+      auto r = check_model(s + "/hf/" + m + "/" + d, no_cache());
       ASSERT_TRUE(r.ok()) << r.error().message;
       EXPECT_EQ(r->verdict, Verdict::kCompatible) << m << "/" << d;
       EXPECT_TRUE(r->score.issues.empty()) << m << "/" << d;
     }
-  auto r = check_model(s + "/models/stories260K/hf", no_cache());
+  auto r = check_model(s + "/stories260K/hf", no_cache());
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->verdict, Verdict::kCompatible);
   EXPECT_EQ(r->config.num_layers, 5);
@@ -349,10 +348,9 @@ TEST(Check, ReportFormatsAndAtomicReportFile) {
 }
 
 TEST(Check, RopeParametersAndHubFormBothLoad) {
-  FC_REQUIRE_SHARED();
-  // transformers 5 form (shared checkpoints) and the Hub's older form (fixtures) parse the same
-  // way.
-  auto r = check_model(testing::shared_dir() + "/testdata/hf/qwen3-tiny/fp32", no_cache());
+  // transformers 5 form (tests/data/hf checkpoints) and the Hub's older form (fixtures) parse the
+  // same way.
+  auto r = check_model(testing::data_dir() + "/hf/qwen3-tiny/fp32", no_cache());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->config.rope.theta, 1000000.0);
   TempDir t;

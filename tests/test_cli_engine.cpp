@@ -22,8 +22,7 @@ std::string join(const std::vector<int32_t>& ids) {
 }
 
 TEST(CliGenerate, PrintsLlama2cStoryFromTokenIds) {
-  FC_REQUIRE_SHARED();
-  const std::string root = testing::shared_dir() + "/models/stories260K";
+  const std::string root = testing::data_dir() + "/stories260K";
   auto expected = nlohmann::json::parse(testing::read_text(root + "/expected.json"));
   for (const auto& c : expected["cases"]) {
     auto prompt = c["prompt_token_ids"].get<std::vector<int32_t>>();
@@ -44,8 +43,7 @@ TEST(CliGenerate, PrintsLlama2cStoryFromTokenIds) {
 }
 
 TEST(CliGenerate, SamplingIsSeededAndRespectsMaxTokens) {
-  FC_REQUIRE_SHARED();
-  const std::string model = testing::shared_dir() + "/models/stories260K/hf";
+  const std::string model = testing::data_dir() + "/stories260K/hf";
   auto gen = [&](int seed) {
     auto r = run_cli(fmt::format(
         "generate {} --prompt 'The dog' -n 30 --temperature 1.0 --top-k 40 --top-p 0.95 --min-p "
@@ -61,8 +59,7 @@ TEST(CliGenerate, SamplingIsSeededAndRespectsMaxTokens) {
 }
 
 TEST(CliEval, WritesLogitsAndHiddenStatesMatchingTransformers) {
-  FC_REQUIRE_SHARED();
-  const std::string dir = testing::shared_dir() + "/testdata/hf/qwen3-tiny";
+  const std::string dir = testing::data_dir() + "/hf/qwen3-tiny";
   auto meta = nlohmann::json::parse(testing::read_text(dir + "/reference.json"));
   auto ids = meta["sequences"][1].get<std::vector<int32_t>>();
   testing::TempDir tmp;
@@ -87,8 +84,7 @@ TEST(CliEval, WritesLogitsAndHiddenStatesMatchingTransformers) {
 }
 
 TEST(CliChat, RefusesAModelWithoutAChatTemplate) {
-  FC_REQUIRE_SHARED();
-  auto r = run_cli("chat " + testing::shared_dir() + "/models/stories260K/hf < /dev/null");
+  auto r = run_cli("chat " + testing::data_dir() + "/stories260K/hf < /dev/null");
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.err.find("tokenizer_config.json"), std::string::npos) << r.err;
 }

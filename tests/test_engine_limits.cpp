@@ -1,6 +1,6 @@
 // Input limits of the engine commands (generate, eval, tokenize): prompts longer than the context,
 // empty prompts and id lists, invalid UTF-8, token ids out of range and -n 0 give a one-line error
-// or a defined result, never UB. Real checkpoints: stories260K (../shared) has a tokenizer; the
+// or a defined result, never UB. Real checkpoints: stories260K (tests/data) has a tokenizer; the
 // tiny Qwen3 fixture has none (ids only).
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -14,7 +14,7 @@ using testing::run_cli;
 using testing::RunResult;
 
 std::string stories() {
-  return testing::shared_dir() + "/models/stories260K/hf";
+  return testing::data_dir() + "/stories260K/hf";
 }
 
 // A tiny Qwen3 fixture without a tokenizer (vocab 512), made once for the suite.
@@ -38,7 +38,6 @@ void ExpectOneLineError(const RunResult& r, int code, std::string_view needle,
 }
 
 TEST(EngineLimits, PromptLongerThanMaxContext) {
-  FC_REQUIRE_SHARED();
   std::string long_prompt(400, 'a');
   for (size_t i = 1; i < long_prompt.size(); i += 2) long_prompt[i] = ' ';
   RunResult r =
@@ -77,7 +76,6 @@ TEST(EngineLimits, HugeMaxContextIsRefusedWithoutOverflow) {
 }
 
 TEST(EngineLimits, EmptyPromptIsAUsageError) {
-  FC_REQUIRE_SHARED();
   for (std::string model : {stories(), fixture_dir()}) {
     RunResult r = run_cli("generate " + model + " --prompt ''");
     ExpectOneLineError(r, 64, "--prompt", model);
@@ -101,7 +99,6 @@ TEST(EngineLimits, EmptyTokenIds) {
 }
 
 TEST(EngineLimits, InvalidUtf8PromptIsReplacedNotFatal) {
-  FC_REQUIRE_SHARED();
   // As documented for Tokenizer::encode: invalid UTF-8 becomes U+FFFD first.
   RunResult r =
       run_cli("generate " + stories() + " --prompt \"$(printf 'a\\377b\\300')\" -n 2 --json");
@@ -124,7 +121,6 @@ TEST(EngineLimits, TokenIdsOutOfRange) {
     EXPECT_EQ(e.exit_code, 3) << ids << "\n" << e.err;
     EXPECT_EQ(std::count(e.err.begin(), e.err.end(), '\n'), 1) << ids << "\n" << e.err;
   }
-  FC_REQUIRE_SHARED();
   RunResult t = run_cli("tokenize " + stories() + " --decode 1,-5,70000,2147483647");
   EXPECT_EQ(t.exit_code == 0 || t.exit_code == 3, true) << t.err;
 }

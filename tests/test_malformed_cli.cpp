@@ -94,8 +94,9 @@ TEST(MalformedCli, HelpAndVersion) {
 // ---------------------------------------------------------------------------------------------
 // examples/: check_all.sh and engine_load_example against fixtures.
 
+// From CMake, not __FILE__: a ccache build with CCACHE_BASEDIR compiles with relative paths.
 std::string repo_root() {
-  return fs::path(__FILE__).parent_path().parent_path().string();
+  return FUSECHECK_SOURCE_DIR;
 }
 std::string build_dir() {
   return fs::path(FUSECHECK_BINARY).parent_path().string();

@@ -1,6 +1,6 @@
-// The engine against transformers 5.17 (eager attention, CPU): ../shared/testdata/hf/*-tiny hold
-// seeded Qwen3, Llama and Qwen2 checkpoints with transformers' own logits, per-layer hidden states
-// and greedy continuations (../shared/tools/hf_reference.py made them).
+// The engine against transformers 5.17 (eager attention, CPU): tests/data/hf/*-tiny hold seeded
+// Qwen3, Llama and Qwen2 checkpoints with transformers' own logits, per-layer hidden states and
+// greedy continuations (scripts/reference/make_hf_tiny.py and hf_reference_ext.py made them).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -35,7 +35,8 @@ struct Reference {
 
 Reference load_reference(const std::string& dir, const std::string& stem) {
   auto f = SafetensorsFile::open(dir + "/" + stem + ".safetensors");
-  EXPECT_TRUE(f.ok()) << (f.ok() ? "" : f.error().message);
+  // A missing or unreadable reference fails the test (gtest reports the exception), never skips.
+  if (!f.ok()) throw std::runtime_error(f.error().message);
   return Reference{json::parse(testing::read_text(dir + "/" + stem + ".json")), std::move(*f)};
 }
 
@@ -70,25 +71,18 @@ int32_t argmax(const float* x, int64_t n) {
   return static_cast<int32_t>(std::max_element(x, x + n) - x);
 }
 
-// Each case: ../shared's references (transformers' fp32 logits, hidden states, greedy tokens, and
-// bf16 logits of `model.to(torch.bfloat16)`) plus tests/data/hf's (scripts/reference/
-// hf_reference_ext.py: the bf16 checkpoint loaded with from_pretrained, a 160-token sequence, bf16
-// hidden states, greedy tokens through the cache in both dtypes). qwen3-tiny-extreme lives wholly
-// in tests/data (k_norm gains up to 96.5, like Qwen3-0.6B's).
+// Each case: make_hf_tiny.py's references (transformers' fp32 logits, hidden states, greedy tokens,
+// and bf16 logits of `model.to(torch.bfloat16)`) plus hf_reference_ext.py's (the bf16 checkpoint
+// loaded with from_pretrained, a 160-token sequence, bf16 hidden states, greedy tokens through the
+// cache in both dtypes). qwen3-tiny-extreme has k_norm gains up to 96.5, like Qwen3-0.6B's.
 class HfReference : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    ext_ = std::string(FUSECHECK_TEST_DATA) + "/hf/" + GetParam();
+    ext_ = testing::data_dir() + "/hf/" + GetParam();
     base_ = ext_;
-    if (!exists(base_ + "/fp32/config.json")) {
-      if (testing::shared_dir().empty())
-        GTEST_SKIP() << "../shared (reference checkpoints) not present; skipping";
-      base_ = testing::shared_dir() + "/testdata/hf/" + GetParam();
-    }
     ref_ = std::make_unique<Reference>(load_reference(base_, "reference"));
     ext_ref_ = std::make_unique<Reference>(load_reference(ext_, "reference_ext"));
   }
-  static bool exists(const std::string& p) { return std::ifstream(p).good(); }
   Model load(const char* dtype) const {
     auto m = Model::load(base_ + "/" + dtype);
     EXPECT_TRUE(m.ok()) << m.error().message;
@@ -101,7 +95,7 @@ class HfReference : public ::testing::TestWithParam<const char*> {
 TEST_P(HfReference, Fp32LogitsMatchTransformers) {
   Model m = load("fp32");
   const size_t vocab = static_cast<size_t>(m.config().vocab_size);
-  // ../shared's three sequences, then the long one (same first three in the ext file).
+  // reference.json's three sequences, then the long one (same first three in the ext file).
   const size_t n = ext_ref_->meta["sequences"].size();
   for (size_t i = 0; i < n; ++i) {
     const Reference& r = i < ref_->meta["sequences"].size() ? *ref_ : *ext_ref_;

@@ -1,5 +1,5 @@
 // stories260K: a real trained Llama (llama2.c's tinyllamas), converted to Hugging Face format.
-// ../shared/models/stories260K/expected.json holds llama2.c run.c's greedy outputs (temperature 0,
+// tests/data/stories260K/expected.json holds llama2.c run.c's greedy outputs (temperature 0,
 // 200 steps); the engine must reproduce them token for token through its KV cache.
 #include <gtest/gtest.h>
 
@@ -12,8 +12,7 @@ namespace fusecheck {
 namespace {
 
 TEST(Stories260K, GreedyMatchesLlama2c) {
-  FC_REQUIRE_SHARED();
-  const std::string root = testing::shared_dir() + "/models/stories260K";
+  const std::string root = testing::data_dir() + "/stories260K";
   auto m = Model::load(root + "/hf");
   ASSERT_TRUE(m.ok()) << m.error().message;
   auto expected = nlohmann::json::parse(testing::read_text(root + "/expected.json"));

@@ -45,8 +45,7 @@ TEST(ProbeVerdict, LossyProfilesHaveAnAbsoluteBudgetAboveTheFloor) {
 }
 
 TEST(Probe, OrdinaryModelIsMeasuredCompatibleWithFusedKernels) {
-  FC_REQUIRE_SHARED();
-  const std::string m = testing::shared_dir() + "/testdata/hf/qwen3-tiny/bf16";
+  const std::string m = testing::data_dir() + "/hf/qwen3-tiny/bf16";
   auto r = run_cli("probe " + m + " --json --no-cache --tokens 32");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
@@ -65,7 +64,7 @@ TEST(Probe, OrdinaryModelIsMeasuredCompatibleWithFusedKernels) {
 }
 
 TEST(Probe, ExtremeGainsBreakPerTensorInt8KvButNotPerChannel) {
-  const std::string m = std::string(FUSECHECK_TEST_DATA) + "/hf/qwen3-tiny-extreme/bf16";
+  const std::string m = testing::data_dir() + "/hf/qwen3-tiny-extreme/bf16";
   auto per_tensor = run_cli("probe " + m + " --json --no-cache --kernels fused-int8kv");
   EXPECT_EQ(per_tensor.exit_code, 2) << per_tensor.err;
   auto j = nlohmann::json::parse(per_tensor.out);
@@ -154,9 +153,8 @@ TEST_F(LoadDecision, CachedMeasurementOutranksTheStaticCheck) {
 TEST(LoadDecisionShared, CachedIncompatibleMeasurementOverridesTheScreen) {
   // Static WARNING (no q/k norms to read), measured INCOMPATIBLE: per-tensor int8 KV on
   // stories260K, a trained model whose key channels carry outliers the norms do not show.
-  FC_REQUIRE_SHARED();
   testing::TempDir tmp;
-  const std::string m = testing::shared_dir() + "/models/stories260K/hf";
+  const std::string m = testing::data_dir() + "/stories260K/hf";
   const std::string cache = "XDG_CACHE_HOME=" + (tmp / "cache");
   ASSERT_EQ(run_cli("check " + m + " --kernels fused-int8kv --no-cache").exit_code, 1);
   auto probe = run_cli("probe " + m + " --kernels fused-int8kv --tokens 32", cache);
@@ -207,7 +205,7 @@ namespace {
 
 TEST(CheckWithProbe, ShowsPredictionAndMeasurementAndExitsWithTheMeasurement) {
   testing::TempDir tmp;
-  const std::string m = std::string(FUSECHECK_TEST_DATA) + "/hf/qwen3-tiny-extreme/bf16";
+  const std::string m = testing::data_dir() + "/hf/qwen3-tiny-extreme/bf16";
   const std::string env = "XDG_CACHE_HOME=" + (tmp / "cache");
   auto r = testing::run_cli("check " + m + " --kernels fused-int8kv --probe --format json", env);
   EXPECT_EQ(r.exit_code, 2) << r.err;

@@ -136,9 +136,8 @@ TEST(TokenizerConformance, MatchesJsReferenceEncoder) {
 // is held to it in test_tokenizer_qwen3.cpp); this test only reports such cases.
 TEST(TokenizerConformance, ReportsJsDisagreementsWithRustOracle) {
   FC_REQUIRE_ORACLE();
-  FC_REQUIRE_SHARED();
   if (!have_node()) GTEST_SKIP() << "node not found";
-  json o = read_json(shared_dir() + "/testdata/tokenizer/qwen3.json");
+  json o = read_json(data_dir() + "/tokenizer/qwen3.json");
   std::vector<std::string> texts;
   for (const auto& c : o["cases"]) texts.push_back(c["text"]);
   TempDir d;

@@ -17,7 +17,7 @@ using namespace fusecheck::testing;
 using nlohmann::json;
 
 std::string stories_hf() {
-  return shared_dir() + "/models/stories260K/hf";
+  return data_dir() + "/stories260K/hf";
 }
 
 void expect_one_line_error(const Result<Tokenizer>& r, const std::string& file,
@@ -36,7 +36,6 @@ TEST(TokenizerHostile, MissingFilesNameTheFile) {
 }
 
 TEST(TokenizerHostile, TruncatedAndInvalidJson) {
-  FC_REQUIRE_SHARED();
   std::string full = read_text(stories_hf() + "/tokenizer.json");
   TempDir d;
   for (size_t cut : {size_t(0), size_t(1), full.size() / 3, full.size() - 2}) {
@@ -50,7 +49,6 @@ TEST(TokenizerHostile, TruncatedAndInvalidJson) {
 }
 
 TEST(TokenizerHostile, WrongTypesAndUnknownComponents) {
-  FC_REQUIRE_SHARED();
   const json base = read_json(stories_hf() + "/tokenizer.json");
   struct Case {
     std::function<void(json&)> mutate;
@@ -128,7 +126,6 @@ TEST(TokenizerHostile, WrongTypesAndUnknownComponents) {
 }
 
 TEST(TokenizerHostile, BadTokenizerConfig) {
-  FC_REQUIRE_SHARED();
   TempDir d;
   write_text(d / "tokenizer.json", read_text(stories_hf() + "/tokenizer.json"));
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -147,7 +144,6 @@ TEST(TokenizerHostile, BadTokenizerConfig) {
 
 // Random byte damage to a real file: every outcome is a value (ok or a one-line error).
 TEST(TokenizerHostile, RandomDamageNeverCrashes) {
-  FC_REQUIRE_SHARED();
   const std::string full = read_text(stories_hf() + "/tokenizer.json");
   std::mt19937 rng(12345);
   TempDir d;
@@ -175,7 +171,6 @@ TEST(TokenizerHostile, RandomDamageNeverCrashes) {
 }
 
 TEST(TokenizerHostile, DecodeSkipsIdsOutsideTheVocabulary) {
-  FC_REQUIRE_SHARED();
   auto t = Tokenizer::load(stories_hf());
   ASSERT_TRUE(t.ok());
   std::vector<int32_t> ids{-2147483647 - 1, 403, 512, 2147483647, 407, -1};
@@ -214,7 +209,6 @@ std::string make_chat_dir(const TempDir& d, const std::vector<std::string>& extr
 
 // Meta-Llama-3-8B-Instruct's template; expected text written from the template by hand.
 TEST(TokenizerChat, Llama3Format) {
-  FC_REQUIRE_SHARED();
   const std::string tmpl =
       "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
       "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | "
@@ -243,7 +237,6 @@ TEST(TokenizerChat, Llama3Format) {
 
 // Qwen2's template has a default system prompt; expected text written from the template by hand.
 TEST(TokenizerChat, Qwen2ChatMLWithDefaultSystem) {
-  FC_REQUIRE_SHARED();
   const std::string tmpl =
       "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "
       "'<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif "
@@ -268,7 +261,6 @@ TEST(TokenizerChat, Qwen2ChatMLWithDefaultSystem) {
 }
 
 TEST(TokenizerChat, UnknownTemplateIsAnError) {
-  FC_REQUIRE_SHARED();
   TempDir d;
   auto t = Tokenizer::load(make_chat_dir(d, {}, "<s>", "{{ messages[0]['content'] }} [INST]"));
   ASSERT_TRUE(t.ok());
@@ -282,9 +274,8 @@ TEST(TokenizerChat, UnknownTemplateIsAnError) {
 }
 
 TEST(TokenizerCli, EncodeDecodeAndErrors) {
-  FC_REQUIRE_SHARED();
   const std::string dir = stories_hf();
-  json e = read_json(shared_dir() + "/models/stories260K/expected.json");
+  json e = read_json(data_dir() + "/stories260K/expected.json");
   auto want = e["cases"][0]["prompt_token_ids"].get<std::vector<int32_t>>();
   std::string want_line;
   for (size_t i = 0; i < want.size(); ++i) want_line += (i ? " " : "") + std::to_string(want[i]);
@@ -326,9 +317,8 @@ TEST(TokenizerCli, EncodeDecodeAndErrors) {
 }
 
 TEST(TokenizerCli, Qwen3ChatMatchesTransformers) {
-  FC_REQUIRE_SHARED();
   FC_REQUIRE_ORACLE();
-  json o = read_json(shared_dir() + "/testdata/tokenizer/qwen3.json");
+  json o = read_json(data_dir() + "/tokenizer/qwen3.json");
   TempDir d;
   for (const auto& c : o["chat"]) {
     write_text(d / "chat.json", c["messages"].dump());

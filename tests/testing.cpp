@@ -1,7 +1,6 @@
 #include "testing.h"
 
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -10,10 +9,8 @@
 
 namespace fusecheck::testing {
 
-std::string shared_dir() {
-  std::string d = FUSECHECK_SHARED_DIR;
-  struct stat st;
-  return (::stat((d + "/testdata/hf").c_str(), &st) == 0) ? d : std::string();
+std::string data_dir() {
+  return FUSECHECK_TEST_DATA;
 }
 
 TempDir::TempDir() {

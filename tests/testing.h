@@ -1,4 +1,4 @@
-// Shared test helpers: scratch directories, running the CLI, locating ../shared.
+// Shared test helpers: scratch directories, running the CLI, locating tests/data.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -7,14 +7,9 @@
 
 namespace fusecheck::testing {
 
-// ../shared beside the source tree, or "" when absent (users do not have it).
-std::string shared_dir();
-// Skips the calling test with a clear message when ../shared is absent.
-#define FC_REQUIRE_SHARED()                                                      \
-  do {                                                                           \
-    if (::fusecheck::testing::shared_dir().empty())                              \
-      GTEST_SKIP() << "../shared (reference checkpoints) not present; skipping"; \
-  } while (0)
+// tests/data in the source tree: the committed reference checkpoints and oracle outputs
+// (tests/data/*/README.md say where each came from). Always present: a missing file fails.
+std::string data_dir();
 
 // A fresh directory under $TMPDIR, removed with its contents on destruction.
 class TempDir {

@@ -1,5 +1,5 @@
 // Helpers for the tokenizer tests: locating the npm oracle (the Qwen3 tokenizer files and the JS
-// reference encoder) and the shared oracle data, and reading JSON.
+// reference encoder) and reading the oracle data in tests/data.
 #pragma once
 
 #include <gtest/gtest.h>

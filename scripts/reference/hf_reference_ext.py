@@ -1,28 +1,21 @@
-"""Extra transformers references for the engine tests (tests/data/hf/), beside ../shared's.
+"""Extra transformers references for the engine tests, beside make_hf_tiny.py's.
 
 Runs where torch and transformers are installed (the GPU device image); CPU only, eager attention.
-Usage: python3 hf_reference_ext.py SHARED_DIR OUT_DIR
+Usage: python3 hf_reference_ext.py HF_DIR     (HF_DIR = make_hf_tiny.py's output, tests/data/hf)
 
-For each tiny checkpoint in SHARED_DIR/testdata/hf it loads the model the way users do,
-`from_pretrained(dir, dtype=...)`, and records:
-  - logits of the bf16 checkpoint loaded as bf16 (../shared's bf16 logits came from
+For each tiny checkpoint HF_DIR/<name> it loads the model the way users do,
+`from_pretrained(dir, dtype=...)`, and writes HF_DIR/<name>/reference_ext.{safetensors,json}:
+  - logits of the bf16 checkpoint loaded as bf16 (reference.safetensors' bf16 logits came from
     `model.to(torch.bfloat16)`, which also casts RoPE's inv_freq buffer to bf16; from_pretrained
-    keeps it fp32, which is what users run), for ../shared's sequences plus one long sequence;
+    keeps it fp32, which is what users run), for reference.json's sequences plus one long one;
   - the bf16 hidden states after every layer for sequence 1;
   - greedy continuations through the KV cache, bf16 and fp32, including the long sequence.
-It also builds one more model with ../shared's generator: a Qwen3 with extreme k_norm gains
-(qwen3-tiny-extreme), saved in fp32 and bf16, with its reference.safetensors like ../shared's.
-Everything is packed into OUT_DIR/hfref-ext.tar.gz.
 """
-import json, os, sys, tarfile
+import json, os, sys
 import torch
 from safetensors.torch import save_file
 import transformers
 from transformers import AutoModelForCausalLM
-
-SHARED, OUT = sys.argv[1], sys.argv[2]
-sys.path.insert(0, os.path.join(SHARED, "tools"))
-import hf_reference as H  # noqa: E402  (../shared/tools/hf_reference.py)
 
 torch.use_deterministic_algorithms(True)
 LONG_LEN, LONG_GEN, GEN = 160, 64, 24
@@ -68,19 +61,10 @@ def emit_ext(name, src, dst):
 
 
 if __name__ == "__main__":
-    root = os.path.join(OUT, "ext")
-    hf = os.path.join(SHARED, "testdata", "hf")
-    for name in ("qwen3-tiny", "llama-tiny", "qwen2-tiny"):
-        emit_ext(name, os.path.join(hf, name), os.path.join(root, name))
-    # A fragile Qwen3: the k_norm gains of layers 1 and 3 carry a few channels near Qwen3-0.6B's
-    # 96.5x (../shared's generator plants them on RoPE pairs).
-    kw = dict(H.SHARED[0][2])
-    os.environ["OUT"] = root
-    H.OUT = root
-    H.emit("", "qwen3-tiny-extreme", "qwen3", kw, 21, extreme={1: 96.5, 3: 40.0})
-    emit_ext("qwen3-tiny-extreme", os.path.join(root, "qwen3-tiny-extreme"),
-             os.path.join(root, "qwen3-tiny-extreme"))
-    with tarfile.open(os.path.join(OUT, "hfref-ext.tar.gz"), "w:gz") as t:
-        t.add(root, arcname="hf")
-    print(json.dumps({"inv_freq": {n: json.load(open(os.path.join(root, n, "reference_ext.json")))["inv_freq_dtype_bf16"]
-                                   for n in os.listdir(root)}}))
+    if len(sys.argv) != 2:
+        sys.exit("usage: hf_reference_ext.py HF_DIR")
+    hf = sys.argv[1]
+    for name in ("qwen3-tiny", "llama-tiny", "qwen2-tiny", "qwen3-tiny-extreme"):
+        emit_ext(name, os.path.join(hf, name), os.path.join(hf, name))
+    print(json.dumps({"inv_freq": {n: json.load(open(os.path.join(hf, n, "reference_ext.json")))["inv_freq_dtype_bf16"]
+                                   for n in sorted(os.listdir(hf))}}))

@@ -21,9 +21,9 @@ bool exists(const std::string& p) {
 }
 
 // An index entry must name a file directly inside the model directory.
-bool is_plain_file_name(const std::string& s) {
-  return !s.empty() && s != "." && s != ".." && s.find('/') == std::string::npos &&
-         s.find('\\') == std::string::npos &&
+bool is_plain_file_name(std::string_view s) {
+  return !s.empty() && s != "." && s != ".." && s.find('/') == std::string_view::npos &&
+         s.find('\\') == std::string_view::npos &&
          std::none_of(s.begin(), s.end(), [](char c) { return (unsigned char)c < 32; });
 }
 
@@ -64,11 +64,13 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
   const std::string single_path = dir + "/model.safetensors";
   std::vector<std::string> shard_names;
   // weight_map entries (tensor, shard file). A 235B model lists ~37k tensors: parsed with simdjson,
-  // which is several times faster than a DOM of std::maps here.
-  std::vector<std::pair<std::string, std::string>> weight_map;
+  // which is several times faster than a DOM of std::maps here. The entries view the parsed
+  // document (index_parser outlives them), so listing them allocates no strings.
+  std::vector<std::pair<std::string_view, std::string_view>> weight_map;
+  simdjson::dom::parser index_parser;
   if (exists(index_path)) {
     FC_ASSIGN(text, read_small_file(index_path, kMaxIndexBytes));
-    simdjson::dom::parser parser;
+    simdjson::dom::parser& parser = index_parser;
     simdjson::dom::element root;
     simdjson::dom::object map;
     if (parser.parse(text).get(root) || !root.is_object())
@@ -83,7 +85,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
       if (file.get_string().get(f))
         return make_error("{}: weight_map[\"{}\"] must be a file name string", index_path,
                           printable(name));
-      if (!is_plain_file_name(std::string(f)))
+      if (!is_plain_file_name(f))
         return make_error(
             "{}: weight_map[\"{}\"] = \"{}\" is not a plain file name in the model "
             "directory; refusing to follow it",
@@ -113,7 +115,8 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
 
   // Every index entry must be where the index says it is.
   for (const auto& [name, want] : weight_map) {
-    const TensorRef* r = ck.find(name);
+    auto it = ck.tensors_.find(name);
+    const TensorRef* r = it == ck.tensors_.end() ? nullptr : &it->second;
     if (!r || std::string_view(r->file->path()).substr(dir.size() + 1) != want)
       return make_error("{}: index lists tensor \"{}\" in {}, but that shard does not hold it",
                         index_path, printable(name), want);
@@ -127,7 +130,7 @@ Status Checkpoint::index_tensors() {
   tensors_.reserve(total);
   for (const auto& f : files_) {
     for (const auto& t : f.tensors()) {
-      auto [it, inserted] = tensors_.emplace(t.name, TensorRef{&f, &t});
+      auto [it, inserted] = tensors_.emplace(std::string_view(t.name), TensorRef{&f, &t});
       if (!inserted)
         return make_error("{}: tensor \"{}\" is also in {}; shards must not repeat tensors",
                           f.path(), printable(t.name), it->second.file->path());

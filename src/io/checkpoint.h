@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -40,7 +41,8 @@ class Checkpoint {
   std::string config_path_;
   std::string config_json_;
   std::vector<SafetensorsFile> files_;
-  std::unordered_map<std::string, TensorRef> tensors_;
+  // Keys view the shards' TensorInfo names, which live as long as files_ (see SafetensorsFile).
+  std::unordered_map<std::string_view, TensorRef> tensors_;
 };
 
 }  // namespace fusecheck

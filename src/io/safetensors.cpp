@@ -174,115 +174,125 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, HeaderPar
   return f;
 }
 
-Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
-                                     HeaderParser& header_parser) {
-  const uint64_t data_start = 8 + json.size();
-  // The DOM parser dispatches at run time to the best SIMD kernel of the machine, validates UTF-8
-  // and rejects trailing content; it keeps duplicate keys, which we detect below.
-  simdjson::dom::parser& parser = header_parser.impl_->parser;
-  simdjson::dom::element doc;
-  auto bad_json = [&](simdjson::error_code e) {
-    return make_error("{}: header is not valid JSON ({}); the file is corrupt or not safetensors",
-                      path_, simdjson::error_message(e));
-  };
-  if (auto e = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(doc))
-    return bad_json(e);
-  simdjson::dom::object root;
-  if (doc.get_object().get(root)) return make_error("{}: header must be a JSON object", path_);
+namespace {
 
-  tensors_.reserve(root.size());
-  index_.reserve(root.size());
-  for (auto [key, val] : root) {
-    if (key == "__metadata__") {
-      simdjson::dom::object meta;
-      if (val.get_object().get(meta))
-        return make_error("{}: \"__metadata__\" must be an object of strings", path_);
-      for (auto [mk, mv] : meta) {
-        std::string_view s;
-        if (mv.get_string().get(s))
-          return make_error("{}: \"__metadata__\" must map strings to strings", path_);
-        metadata_[std::string(mk)] = std::string(s);
-      }
-      continue;
-    }
-    TensorInfo t;
-    t.name = std::string(key);
-    simdjson::dom::object obj;
-    if (val.get_object().get(obj))
-      return make_error("{}: tensor \"{}\" must be an object with dtype, shape and data_offsets",
-                        path_, printable(key));
-    bool have_dtype = false, have_shape = false, have_offsets = false;
-    uint64_t begin = 0, end = 0;
-    for (auto [tk, tv] : obj) {
-      if (tk == "dtype") {
-        std::string_view ds;
-        if (tv.get_string().get(ds))
-          return make_error("{}: tensor \"{}\": dtype must be a string", path_, printable(key));
-        auto dt = parse_dtype(ds);
-        if (!dt)
-          return make_error("{}: tensor \"{}\": {}", path_, printable(key), dt.error().message);
-        t.dtype = *dt;
-        have_dtype = true;
-      } else if (tk == "shape") {
-        simdjson::dom::array arr;
-        if (tv.get_array().get(arr))
-          return make_error("{}: tensor \"{}\": shape must be an array", path_, printable(key));
-        for (auto d : arr) {
-          uint64_t dim;
-          if (d.get_uint64().get(dim))
-            return make_error("{}: tensor \"{}\": shape entries must be non-negative integers",
-                              path_, printable(key));
-          if (t.shape.size() >= 16)
-            return make_error("{}: tensor \"{}\": more than 16 dimensions", path_, printable(key));
-          t.shape.push_back(dim);
-        }
-        have_shape = true;
-      } else if (tk == "data_offsets") {
-        simdjson::dom::array arr;
-        if (tv.get_array().get(arr) || arr.size() != 2 || arr.at(0).get_uint64().get(begin) ||
-            arr.at(1).get_uint64().get(end))
-          return make_error(
-              "{}: tensor \"{}\": data_offsets must be [begin, end], two "
-              "non-negative integers",
-              path_, printable(key));
-        have_offsets = true;
-      }
-      // Unknown fields are ignored, as the reference implementation does.
-    }
-    if (!have_dtype || !have_shape || !have_offsets)
-      return make_error("{}: tensor \"{}\" lacks {}", path_, printable(key),
-                        !have_dtype   ? "dtype"
-                        : !have_shape ? "shape"
-                                      : "data_offsets");
-    if (end < begin)
-      return make_error("{}: tensor \"{}\": data_offsets [{}, {}] run backwards", path_,
-                        printable(key), begin, end);
-    uint64_t numel = 1;
-    for (uint64_t d : t.shape)
-      if (__builtin_mul_overflow(numel, d, &numel))
-        return make_error("{}: tensor \"{}\": shape product overflows 64 bits", path_,
-                          printable(key));
-    uint64_t nbytes;
-    if (__builtin_mul_overflow(numel, uint64_t(dtype_size(t.dtype)), &nbytes))
-      return make_error("{}: tensor \"{}\": {} x {} elements: byte count overflows 64 bits", path_,
-                        printable(key), dtype_name(t.dtype), numel);
-    if (nbytes != end - begin)
-      return make_error(
-          "{}: tensor \"{}\": {} x {} elements need {} bytes but data_offsets give {}", path_,
-          printable(key), dtype_name(t.dtype), numel, nbytes, end - begin);
-    t.numel = numel;
-    t.nbytes = nbytes;
-    t.offset = begin;  // relative for now; made absolute after validation
-    if (!index_.emplace(t.name, tensors_.size()).second)
-      return make_error("{}: tensor \"{}\" appears twice in the header", path_, printable(key));
-    tensors_.push_back(std::move(t));
+// One header entry's fields, read and type-checked but not yet checked against each other.
+struct RawEntry {
+  bool have_dtype = false, have_shape = false, have_offsets = false;
+  uint64_t begin = 0, end = 0;
+};
+
+// "__metadata__": an object of string -> string.
+Status parse_metadata(const std::string& path, simdjson::dom::element val,
+                      std::unordered_map<std::string, std::string>& out) {
+  simdjson::dom::object meta;
+  if (val.get_object().get(meta))
+    return make_error("{}: \"__metadata__\" must be an object of strings", path);
+  for (auto [mk, mv] : meta) {
+    std::string_view s;
+    if (mv.get_string().get(s))
+      return make_error("{}: \"__metadata__\" must map strings to strings", path);
+    out[std::string(mk)] = std::string(s);
   }
+  return ok_status();
+}
 
-  // The data region must be tiled exactly: sorted by offset, each tensor starts where the last
-  // ended.
+Status parse_shape(const std::string& path, std::string_view key, simdjson::dom::element v,
+                   std::vector<uint64_t>& shape) {
+  simdjson::dom::array arr;
+  if (v.get_array().get(arr))
+    return make_error("{}: tensor \"{}\": shape must be an array", path, printable(key));
+  for (auto d : arr) {
+    uint64_t dim;
+    if (d.get_uint64().get(dim))
+      return make_error("{}: tensor \"{}\": shape entries must be non-negative integers", path,
+                        printable(key));
+    if (shape.size() >= 16)
+      return make_error("{}: tensor \"{}\": more than 16 dimensions", path, printable(key));
+    shape.push_back(dim);
+  }
+  return ok_status();
+}
+
+// The fields of one tensor entry: dtype, shape, data_offsets. Unknown fields are ignored, as the
+// reference implementation does.
+Status parse_fields(const std::string& path, std::string_view key, simdjson::dom::object obj,
+                    TensorInfo& t, RawEntry& e) {
+  for (auto [tk, tv] : obj) {
+    if (tk == "dtype") {
+      std::string_view ds;
+      if (tv.get_string().get(ds))
+        return make_error("{}: tensor \"{}\": dtype must be a string", path, printable(key));
+      auto dt = parse_dtype(ds);
+      if (!dt) return make_error("{}: tensor \"{}\": {}", path, printable(key), dt.error().message);
+      t.dtype = *dt;
+      e.have_dtype = true;
+    } else if (tk == "shape") {
+      FC_TRY(parse_shape(path, key, tv, t.shape));
+      e.have_shape = true;
+    } else if (tk == "data_offsets") {
+      simdjson::dom::array arr;
+      if (tv.get_array().get(arr) || arr.size() != 2 || arr.at(0).get_uint64().get(e.begin) ||
+          arr.at(1).get_uint64().get(e.end))
+        return make_error(
+            "{}: tensor \"{}\": data_offsets must be [begin, end], two non-negative integers", path,
+            printable(key));
+      e.have_offsets = true;
+    }
+  }
+  return ok_status();
+}
+
+// Completeness and arithmetic: every field present, offsets forward, numel * dtype size (no
+// overflow) equal to the byte range. Sets numel, nbytes and the (data-relative) offset.
+Status check_sizes(const std::string& path, const RawEntry& e, TensorInfo& t) {
+  if (!e.have_dtype || !e.have_shape || !e.have_offsets)
+    return make_error("{}: tensor \"{}\" lacks {}", path, printable(t.name),
+                      !e.have_dtype   ? "dtype"
+                      : !e.have_shape ? "shape"
+                                      : "data_offsets");
+  if (e.end < e.begin)
+    return make_error("{}: tensor \"{}\": data_offsets [{}, {}] run backwards", path,
+                      printable(t.name), e.begin, e.end);
+  uint64_t numel = 1;
+  for (uint64_t d : t.shape)
+    if (__builtin_mul_overflow(numel, d, &numel))
+      return make_error("{}: tensor \"{}\": shape product overflows 64 bits", path,
+                        printable(t.name));
+  uint64_t nbytes;
+  if (__builtin_mul_overflow(numel, uint64_t(dtype_size(t.dtype)), &nbytes))
+    return make_error("{}: tensor \"{}\": {} x {} elements: byte count overflows 64 bits", path,
+                      printable(t.name), dtype_name(t.dtype), numel);
+  if (nbytes != e.end - e.begin)
+    return make_error("{}: tensor \"{}\": {} x {} elements need {} bytes but data_offsets give {}",
+                      path, printable(t.name), dtype_name(t.dtype), numel, nbytes, e.end - e.begin);
+  t.numel = numel;
+  t.nbytes = nbytes;
+  t.offset = e.begin;
+  return ok_status();
+}
+
+Result<TensorInfo> parse_tensor(const std::string& path, std::string_view key,
+                                simdjson::dom::element val) {
+  TensorInfo t;
+  t.name = std::string(key);
+  simdjson::dom::object obj;
+  if (val.get_object().get(obj))
+    return make_error("{}: tensor \"{}\" must be an object with dtype, shape and data_offsets",
+                      path, printable(key));
+  RawEntry e;
+  FC_TRY(parse_fields(path, key, obj, t, e));
+  FC_TRY(check_sizes(path, e, t));
+  return t;
+}
+
+// The data region must be tiled exactly: sorted by offset, each tensor starts where the last ended,
+// and the last ends at the end of the file.
+Status check_tiling(const std::string& path, const std::vector<TensorInfo>& tensors,
+                    uint64_t data_size) {
   std::vector<const TensorInfo*> order;
-  order.reserve(tensors_.size());
-  for (const auto& t : tensors_) order.push_back(&t);
+  order.reserve(tensors.size());
+  for (const auto& t : tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
     return a->offset != b->offset ? a->offset < b->offset : a->nbytes < b->nbytes;
   });
@@ -290,20 +300,54 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
   for (const TensorInfo* t : order) {
     if (t->offset != expect)
       return make_error(
-          "{}: tensor \"{}\" starts at data offset {} but the previous tensor ended at "
-          "{} ({}); the header is corrupt",
-          path_, printable(t->name), t->offset, expect, t->offset < expect ? "overlap" : "gap");
+          "{}: tensor \"{}\" starts at data offset {} but the previous tensor ended at {} ({}); "
+          "the header is corrupt",
+          path, printable(t->name), t->offset, expect, t->offset < expect ? "overlap" : "gap");
     expect = t->offset + t->nbytes;
   }
   if (expect != data_size)
-    return make_error("{}: tensors cover {} data bytes but the file holds {} ({})", path_, expect,
+    return make_error("{}: tensors cover {} data bytes but the file holds {} ({})", path, expect,
                       data_size, expect > data_size ? "truncated file" : "trailing bytes");
+  return ok_status();
+}
+
+}  // namespace
+
+Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
+                                     HeaderParser& header_parser) {
+  // The DOM parser dispatches at run time to the best SIMD kernel of the machine, validates UTF-8
+  // and rejects trailing content; it keeps duplicate keys, which the index detects below.
+  simdjson::dom::parser& parser = header_parser.impl_->parser;
+  simdjson::dom::element doc;
+  if (auto e = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(doc))
+    return make_error("{}: header is not valid JSON ({}); the file is corrupt or not safetensors",
+                      path_, simdjson::error_message(e));
+  simdjson::dom::object root;
+  if (doc.get_object().get(root)) return make_error("{}: header must be a JSON object", path_);
+
+  tensors_.reserve(root.size());
+  index_.reserve(root.size());
+  for (auto [key, val] : root) {
+    if (key == "__metadata__") {
+      FC_TRY(parse_metadata(path_, val, metadata_));
+      continue;
+    }
+    FC_ASSIGN(t, parse_tensor(path_, key, val));
+    tensors_.push_back(std::move(t));
+  }
+  // Indexed once tensors_ is complete: the keys view its names, which no later growth can move.
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    if (!index_.emplace(tensors_[i].name, i).second)
+      return make_error("{}: tensor \"{}\" appears twice in the header", path_,
+                        printable(tensors_[i].name));
+  FC_TRY(check_tiling(path_, tensors_, data_size));
+  const uint64_t data_start = 8 + json.size();
   for (auto& t : tensors_) t.offset += data_start;
   return ok_status();
 }
 
 const TensorInfo* SafetensorsFile::find(std::string_view name) const {
-  auto it = index_.find(std::string(name));
+  auto it = index_.find(name);
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 

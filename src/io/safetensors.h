@@ -89,7 +89,9 @@ class SafetensorsFile {
   uint64_t file_size_ = 0;
   std::string header_;
   std::vector<TensorInfo> tensors_;
-  std::unordered_map<std::string, size_t> index_;  // name -> position in tensors_
+  // name -> position in tensors_. The keys view tensors_[i].name: built once tensors_ is complete,
+  // which then never changes, and a move keeps its buffer, so the views stay valid.
+  std::unordered_map<std::string_view, size_t> index_;
   std::unordered_map<std::string, std::string> metadata_;
   mutable void* map_ = nullptr;
 };

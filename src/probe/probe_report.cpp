@@ -4,7 +4,7 @@
 
 #include "check/cache.h"
 #include "check/check.h"
-#include "report/json_io.h"
+#include "check/result_json.h"
 
 namespace fusecheck {
 

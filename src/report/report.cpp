@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "report/json_io.h"
+#include "check/result_json.h"
 
 namespace fusecheck {
 

@@ -1,4 +1,4 @@
-#include "report/json_io.h"
+#include "check/result_json.h"
 
 #include <cmath>
 #include <limits>
