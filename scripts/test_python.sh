@@ -13,7 +13,8 @@ py=/usr/bin/python3
 rm -rf "$venv"
 "$py" -m venv --system-site-packages "$venv"
 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install --no-build-isolation \
-  --no-deps -q . -C build-dir="$build" -C cmake.define.Python_EXECUTABLE="$py"
+  --no-deps -q . --config-settings=build-dir="$build" \
+  --config-settings=cmake.define.Python_EXECUTABLE="$py"
 # Not the source tree's python/fusecheck: the installed package is what is tested.
 (cd /tmp && "$venv/bin/python" -c "import fusecheck, sys; print('fusecheck', fusecheck.__version__, 'from', fusecheck.__file__)")
 set +e

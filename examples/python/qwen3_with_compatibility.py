@@ -246,9 +246,7 @@ class Qwen3ForCausalLM(nn.Module):
 def load_weights(model: Qwen3ForCausalLM, path):
     """Every checkpoint tensor into its parameter; a missing, unused, mis-shaped or non-finite
     tensor is an error naming it (no silent wrong answers)."""
-    params = dict(model.named_parameters(remove_duplicate=False))
-    if model.config.tie_word_embeddings:
-        params.pop("lm_head.weight", None)
+    params = dict(model.named_parameters())  # a tied lm_head.weight is embed_tokens' (dropped)
     seen = set()
     files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
     if not files:
