@@ -134,7 +134,10 @@ class Attention(nn.Module):
         qh = q.transpose(0, 1)  # [nh, T, hd]
         kh = k.transpose(0, 1).repeat_interleave(rep, 0)
         vh = v.transpose(0, 1).repeat_interleave(rep, 0)
-        scores = torch.matmul(qh, kh.transpose(1, 2)) * c.head_dim**-0.5  # [nh, T, n_ctx]
+        # [nh, T, n_ctx]; the scale multiplies in fp32 (PyTorch 2's opmath; torch 1.13 would round
+        # the scale to bf16 first).
+        scores = torch.matmul(qh, kh.transpose(1, 2))
+        scores = (scores.float() * c.head_dim**-0.5).to(q.dtype)
         n_ctx = k.shape[0]
         mask = torch.ones(T, n_ctx, dtype=torch.bool).tril(n_ctx - T)
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
@@ -151,7 +154,10 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        # SiLU on fp32, rounded once, as PyTorch 2's eager kernel computes it for bf16 (torch 1.13's
+        # bf16 SiLU rounds differently, in about 30% of outputs).
+        g = self.gate_proj(x)
+        return self.down_proj(F.silu(g.float()).to(g.dtype) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
