@@ -198,6 +198,6 @@ PYBIND11_MODULE(_native, m) {
         py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"));
   m.def("probe", &probe, py::arg("path"), py::arg("kernels"), py::arg("sequences"),
         py::arg("tokens"), py::arg("greedy_tokens"), py::arg("use_cache"), py::arg("cache_dir"));
-  m.def("decide", &decide, py::arg("path"), py::arg("kernels"), py::arg("strict"),
-        py::arg("force"), py::arg("use_cache"), py::arg("cache_dir"));
+  m.def("decide", &decide, py::arg("path"), py::arg("kernels"), py::arg("strict"), py::arg("force"),
+        py::arg("use_cache"), py::arg("cache_dir"));
 }

@@ -43,8 +43,8 @@ void explain(DirDecision& out, const KernelRequest& req, const std::string& dir,
         "{}",
         dir, req.kernels, d.basis, dir, req.kernels);
   } else {
-    d.message = fallback_warning(dir) + " --kernels " + req.kernels + "\n(decided by the " +
-                d.basis + ")";
+    d.message =
+        fallback_warning(dir) + " --kernels " + req.kernels + "\n(decided by the " + d.basis + ")";
   }
 }
 
@@ -73,12 +73,12 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
     out.check_error = check.error().message;
     if (force) {
       out.source = "forced", d.outcome = KernelOutcome::kForced;
-      d.message = "NOTICE: fused kernels FORCED; the compatibility check could not run: " +
-                  out.check_error;
+      d.message =
+          "NOTICE: fused kernels FORCED; the compatibility check could not run: " + out.check_error;
     } else {
       d.outcome = KernelOutcome::kFallback;
-      d.message = "fusecheck: cannot check the model (" + out.check_error +
-                  "); using standard kernels";
+      d.message =
+          "fusecheck: cannot check the model (" + out.check_error + "); using standard kernels";
     }
     return finish();
   }
@@ -89,10 +89,11 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
   d.basis = "static check";
   out.source = "static";
   if ((d.measured_verdict = measured_verdict(req, check->fingerprint, profile))) {
-    d.basis = *d.measured_verdict != v
-                  ? fmt::format("cached probe measurement ({}), which outranks the static check ({})",
-                                verdict_name(*d.measured_verdict), verdict_name(v))
-                  : "static check, confirmed by a cached probe measurement";
+    d.basis =
+        *d.measured_verdict != v
+            ? fmt::format("cached probe measurement ({}), which outranks the static check ({})",
+                          verdict_name(*d.measured_verdict), verdict_name(v))
+            : "static check, confirmed by a cached probe measurement";
     v = *d.measured_verdict;
     out.source = "probe";
   }
@@ -104,10 +105,10 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
     d.outcome = KernelOutcome::kFallback;
     out.strict_refusal = req.strict;
   } else {
-    d.outcome = v == Verdict::kCompatible ? KernelOutcome::kFused : KernelOutcome::kFusedWithWarning;
+    d.outcome =
+        v == Verdict::kCompatible ? KernelOutcome::kFused : KernelOutcome::kFusedWithWarning;
   }
-  if (d.outcome != KernelOutcome::kFallback)
-    d.plan = KernelPlan::from_profile(profile, layers);
+  if (d.outcome != KernelOutcome::kFallback) d.plan = KernelPlan::from_profile(profile, layers);
   explain(out, req, dir, v);
   return finish();
 }

@@ -13,7 +13,7 @@
 namespace fusecheck {
 
 struct DirDecision {
-  KernelDecision decision;  // plan: empty when the check could not read the checkpoint
+  KernelDecision decision;         // plan: empty when the check could not read the checkpoint
   std::optional<Verdict> verdict;  // the verdict the decision rests on (measured over static)
   std::string source;              // "static" | "probe" | "forced"; where the verdict came from
   std::string check_error;         // the checker's one-line error when it could not read the model
