@@ -54,7 +54,6 @@ class CheckResult:
     kernels: str
     fingerprint: str
     from_cache: bool
-    _dict: Dict[str, Any] = field(repr=False)
     _native: Any = field(repr=False, compare=False)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -107,7 +106,6 @@ def check_model(
         kernels=d["kernels"]["name"],
         fingerprint=d["fingerprint"],
         from_cache=bool(d["from_cache"]),
-        _dict=d,
         _native=nat,
     )
 
@@ -200,7 +198,8 @@ def decide_kernels(
     """
     force = force or os.environ.get(FORCE_FUSED_ENV) == "1"
     cache = "" if cache_dir is None else _path(cache_dir)
-    r = _call(_native.decide, _path(path), kernels, strict, force, use_cache, cache)
+    status = os.environ.get(FORCE_STATUS_ENV) or None  # the check's testing override, as the CLI
+    r = _call(_native.decide, _path(path), kernels, strict, force, use_cache, cache, status)
     d = Decision(
         use_fused=bool(r["use_fused"]),
         verdict=r["verdict"],

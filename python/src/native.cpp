@@ -123,7 +123,10 @@ std::string probe(const std::string& path, const std::string& kernels,
 }
 
 py::dict decide(const std::string& path, const std::string& kernels, bool strict, bool force,
-                bool use_cache, const std::string& cache_dir) {
+                bool use_cache, const std::string& cache_dir,
+                const std::optional<std::string>& force_status) {
+  std::optional<Verdict> forced_verdict;
+  if (force_status) forced_verdict = take(parse_verdict(*force_status));
   KernelRequest req;
   req.use_custom_kernels = true;
   req.kernels = kernels;
@@ -135,7 +138,7 @@ py::dict decide(const std::string& path, const std::string& kernels, bool strict
   Result<DirDecision> r = Error{};
   {
     py::gil_scoped_release nogil;
-    r = decide_kernels_for_dir(path, req);
+    r = decide_kernels_for_dir(path, req, forced_verdict);
   }
   DirDecision d = take(std::move(r));
   const KernelDecision& k = d.decision;
@@ -199,5 +202,5 @@ PYBIND11_MODULE(_native, m) {
   m.def("probe", &probe, py::arg("path"), py::arg("kernels"), py::arg("sequences"),
         py::arg("tokens"), py::arg("greedy_tokens"), py::arg("use_cache"), py::arg("cache_dir"));
   m.def("decide", &decide, py::arg("path"), py::arg("kernels"), py::arg("strict"), py::arg("force"),
-        py::arg("use_cache"), py::arg("cache_dir"));
+        py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"));
 }

@@ -50,7 +50,8 @@ void explain(DirDecision& out, const KernelRequest& req, const std::string& dir,
 
 }  // namespace
 
-Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelRequest& req) {
+Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelRequest& req,
+                                           std::optional<Verdict> force_verdict) {
   const auto t0 = std::chrono::steady_clock::now();
   DirDecision out;
   KernelDecision& d = out.decision;
@@ -68,6 +69,7 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
   co.use_cache = req.use_cache;
   co.cache_dir = req.cache_dir;
   co.read_env = req.read_env;
+  co.force_verdict = force_verdict;
   auto check = check_model(dir, co);
   if (!check.ok()) {
     out.check_error = check.error().message;

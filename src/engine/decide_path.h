@@ -21,7 +21,9 @@ struct DirDecision {
 };
 
 // Errors: an unknown kernel profile. A checkpoint the checker cannot read is not an error here: the
-// decision falls back (or is forced) and check_error says why.
-Result<DirDecision> decide_kernels_for_dir(const std::string& model_dir, const KernelRequest& req);
+// decision falls back (or is forced) and check_error says why. force_verdict: the check's testing
+// override (CheckOptions::force_verdict), for callers that read kForceStatusEnv themselves.
+Result<DirDecision> decide_kernels_for_dir(const std::string& model_dir, const KernelRequest& req,
+                                           std::optional<Verdict> force_verdict = std::nullopt);
 
 }  // namespace fusecheck

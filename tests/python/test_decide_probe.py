@@ -178,3 +178,18 @@ def test_concurrent_decisions_and_probes(cache_dir):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not errors and len(results) == 6
+
+
+def test_force_status_env_reaches_the_decision(cache_dir):
+    path = hf_checkpoint("qwen3-tiny", "bf16")
+    os.environ["FUSECHECK_FORCE_STATUS"] = "INCOMPATIBLE"
+    try:
+        d = fusecheck.decide_kernels(path, cache_dir=cache_dir)
+    finally:
+        del os.environ["FUSECHECK_FORCE_STATUS"]
+    _, outcome = engine_outcome(path, "--use-custom-kernels", cache_dir=cache_dir)
+    cli = run_cli("generate", path, "--token-ids", "1,2", "-n", "1", "--temperature", "0", "--json",
+                  "--use-custom-kernels", env={"XDG_CACHE_HOME": os.path.dirname(cache_dir),
+                                               "FUSECHECK_FORCE_STATUS": "INCOMPATIBLE"})
+    assert d.verdict == "INCOMPATIBLE" and not d.use_fused
+    assert f"kernels: {d.outcome} (" in cli.stderr and outcome == "fused"
