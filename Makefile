@@ -8,8 +8,10 @@ EXAMPLE ?= $(BUILD)/examples/qwen3-0.6b-extreme
 setup:
 	./scripts/setup.sh
 
+# FUSECHECK_PYTHON: also the Python module (python/), so `make test`'s pip build reuses this build.
 configure: setup
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUSECHECK_PYTHON=ON \
+	  -DPython_EXECUTABLE=/usr/bin/python3
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)

@@ -1,0 +1,219 @@
+"""The public API over fusecheck._native (see the package docstring and docs/PYTHON.md)."""
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from . import _native
+
+# The CLI's testing overrides, read here as the CLI reads them (the C++ library reads no
+# environment): FUSECHECK_FORCE_STATUS=COMPATIBLE|WARNING|INCOMPATIBLE and FUSECHECK_FORCE_FUSED=1.
+FORCE_STATUS_ENV = "FUSECHECK_FORCE_STATUS"
+FORCE_FUSED_ENV = "FUSECHECK_FORCE_FUSED"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Error(Exception):
+    """Base class of fusecheck's exceptions."""
+
+
+class CheckError(Error):
+    """The checkpoint (or an argument) cannot be used; the message is the CLI's one line."""
+
+
+class IncompatibleModelError(Error):
+    """Under ``strict``, the model is INCOMPATIBLE with the requested fused kernels."""
+
+    def __init__(self, message: str, decision: "Decision"):
+        super().__init__(message)
+        self.decision = decision
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _native.Error as e:
+        raise CheckError(str(e)) from None
+
+
+def _path(path: PathLike) -> str:
+    return os.fspath(path)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The static check of one checkpoint for one kernel profile."""
+
+    verdict: str  # "COMPATIBLE" | "WARNING" | "INCOMPATIBLE"
+    score: float
+    issues: List[str]
+    recommendation: str
+    layers: List[Dict[str, Any]]  # per layer: noise metrics and the layer's norms' gain statistics
+    kernels: str
+    fingerprint: str
+    from_cache: bool
+    _native: Any = field(repr=False, compare=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The ``fusecheck.check/1`` JSON (as ``fusecheck check --format json`` prints it)."""
+        return json.loads(self._native.json)
+
+    def report(self, format: str = "text", verbose: bool = False) -> str:
+        """The CLI's report: ``text``, ``markdown``, ``model-card`` (or ``json``)."""
+        return _call(self._native.report, format, verbose)
+
+
+def _layers(d: Dict[str, Any]) -> List[Dict[str, Any]]:
+    analysis = d["analysis"]
+    layers = [dict(l) for l in analysis["layers"]]
+    for l in layers:
+        l["norms"] = {}
+    for n in analysis["norms"]:
+        if n["kind"] != "final" and 0 <= n["layer"] < len(layers):
+            layers[n["layer"]]["norms"][n["role"]] = n["stats"]
+    return layers
+
+
+def check_model(
+    path: PathLike,
+    kernels: str = "fused",
+    thresholds: Optional[Dict[str, Any]] = None,
+    use_cache: bool = True,
+    *,
+    cache_dir: Optional[PathLike] = None,
+    force_status: Optional[str] = None,
+) -> CheckResult:
+    """Static check: reads safetensors headers and norm tensors only (``fusecheck check``).
+
+    ``thresholds``: keys of data/thresholds.json to override (docs/ANALYSIS.md).
+    ``force_status`` (or FUSECHECK_FORCE_STATUS): report this verdict, for testing fallbacks.
+    """
+    if force_status is None:
+        force_status = os.environ.get(FORCE_STATUS_ENV) or None
+    t = None if thresholds is None else json.dumps(thresholds)
+    cache = "" if cache_dir is None else _path(cache_dir)
+    nat = _call(_native.check, _path(path), kernels, t, use_cache, cache, force_status)
+    d = json.loads(nat.json)
+    score = d["score"]
+    return CheckResult(
+        verdict=d["verdict"],
+        score=float(score["total"]),
+        issues=list(score["issues"]),
+        recommendation="\n".join(score["recommendations"]),
+        layers=_layers(d),
+        kernels=d["kernels"]["name"],
+        fingerprint=d["fingerprint"],
+        from_cache=bool(d["from_cache"]),
+        _native=nat,
+    )
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A measurement of a fused profile against the standard path and fp32 (``fusecheck probe``)."""
+
+    verdict: str  # "COMPATIBLE" | "INCOMPATIBLE"
+    reason: str
+    kernels: str
+    static_verdict: str
+    layers: List[Dict[str, Any]]  # per layer: propagated and shadow relative errors
+    _json: str = field(repr=False)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The ``fusecheck.probe/1`` JSON (as ``fusecheck probe --json`` prints it)."""
+        return json.loads(self._json)
+
+
+def probe(
+    path: PathLike,
+    kernels: str = "fused-int8kv",
+    device: str = "cpu",
+    sequences: Optional[Sequence[Sequence[int]]] = None,
+    *,
+    tokens: int = 64,
+    greedy_tokens: int = 32,
+    use_cache: bool = True,
+    cache_dir: Optional[PathLike] = None,
+) -> ProbeResult:
+    """Runs the model on fp32, standard and fused kernels and measures the difference.
+
+    ``sequences``: calibration token ids (default: the built-in texts through the checkpoint's
+    tokenizer, or seeded pseudo-random ids, cut to ``tokens``). The measurement is cached, and then
+    outranks the static check in :func:`decide_kernels`. Only ``device="cpu"`` exists.
+    """
+    if device != "cpu":
+        raise CheckError(f'device "{device}": only "cpu" is implemented in the Python package')
+    seqs = [] if sequences is None else [[int(t) for t in s] for s in sequences]
+    if sequences is not None and (not seqs or any(len(s) < 2 for s in seqs)):
+        raise CheckError("sequences: give at least one sequence of two or more token ids")
+    cache = "" if cache_dir is None else _path(cache_dir)
+    text = _call(_native.probe, _path(path), kernels, seqs, tokens, greedy_tokens, use_cache, cache)
+    d = json.loads(text)
+    return ProbeResult(
+        verdict=d["verdict"],
+        reason=d["reason"],
+        kernels=d["kernels"],
+        static_verdict=d["static_verdict"],
+        layers=[dict(l) for l in d["layers"]],
+        _json=text,
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The load-time decision: which kernels to run and why."""
+
+    use_fused: bool
+    verdict: Optional[str]  # None when the checkpoint could not be checked
+    source: str  # "static" | "probe" | "database" | "forced" ("" when it could not be checked)
+    message: str  # for the log: the warning, the fallback notice, or ""
+    kernels: str
+    outcome: str  # "fused", "fused (warning)", "standard (fallback)", "fused (forced)"
+    static_verdict: Optional[str] = None
+    measured_verdict: Optional[str] = None
+    basis: str = ""
+    check_error: str = ""  # the checker's error when the checkpoint could not be read
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def decide_kernels(
+    path: PathLike,
+    kernels: str = "fused",
+    strict: bool = False,
+    force: bool = False,
+    *,
+    use_cache: bool = True,
+    cache_dir: Optional[PathLike] = None,
+) -> Decision:
+    """Decides fused vs standard kernels before any weight is read (forced > measured > static).
+
+    COMPATIBLE: fused. WARNING: fused, with the warning in ``message``. INCOMPATIBLE: standard
+    kernels with the fallback warning, or :class:`IncompatibleModelError` under ``strict``. A
+    checkpoint that cannot be checked falls back, or raises :class:`CheckError` under ``strict``.
+    ``force`` (or FUSECHECK_FORCE_FUSED=1) fuses whatever the verdict, with a notice.
+    """
+    force = force or os.environ.get(FORCE_FUSED_ENV) == "1"
+    cache = "" if cache_dir is None else _path(cache_dir)
+    status = os.environ.get(FORCE_STATUS_ENV) or None  # the check's testing override, as the CLI
+    r = _call(_native.decide, _path(path), kernels, strict, force, use_cache, cache, status)
+    d = Decision(
+        use_fused=bool(r["use_fused"]),
+        verdict=r["verdict"],
+        source=r["source"],
+        message=r["message"],
+        kernels=r["kernels"],
+        outcome=r["outcome"],
+        static_verdict=r["static_verdict"],
+        measured_verdict=r["measured_verdict"],
+        basis=r["basis"],
+        check_error=r["check_error"],
+    )
+    if strict and r["strict_refusal"]:
+        raise IncompatibleModelError(d.message, d)
+    if strict and d.check_error and not force:
+        raise CheckError(d.check_error)
+    return d

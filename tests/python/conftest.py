@@ -1,0 +1,76 @@
+"""Shared fixtures of the Python package's tests (docs/PYTHON.md). Run by scripts/test_python.sh
+(`make test`): FUSECHECK_CLI names the CLI built from the same tree, whose JSON is the oracle for
+to_dict(); FUSECHECK_REQUIRE_TORCH=1 turns a missing torch into a failure instead of a skip."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+EXAMPLES = os.path.join(ROOT, "examples", "python")
+HF_MODELS = ["qwen3-tiny-extreme", "qwen3-tiny", "qwen2-tiny", "llama-tiny"]
+
+
+def hf_dir(name):
+    """tests/data/hf/NAME if the checkpoints are there, else ../shared/testdata/hf/NAME (where the
+    tiny references lived before moving into tests/data); None when neither has them."""
+    for base in (os.path.join(ROOT, "tests", "data", "hf"),
+                 os.path.join(ROOT, "..", "shared", "testdata", "hf")):
+        d = os.path.join(base, name)
+        if os.path.isfile(os.path.join(d, "fp32", "config.json")):
+            return os.path.normpath(d)
+    return None
+
+
+def hf_checkpoint(name, dtype):
+    d = hf_dir(name)
+    if d is None:
+        pytest.skip(f"checkpoint {name} not found in tests/data/hf or ../shared/testdata/hf")
+    return os.path.join(d, dtype)
+
+
+def reference(name, stem):
+    """tests/data/hf/NAME/STEM.json (the ext references stay in tests/data), or beside the model."""
+    for d in (os.path.join(ROOT, "tests", "data", "hf", name), hf_dir(name)):
+        if d and os.path.isfile(os.path.join(d, stem + ".json")):
+            with open(os.path.join(d, stem + ".json")) as f:
+                return json.load(f)
+    pytest.skip(f"{name}/{stem}.json not found")
+
+
+def cli_path():
+    p = os.environ.get("FUSECHECK_CLI") or os.path.join(ROOT, "build", "fusecheck")
+    if not os.access(p, os.X_OK):
+        pytest.fail(f"the fusecheck CLI ({p}) is needed as the oracle; set FUSECHECK_CLI")
+    return p
+
+
+def run_cli(*args, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("FUSECHECK_FORCE")}
+    e.update(env or {})
+    return subprocess.run([cli_path(), *args], capture_output=True, text=True, env=e, timeout=300)
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return str(tmp_path / "xdg" / "fusecheck")  # XDG_CACHE_HOME=tmp_path/xdg for the CLI
+
+
+def need_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        if os.environ.get("FUSECHECK_REQUIRE_TORCH") == "1":
+            pytest.fail("torch is required here (Debian python3-torch; scripts/setup.sh installs it)")
+        pytest.skip("torch (Debian python3-torch) is not installed")
+    if EXAMPLES not in sys.path:
+        sys.path.insert(0, EXAMPLES)
+
+
+def copy_checkpoint(src, dst):
+    shutil.copytree(src, dst)
+    return str(dst)
