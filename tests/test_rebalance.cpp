@@ -285,11 +285,8 @@ TEST(Rebalance, ModelsWithoutQkNormsFoldTheScaleIntoTheProjections) {
   };
   rewrite(fixture(t, "llama", "--profile llama-3.2-1b --tiny --dtype f32"), t / "llama-outlier",
           plant);
-  std::vector<std::string> models = {t / "llama-outlier"};
-  if (!testing::shared_dir().empty()) {
-    rewrite(testing::shared_dir() + "/testdata/hf/qwen2-tiny/bf16", t / "qwen2-outlier", plant);
-    models.push_back(t / "qwen2-outlier");
-  }
+  rewrite(testing::data_dir() + "/hf/qwen2-tiny/bf16", t / "qwen2-outlier", plant);
+  std::vector<std::string> models = {t / "llama-outlier", t / "qwen2-outlier"};
   for (const auto& in : models) {
     SCOPED_TRACE(in);
     for (bool calibrate : {true, false}) {

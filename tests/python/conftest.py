@@ -16,30 +16,20 @@ HF_MODELS = ["qwen3-tiny-extreme", "qwen3-tiny", "qwen2-tiny", "llama-tiny"]
 
 
 def hf_dir(name):
-    """tests/data/hf/NAME if the checkpoints are there, else ../shared/testdata/hf/NAME (where the
-    tiny references lived before moving into tests/data); None when neither has them."""
-    for base in (os.path.join(ROOT, "tests", "data", "hf"),
-                 os.path.join(ROOT, "..", "shared", "testdata", "hf")):
-        d = os.path.join(base, name)
-        if os.path.isfile(os.path.join(d, "fp32", "config.json")):
-            return os.path.normpath(d)
-    return None
+    """tests/data/hf/NAME: the committed transformers checkpoints (scripts/reference/make_hf_tiny.py)."""
+    return os.path.join(ROOT, "tests", "data", "hf", name)
 
 
 def hf_checkpoint(name, dtype):
-    d = hf_dir(name)
-    if d is None:
-        pytest.skip(f"checkpoint {name} not found in tests/data/hf or ../shared/testdata/hf")
-    return os.path.join(d, dtype)
+    d = os.path.join(hf_dir(name), dtype)
+    assert os.path.isfile(os.path.join(d, "config.json")), f"{d}: missing (tests/data is part of the repo)"
+    return d
 
 
 def reference(name, stem):
-    """tests/data/hf/NAME/STEM.json (the ext references stay in tests/data), or beside the model."""
-    for d in (os.path.join(ROOT, "tests", "data", "hf", name), hf_dir(name)):
-        if d and os.path.isfile(os.path.join(d, stem + ".json")):
-            with open(os.path.join(d, stem + ".json")) as f:
-                return json.load(f)
-    pytest.skip(f"{name}/{stem}.json not found")
+    """tests/data/hf/NAME/STEM.json: transformers' references for that checkpoint."""
+    with open(os.path.join(hf_dir(name), stem + ".json")) as f:
+        return json.load(f)
 
 
 def cli_path():
