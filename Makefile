@@ -28,6 +28,7 @@ run: build
 test: build
 	./scripts/setup_oracle.sh $(BUILD)/oracle
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	./scripts/test_python.sh $(BUILD)
 
 # Reliability (docs/RELIABILITY.md): the whole suite under ASan+UBSan (build-asan/), then the cache
 # and concurrency tests under TSan (build-tsan/). Any sanitizer report fails the run.
