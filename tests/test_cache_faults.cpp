@@ -44,7 +44,6 @@ struct Models {
 
 CheckOptions cached(const std::string& cache_dir) {
   CheckOptions o;
-  o.read_env = false;
   o.cache_dir = cache_dir;
   return o;
 }
