@@ -15,9 +15,13 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
-void note(const std::string& message) { std::fprintf(stderr, "fusecheck: note: %s\n", message.c_str()); }
+void note(const std::string& message) {
+  std::fprintf(stderr, "fusecheck: note: %s\n", message.c_str());
+}
 
-void usage_error(const std::string& message) { throw CLI::ValidationError(message); }
+void usage_error(const std::string& message) {
+  throw CLI::ValidationError(message);
+}
 
 namespace {
 
@@ -33,8 +37,7 @@ std::string check_int(const std::string& s, int64_t lo, int64_t hi, const std::s
 
 CLI::Validator positive_int() {
   return CLI::Validator(
-      [](std::string& s) { return check_int(s, 1, INT32_MAX, "a positive integer"); },
-      "POSITIVE");
+      [](std::string& s) { return check_int(s, 1, INT32_MAX, "a positive integer"); }, "POSITIVE");
 }
 
 CLI::Validator non_negative_int() {
@@ -81,6 +84,8 @@ bool force_fused_from_env() {
   return env && std::string(env) == "1";
 }
 
-bool stdout_ok() { return std::fflush(stdout) == 0 && !std::ferror(stdout); }
+bool stdout_ok() {
+  return std::fflush(stdout) == 0 && !std::ferror(stdout);
+}
 
 }  // namespace fusecheck::cli

@@ -20,7 +20,9 @@ constexpr int kExitWriteError = 74;  // sysexits' EX_IOERR
 
 // Prints "fusecheck: error: MESSAGE" and returns `code`.
 int fail(int code, const std::string& message);
-inline int input_error(const Error& e) { return fail(kExitInputError, e.message); }
+inline int input_error(const Error& e) {
+  return fail(kExitInputError, e.message);
+}
 void note(const std::string& message);
 
 // A usage error found after parsing (conflicting flags): main prints it and exits 64.

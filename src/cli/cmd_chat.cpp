@@ -36,7 +36,9 @@ constexpr const char* kHelp =
 // Set by SIGINT while a reply is generated; the token callback polls it. A signal handler can
 // only talk to the program through a flag like this.
 volatile std::sig_atomic_t g_stop_reply = 0;
-extern "C" void on_sigint(int) { g_stop_reply = 1; }
+extern "C" void on_sigint(int) {
+  g_stop_reply = 1;
+}
 
 // Catches Ctrl-C for the lifetime of one reply; outside a reply it ends the program as usual.
 class ReplyInterrupt {

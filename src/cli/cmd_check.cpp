@@ -83,7 +83,7 @@ std::string with_probe(const CheckResult& r, ReportFormat f, const ReportOptions
       render_probe_comparison(m, static_name, r.score.total, r.analysis.amplification);
   const std::string source = fmt::format(
       "Verdict: {} ({})\n", verdict_name(fin.verdict),
-      fin.source == std::string("forced") ? "forced by --force-status or FUSECHECK_FORCE_STATUS"
+      fin.source == std::string("forced")  ? "forced by --force-status or FUSECHECK_FORCE_STATUS"
       : fin.source == std::string("probe") ? "the measurement, which outranks the static screen"
                                            : "the static check");
   if (f == ReportFormat::kText) return out + cmp + source;

@@ -68,16 +68,15 @@ int run_probe_command(const ProbeArgs& a) {
         !st)
       note("measurement not cached: " + st.error().message);
   }
-  const std::string text =
-      render_probe_text(*r, a.model_dir) + fmt::format("Static check for {}: {} (score {:.2f})\n",
-                                                       a.kernels, verdict_name(check->verdict),
-                                                       check->score.total);
+  const std::string text = render_probe_text(*r, a.model_dir) +
+                           fmt::format("Static check for {}: {} (score {:.2f})\n", a.kernels,
+                                       verdict_name(check->verdict), check->score.total);
   const std::string json_text = j.dump(2) + "\n";
   std::fputs((a.json ? json_text : text).c_str(), stdout);
   if (!a.report.empty()) {
     // As check's --report: the format from --report-format, else the extension (.txt text).
-    const bool as_text = a.report_format.empty() ? a.report.ends_with(".txt")
-                                                 : a.report_format == "text";
+    const bool as_text =
+        a.report_format.empty() ? a.report.ends_with(".txt") : a.report_format == "text";
     if (auto st = write_file_atomic(a.report, as_text ? text : json_text); !st)
       return fail(kExitWriteError, st.error().message);
   }

@@ -34,8 +34,9 @@ void check_engine_flags(const EngineArgs& a) {
   const bool fusion_asked = a.kernels.use_custom_kernels || !a.kernels_name.empty() ||
                             a.kernels.strict || a.kernels.force;
   if (a.no_fusion && fusion_asked)
-    usage_error("--no-fusion contradicts --kernels, --use-custom-kernels, --strict and "
-                "--force-fused-kernels; give one or the other");
+    usage_error(
+        "--no-fusion contradicts --kernels, --use-custom-kernels, --strict and "
+        "--force-fused-kernels; give one or the other");
   if (a.kernels.strict && a.kernels.force)
     usage_error("--strict and --force-fused-kernels contradict each other");
   if (a.kernels.strict && !a.kernels.use_custom_kernels && a.kernels_name.empty())

@@ -93,7 +93,8 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
     case Verdict::kWarning:
       d.outcome = KernelOutcome::kFusedWithWarning, d.plan = fused;
       d.message = fmt::format(
-          "WARNING: {} fused kernels ({}) change its outputs measurably ({}).\nUsing fused kernels. To see the report, run: fusecheck check {} "
+          "WARNING: {} fused kernels ({}) change its outputs measurably ({}).\nUsing fused "
+          "kernels. To see the report, run: fusecheck check {} "
           "--kernels {}",
           d.measured_verdict ? "a probe measurement of this model found that"
                              : "this model's normalization weights make",
@@ -106,8 +107,8 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
             "{} --kernels {}",
             m.dir(), req.kernels, d.basis, m.dir(), req.kernels);
       d.outcome = KernelOutcome::kFallback;
-      d.message = fallback_warning(m.dir(), d.measured_verdict.has_value()) + " --kernels " + req.kernels + "\n(decided by the " +
-                  d.basis + ")";
+      d.message = fallback_warning(m.dir(), d.measured_verdict.has_value()) + " --kernels " +
+                  req.kernels + "\n(decided by the " + d.basis + ")";
       break;
   }
   return finish();

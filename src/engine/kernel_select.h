@@ -23,10 +23,10 @@ namespace fusecheck {
 constexpr const char* kForceFusedEnv = "FUSECHECK_FORCE_FUSED";
 
 struct KernelRequest {
-  bool use_custom_kernels = false;  // ask for fused kernels at all
-  std::string kernels = "fused";    // the fused profile to use (data/kernels.json)
-  bool strict = false;              // an INCOMPATIBLE model is an error instead of a fallback
-  bool force = false;               // fuse whatever the check says
+  bool use_custom_kernels = false;       // ask for fused kernels at all
+  std::string kernels = "fused";         // the fused profile to use (data/kernels.json)
+  bool strict = false;                   // an INCOMPATIBLE model is an error instead of a fallback
+  bool force = false;                    // fuse whatever the check says
   std::optional<Verdict> force_verdict;  // the check's testing override (kForceStatusEnv)
   bool use_cache = true;
   std::string cache_dir;  // "" = the default cache directory

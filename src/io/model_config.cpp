@@ -106,8 +106,8 @@ constexpr WindowDefaults kWindowDefaults[] = {
 // layer when sliding_window is not null. Qwen2/Qwen3 ignore sliding_window unless
 // use_sliding_window is true; then the layers marked "sliding_attention" in layer_types (or, when
 // layer_types is absent, those at or above max_window_layers) use it.
-Status parse_sliding_window(Reader& r, const nlohmann::json& j, int64_t& cfg_layers,
-                            ModelConfig& c, const std::string& path) {
+Status parse_sliding_window(Reader& r, const nlohmann::json& j, int64_t& cfg_layers, ModelConfig& c,
+                            const std::string& path) {
   const WindowDefaults* d = nullptr;
   for (const auto& e : kWindowDefaults)
     if (c.model_type == e.model_type) d = &e;

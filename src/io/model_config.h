@@ -41,8 +41,8 @@ struct ModelConfig {
   std::string torch_dtype;  // as declared ("bfloat16", ...); informational
   // Settings the engine does not implement, kept so it can refuse them (validate_engine_config);
   // the static check reads none of them.
-  int64_t sliding_window = 0;  // attention window in tokens; 0 = none (null or absent)
-  int64_t sliding_layers = 0;  // layers that transformers runs with the window (see .cpp)
+  int64_t sliding_window = 0;      // attention window in tokens; 0 = none (null or absent)
+  int64_t sliding_layers = 0;      // layers that transformers runs with the window (see .cpp)
   std::string unknown_layer_type;  // a layer_types entry that is neither full nor sliding
   std::string hidden_act = "silu";
   bool mlp_bias = false;

@@ -29,7 +29,7 @@ struct GenerationStats {
   int64_t generated = 0;      // tokens emitted
   int64_t decode_steps = 0;   // single-token forward passes
   double prefill_s = 0, decode_s = 0;
-  double first_token_s = 0;  // from the call to the first sampled token
+  double first_token_s = 0;   // from the call to the first sampled token
   bool context_full = false;  // generation stopped because the KV cache holds max_context tokens
   double prefill_tok_s() const { return prefill_s > 0 ? prompt_tokens / prefill_s : 0; }
   double decode_tok_s() const { return decode_s > 0 ? decode_steps / decode_s : 0; }

@@ -30,8 +30,7 @@ Status refuse_unimplemented(const ModelConfig& c, const std::string& path) {
   if (c.hidden_act != "silu")
     return make_error("{}: hidden_act \"{}\" is not supported by the engine (expected \"silu\")",
                       path, printable(c.hidden_act));
-  if (c.mlp_bias)
-    return make_error("{}: mlp_bias is true; the engine has no MLP biases", path);
+  if (c.mlp_bias) return make_error("{}: mlp_bias is true; the engine has no MLP biases", path);
   if (c.partial_rotary_factor != 1.0)
     return make_error(
         "{}: partial_rotary_factor {} is not supported by the engine (it rotates every channel)",

@@ -109,7 +109,6 @@ std::string normalize(const Normalizer& n, std::string_view text) {
   return s;
 }
 
-
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
   if (s.find(from) == std::string::npos) return;
   std::string out;
