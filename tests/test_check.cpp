@@ -126,7 +126,7 @@ TEST(Check, ExtremeQwen3StatisticsAreIncompatibleAndNamed) {
   ASSERT_TRUE(standard.ok());
   EXPECT_EQ(standard->verdict, Verdict::kCompatible);
 
-  // The CLI: exit 2, seed layout.
+  // The CLI: exit 2, the text report's layout.
   auto cli = run_cli("check " + dir + " --no-cache");
   EXPECT_EQ(cli.exit_code, 2) << cli.err;
   for (const char* s : {"Model: ", "Status: INCOMPATIBLE", "Issues Found:", "Layer 0: k_norm",

@@ -201,6 +201,64 @@ TEST(CliChat, RefusesATokenizerLargerThanTheVocabulary) {
   ExpectError(run_cli("generate " + m + " --prompt hi"), 3, "vocab_size is 512");
 }
 
+// check --probe exits with the verdict it reports, in every format; a forced verdict wins and is
+// labelled as forced; a model the engine cannot run keeps its static report.
+TEST(CliCheckProbe, ReportsTheVerdictItExitsWith) {
+  Fixture fx;
+  const std::string base = "check " + fx.dir + " --no-cache --probe --kernels fused-int8kv";
+  RunResult j = run_cli(base + " --format json");
+  ASSERT_LT(j.exit_code, 3) << j.err;
+  auto report = nlohmann::json::parse(j.out);
+  EXPECT_EQ(report["verdict"], report["probe"]["verdict"]);
+  EXPECT_EQ(report["verdict_source"], "probe");
+  EXPECT_TRUE(report.contains("static_verdict"));
+  auto v = parse_verdict(report["verdict"].get<std::string>());
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(j.exit_code, int(*v));
+  const std::string name = report["verdict"].get<std::string>();
+
+  RunResult card = run_cli(base + " --format model-card");
+  EXPECT_EQ(card.exit_code, j.exit_code);
+  EXPECT_NE(card.out.find("  status: " + name + "\n"), std::string::npos) << card.out;
+  EXPECT_NE(card.out.find("  probe_status: "), std::string::npos) << card.out;
+  RunResult md = run_cli(base + " --format markdown");
+  EXPECT_NE(md.out.find("### Probe measurement\n\n- predicted: "), std::string::npos) << md.out;
+  EXPECT_EQ(md.out.find("Static prediction vs measurement"), std::string::npos) << md.out;
+
+  RunResult forced = run_cli(base + " --format json --force-status COMPATIBLE");
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  auto fj = nlohmann::json::parse(forced.out);
+  EXPECT_EQ(fj["verdict"], "COMPATIBLE");
+  EXPECT_EQ(fj["verdict_source"], "forced");
+  RunResult ft = run_cli(base + " --force-status COMPATIBLE");
+  EXPECT_NE(ft.out.find("[forced by override; the check found "), std::string::npos) << ft.out;
+  EXPECT_EQ(ft.out.find("measured WARNING"), std::string::npos) << ft.out;
+}
+
+TEST(CliCheckProbe, ModelTheEngineCannotRunKeepsItsStaticReport) {
+  testing::TempDir tmp;
+  RunResult f = run_cli("fixture " + (tmp / "moe") + " --profile qwen3-235b-a22b --tiny --sparse");
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  RunResult r = run_cli("check " + (tmp / "moe") + " --no-cache --probe");
+  ExpectError(r, 3, "--probe: cannot measure this model");
+  EXPECT_EQ(r.err.find("works on this model"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("Status: "), std::string::npos) << r.out;
+}
+
+TEST(CliProbe, ReportFileFollowsItsExtension) {
+  Fixture fx;
+  const std::string probe = "probe " + fx.dir + " --no-cache --tokens 8 --greedy-tokens 0";
+  RunResult r = run_cli(probe + " --report " + (fx.root / "p.json"));
+  ASSERT_LT(r.exit_code, 3) << r.err;
+  auto j = nlohmann::json::parse(testing::read_text(fx.root / "p.json"));
+  EXPECT_EQ(j["schema"], "fusecheck.probe/1");
+  EXPECT_EQ(j["static_verdict"].is_string(), true);
+  RunResult t = run_cli(probe + " --report " + (fx.root / "p.txt"));
+  EXPECT_EQ(testing::read_text(fx.root / "p.txt").rfind("fusecheck probe: ", 0), 0u);
+  RunResult forced = run_cli(probe + " --report " + (fx.root / "p.out") + " --report-format text");
+  EXPECT_EQ(testing::read_text(fx.root / "p.out").rfind("fusecheck probe: ", 0), 0u);
+}
+
 // The load-time warning names what decided: a cached probe measurement is not "extreme
 // normalization weights" (the fixture's norms are ordinary).
 TEST(KernelDecision, FallbackWarningNamesTheMeasurement) {
