@@ -4,6 +4,7 @@
 // chat handles its own commands and fails a piped script on a failed turn, and `check --probe`
 // reports the verdict it exits with. Models are fixtures written by `fusecheck fixture`.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -191,6 +192,63 @@ TEST(CliChat, HandlesItsCommandsAndFailsAPipedScriptOnAFailedTurn) {
                         "printf 'a long first turn that does not fit\\nsecond\\n' | ");
   ExpectError(o, 3, "exceeds --max-context 12");
   EXPECT_EQ(o.err.find("/reset"), std::string::npos) << o.err;
+}
+
+// Interactive chat on a real terminal (tmux): line editing, history, /help answered locally, Ctrl-C
+// stops the reply but not the chat, Ctrl-D ends it on a new line with exit 0. Skips without tmux.
+class Tmux {
+ public:
+  explicit Tmux(const std::string& cmd) {
+    name_ = "fc-test-" + std::to_string(::getpid());
+    ok_ = std::system(("tmux new-session -d -s " + name_ + " -x 200 -y 50 '" + cmd +
+                       "; echo EXIT=$?; sleep 60' 2>/dev/null")
+                          .c_str()) == 0;
+  }
+  ~Tmux() { std::system(("tmux kill-session -t " + name_ + " 2>/dev/null").c_str()); }
+  bool ok() const { return ok_; }
+  void keys(const std::string& k) { std::system(("tmux send-keys -t " + name_ + " " + k).c_str()); }
+  std::string screen() const {
+    testing::TempDir io;
+    std::system(("tmux capture-pane -p -S -200 -t " + name_ + " >" + (io / "s")).c_str());
+    return testing::read_text(io / "s");
+  }
+  // Polls the screen until `text` appears `times` times (the terminal is asynchronous).
+  bool wait_for(const std::string& text, int times = 1) const {
+    for (int i = 0; i < 200; ++i) {
+      std::string s = screen();
+      int n = 0;
+      for (size_t p = 0; (p = s.find(text, p)) != std::string::npos; ++p) ++n;
+      if (n >= times) return true;
+      ::usleep(100 * 1000);
+    }
+    return false;
+  }
+
+ private:
+  std::string name_;
+  bool ok_ = false;
+};
+
+TEST(CliChat, InteractiveLineEditingHistoryAndInterrupts) {
+  FC_REQUIRE_ORACLE();
+  if (std::system("command -v tmux >/dev/null 2>&1") != 0) GTEST_SKIP() << "tmux not installed";
+  testing::TempDir tmp;
+  const std::string m = chat_model(tmp, 151936);
+  Tmux t(std::string(FUSECHECK_BINARY) + " chat " + m + " -n 100000 --temperature 1 --quiet");
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t.wait_for(">")) << t.screen();  // the prompt (capture-pane drops its space)
+  t.keys("/hlp Left Left e Enter");            // arrows move the cursor: the line becomes "/help"
+  ASSERT_TRUE(t.wait_for("commands: /help")) << t.screen();
+  t.keys("hi Enter");  // a long reply (100000 tokens): Ctrl-C stops it
+  ::usleep(1500 * 1000);
+  t.keys("C-c");
+  ASSERT_TRUE(t.wait_for("(reply stopped)")) << t.screen();
+  ::usleep(500 * 1000);
+  t.keys("Up Up Enter");  // history: "/help" again; its answer shows the chat went on
+  ASSERT_TRUE(t.wait_for("commands: /help", 2)) << t.screen();
+  t.keys("C-d");
+  ASSERT_TRUE(t.wait_for("EXIT=0")) << t.screen();
+  EXPECT_EQ(t.screen().find("^[["), std::string::npos) << t.screen();
 }
 
 TEST(CliChat, RefusesATokenizerLargerThanTheVocabulary) {

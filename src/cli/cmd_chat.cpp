@@ -109,11 +109,12 @@ Status run_turn(ChatState& s, const std::string& line) {
   };
   auto text = s.tok.render_chat(s.history, ChatOptions{true, !s.a.no_thinking});
   if (!text.ok()) return fail(text.error());
+  // From here Ctrl-C stops this turn's reply (a Ctrl-C during the prefill stops it at once).
+  ReplyInterrupt interrupt(s.tty);
   GenerationStats stats;
   if (Status st = s.session.feed(s.tok.encode(*text), &stats); !st.ok()) return fail(st.error());
   StreamDecoder stream(s.tok, true);
   std::string reply;
-  ReplyInterrupt interrupt(s.tty);
   bool write_failed = false;
   auto on_token = [&](int32_t id) {
     std::string piece = stream.push(id);
