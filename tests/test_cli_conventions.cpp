@@ -80,7 +80,8 @@ TEST(CliConventions, BadValuesAndUnknownCommandsAreUsageErrors) {
   ExpectError(run_cli("generate " + m + " --token-ids 1 -n -1"), 64, "non-negative integer");
   ExpectError(run_cli("generate " + m + " --token-ids 1 -n abc"), 64, "non-negative integer");
   ExpectError(run_cli("chat " + m + " -n 0"), 64, "positive integer");
-  ExpectError(run_cli("generate " + m + " --token-ids 1 --max-context 0"), 64, "positive integer");
+  ExpectError(run_cli("generate " + m + " --token-ids 1 --max-context 0"), 64,
+              "an integer of at least 1");
   ExpectError(run_cli("generate " + m + " --token-ids 1 --threads abc"), 64, "from 1 to 1024");
   ExpectError(run_cli("generate " + m + " --token-ids 1 --temperature nan"), 64, "number");
   for (const char* v : {"nan", "inf", "-inf"})
@@ -102,8 +103,11 @@ TEST(CliConventions, ContradictoryOrPointlessFlagsAreUsageErrors) {
   Fixture fx;
   const std::string m = fx.dir;
   ExpectError(run_cli("generate " + m + " --token-ids 1 --no-thinking"), 64, "--chat");
-  ExpectError(run_cli("generate " + m + " --token-ids 1 --kernels fused --no-fusion"), 64,
-              "--no-fusion");
+  // --no-fusion, the kill switch, wins over fusion flags, with a note instead of silently.
+  RunResult nf = run_cli("generate " + m + " --token-ids 1 -n 1 --kernels fused --no-fusion");
+  EXPECT_EQ(nf.exit_code, 0) << nf.err;
+  EXPECT_NE(nf.err.find("fusecheck: note: --no-fusion wins over --kernels"), std::string::npos)
+      << nf.err;
   ExpectError(run_cli("generate " + m + " --token-ids 1 --strict"), 64, "--strict");
   ExpectError(run_cli("check " + m + " --no-cache --report-format json"), 64, "--report");
   ExpectError(run_cli("check " + m + " --no-cache --report ''"), 64, "--report");
@@ -315,6 +319,45 @@ TEST(CliProbe, ReportFileFollowsItsExtension) {
   EXPECT_EQ(testing::read_text(fx.root / "p.txt").rfind("fusecheck probe: ", 0), 0u);
   RunResult forced = run_cli(probe + " --report " + (fx.root / "p.out") + " --report-format text");
   EXPECT_EQ(testing::read_text(fx.root / "p.out").rfind("fusecheck probe: ", 0), 0u);
+}
+
+// `fixture --tiny` keeps no special-token id outside its tiny vocabulary (it wrote Qwen3's
+// 151643/151645 with a vocabulary of 512).
+TEST(CliFixture, TinyFixtureHasNoIdsOutsideItsVocabulary) {
+  Fixture fx;
+  for (const char* file : {"config.json", "generation_config.json"}) {
+    auto j = nlohmann::json::parse(testing::read_text(fx.dir + "/" + file));
+    for (const char* k : {"bos_token_id", "eos_token_id", "pad_token_id"})
+      if (j.contains(k) && j[k].is_number_integer()) {
+        EXPECT_LT(j[k].get<int64_t>(), 512) << file << k;
+      }
+  }
+}
+
+// A folder of variants (bf16/ and fp32/, as in the reference checkpoints) points to them.
+TEST(CliCheck, FolderOfModelDirectoriesPointsToThem) {
+  testing::TempDir tmp;
+  for (const char* sub : {"fp32", "bf16"})
+    ASSERT_EQ(run_cli("fixture " + (tmp / sub) + " --profile qwen3-0.6b --tiny").exit_code, 0);
+  ExpectError(run_cli("check " + tmp.path() + " --no-cache"), 3,
+              "hint: the model directories inside are bf16/, fp32/");
+}
+
+// No output or shipped text speaks of a document readers do not have ("the seed", "the sprint").
+TEST(CliCheck, NoSeedOrSprintWording) {
+  Fixture fx;
+  RunResult r = run_cli("check " + fx.dir + " --no-cache -v");
+  ASSERT_LT(r.exit_code, 3) << r.err;
+  for (const std::string& text :
+       {r.out, run_cli("check " + fx.dir + " --no-cache --format json").out})
+    for (const char* word : {"the seed", "seed's", "sprint"})
+      EXPECT_EQ(text.find(word), std::string::npos) << word;
+  testing::TempDir io;
+  const std::string src = FUSECHECK_SOURCE_DIR;
+  const std::string grep = "grep -rniE \"the seed|seed's|seed task|sprint\" " + src + "/data " +
+                           src + "/docs " + src + "/README.md > " + (io / "hits");
+  std::system(grep.c_str());
+  EXPECT_EQ(testing::read_text(io / "hits"), "");
 }
 
 // The load-time warning names what decided: a cached probe measurement is not "extreme

@@ -49,7 +49,9 @@ CLI::Validator non_negative_int() {
 CLI::Validator int_in(int64_t lo, int64_t hi) {
   return CLI::Validator(
       [lo, hi](std::string& s) {
-        return check_int(s, lo, hi, fmt::format("an integer from {} to {}", lo, hi));
+        return check_int(s, lo, hi,
+                         hi == INT64_MAX ? fmt::format("an integer of at least {}", lo)
+                                         : fmt::format("an integer from {} to {}", lo, hi));
       },
       fmt::format("INT in [{}, {}]", lo, hi));
 }

@@ -14,7 +14,7 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
       ->check(CLI::IsMember({"model", "fp32"}));
   cmd->add_option("--max-context", a.max_context,
                   "KV cache bound in tokens (default: the model's, capped by available memory)")
-      ->check(positive_int());
+      ->check(int_in(1, INT64_MAX));
   cmd->add_flag(
       "--use-custom-kernels", a.kernels.use_custom_kernels,
       "request fused kernels; the compatibility check decides (fused, warn or fall back)");
@@ -33,10 +33,13 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
 void check_engine_flags(const EngineArgs& a) {
   const bool fusion_asked = a.kernels.use_custom_kernels || !a.kernels_name.empty() ||
                             a.kernels.strict || a.kernels.force;
+  // --no-fusion is the kill switch (a wrapper may add it to any command line): it wins, but not
+  // silently.
   if (a.no_fusion && fusion_asked)
-    usage_error(
-        "--no-fusion contradicts --kernels, --use-custom-kernels, --strict and "
-        "--force-fused-kernels; give one or the other");
+    note(
+        "--no-fusion wins over --kernels, --use-custom-kernels, --strict and "
+        "--force-fused-kernels; the standard kernels run");
+  if (a.no_fusion) return;
   if (a.kernels.strict && a.kernels.force)
     usage_error("--strict and --force-fused-kernels contradict each other");
   if (a.kernels.strict && !a.kernels.use_custom_kernels && a.kernels_name.empty())
@@ -85,9 +88,11 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
   if (req.use_custom_kernels) {
     if (!decision.message.empty()) std::fprintf(stderr, "%s\n", decision.message.c_str());
     // A profile that fuses nothing (`--kernels standard`) runs the standard path; say so.
-    const std::string outcome = decision.plan.any_fused()
-                                    ? std::string(kernel_outcome_name(decision.outcome))
-                                    : std::string("standard");
+    const bool fused_outcome = decision.outcome != KernelOutcome::kFallback &&
+                               decision.outcome != KernelOutcome::kStandard;
+    const std::string outcome = fused_outcome && !decision.plan.any_fused()
+                                    ? std::string("standard")
+                                    : std::string(kernel_outcome_name(decision.outcome));
     std::fprintf(stderr, "kernels: %s (%s; decided in %.1f ms)\n", outcome.c_str(),
                  decision.plan.profile.c_str(), decision.check_ms);
   }

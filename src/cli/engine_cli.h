@@ -29,7 +29,8 @@ struct EngineArgs {
   int threads = 0;                  // 0: the physical cores
 };
 void add_engine_options(CLI::App* cmd, EngineArgs& a);
-// Usage errors (thrown as CLI::ValidationError) for contradictory kernel flags.
+// Usage errors (thrown as CLI::ValidationError) for contradictory kernel flags; a note when
+// --no-fusion overrides fusion flags.
 void check_engine_flags(const EngineArgs& a);
 
 struct LoadedEngine {
