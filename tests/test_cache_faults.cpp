@@ -44,7 +44,6 @@ struct Models {
 
 CheckOptions cached(const std::string& cache_dir) {
   CheckOptions o;
-  o.read_env = false;
   o.cache_dir = cache_dir;
   return o;
 }
@@ -249,14 +248,14 @@ TEST(CacheFaults, ReportWriteFailureKeepsTheOldReportWhole) {
   const std::string report = t / "report.json";
   write_text(report, "previous report\n");
   RunResult r = run_with_no_file_space("check " + m.bad + " --no-cache --report " + report);
-  EXPECT_EQ(r.exit_code, 3) << "a report that could not be written is an error, not a verdict";
+  EXPECT_EQ(r.exit_code, 74) << "a report that could not be written is an error, not a verdict";
   EXPECT_NE(r.err.find(report), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_EQ(read_text(report), "previous report\n") << "the old report was damaged";
   EXPECT_EQ(files_in(t.path()), std::vector<std::string>{"report.json"}) << "temporary file left";
   // And unwritable for everyone: a report inside /proc.
   RunResult p = run_cli("check " + m.bad + " --no-cache --report /proc/self/report.json");
-  EXPECT_EQ(p.exit_code, 3) << p.err;
+  EXPECT_EQ(p.exit_code, 74) << p.err;
   EXPECT_EQ(std::count(p.err.begin(), p.err.end(), '\n'), 1) << p.err;
 }
 

@@ -25,7 +25,6 @@ using testing::TempDir;
 CheckOptions no_cache() {
   CheckOptions o;
   o.use_cache = false;
-  o.read_env = false;
   return o;
 }
 
@@ -126,7 +125,7 @@ TEST(Check, ExtremeQwen3StatisticsAreIncompatibleAndNamed) {
   ASSERT_TRUE(standard.ok());
   EXPECT_EQ(standard->verdict, Verdict::kCompatible);
 
-  // The CLI: exit 2, seed layout.
+  // The CLI: exit 2, the text report's layout.
   auto cli = run_cli("check " + dir + " --no-cache");
   EXPECT_EQ(cli.exit_code, 2) << cli.err;
   for (const char* s : {"Model: ", "Status: INCOMPATIBLE", "Issues Found:", "Layer 0: k_norm",
@@ -233,7 +232,6 @@ TEST(Check, CacheHitsAndSurvivesCorruption) {
   fo.profile = "qwen3-0.6b-extreme";
   std::string dir = make_fixture(t, "m", fo);
   CheckOptions o;
-  o.read_env = false;
   o.cache_dir = t / "cache";
   auto first = check_model(dir, o);
   ASSERT_TRUE(first.ok());
@@ -287,7 +285,6 @@ TEST(Check, ReadOnlyCacheStillGivesVerdict) {
   std::string cache = t / "ro";
   ASSERT_EQ(mkdir(cache.c_str(), 0555), 0);
   CheckOptions o;
-  o.read_env = false;
   o.cache_dir = cache;
   auto r = check_model(dir, o);
   ASSERT_TRUE(r.ok());
@@ -313,7 +310,7 @@ TEST(Check, ForceStatusOverride) {
   std::string dir = make_fixture(t, "m", fo);
   auto env = run_cli("check " + dir + " --no-cache", "FUSECHECK_FORCE_STATUS=INCOMPATIBLE");
   EXPECT_EQ(env.exit_code, 2);
-  EXPECT_NE(env.out.find("forced by override; measured COMPATIBLE"), std::string::npos);
+  EXPECT_NE(env.out.find("forced by override; the check found COMPATIBLE"), std::string::npos);
   auto flag = run_cli("check " + dir + " --no-cache --force-status WARNING");
   EXPECT_EQ(flag.exit_code, 1);
   EXPECT_EQ(run_cli("check " + dir + " --no-cache", "FUSECHECK_FORCE_STATUS=bogus").exit_code, 3);

@@ -155,12 +155,12 @@ TEST(CliEngine, BadInputIsOneLineAndNonZero) {
     int code;
     std::string needle;
   } cases[] = {
-      {"generate " + m + " --token-ids 1,x,3", 3, "not a token id"},
-      {"generate " + m + " --token-ids 99999999", 3, "out of range"},
+      {"generate " + m + " --token-ids 1,x,3", 64, "not a token id"},
+      {"generate " + m + " --token-ids 99999999", 3, "outside the model's vocabulary"},
       {"generate " + m + " --token-ids 1 --precision fp16", 64, "precision"},
       {"generate " + m, 64, "--token-ids"},
       {"generate " + m + " --token-ids 1,2,3 --max-context 2", 3, "max-context"},
-      {"eval " + m + " --token-ids 1,2 --out " + (tmp / "no/such/dir/x.safetensors"), 3,
+      {"eval " + m + " --token-ids 1,2 --out " + (tmp / "no/such/dir/x.safetensors"), 74,
        "x.safetensors"},
       {"generate " + (tmp / "missing") + " --token-ids 1", 3, "missing"},
   };

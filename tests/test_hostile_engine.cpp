@@ -17,9 +17,9 @@ using namespace malformed;  // NOLINT(google-build-using-namespace): the suite's
 // A valid tiny Qwen3 checkpoint (28 layers, hidden 64, vocab 512, tied embeddings) whose weights
 // are loaded into a SafetensorsBuilder so one tensor can be replaced, removed or retyped.
 struct EngineModel {
-  EngineModel() {
+  explicit EngineModel(const char* profile = "qwen3-0.6b") {
     FixtureOptions o;
-    o.profile = "qwen3-0.6b";
+    o.profile = profile;
     o.tiny = true;
     auto s = write_fixture(dir, o);
     if (!s.ok()) throw std::runtime_error(s.error().message);
@@ -160,6 +160,149 @@ INSTANTIATE_TEST_SUITE_P(
       std::string n = std::string(info.param.key) + "_" + std::to_string(info.index);
       return n;
     });
+
+// ---------------------------------------------------------------------------------------------
+// Settings and tensors the engine does not implement are refused at load, never ignored
+// (issue 12, items 1-3). The oracle for which configs transformers windows is its configuration
+// classes: MistralConfig windows every layer unless sliding_window is null; Qwen2Config and
+// Qwen3Config set sliding_window to None unless use_sliding_window is true, and then window the
+// layers that layer_types (default: index >= max_window_layers) marks "sliding_attention".
+
+// The model loads (the config is one whose outputs the engine gets right).
+void ExpectLoads(const EngineModel& m) {
+  auto r = Model::load(m.dir);
+  EXPECT_TRUE(r.ok()) << r.error().message;
+}
+
+// The engine refuses with one line naming config.json and `field`; `fusecheck check` still works.
+void ExpectConfigRefused(const EngineModel& m, std::string_view field) {
+  ExpectEngineError(m, "config.json");
+  auto r = Model::load(m.dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find(field), std::string::npos) << r.error().message;
+  RunResult c = run_cli("check " + shq(m.dir) + " --no-cache");
+  EXPECT_LT(c.exit_code, 3) << c.err;
+}
+
+TEST(EngineRefuses, MistralSlidingWindowBelowContext) {
+  EngineModel m("llama-3.2-1b");
+  m.config["model_type"] = "mistral";
+  m.config["sliding_window"] = 4;
+  m.write();
+  ExpectConfigRefused(m, "sliding_window 4");
+}
+
+TEST(EngineRefuses, MistralWithoutSlidingWindowKeyUsesTransformersDefault) {
+  EngineModel m("llama-3.2-1b");
+  m.config["model_type"] = "mistral";
+  m.config.erase("sliding_window");
+  m.config["max_position_embeddings"] = 4096;  // MistralConfig's default window: never reached
+  m.write();
+  ExpectLoads(m);
+  m.config["max_position_embeddings"] = 8192;
+  m.write();
+  ExpectConfigRefused(m, "sliding_window 4096");
+}
+
+TEST(EngineRefuses, MistralNullOrFullWidthWindowLoads) {
+  EngineModel m("llama-3.2-1b");
+  m.config["model_type"] = "mistral";
+  m.config["sliding_window"] = nullptr;
+  m.write();
+  ExpectLoads(m);
+  m.config["sliding_window"] = m.config["max_position_embeddings"];  // never reached: no effect
+  m.write();
+  ExpectLoads(m);
+}
+
+TEST(EngineRefuses, LlamaIgnoresSlidingWindowKeyAsTransformersDoes) {
+  EngineModel m("llama-3.2-1b");
+  m.config["sliding_window"] = 4;  // LlamaConfig has no window; transformers ignores the key
+  m.write();
+  ExpectLoads(m);
+}
+
+TEST(EngineRefuses, Qwen3UseSlidingWindowOnUpperLayers) {
+  EngineModel m;
+  m.config["use_sliding_window"] = true;
+  m.config["sliding_window"] = 4;
+  m.config["max_window_layers"] = 20;  // layers 20..27 windowed
+  m.write();
+  ExpectConfigRefused(m, "applies to 8 of 28 layers");
+}
+
+TEST(EngineRefuses, Qwen3WindowOffOrNoWindowedLayerLoads) {
+  EngineModel m;
+  m.config["use_sliding_window"] = false;  // Qwen2/Qwen3: sliding_window is then None
+  m.config["sliding_window"] = 4;
+  m.config["max_window_layers"] = 0;
+  m.write();
+  ExpectLoads(m);
+  m.config["use_sliding_window"] = true;
+  m.config["max_window_layers"] = 28;  // no layer at or above 28
+  m.write();
+  ExpectLoads(m);
+}
+
+TEST(EngineRefuses, Qwen3LayerTypesWithSlidingAttention) {
+  EngineModel m;
+  json types = json::array();
+  for (int l = 0; l < 28; ++l) types.push_back(l == 3 ? "sliding_attention" : "full_attention");
+  m.config["layer_types"] = types;
+  m.config["use_sliding_window"] = true;
+  m.config["sliding_window"] = 4;
+  m.write();
+  ExpectConfigRefused(m, "applies to 1 of 28 layers");
+  m.config["use_sliding_window"] = false;  // the same layer_types without the switch: no window
+  m.write();
+  ExpectLoads(m);
+}
+
+TEST(EngineRefuses, OtherUnimplementedConfigFields) {
+  for (auto [key, value] : std::vector<std::pair<const char*, json>>{{"hidden_act", "gelu"},
+                                                                     {"mlp_bias", true},
+                                                                     {"partial_rotary_factor", 0.5},
+                                                                     {"num_local_experts", 8}}) {
+    EngineModel m("llama-3.2-1b");
+    m.config[key] = value;
+    m.write();
+    SCOPED_TRACE(key);
+    ExpectEngineError(m, key == std::string("num_local_experts") ? "mixture-of-experts" : key);
+  }
+}
+
+TEST(EngineRefuses, TensorsBeyondNumHiddenLayers) {
+  EngineModel m;  // 28 layers in the file
+  m.config["num_hidden_layers"] = 27;
+  m.write();
+  ExpectEngineError(m, "model.layers.27.");
+  // The check would skip layer 27's norms: it refuses too (exit 3), naming the layer.
+  RunResult c = run_cli("check " + shq(m.dir) + " --no-cache");
+  EXPECT_EQ(c.exit_code, 3) << c.out;
+  EXPECT_NE(c.err.find("layer 27"), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("num_hidden_layers 27"), std::string::npos) << c.err;
+}
+
+TEST(EngineRefuses, TensorTheEngineDoesNotRun) {
+  EngineModel m;
+  m.weights.add_f32("model.layers.0.self_attn.o_proj.bias", std::vector<float>(64, 0.0f));
+  m.write();
+  ExpectEngineError(m, "model.layers.0.self_attn.o_proj.bias");
+}
+
+TEST(EngineRefuses, NonFiniteNormGain) {
+  for (float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    EngineModel m;
+    TensorSpec& g = m.weights.at("model.layers.5.input_layernorm.weight");
+    g.dtype = "F32";
+    std::vector<float> v(64, 1.0f);
+    v[7] = bad;
+    g.data = f32_bytes(v);
+    m.write();
+    ExpectEngineError(m, std::isnan(bad) ? "NaN at channel 7" : "Inf at channel 7");
+  }
+}
 
 }  // namespace
 }  // namespace fusecheck

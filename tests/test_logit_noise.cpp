@@ -99,8 +99,9 @@ TEST(LogitNoise, UnitGainsAreTheReference) {
   EXPECT_EQ(logit_noise(ones, ones, profile(0, KvFormat::kSame)).amplification, 0.0);
 }
 
-TEST(LogitNoise, ReducesToSeedFormulaWhenPairsAreEqual) {
-  // With g[i] == g[i + d/2], the pair-aware product equals the seed's ||g_q * g_k||_2^2 / d.
+TEST(LogitNoise, ReducesToUnpairedFormulaWhenPairsAreEqual) {
+  // With g[i] == g[i + d/2], the pair-aware product equals the unpaired formula ||g_q * g_k||_2^2 /
+  // d.
   const size_t d = 64;
   std::vector<float> gq(d), gk(d);
   for (size_t i = 0; i < d / 2; ++i) {

@@ -134,8 +134,9 @@ TEST_F(LoadDecision, ForcedRunsFusedWithALoudNotice) {
 }
 
 TEST_F(LoadDecision, CachedMeasurementOutranksTheStaticCheck) {
-  // Static INCOMPATIBLE, measured COMPATIBLE: the generic screen keeps the seed's conservative
-  // criterion, while fusion measured on this model stays within the bf16 noise floor.
+  // Static INCOMPATIBLE, measured COMPATIBLE: the generic screen keeps the original max-gain
+  // screen's conservative criterion, while fusion measured on this model stays within the bf16
+  // noise floor.
   const std::string cache = "XDG_CACHE_HOME=" + (tmp_ / "cache");
   ASSERT_EQ(run_cli("check " + (tmp_ / "extreme") + " --kernels generic --no-cache").exit_code, 2);
   auto probe = run_cli("probe " + (tmp_ / "extreme") + " --kernels generic --tokens 32", cache);

@@ -27,7 +27,6 @@ constexpr const char* kRev = "c1899de289a04d12100db370d81485cdf75e47ca";
 CheckOptions no_cache() {
   CheckOptions o;
   o.use_cache = false;
-  o.read_env = false;
   return o;
 }
 

@@ -1,6 +1,6 @@
 #include "check/check.h"
 
-#include <cstdlib>
+#include <charconv>
 
 #include "arch/arch_profile.h"
 #include "check/cache.h"
@@ -59,12 +59,28 @@ Result<NormGains> read_norm(const Checkpoint& ck, const ModelConfig& cfg, const 
   return g;
 }
 
-Result<Verdict> forced_verdict(const CheckOptions& o) {
-  if (o.force_verdict) return *o.force_verdict;
-  if (!o.read_env) return make_error("");
-  const char* env = std::getenv(kForceStatusEnv);
-  if (!env || !*env) return make_error("");
-  return parse_verdict(env);
+// A tensor of a layer that config.json does not count ("model.layers.27.*" when
+// num_hidden_layers is 27): the check would skip that layer's norms, so its verdict would not
+// describe the checkpoint. Reads names only.
+Status check_no_extra_layers(const Checkpoint& ck, const ModelConfig& cfg, const ArchProfile& arch,
+                             const std::string& prefix) {
+  const std::string& tmpl = arch.norms.front().tensor;  // e.g. "layers.{layer}.input_layernorm..."
+  const size_t at = tmpl.find("{layer}");
+  if (at == std::string::npos) return ok_status();
+  const std::string head = prefix + tmpl.substr(0, at);  // "model.layers."
+  for (const auto& f : ck.files())
+    for (const TensorInfo& t : f.tensors()) {
+      if (t.name.compare(0, head.size(), head) != 0) continue;
+      int64_t layer = -1;
+      const char* b = t.name.data() + head.size();
+      auto [p, ec] = std::from_chars(b, t.name.data() + t.name.size(), layer);
+      if (ec != std::errc() || p == b || layer < cfg.num_layers) continue;
+      return make_error(
+          "{}: tensor {} belongs to layer {}, but config.json says num_hidden_layers {}; the "
+          "check would ignore that layer's norms",
+          f.path(), t.name, layer, cfg.num_layers);
+    }
+  return ok_status();
 }
 
 }  // namespace
@@ -75,11 +91,15 @@ Result<Verdict> parse_verdict(std::string_view name) {
   return make_error("\"{}\" is not COMPATIBLE, WARNING or INCOMPATIBLE", name);
 }
 
-std::string fallback_warning(const std::string& model_dir) {
-  return "WARNING: This model has extreme normalization weights that make it incompatible with "
-         "fused kernels.\nFalling back to standard kernels.\nTo see detailed compatibility report, "
-         "run: fusecheck check " +
-         model_dir;
+std::string fallback_warning(const std::string& model_dir, bool measured) {
+  const char* why = measured ? "A probe measurement found that fused kernels change this model's "
+                               "outputs beyond the budget (cached; fusecheck probe)."
+                             : "This model has extreme normalization weights that make it "
+                               "incompatible with fused kernels.";
+  return fmt::format(
+      "WARNING: {}\nFalling back to standard kernels.\nTo see detailed compatibility report, run: "
+      "fusecheck check {}",
+      why, model_dir);
 }
 
 Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions& o) {
@@ -105,6 +125,7 @@ Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions
   FC_ASSIGN(cfg, parse_model_config(ck.config_json(), ck.config_path()));
   FC_ASSIGN(arch, archs.find(cfg.model_type, ck.config_path()));
   FC_ASSIGN(prefix, find_prefix(ck, *arch));
+  FC_TRY(check_no_extra_layers(ck, cfg, *arch, prefix));
 
   // Fingerprint: config, every shard's name, size and header, and the norm bytes. Enough to notice
   // any edit that changes the verdict, without hashing gigabytes of matrices.
@@ -167,11 +188,9 @@ Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions
     }
   }
   // The testing override is applied after the cache, so it never leaks into stored results.
-  if (auto forced = forced_verdict(o)) {
-    r.verdict = *forced;
+  if (o.force_verdict) {
+    r.verdict = *o.force_verdict;
     r.overridden = true;
-  } else if (!forced.error().message.empty()) {
-    return make_error("{}: {}", kForceStatusEnv, forced.error().message);
   }
   return r;
 }

@@ -1,4 +1,4 @@
-// The checker's C++ API for engines (seed Task 3): check_model(path, options) -> CheckResult.
+// The checker's C++ API for engines: check_model(path, options) -> CheckResult.
 // Reads only safetensors headers and norm tensors, so a 0.6B and a 235B model cost the same.
 #pragma once
 
@@ -18,8 +18,9 @@ constexpr const char* kCheckerVersion = FUSECHECK_VERSION;
 // Bumped whenever the analysis or scoring changes results, so cached results from an older build of
 // the same version are never served.
 constexpr int kAnalysisRevision = 2;
-// Environment variable that forces the verdict, for testing engines' fallback paths:
-// FUSECHECK_FORCE_STATUS=COMPATIBLE|WARNING|INCOMPATIBLE.
+// Environment variable with which the CLI forces the verdict, for testing engines' fallback
+// paths: FUSECHECK_FORCE_STATUS=COMPATIBLE|WARNING|INCOMPATIBLE. The library never reads it; the
+// CLI passes it down as CheckOptions::force_verdict.
 constexpr const char* kForceStatusEnv = "FUSECHECK_FORCE_STATUS";
 
 struct CheckOptions {
@@ -30,8 +31,7 @@ struct CheckOptions {
   std::string kernel_profiles_file;      // optional replacement for data/kernels.json
   bool use_cache = true;
   std::string cache_dir;                 // "" = $XDG_CACHE_HOME/fusecheck or ~/.cache/fusecheck
-  std::optional<Verdict> force_verdict;  // testing override; also read from kForceStatusEnv
-  bool read_env = true;                  // honour kForceStatusEnv
+  std::optional<Verdict> force_verdict;  // testing override (--force-status, kForceStatusEnv)
 };
 
 struct CheckResult {
@@ -55,8 +55,9 @@ struct CheckResult {
 
 Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions& options = {});
 
-// The seed's load-time warning for engines that fall back to standard kernels.
-std::string fallback_warning(const std::string& model_dir);
+// The load-time warning for engines that fall back to standard kernels; `measured`: the decision
+// came from a cached probe measurement, not from the normalization weights.
+std::string fallback_warning(const std::string& model_dir, bool measured = false);
 
 Result<Verdict> parse_verdict(std::string_view name);
 

@@ -84,7 +84,7 @@ Summary summarize(std::vector<double> v) {
 
 int run_bench(const BenchArgs& a) {
   auto fail = [](const Error& e) {
-    std::fprintf(stderr, "fusecheck bench: %s\n", e.message.c_str());
+    std::fprintf(stderr, "fusecheck: error: %s\n", e.message.c_str());
     return kExitInputError;
   };
   if (!a.isa.empty()) {  // chosen once, before any kernel runs

@@ -24,8 +24,8 @@ struct CheckArgs {
   std::string color = "auto";
   CheckOptions options;
   std::string force_status;
-  // Threshold flags override the thresholds file key by key (NaN = not given).
-  double max_ratio = NAN, max_amp = NAN, extreme = NAN, max_cv = NAN;
+  // Threshold flags override the thresholds file key by key.
+  std::optional<double> max_ratio, max_amp, extreme, max_cv;
 };
 
 std::string format_for_file(const std::string& path) {
@@ -38,74 +38,134 @@ std::string format_for_file(const std::string& path) {
   return "json";
 }
 
+Status apply_threshold_flags(CheckArgs& a) {
+  if (!a.max_ratio && !a.max_amp && !a.extreme && !a.max_cv) return ok_status();
+  FC_ASSIGN(base, load_thresholds(a.options.thresholds_file));
+  Thresholds t = base;
+  if (a.max_ratio) t.max_safe_weight_ratio = *a.max_ratio;
+  if (a.max_amp) t.max_safe_amplification = *a.max_amp;
+  if (a.extreme) t.extreme_weight_threshold = *a.extreme;
+  if (a.max_cv) t.max_safe_gain_cv = *a.max_cv;
+  a.options.thresholds = t;
+  return ok_status();
+}
+
+// The verdict that --probe reports and exits with: a forced verdict, else the measurement (it
+// outranks the static screen at load time), else the static verdict.
+struct Final {
+  Verdict verdict;
+  const char* source;  // "forced", "probe", "static"
+};
+Final final_verdict(const CheckResult& r, const std::optional<ProbeResult>& m) {
+  if (r.overridden) return {r.verdict, "forced"};
+  if (m) return {m->verdict, "probe"};
+  return {r.verdict, "static"};
+}
+
+// The report with the measurement in the report's own format.
+std::string with_probe(const CheckResult& r, ReportFormat f, const ReportOptions& ro,
+                       const ProbeResult& m, bool from_cache) {
+  const Final fin = final_verdict(r, m);
+  const std::string_view static_name = verdict_name(r.score.verdict);
+  if (f == ReportFormat::kJson) {
+    auto j = nlohmann::json::parse(render_report(r, f, ro));
+    j["probe"] = probe_to_json(m);
+    j["probe"]["from_cache"] = from_cache;
+    j["static_verdict"] = static_name;
+    j["verdict"] = verdict_name(fin.verdict);
+    j["verdict_source"] = fin.source;
+    return j.dump(2) + "\n";
+  }
+  CheckResult shown = r;  // the headline status is the verdict the command exits with
+  shown.verdict = fin.verdict;
+  std::string out = render_report(shown, f, ro);
+  const std::string cmp =
+      render_probe_comparison(m, static_name, r.score.total, r.analysis.amplification);
+  const std::string source = fmt::format(
+      "Verdict: {} ({})\n", verdict_name(fin.verdict),
+      fin.source == std::string("forced")  ? "forced by --force-status or FUSECHECK_FORCE_STATUS"
+      : fin.source == std::string("probe") ? "the measurement, which outranks the static screen"
+                                           : "the static check");
+  if (f == ReportFormat::kText) return out + cmp + source;
+  // Markdown and the model card: a section of bullet points, and YAML keys in the card.
+  std::string md = "\n### Probe measurement\n\n";
+  size_t b = 0;
+  for (size_t e; (e = cmp.find('\n', b)) != std::string::npos; b = e + 1) {
+    std::string line = cmp.substr(b, e - b);
+    size_t t = line.find_first_not_of(' ');
+    if (t == std::string::npos || line.starts_with("Static prediction")) continue;
+    md += "- " + line.substr(t) + "\n";
+  }
+  md += "- **" + source.substr(0, source.size() - 1) + "**\n";
+  if (f == ReportFormat::kModelCard) {
+    const size_t end = out.find("---\n\n");
+    if (end != std::string::npos)
+      out.insert(end, fmt::format("  static_status: {}\n  probe_status: {}\n  probe_kernels: {}\n"
+                                  "  probe_kl_fused_vs_standard: {:.3g}\n  status_source: {}\n",
+                                  static_name, verdict_name(m.verdict), m.profile,
+                                  m.fused_vs_standard.kl_mean, fin.source));
+  }
+  return out + md;
+}
+
 int run_check(CheckArgs& a) {
-  auto fail = [](const std::string& msg, int code) {
-    std::fprintf(stderr, "fusecheck: error: %s\n", msg.c_str());
-    return code;
-  };
   auto fmt_r = parse_report_format(a.format);
-  if (!fmt_r) return fail(fmt_r.error().message, kExitUsage);
+  if (!fmt_r) return fail(kExitUsage, fmt_r.error().message);
   if (!a.force_status.empty()) {
     auto v = parse_verdict(a.force_status);
-    if (!v) return fail("--force-status: " + v.error().message, kExitUsage);
+    if (!v) return fail(kExitUsage, "--force-status: " + v.error().message);
     a.options.force_verdict = *v;
+  } else {
+    auto env = forced_status_from_env();
+    if (!env) return input_error(env.error());
+    a.options.force_verdict = *env;
   }
-  if (!std::isnan(a.max_ratio) || !std::isnan(a.max_amp) || !std::isnan(a.extreme) ||
-      !std::isnan(a.max_cv)) {
-    auto base = load_thresholds(a.options.thresholds_file);
-    if (!base) return fail(base.error().message, kExitInputError);
-    Thresholds t = *base;
-    if (!std::isnan(a.max_ratio)) t.max_safe_weight_ratio = a.max_ratio;
-    if (!std::isnan(a.max_amp)) t.max_safe_amplification = a.max_amp;
-    if (!std::isnan(a.extreme)) t.extreme_weight_threshold = a.extreme;
-    if (!std::isnan(a.max_cv)) t.max_safe_gain_cv = a.max_cv;
-    if (auto st = validate_thresholds(t, "threshold flags"); !st)
-      return fail(st.error().message, kExitUsage);
-    a.options.thresholds = t;
-  }
+  if (auto st = apply_threshold_flags(a); !st) return input_error(st.error());
+  if (a.options.thresholds)
+    if (auto st = validate_thresholds(*a.options.thresholds, "threshold flags"); !st)
+      return fail(kExitUsage, st.error().message);
 
   auto result = check_model(a.model_dir, a.options);
-  if (!result) return fail(result.error().message, kExitInputError);
+  if (!result) return input_error(result.error());
   const CheckResult& r = *result;
 
   ReportOptions ro;
   ro.verbose = a.verbose;
   ro.color = a.color == "always" || (a.color == "auto" && isatty(STDOUT_FILENO));
   std::string text = render_report(r, *fmt_r, ro);
-  // --probe: the measurement beside the prediction; it decides the exit status, as it outranks
-  // the screen at load time.
   std::optional<ProbeResult> measured;
   if (a.probe) {
     auto p = probe_with_cache(a.model_dir, r.kernels, r.fingerprint, a.options.use_cache,
                               a.options.cache_dir);
-    if (!p) return fail("--probe: " + p.error().message, kExitInputError);
-    if (!p->cache_note.empty())
-      std::fprintf(stderr, "fusecheck: note: %s\n", p->cache_note.c_str());
-    measured = p->result;
-    if (*fmt_r == ReportFormat::kJson) {
-      auto j = nlohmann::json::parse(text);
-      j["probe"] = probe_to_json(*measured);
-      j["probe"]["from_cache"] = p->from_cache;
-      text = j.dump(2) + "\n";
-    } else {
-      text += render_probe_comparison(*measured, verdict_name(r.verdict), r.score.total,
-                                      r.analysis.amplification);
+    if (!p) {
+      // The static report stands; say why the measurement is missing (without the engine's
+      // "check works" hint, which is what ran).
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::string why = p.error().message;
+      if (size_t h = why.find("; hint:"); h != std::string::npos) why.resize(h);
+      return fail(kExitInputError,
+                  "--probe: cannot measure this model: " + why + "; the static report stands");
     }
+    if (!p->cache_note.empty()) note(p->cache_note);
+    measured = p->result;
+    text = with_probe(r, *fmt_r, ro, *measured, p->from_cache);
   }
   std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
-  if (!r.cache_note.empty()) std::fprintf(stderr, "fusecheck: note: %s\n", r.cache_note.c_str());
+  if (!stdout_ok()) return kExitWriteError;  // main prints the message
+  if (!r.cache_note.empty()) note(r.cache_note);
 
   if (!a.report_file.empty()) {
     std::string rf = a.report_format.empty() ? format_for_file(a.report_file) : a.report_format;
     auto ff = parse_report_format(rf);
-    if (!ff) return fail("--report-format: " + ff.error().message, kExitUsage);
+    if (!ff) return fail(kExitUsage, "--report-format: " + ff.error().message);
     ReportOptions file_opts;
     file_opts.verbose = true;
-    if (auto st = write_file_atomic(a.report_file, render_report(r, *ff, file_opts)); !st)
-      return fail(st.error().message, kExitInputError);
+    const std::string body = measured ? with_probe(r, *ff, file_opts, *measured, false)
+                                      : render_report(r, *ff, file_opts);
+    if (auto st = write_file_atomic(a.report_file, body); !st)
+      return fail(kExitWriteError, st.error().message);
   }
-  return int(measured ? measured->verdict : r.verdict);
+  return int(final_verdict(r, measured).verdict);
 }
 
 }  // namespace
@@ -134,15 +194,20 @@ void register_check_command(CLI::App& app, int& exit_code) {
                 "measurement beside the prediction; the measured verdict sets the exit status");
   cmd->add_option("--report", args->report_file,
                   "Also write the report to FILE (atomically); format from --report-format or the "
-                  "extension (.md markdown, .txt text, else json)");
+                  "extension (.md markdown, .txt text, else json)")
+      ->check(non_empty());
   cmd->add_option("--report-format", args->report_format,
                   "Format of --report: text, json, markdown, model-card");
   cmd->add_option("--thresholds", args->options.thresholds_file,
                   "JSON file overriding thresholds and score weights (see docs/ANALYSIS.md)");
-  cmd->add_option("--max-weight-ratio", args->max_ratio, "Override MAX_SAFE_WEIGHT_RATIO (20)");
-  cmd->add_option("--max-amplification", args->max_amp, "Override MAX_SAFE_AMPLIFICATION (10)");
-  cmd->add_option("--extreme-threshold", args->extreme, "Override EXTREME_WEIGHT_THRESHOLD (10)");
-  cmd->add_option("--max-gain-cv", args->max_cv, "Override the max safe gain std/median (2)");
+  cmd->add_option("--max-weight-ratio", args->max_ratio, "Override MAX_SAFE_WEIGHT_RATIO (20)")
+      ->check(finite_in(0, 1e12));
+  cmd->add_option("--max-amplification", args->max_amp, "Override MAX_SAFE_AMPLIFICATION (10)")
+      ->check(finite_in(0, 1e12));
+  cmd->add_option("--extreme-threshold", args->extreme, "Override EXTREME_WEIGHT_THRESHOLD (10)")
+      ->check(finite_in(0, 1e12));
+  cmd->add_option("--max-gain-cv", args->max_cv, "Override the max safe gain std/median (2)")
+      ->check(finite_in(0, 1e12));
   cmd->add_option("--arch-profiles", args->options.arch_profiles_file,
                   "JSON file replacing the built-in architecture profiles");
   cmd->add_option("--kernel-profiles", args->options.kernel_profiles_file,
@@ -158,7 +223,11 @@ void register_check_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--color", args->color, "Colour: auto (on a TTY), always, never")
       ->check(CLI::IsMember({"auto", "always", "never"}))
       ->capture_default_str();
-  cmd->callback([args, &exit_code]() { exit_code = run_check(*args); });
+  cmd->callback([args, &exit_code]() {
+    if (!args->report_format.empty() && args->report_file.empty())
+      usage_error("--report-format goes with --report FILE");
+    exit_code = run_check(*args);
+  });
 }
 
 }  // namespace fusecheck::cli

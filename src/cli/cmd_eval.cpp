@@ -19,16 +19,13 @@ struct EvalArgs {
   bool hidden = false;
 };
 
-int run_eval(const EvalArgs& a) {
-  auto fail = [](const Error& e) {
-    std::fprintf(stderr, "fusecheck eval: %s\n", e.message.c_str());
-    return kExitInputError;
-  };
-  auto ids = parse_token_ids(a.token_ids);
-  if (!ids.ok()) return fail(ids.error());
+int run_eval(const EvalArgs& a, const std::vector<int32_t>& token_ids) {
+  auto fail = [](const Error& e) { return input_error(e); };
+  const std::vector<int32_t>* ids = &token_ids;
   auto engine = load_engine(a.engine);
   if (!engine.ok()) return fail(engine.error());
   const Model& m = engine->model;
+  if (Status st = check_ids_fit(*ids, m); !st.ok()) return fail(st.error());
   const KernelPlan& plan = engine->kernels.plan;
   KvCache cache = m.new_cache(engine->precision, engine->max_context, &plan);
   std::vector<float> logits;
@@ -43,7 +40,7 @@ int run_eval(const EvalArgs& a) {
     tensors.push_back(
         {"hidden." + std::to_string(l), {seq, uint64_t(m.config().hidden_size)}, trace.hidden[l]});
   Status w = write_safetensors_f32(a.out, tensors);
-  if (!w.ok()) return fail(w.error());
+  if (!w.ok()) return cli::fail(kExitWriteError, w.error().message);
   std::fprintf(stderr, "wrote %s: logits [%llu, %lld]%s\n", a.out.c_str(),
                static_cast<unsigned long long>(seq), static_cast<long long>(m.config().vocab_size),
                a.hidden ? fmt::format(" and {} hidden states", trace.hidden.size()).c_str() : "");
@@ -57,9 +54,16 @@ void register_eval_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand("eval", "Write the logits (and hidden states) of a sequence");
   add_engine_options(cmd, a->engine);
   cmd->add_option("--token-ids", a->token_ids, "the sequence: 1,2,3")->required();
-  cmd->add_option("--out", a->out, "output .safetensors file (written atomically)")->required();
+  cmd->add_option("--out", a->out, "output .safetensors file (written atomically)")
+      ->required()
+      ->check(non_empty());
   cmd->add_flag("--hidden", a->hidden, "also write hidden.<l> after every layer");
-  cmd->callback([a, &exit_code] { exit_code = run_eval(*a); });
+  cmd->callback([a, &exit_code] {
+    check_engine_flags(a->engine);
+    auto ids = parse_token_ids(a->token_ids);
+    if (!ids.ok()) usage_error(ids.error().message);
+    exit_code = run_eval(*a, *ids);
+  });
 }
 
 }  // namespace fusecheck::cli

@@ -23,38 +23,53 @@ struct GenerateArgs {
   bool json = false, chat = false, no_thinking = false;
 };
 
-int run_generate(const GenerateArgs& a) {
-  auto fail = [](const Error& e) {
-    std::fprintf(stderr, "fusecheck generate: %s\n", e.message.c_str());
-    return kExitInputError;
-  };
-  auto engine = load_engine(a.engine);
-  if (!engine.ok()) return fail(engine.error());
-  const Model& model = engine->model;
-  auto defaults = read_generation_defaults(a.engine.model_dir);
-  if (!defaults.ok()) return fail(defaults.error());
-
-  // The tokenizer is optional with --token-ids (output is then ids), required with --prompt.
+// The tokenizer: required with --prompt; with --token-ids it only turns the output into text, so
+// a broken one is a note and the output stays ids.
+Result<std::optional<Tokenizer>> tokenizer_for(const GenerateArgs& a, const Model& model) {
+  const std::string& dir = a.engine.model_dir;
   std::optional<Tokenizer> tok;
-  if (!a.prompt.empty() || std::ifstream(a.engine.model_dir + "/tokenizer.json").good()) {
-    auto t = load_tokenizer_for(a.engine.model_dir);
-    if (!t.ok()) return fail(t.error());
+  if (!a.prompt.empty()) {
+    FC_ASSIGN(t, load_tokenizer_for(dir));
+    tok = std::move(t);
+  } else if (std::ifstream(dir + "/tokenizer.json").good()) {
+    auto t = load_tokenizer_for(dir);
+    if (!t.ok()) {
+      note("printing token ids: " + t.error().message);
+      return tok;
+    }
     tok = std::move(*t);
   }
-  std::vector<int32_t> prompt;
-  if (!a.token_ids.empty()) {
-    auto ids = parse_token_ids(a.token_ids);
-    if (!ids.ok()) return fail(ids.error());
-    prompt = std::move(*ids);
-  } else if (a.chat) {
+  if (tok) FC_TRY(check_tokenizer_fits(*tok, model, dir));
+  return tok;
+}
+
+Result<std::vector<int32_t>> prompt_ids(const GenerateArgs& a, const std::optional<Tokenizer>& tok,
+                                        std::vector<int32_t> ids) {
+  if (!ids.empty()) return ids;
+  if (a.chat) {
     ChatMessage msg{"user", a.prompt};
-    auto text = tok->render_chat({&msg, 1}, ChatOptions{true, !a.no_thinking});
-    if (!text.ok()) return fail(text.error());
-    prompt = tok->encode(*text);
+    FC_ASSIGN(text, tok->render_chat({&msg, 1}, ChatOptions{true, !a.no_thinking}));
+    ids = tok->encode(text);
   } else {
-    prompt = tok->encode_prompt(a.prompt);
+    ids = tok->encode_prompt(a.prompt);
   }
-  if (prompt.empty()) return fail(Error{"the prompt encodes to no tokens"});
+  if (ids.empty()) return make_error("the prompt encodes to no tokens");
+  return ids;
+}
+
+int run_generate(const GenerateArgs& a, std::vector<int32_t> given_ids) {
+  auto engine = load_engine(a.engine);
+  if (!engine.ok()) return input_error(engine.error());
+  const Model& model = engine->model;
+  auto defaults = read_generation_defaults(a.engine.model_dir);
+  if (!defaults.ok()) return input_error(defaults.error());
+  auto tok_r = tokenizer_for(a, model);
+  if (!tok_r.ok()) return input_error(tok_r.error());
+  const std::optional<Tokenizer>& tok = *tok_r;
+  auto prompt_r = prompt_ids(a, tok, std::move(given_ids));
+  if (!prompt_r.ok()) return input_error(prompt_r.error());
+  const std::vector<int32_t>& prompt = *prompt_r;
+  if (Status st = check_ids_fit(prompt, model); !st.ok()) return input_error(st.error());
 
   std::vector<int32_t> stops = defaults->eos_ids;
   if (tok)
@@ -63,8 +78,9 @@ int run_generate(const GenerateArgs& a) {
 
   Session session(model, engine->precision, engine->max_context, &engine->kernels.plan);
   GenerationStats stats;
+  // A prompt longer than the context fails here, before anything is printed.
   Status fed = session.feed(prompt, &stats);
-  if (!fed.ok()) return fail(fed.error());
+  if (!fed.ok()) return input_error(fed.error());
   Sampler sampler(resolve_sampling(a.sampling, *defaults));
 
   std::optional<StreamDecoder> stream;
@@ -75,8 +91,8 @@ int run_generate(const GenerateArgs& a) {
     } else {
       for (int32_t id : prompt) std::printf("%d ", id);
     }
-    std::fflush(stdout);
   }
+  // Each token is printed as it comes; a stdout that stops taking output stops generation.
   auto on_token = [&](int32_t id) {
     if (a.json) return true;
     if (stream) {
@@ -85,23 +101,27 @@ int run_generate(const GenerateArgs& a) {
     } else {
       std::printf("%d ", id);
     }
-    std::fflush(stdout);
-    return true;
+    return stdout_ok();
   };
   if (stream)  // prime the stream with the prompt, discarding its text (already printed)
     for (int32_t id : prompt) stream->push(id);
+  if (!stdout_ok()) return kExitWriteError;  // main prints the message
   auto out = session.generate(a.max_tokens, sampler, stops, on_token, &stats);
-  if (!out.ok()) return fail(out.error());
+  if (!out.ok()) return input_error(out.error());
   if (a.json) {
     nlohmann::json j = {{"prompt_token_ids", prompt},
                         {"token_ids", *out},
-                        {"text", tok ? tok->decode(*out, true) : std::string()}};
+                        {"text", tok ? tok->decode(*out, true) : std::string()},
+                        {"context_full", stats.context_full}};
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     if (stream) std::fputs(stream->flush().c_str(), stdout);
     std::printf("\n");
   }
-  std::fflush(stdout);
+  if (!stdout_ok()) return kExitWriteError;
+  if (stats.context_full)
+    note(fmt::format("stopped after {} tokens: the context is full ({} tokens; --max-context)",
+                     out->size(), engine->max_context));
   print_stats(stats);
   return 0;
 }
@@ -116,18 +136,27 @@ void register_generate_command(CLI::App& app, int& exit_code) {
   auto* p = cmd->add_option("--prompt", a->prompt, "prompt text (needs the model's tokenizer)");
   auto* t = cmd->add_option("--token-ids", a->token_ids, "prompt as token ids: 1,2,3");
   p->excludes(t);
-  cmd->add_option("-n,--max-tokens", a->max_tokens, "tokens to generate at most (default 256)")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("-n,--max-tokens", a->max_tokens,
+                  "tokens to generate at most (default 256); generation also stops, with a note, "
+                  "when the context is full")
+      ->check(non_negative_int());
   cmd->add_flag("--json", a->json,
                 "print {\"prompt_token_ids\", \"token_ids\", \"text\"} instead of streaming");
   cmd->add_flag("--chat", a->chat, "wrap --prompt in the model's chat template as a user turn");
   cmd->add_flag("--no-thinking", a->no_thinking, "with --chat: Qwen3's enable_thinking=false");
   cmd->callback([a, &exit_code] {
     if (a->prompt.empty() && a->token_ids.empty())
-      throw CLI::ValidationError("generate", "give --prompt TEXT or --token-ids 1,2,3");
-    if (a->chat && a->prompt.empty())
-      throw CLI::ValidationError("generate", "--chat needs --prompt");
-    exit_code = run_generate(*a);
+      usage_error("give --prompt TEXT or --token-ids 1,2,3");
+    if (a->chat && a->prompt.empty()) usage_error("--chat needs --prompt");
+    if (a->no_thinking && !a->chat) usage_error("--no-thinking goes with --chat");
+    check_engine_flags(a->engine);
+    std::vector<int32_t> ids;
+    if (!a->token_ids.empty()) {
+      auto r = parse_token_ids(a->token_ids);
+      if (!r.ok()) usage_error(r.error().message);
+      ids = std::move(*r);
+    }
+    exit_code = run_generate(*a, std::move(ids));
   });
 }
 

@@ -18,33 +18,29 @@ namespace fusecheck::cli {
 namespace {
 
 struct ProbeArgs {
-  std::string model_dir, kernels = "fused", prompts, report, cache_dir;
+  std::string model_dir, kernels = "fused", prompts, report, report_format, cache_dir;
   int64_t tokens = 64, greedy_tokens = 32;
   bool json = false, no_cache = false;
   ProbeCriteria criteria;
 };
 
 int run_probe_command(const ProbeArgs& a) {
-  auto fail = [](const Error& e) {
-    std::fprintf(stderr, "fusecheck probe: %s\n", e.message.c_str());
-    return kExitInputError;
-  };
+  auto bad = [](const Error& e) { return input_error(e); };
   auto registry = NumericsRegistry::load("");
-  if (!registry.ok()) return fail(registry.error());
+  if (!registry.ok()) return bad(registry.error());
   auto profile = registry->find(a.kernels);
-  if (!profile.ok()) return fail(profile.error());
+  if (!profile.ok()) return bad(profile.error());
   // The static check gives the checkpoint's fingerprint (the cache key) and validates the files.
   CheckOptions co;
   co.kernels = a.kernels;
   co.use_cache = !a.no_cache;
   co.cache_dir = a.cache_dir;
-  co.read_env = false;
   auto check = check_model(a.model_dir, co);
-  if (!check.ok()) return fail(check.error());
+  if (!check.ok()) return bad(check.error());
   auto model = Model::load(a.model_dir);
-  if (!model.ok()) return fail(model.error());
+  if (!model.ok()) return bad(model.error());
   auto inputs = calibration_inputs(*model, a.tokens, a.prompts);
-  if (!inputs.ok()) return fail(inputs.error());
+  if (!inputs.ok()) return bad(inputs.error());
 
   ProbeOptions opt;
   opt.profile = *profile;
@@ -60,7 +56,7 @@ int run_probe_command(const ProbeArgs& a) {
       if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 32, "");
     };
   auto r = run_probe(*model, opt);
-  if (!r.ok()) return fail(r.error());
+  if (!r.ok()) return bad(r.error());
 
   nlohmann::json j = probe_to_json(*r);
   j["model_path"] = a.model_dir;
@@ -70,16 +66,20 @@ int run_probe_command(const ProbeArgs& a) {
     ResultCache cache(a.cache_dir);
     if (auto st = cache.store(probe_cache_key(check->fingerprint, *profile), probe_to_json(*r));
         !st)
-      std::fprintf(stderr, "fusecheck probe: note: measurement not cached: %s\n",
-                   st.error().message.c_str());
+      note("measurement not cached: " + st.error().message);
   }
-  std::string out = a.json ? j.dump(2) + "\n" : render_probe_text(*r, a.model_dir);
-  if (!a.json)
-    out += fmt::format("Static check for {}: {} (score {:.2f})\n", a.kernels,
-                       verdict_name(check->verdict), check->score.total);
-  std::fputs(out.c_str(), stdout);
-  if (!a.report.empty())
-    if (auto st = write_file_atomic(a.report, out); !st) return fail(st.error());
+  const std::string text = render_probe_text(*r, a.model_dir) +
+                           fmt::format("Static check for {}: {} (score {:.2f})\n", a.kernels,
+                                       verdict_name(check->verdict), check->score.total);
+  const std::string json_text = j.dump(2) + "\n";
+  std::fputs((a.json ? json_text : text).c_str(), stdout);
+  if (!a.report.empty()) {
+    // As check's --report: the format from --report-format, else the extension (.txt text).
+    const bool as_text =
+        a.report_format.empty() ? a.report.ends_with(".txt") : a.report_format == "text";
+    if (auto st = write_file_atomic(a.report, as_text ? text : json_text); !st)
+      return fail(kExitWriteError, st.error().message);
+  }
   return r->verdict == Verdict::kCompatible ? 0 : 2;
 }
 
@@ -93,29 +93,38 @@ void register_probe_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--kernels", a->kernels, "kernel profile to measure (default fused)");
   cmd->add_option("--prompts", a->prompts, "calibration prompts, one per line (needs a tokenizer)");
   cmd->add_option("--tokens", a->tokens, "tokens per calibration sequence (default 64)")
-      ->check(CLI::Range(2, 4096));
+      ->check(int_in(2, 4096));
   cmd->add_option(
          "--greedy-tokens", a->greedy_tokens,
          "tokens generated to find where fused and standard diverge (default 32; 0 = skip)")
-      ->check(CLI::Range(0, 4096));
+      ->check(int_in(0, 4096));
   cmd->add_flag("--json", a->json, "print the fusecheck.probe/1 JSON report");
-  cmd->add_option("--report", a->report, "also write the report to FILE (atomically)");
+  cmd->add_option("--report", a->report,
+                  "also write the report to FILE (atomically); format from --report-format, else "
+                  "the extension (.txt text, else JSON)")
+      ->check(non_empty());
+  cmd->add_option("--report-format", a->report_format, "format of --report: json or text")
+      ->check(CLI::IsMember({"json", "text"}));
   cmd->add_option("--kl-factor", a->criteria.kl_factor,
                   "lossless profiles: allowed KL from fp32 as a multiple of the standard path's "
                   "(default 2)")
-      ->check(CLI::Range(1.0, 1e6));
+      ->check(finite_in(1.0, 1e6));
   cmd->add_option("--top1-margin", a->criteria.top1_margin,
                   "lossless profiles: allowed top-1 loss against the standard path (default 0.01)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(finite_in(0.0, 1.0));
   cmd->add_option("--lossy-kl", a->criteria.lossy_kl_budget,
                   "lossy profiles: mean KL budget against standard (default 1e-3)")
-      ->check(CLI::Range(0.0, 1e6));
+      ->check(finite_in(0.0, 1e6));
   cmd->add_option("--lossy-top1", a->criteria.lossy_top1_min,
                   "lossy profiles: minimum top-1 agreement with standard (default 0.98)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(finite_in(0.0, 1.0));
   cmd->add_flag("--no-cache", a->no_cache, "neither read nor write the result cache");
   cmd->add_option("--cache-dir", a->cache_dir, "cache directory (default ~/.cache/fusecheck)");
-  cmd->callback([a, &exit_code] { exit_code = run_probe_command(*a); });
+  cmd->callback([a, &exit_code] {
+    if (!a->report_format.empty() && a->report.empty())
+      usage_error("--report-format goes with --report FILE");
+    exit_code = run_probe_command(*a);
+  });
 }
 
 }  // namespace fusecheck::cli

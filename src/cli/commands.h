@@ -1,16 +1,12 @@
 // Subcommand registration for the fusecheck CLI. Each register_* adds one subcommand to `app`; its
-// callback stores the process exit status in `exit_code`.
-//
-// Exit codes: 0 COMPATIBLE, 1 WARNING, 2 INCOMPATIBLE (check), 3 the model or an input file could
-// not be read (one line on stderr naming the file), 64 usage error.
+// callback stores the process exit status in `exit_code` (the codes: cli/cli_util.h).
 #pragma once
 
 #include <CLI/CLI.hpp>
 
-namespace fusecheck::cli {
+#include "cli/cli_util.h"
 
-constexpr int kExitInputError = 3;
-constexpr int kExitUsage = 64;
+namespace fusecheck::cli {
 
 // `fusecheck check MODEL_DIR ...`: the static compatibility check (src/check).
 void register_check_command(CLI::App& app, int& exit_code);

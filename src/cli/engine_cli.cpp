@@ -14,20 +14,36 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
       ->check(CLI::IsMember({"model", "fp32"}));
   cmd->add_option("--max-context", a.max_context,
                   "KV cache bound in tokens (default: the model's, capped by available memory)")
-      ->check(CLI::PositiveNumber);
+      ->check(int_in(1, INT64_MAX));
   cmd->add_flag(
       "--use-custom-kernels", a.kernels.use_custom_kernels,
       "request fused kernels; the compatibility check decides (fused, warn or fall back)");
   cmd->add_option("--kernels", a.kernels_name,
                   "fused kernel profile (data/kernels.json; default fused); implies "
-                  "--use-custom-kernels");
+                  "--use-custom-kernels (standard: the unfused path)");
   cmd->add_flag("--strict", a.kernels.strict,
                 "with --use-custom-kernels: an incompatible model is an error, not a fallback");
   cmd->add_flag("--force-fused-kernels", a.kernels.force,
                 "fuse whatever the check says (also FUSECHECK_FORCE_FUSED=1)");
   cmd->add_flag("--no-fusion", a.no_fusion, "run the standard kernels, whatever else is asked");
   cmd->add_option("--threads", a.threads, "threads for the projections (default: physical cores)")
-      ->check(CLI::Range(1, 1024));
+      ->check(int_in(1, 1024));
+}
+
+void check_engine_flags(const EngineArgs& a) {
+  const bool fusion_asked = a.kernels.use_custom_kernels || !a.kernels_name.empty() ||
+                            a.kernels.strict || a.kernels.force;
+  // --no-fusion is the kill switch (a wrapper may add it to any command line): it wins, but not
+  // silently.
+  if (a.no_fusion && fusion_asked)
+    note(
+        "--no-fusion wins over --kernels, --use-custom-kernels, --strict and "
+        "--force-fused-kernels; the standard kernels run");
+  if (a.no_fusion) return;
+  if (a.kernels.strict && a.kernels.force)
+    usage_error("--strict and --force-fused-kernels contradict each other");
+  if (a.kernels.strict && !a.kernels.use_custom_kernels && a.kernels_name.empty())
+    usage_error("--strict applies to fused kernels; add --use-custom-kernels or --kernels");
 }
 
 namespace {
@@ -64,13 +80,22 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
         a.max_context, double(a.max_context) * double(per_pos) / double(1 << 20), avail >> 20);
   KernelRequest req = a.kernels;
   if (!a.kernels_name.empty()) req.kernels = a.kernels_name, req.use_custom_kernels = true;
+  // The environment's overrides, read here so the library never reads the environment.
+  if (force_fused_from_env()) req.force = true;
+  FC_ASSIGN(forced_status, forced_status_from_env());
+  req.force_verdict = forced_status;
   if (req.force) req.use_custom_kernels = true;
   if (a.no_fusion) req = KernelRequest{};
   FC_ASSIGN(decision, decide_kernels(model, req));
   if (req.use_custom_kernels) {
     if (!decision.message.empty()) std::fprintf(stderr, "%s\n", decision.message.c_str());
-    std::fprintf(stderr, "kernels: %s (%s; decided in %.1f ms)\n",
-                 std::string(kernel_outcome_name(decision.outcome)).c_str(),
+    // A profile that fuses nothing (`--kernels standard`) runs the standard path; say so.
+    const bool fused_outcome = decision.outcome != KernelOutcome::kFallback &&
+                               decision.outcome != KernelOutcome::kStandard;
+    const std::string outcome = fused_outcome && !decision.plan.any_fused()
+                                    ? std::string("standard")
+                                    : std::string(kernel_outcome_name(decision.outcome));
+    std::fprintf(stderr, "kernels: %s (%s; decided in %.1f ms)\n", outcome.c_str(),
                  decision.plan.profile.c_str(), decision.check_ms);
   }
   return LoadedEngine{std::move(model), precision, ctx, std::move(decision)};
@@ -105,6 +130,25 @@ Result<Tokenizer> load_tokenizer_for(const std::string& dir) {
   return Tokenizer::load(dir);
 }
 
+Status check_tokenizer_fits(const Tokenizer& tok, const Model& m, const std::string& dir) {
+  const int64_t vocab = m.config().vocab_size;
+  if (tok.vocab_size() > vocab)
+    return make_error(
+        "{}/tokenizer.json: the tokenizer has {} tokens but config.json's vocab_size is {}; ids "
+        "from {} up have no embedding (the tokenizer belongs to another model)",
+        dir, tok.vocab_size(), vocab, vocab);
+  return ok_status();
+}
+
+Status check_ids_fit(std::span<const int32_t> ids, const Model& m) {
+  const int64_t vocab = m.config().vocab_size;
+  for (int32_t id : ids)
+    if (id >= vocab)
+      return make_error("--token-ids: id {} is outside the model's vocabulary (0..{})", id,
+                        vocab - 1);
+  return ok_status();
+}
+
 void print_stats(const GenerationStats& s) {
   std::fprintf(stderr,
                "prompt %lld tok, %.1f tok/s | decode %lld tok, %.1f tok/s | first token %.0f ms\n",
@@ -114,13 +158,13 @@ void print_stats(const GenerationStats& s) {
 
 void add_sampling_options(CLI::App* cmd, SamplingArgs& s) {
   cmd->add_option("--temperature", s.temperature, "0 = greedy (default: generation_config.json)")
-      ->check(CLI::Range(0.0, 100.0));
+      ->check(finite_in(0.0, 100.0));
   cmd->add_option("--top-k", s.top_k, "keep the k most likely tokens (0 = off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_int());
   cmd->add_option("--top-p", s.top_p, "nucleus sampling mass (1 = off)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(finite_in(0.0, 1.0));
   cmd->add_option("--min-p", s.min_p, "drop tokens below min-p x the top probability")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(finite_in(0.0, 1.0));
   cmd->add_option("--seed", s.seed, "sampling seed (default 0)");
 }
 

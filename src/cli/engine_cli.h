@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "cli/cli_util.h"
 #include "engine/kernel_select.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -27,6 +29,9 @@ struct EngineArgs {
   int threads = 0;                  // 0: the physical cores
 };
 void add_engine_options(CLI::App* cmd, EngineArgs& a);
+// Usage errors (thrown as CLI::ValidationError) for contradictory kernel flags; a note when
+// --no-fusion overrides fusion flags.
+void check_engine_flags(const EngineArgs& a);
 
 struct LoadedEngine {
   Model model;
@@ -41,6 +46,11 @@ Result<std::vector<int32_t>> parse_token_ids(const std::string& text);
 
 // The model directory's tokenizer; the error says which file is missing and suggests --token-ids.
 Result<Tokenizer> load_tokenizer_for(const std::string& dir);
+
+// A tokenizer with more tokens than the model's vocabulary would feed ids without an embedding.
+Status check_tokenizer_fits(const Tokenizer& tok, const Model& m, const std::string& dir);
+// Each id must index the model's embedding matrix.
+Status check_ids_fit(std::span<const int32_t> ids, const Model& m);
 
 // "prompt 12 tok, 340.1 tok/s | decode 24 tok, 51.2 tok/s | first token 35 ms" on stderr.
 void print_stats(const GenerationStats& s);

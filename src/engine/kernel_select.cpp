@@ -1,7 +1,6 @@
 #include "engine/kernel_select.h"
 
 #include <chrono>
-#include <cstdlib>
 
 #include "check/cache.h"
 #include "check/check.h"
@@ -33,8 +32,7 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
   FC_ASSIGN(registry, NumericsRegistry::load(""));
   FC_ASSIGN(profile, registry.find(req.kernels));
   const KernelPlan fused = KernelPlan::from_profile(profile, m.config().num_layers);
-  const char* env = req.read_env ? std::getenv(kForceFusedEnv) : nullptr;
-  const bool force = req.force || (env && std::string(env) == "1");
+  const bool force = req.force;
   auto finish = [&]() {
     d.check_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -45,6 +43,7 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
   co.kernels = req.kernels;
   co.use_cache = req.use_cache;
   co.cache_dir = req.cache_dir;
+  co.force_verdict = req.force_verdict;
   auto check = check_model(m.dir(), co);
   if (!check.ok()) {
     if (force) {
@@ -94,9 +93,11 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
     case Verdict::kWarning:
       d.outcome = KernelOutcome::kFusedWithWarning, d.plan = fused;
       d.message = fmt::format(
-          "WARNING: this model's normalization weights make fused kernels ({}) change its outputs "
-          "measurably ({}).\nUsing fused kernels. To see the report, run: fusecheck check {} "
+          "WARNING: {} fused kernels ({}) change its outputs measurably ({}).\nUsing fused "
+          "kernels. To see the report, run: fusecheck check {} "
           "--kernels {}",
+          d.measured_verdict ? "a probe measurement of this model found that"
+                             : "this model's normalization weights make",
           req.kernels, d.basis, m.dir(), req.kernels);
       break;
     case Verdict::kIncompatible:
@@ -106,8 +107,8 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
             "{} --kernels {}",
             m.dir(), req.kernels, d.basis, m.dir(), req.kernels);
       d.outcome = KernelOutcome::kFallback;
-      d.message = fallback_warning(m.dir()) + " --kernels " + req.kernels + "\n(decided by the " +
-                  d.basis + ")";
+      d.message = fallback_warning(m.dir(), d.measured_verdict.has_value()) + " --kernels " +
+                  req.kernels + "\n(decided by the " + d.basis + ")";
       break;
   }
   return finish();

@@ -1,8 +1,8 @@
-// The load-time decision (the seed's integration point): when fused kernels are requested, check
+// The load-time decision (the engine's integration point): when fused kernels are requested, check
 // the model for that kernel profile and choose.
 //   COMPATIBLE   -> fused
 //   WARNING      -> fused, with the warning
-//   INCOMPATIBLE -> standard kernels, with the seed's fallback warning and the command that shows
+//   INCOMPATIBLE -> standard kernels, with the fallback warning and the command that shows
 //                   the report; an error under strict
 //   forced       -> fused whatever the verdict, with a loud notice (flag or kForceFusedEnv)
 // A cached probe measurement for the same checkpoint and profile outranks the static screen, and
@@ -19,14 +19,15 @@
 
 namespace fusecheck {
 
-constexpr const char* kForceFusedEnv = "FUSECHECK_FORCE_FUSED";  // "1": as --force-fused-kernels
+// "1": as --force-fused-kernels. Read by the CLI, which sets KernelRequest::force.
+constexpr const char* kForceFusedEnv = "FUSECHECK_FORCE_FUSED";
 
 struct KernelRequest {
-  bool use_custom_kernels = false;  // ask for fused kernels at all
-  std::string kernels = "fused";    // the fused profile to use (data/kernels.json)
-  bool strict = false;              // an INCOMPATIBLE model is an error instead of a fallback
-  bool force = false;               // fuse whatever the check says
-  bool read_env = true;             // honour kForceFusedEnv
+  bool use_custom_kernels = false;       // ask for fused kernels at all
+  std::string kernels = "fused";         // the fused profile to use (data/kernels.json)
+  bool strict = false;                   // an INCOMPATIBLE model is an error instead of a fallback
+  bool force = false;                    // fuse whatever the check says
+  std::optional<Verdict> force_verdict;  // the check's testing override (kForceStatusEnv)
   bool use_cache = true;
   std::string cache_dir;  // "" = the default cache directory
 };

@@ -41,6 +41,21 @@ Error refuse_pickle(const std::string& dir) {
   return make_error("{}: no model.safetensors or model.safetensors.index.json found", dir);
 }
 
+// "; hint: the model directories inside are bf16/, fp32/" when subdirectories hold a config.json
+// (a folder of variants, like tests' reference checkpoints); "" otherwise.
+std::string subdirectory_hint(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_directory(ec) && exists((e.path() / "config.json").string()))
+      found.push_back(printable(e.path().filename().string()) + "/");
+  if (found.empty()) return "";
+  std::sort(found.begin(), found.end());
+  std::string list;
+  for (const auto& f : found) list += (list.empty() ? "" : ", ") + f;
+  return "; hint: the model directories inside are " + list;
+}
+
 }  // namespace
 
 Result<Checkpoint> Checkpoint::open(const std::string& dir) {
@@ -55,8 +70,8 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
         dir);
   ck.config_path_ = dir + "/config.json";
   if (!exists(ck.config_path_))
-    return make_error("{}: missing; a Hugging Face model directory needs its config.json",
-                      ck.config_path_);
+    return make_error("{}: missing; a Hugging Face model directory needs its config.json{}",
+                      ck.config_path_, subdirectory_hint(dir));
   FC_ASSIGN(cfg, read_small_file(ck.config_path_, kMaxConfigBytes));
   ck.config_json_ = std::move(cfg);
 

@@ -1,5 +1,6 @@
 #include "io/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -86,6 +87,67 @@ Status parse_rope_block(Reader& r, const json& block, RopeConfig& rope, const st
   return ok_status();
 }
 
+// transformers' defaults for the sliding-window keys a config may leave out, by model_type (the
+// configuration classes' constructor defaults). Types not listed have no sliding window.
+struct WindowDefaults {
+  const char* model_type;
+  bool gated;  // the window is off unless use_sliding_window is true (Qwen2/Qwen3 style)
+  int64_t sliding_window;
+  int64_t max_window_layers;
+};
+constexpr WindowDefaults kWindowDefaults[] = {
+    {"mistral", false, 4096, 0},
+    {"qwen2", true, 4096, 28},
+    {"qwen3", true, 4096, 28},
+    {"qwen3_moe", true, 4096, 28},
+};
+
+// Which layers transformers runs with a sliding window, and how wide it is. Mistral windows every
+// layer when sliding_window is not null. Qwen2/Qwen3 ignore sliding_window unless
+// use_sliding_window is true; then the layers marked "sliding_attention" in layer_types (or, when
+// layer_types is absent, those at or above max_window_layers) use it.
+Status parse_sliding_window(Reader& r, const nlohmann::json& j, int64_t& cfg_layers, ModelConfig& c,
+                            const std::string& path) {
+  const WindowDefaults* d = nullptr;
+  for (const auto& e : kWindowDefaults)
+    if (c.model_type == e.model_type) d = &e;
+  if (!d) return ok_status();
+  bool use = !d->gated;
+  FC_TRY(r.get_bool("use_sliding_window", use));
+  if (!use) return ok_status();
+  int64_t window = d->sliding_window;
+  auto sw = j.find("sliding_window");
+  if (sw != j.end() && sw->is_null()) return ok_status();  // null: no window
+  FC_TRY(r.get_int("sliding_window", window, 1, int64_t(1) << 40, false));
+  int64_t max_window_layers = d->max_window_layers;
+  FC_TRY(r.get_int("max_window_layers", max_window_layers, 0, 1 << 20, false));
+  c.sliding_window = window;
+  c.sliding_layers = d->gated ? std::max<int64_t>(0, cfg_layers - max_window_layers) : cfg_layers;
+  auto lt = j.find("layer_types");
+  if (d->gated && lt != j.end() && !lt->is_null()) {
+    if (!lt->is_array()) return make_error("{}: \"layer_types\" must be a list", path);
+    c.sliding_layers = 0;
+    for (const auto& t : *lt) {
+      std::string name = t.is_string() ? t.get<std::string>() : t.dump();
+      if (name == "sliding_attention")
+        ++c.sliding_layers;
+      else if (name != "full_attention" && c.unknown_layer_type.empty())
+        c.unknown_layer_type = name;
+    }
+  }
+  return ok_status();
+}
+
+// Fields that change the computation in ways the engine does not implement; read so it can refuse.
+Status parse_engine_fields(Reader& r, const nlohmann::json& j, ModelConfig& c,
+                           const std::string& path) {
+  FC_TRY(r.get_string(j, "hidden_act", c.hidden_act));
+  FC_TRY(r.get_bool("mlp_bias", c.mlp_bias));
+  FC_TRY(r.get_double(j, "partial_rotary_factor", c.partial_rotary_factor, 0.0, 1.0));
+  FC_TRY(r.get_int("num_local_experts", c.num_local_experts, 0, 1 << 16, false));
+  return parse_sliding_window(r, j, c.num_layers, c, path);
+}
+
 }  // namespace
 
 Result<ModelConfig> parse_model_config(const std::string& text, const std::string& path) {
@@ -162,6 +224,7 @@ Result<ModelConfig> parse_model_config(const std::string& text, const std::strin
     if (rp->is_object() && rp->contains("full_attention")) block = &(*rp)["full_attention"];
     FC_TRY(parse_rope_block(r, *block, c.rope, path));
   }
+  FC_TRY(parse_engine_fields(r, j, c, path));
   return c;
 }
 

@@ -39,6 +39,15 @@ struct ModelConfig {
   int64_t num_experts_per_tok = 0;
   int64_t moe_intermediate_size = 0;
   std::string torch_dtype;  // as declared ("bfloat16", ...); informational
+  // Settings the engine does not implement, kept so it can refuse them (validate_engine_config);
+  // the static check reads none of them.
+  int64_t sliding_window = 0;      // attention window in tokens; 0 = none (null or absent)
+  int64_t sliding_layers = 0;      // layers that transformers runs with the window (see .cpp)
+  std::string unknown_layer_type;  // a layer_types entry that is neither full nor sliding
+  std::string hidden_act = "silu";
+  bool mlp_bias = false;
+  double partial_rotary_factor = 1.0;
+  int64_t num_local_experts = 0;  // Mixtral's spelling of num_experts
 };
 
 // `path` names the file in errors.

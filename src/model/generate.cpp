@@ -130,6 +130,10 @@ Result<std::vector<int32_t>> Session::generate(int64_t max_tokens, Sampler& samp
     out.push_back(next);
     if (stats) stats->generated++;
     if ((on_token && !on_token(next)) || static_cast<int64_t>(out.size()) >= max_tokens) break;
+    if (cache_.size() >= cache_.max_context()) {  // no room to run it: the context is full
+      if (stats) stats->context_full = true;
+      break;
+    }
     // Run the token just emitted: its logits give the next one. (The last emitted token is not
     // run; a later feed() of the conversation runs it.)
     FC_TRY(model_->forward({&next, 1}, precision_, cache_, LogitsFor::kLast, logits_, nullptr,

@@ -29,7 +29,8 @@ struct GenerationStats {
   int64_t generated = 0;      // tokens emitted
   int64_t decode_steps = 0;   // single-token forward passes
   double prefill_s = 0, decode_s = 0;
-  double first_token_s = 0;  // from the call to the first sampled token
+  double first_token_s = 0;   // from the call to the first sampled token
+  bool context_full = false;  // generation stopped because the KV cache holds max_context tokens
   double prefill_tok_s() const { return prefill_s > 0 ? prompt_tokens / prefill_s : 0; }
   double decode_tok_s() const { return decode_s > 0 ? decode_steps / decode_s : 0; }
 };
@@ -44,8 +45,9 @@ class Session {
   Status feed(std::span<const int32_t> tokens, GenerationStats* stats = nullptr);
 
   // Samples up to max_tokens tokens, calling on_token for each as it is chosen. Stops before
-  // emitting a stop id, or when on_token returns false. Every emitted token but the last is run
-  // (the last needs no logits; the next feed() runs it as part of the conversation).
+  // emitting a stop id, when on_token returns false, or when the cache is full (stats'
+  // context_full; not an error: what was generated stands). Every emitted token but the last is
+  // run (the last needs no logits; the next feed() runs it as part of the conversation).
   Result<std::vector<int32_t>> generate(int64_t max_tokens, Sampler& sampler,
                                         std::span<const int32_t> stop_ids,
                                         const std::function<bool(int32_t)>& on_token,

@@ -1,13 +1,47 @@
 #include "model/weights.h"
 
+#include <algorithm>
+#include <cmath>
+#include <set>
+
 namespace fusecheck {
 
-Status validate_engine_config(const ModelConfig& c, const std::string& path) {
-  if (c.num_experts > 0)
+namespace {
+
+// Settings the engine would otherwise ignore, where ignoring them changes the outputs.
+Status refuse_unimplemented(const ModelConfig& c, const std::string& path) {
+  const int64_t experts = std::max(c.num_experts, c.num_local_experts);
+  if (experts > 0)
     return make_error(
         "{}: mixture-of-experts models ({} experts) are checked but not run by the engine; "
         "hint: `fusecheck check` works on this model",
-        path, c.num_experts);
+        path, experts);
+  // transformers masks keys more than sliding_window positions back; that changes the outputs
+  // only once a sequence is longer than the window, which the model's context allows.
+  if (!c.unknown_layer_type.empty())
+    return make_error("{}: layer_types holds \"{}\", which the engine does not run", path,
+                      printable(c.unknown_layer_type));
+  const int64_t context = c.max_position_embeddings > 0 ? c.max_position_embeddings : 4096;
+  if (c.sliding_layers > 0 && c.sliding_window < context)
+    return make_error(
+        "{}: sliding_window {} applies to {} of {} layers (below max_position_embeddings {}); the "
+        "engine has no sliding-window attention; hint: `fusecheck check` works on this model",
+        path, c.sliding_window, c.sliding_layers, c.num_layers, context);
+  if (c.hidden_act != "silu")
+    return make_error("{}: hidden_act \"{}\" is not supported by the engine (expected \"silu\")",
+                      path, printable(c.hidden_act));
+  if (c.mlp_bias) return make_error("{}: mlp_bias is true; the engine has no MLP biases", path);
+  if (c.partial_rotary_factor != 1.0)
+    return make_error(
+        "{}: partial_rotary_factor {} is not supported by the engine (it rotates every channel)",
+        path, c.partial_rotary_factor);
+  return ok_status();
+}
+
+}  // namespace
+
+Status validate_engine_config(const ModelConfig& c, const std::string& path) {
+  FC_TRY(refuse_unimplemented(c, path));
   if (c.rope.type != "default" && c.rope.type != "llama3")
     return make_error(
         "{}: rope type \"{}\" is not supported by the engine (expected \"default\" or "
@@ -66,14 +100,41 @@ class Loader {
       return make_error("{}: tensor {} has shape {}, expected {} from config.json", file, name,
                         shape_str(t.shape), shape_str(want));
     FC_ASSIGN(bytes, ref->file->mapped(t));
+    used_.insert(name);
     return Weight{t.dtype, bytes.data(), rows > 0 ? rows : 1, cols};
   }
 
+  // A norm gain [n] as fp32. A NaN or Inf gain would turn every activation after it into NaN.
   Result<std::vector<float>> vector(const std::string& name, int64_t n) const {
     FC_ASSIGN(w, matrix(name, 0, n));
     std::vector<float> out(static_cast<size_t>(n));
     convert_to_f32(w.dtype, w.data, out.size(), out.data());  // row 0
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(out[size_t(i)]))
+        return make_error(
+            "{}: tensor {} holds {} at channel {}; the engine refuses non-finite norm gains "
+            "(`fusecheck check` reports them)",
+            ck_.find(name)->file->path(), name, std::isnan(out[size_t(i)]) ? "NaN" : "Inf", i);
     return out;
+  }
+
+  // Every tensor of the checkpoint must be one the engine runs: an unused one means config.json
+  // describes another model (fewer layers, no biases, ...) and the outputs would be silently
+  // wrong. rotary_emb.inv_freq buffers (old Llama exports) are derived from rope_theta and skipped,
+  // as transformers skips them.
+  Status check_all_used(int64_t num_layers) const {
+    size_t unused = 0;
+    std::string first;
+    for (const auto& f : ck_.files())
+      for (const TensorInfo& t : f.tensors()) {
+        if (used_.count(t.name) || t.name.ends_with(".rotary_emb.inv_freq")) continue;
+        if (unused++ == 0 || t.name < first) first = t.name;
+      }
+    if (unused == 0) return ok_status();
+    return make_error(
+        "{}: tensor {}{} is not used by the engine; config.json (num_hidden_layers {}) describes "
+        "another model, or the checkpoint holds weights the engine does not implement",
+        ck_.dir(), first, unused > 1 ? fmt::format(" (and {} more)", unused - 1) : "", num_layers);
   }
 
   std::string name(const std::string& tmpl, int64_t layer) const {
@@ -89,6 +150,7 @@ class Loader {
 
   const Checkpoint& ck_;
   std::string prefix_;
+  mutable std::set<std::string> used_;  // names handed out by matrix()
 };
 
 }  // namespace
@@ -161,6 +223,7 @@ Result<ModelWeights> load_weights(const Checkpoint& ck, const ModelConfig& c,
     return make_error(
         "{}: config.json says tie_word_embeddings is false but no lm_head tensor ({}) exists",
         ck.dir(), d.lm_head.empty() ? std::string("lm_head.weight") : d.lm_head.front());
+  FC_TRY(L.check_all_used(c.num_layers));
   w.dtype = w.layers.front().q_proj.dtype;
   return w;
 }

@@ -25,7 +25,7 @@ std::string colored(const std::string& s, Verdict v, bool color) {
 std::string status_line(const CheckResult& r) {
   std::string s = fmt::format("{} (score {:.2f})", verdict_name(r.verdict), r.score.total);
   if (r.overridden)
-    s += fmt::format(" [forced by override; measured {}]", verdict_name(r.score.verdict));
+    s += fmt::format(" [forced by override; the check found {}]", verdict_name(r.score.verdict));
   return s;
 }
 

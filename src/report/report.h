@@ -1,4 +1,4 @@
-// Report renderers for a CheckResult: text (the seed's layout), JSON (stable schema), markdown, and
+// Report renderers for a CheckResult: text (the layout of the original max-gain screen), JSON (stable schema), markdown, and
 // a model-card snippet (YAML front-matter keys plus a markdown section) to publish with a
 // checkpoint.
 #pragma once

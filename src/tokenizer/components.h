@@ -86,4 +86,8 @@ Result<Decoder> parse_decoder(const tok_json::json& j, const std::string& file);
 // `tokenizers` repairs (ByteFallback: one U+FFFD per byte of an invalid group).
 std::string decode_tokens(const Decoder& d, std::vector<std::string> tokens, bool raw);
 
+// Replaces every occurrence of `from` (non-empty) in `s`, left to right, as the `tokenizers`
+// Replace normalizer and decoder do with a string pattern.
+void replace_all(std::string& s, const std::string& from, const std::string& to);
+
 }  // namespace fusecheck

@@ -93,16 +93,6 @@ Status parse_step(const json& j, const std::string& file, const std::string& whe
   return ok_status();
 }
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  if (s.find(from) == std::string::npos) return;
-  std::string out;
-  size_t pos = 0;
-  for (size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size())
-    out.append(s, pos, hit - pos).append(to);
-  out.append(s, pos);
-  s = std::move(out);
-}
-
 // "<0xNN>" -> the byte, as ByteFallback reads it.
 int fallback_byte(const std::string& t) {
   if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;

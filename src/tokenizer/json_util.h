@@ -57,9 +57,16 @@ inline Result<bool> get_bool_or(const json& obj, const char* key, bool fallback,
 inline Result<json> parse(const std::string& text, const std::string& file) {
   try {
     return json::parse(text);
-  } catch (const json::exception& e) {
-    return make_error("{}: expected valid JSON, found {}; hint: is the file truncated?", file,
-                      printable(e.what()));
+  } catch (const json::parse_error& e) {
+    // e.what() starts "[json.exception.parse_error.101] parse error at line 1, column 3: ...";
+    // the library's bracketed id means nothing to a user.
+    std::string what = e.what();
+    if (size_t b = what.find("] "); what.starts_with("[json.exception") && b != std::string::npos)
+      what.erase(0, b + 2);
+    return make_error("{}: not valid JSON ({}); hint: is the file truncated?", file,
+                      printable(what));
+  } catch (const json::exception&) {
+    return make_error("{}: not valid JSON; hint: is the file truncated?", file);
   }
 }
 

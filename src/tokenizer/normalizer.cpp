@@ -71,16 +71,6 @@ std::string unicode_normalize(std::string_view s, utf8proc_option_t opts) {
   return out;
 }
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  if (s.find(from) == std::string::npos) return;
-  std::string out;
-  size_t pos = 0;
-  for (size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size())
-    out.append(s, pos, hit - pos).append(to);
-  out.append(s, pos);
-  s = std::move(out);
-}
-
 }  // namespace
 
 Result<Normalizer> parse_normalizer(const json& j, const std::string& file) {
@@ -117,6 +107,16 @@ std::string normalize(const Normalizer& n, std::string_view text) {
     }
   }
   return s;
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  if (s.find(from) == std::string::npos) return;
+  std::string out;
+  size_t pos = 0;
+  for (size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size())
+    out.append(s, pos, hit - pos).append(to);
+  out.append(s, pos);
+  s = std::move(out);
 }
 
 }  // namespace fusecheck
