@@ -7,7 +7,9 @@
 
 #include "check/check.h"
 #include "cli/commands.h"
+#include "db/store.h"
 #include "probe/probe_report.h"
+#include "report/html.h"
 #include "report/report.h"
 #include "util/atomic_file.h"
 
@@ -24,6 +26,7 @@ struct CheckArgs {
   std::string color = "auto";
   CheckOptions options;
   std::string force_status;
+  std::string db;  // --db: the compatibility database (default under the XDG data dir)
   // Threshold flags override the thresholds file key by key (NaN = not given).
   double max_ratio = NAN, max_amp = NAN, extreme = NAN, max_cv = NAN;
 };
@@ -35,6 +38,7 @@ std::string format_for_file(const std::string& path) {
   };
   if (ends(".md")) return "markdown";
   if (ends(".txt")) return "text";
+  if (ends(".html")) return "html";
   return "json";
 }
 
@@ -75,18 +79,38 @@ int run_check(CheckArgs& a) {
   // --probe: the measurement beside the prediction; it decides the exit status, as it outranks
   // the screen at load time.
   std::optional<ProbeResult> measured;
+  std::string origin = "static";
   if (a.probe) {
-    auto p = probe_with_cache(a.model_dir, r.kernels, r.fingerprint, a.options.use_cache,
-                              a.options.cache_dir);
+    const std::string db_path = a.options.use_cache ? resolve_db_path(a.db) : "";
+    auto p = probe_with_store(a.model_dir, r, db_path, identity_from_path(a.model_dir));
     if (!p) return fail("--probe: " + p.error().message, kExitInputError);
-    if (!p->cache_note.empty())
-      std::fprintf(stderr, "fusecheck: note: %s\n", p->cache_note.c_str());
+    if (!p->note.empty()) std::fprintf(stderr, "fusecheck: note: %s\n", p->note.c_str());
     measured = p->result;
+    origin = p->origin;
     if (*fmt_r == ReportFormat::kJson) {
       auto j = nlohmann::json::parse(text);
       j["probe"] = probe_to_json(*measured);
-      j["probe"]["from_cache"] = p->from_cache;
+      j["probe"]["from_cache"] = p->from_store;
+      j["probe"]["source"] = p->source;
       text = j.dump(2) + "\n";
+    } else if (*fmt_r == ReportFormat::kModelCard) {
+      CardExtras x;
+      const ModelIdentity id = identity_from_path(a.model_dir);
+      x.model_name = id.name, x.revision = id.revision;
+      x.measured_verdict = verdict_name(measured->verdict);
+      x.measured_kl = measured->fused_vs_standard.kl_mean;
+      x.source = origin;
+      text = render_model_card(r, x);
+    } else if (*fmt_r == ReportFormat::kHtml) {
+      HtmlSection sec{
+          &r,
+          &*measured,
+          a.model_dir,
+          origin == "database" ? "imported measurement (" + p->source + ")" : "probe measurement",
+          {}};
+      sec.commands = {"fusecheck check " + a.model_dir + " --kernels " + r.kernels.name +
+                      " --probe"};
+      text = render_html({sec}, "fusecheck report: " + a.model_dir);
     } else {
       text += render_probe_comparison(*measured, verdict_name(r.verdict), r.score.total,
                                       r.analysis.amplification);
@@ -126,7 +150,8 @@ void register_check_command(CLI::App& app, int& exit_code) {
                   "Kernel numerics profile to judge against (generic, standard, fused, "
                   "fused-fp16acc, fused-fp16kv, fused-int8kv, fused-int8kv-channel, fused-fp8kv)")
       ->capture_default_str();
-  cmd->add_option("--format", args->format, "Output format: text, json, markdown, model-card")
+  cmd->add_option("--format", args->format,
+                  "Output format: text, json, markdown, model-card, html (one self-contained page)")
       ->capture_default_str();
   cmd->add_flag("-v,--verbose", args->verbose, "Add the per-layer table of every metric");
   cmd->add_flag("--probe", args->probe,
@@ -134,9 +159,9 @@ void register_check_command(CLI::App& app, int& exit_code) {
                 "measurement beside the prediction; the measured verdict sets the exit status");
   cmd->add_option("--report", args->report_file,
                   "Also write the report to FILE (atomically); format from --report-format or the "
-                  "extension (.md markdown, .txt text, else json)");
+                  "extension (.md markdown, .txt text, .html html, else json)");
   cmd->add_option("--report-format", args->report_format,
-                  "Format of --report: text, json, markdown, model-card");
+                  "Format of --report: text, json, markdown, model-card, html");
   cmd->add_option("--thresholds", args->options.thresholds_file,
                   "JSON file overriding thresholds and score weights (see docs/ANALYSIS.md)");
   cmd->add_option("--max-weight-ratio", args->max_ratio, "Override MAX_SAFE_WEIGHT_RATIO (20)");
@@ -152,6 +177,9 @@ void register_check_command(CLI::App& app, int& exit_code) {
       "Neither read nor write the result cache");
   cmd->add_option("--cache-dir", args->options.cache_dir,
                   "Cache directory (default $XDG_CACHE_HOME/fusecheck or ~/.cache/fusecheck)");
+  cmd->add_option("--db", args->db,
+                  "Compatibility database --probe reads and records measurements in (default " +
+                      default_db_hint() + ")");
   cmd->add_option("--force-status", args->force_status,
                   "Testing override: report this verdict (COMPATIBLE, WARNING, INCOMPATIBLE); also "
                   "FUSECHECK_FORCE_STATUS");

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   fusecheck::cli::register_probe_command(app, exit_code);
   fusecheck::cli::register_bench_command(app, exit_code);
   fusecheck::cli::register_tokenize_command(app, exit_code);
+  fusecheck::cli::register_db_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -2,9 +2,10 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 
-#include "check/cache.h"
 #include "check/check.h"
+#include "db/database.h"
 #include "probe/probe_report.h"
 
 namespace fusecheck {
@@ -24,6 +25,43 @@ std::string_view kernel_outcome_name(KernelOutcome o) {
   }
   return "?";
 }
+
+namespace {
+
+struct Measured {
+  Verdict verdict;
+  std::string origin;  // "probe" or "database"
+  std::string what;    // for the message
+};
+
+// The database's measurement for this checkpoint and profile; a database that is missing, damaged
+// or unreadable gives no measurement (and a note when it is there but unusable).
+std::optional<Measured> stored_measurement(const std::string& db_path,
+                                           const std::string& fingerprint,
+                                           const NumericsProfile& profile, std::string& note) {
+  std::error_code ec;
+  if (!std::filesystem::exists(db_path, ec)) return std::nullopt;
+  auto db = Database::open(db_path, DbMode::kReadOnly);
+  if (!db) {
+    note = "database not used: " + db.error().message;
+    return std::nullopt;
+  }
+  auto m = find_measurement(*db, fingerprint, profile);
+  if (!m) {
+    note = "database not used: " + m.error().message;
+    return std::nullopt;
+  }
+  if (!m->has_value()) return std::nullopt;
+  auto probe = probe_from_json(*(*m)->record.probe);
+  if (!probe) return std::nullopt;
+  const DbRecord& r = (*m)->record;
+  return Measured{probe->verdict, (*m)->origin(),
+                  r.is_local() ? "probe measurement in the database (measured here on " +
+                                     r.date.substr(0, 10) + ")"
+                               : "measurement in the database (" + r.source + ")"};
+}
+
+}  // namespace
 
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -45,10 +83,10 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
   co.kernels = req.kernels;
   co.use_cache = req.use_cache;
   co.cache_dir = req.cache_dir;
-  auto check = check_model(m.dir(), co);
+  auto check = check_checkpoint(m.checkpoint(), co);  // the model's open checkpoint, not reread
   if (!check.ok()) {
     if (force) {
-      d.outcome = KernelOutcome::kForced, d.plan = fused;
+      d.outcome = KernelOutcome::kForced, d.plan = fused, d.source = "forced";
       d.message = "NOTICE: fused kernels FORCED; the compatibility check could not run: " +
                   check.error().message;
       return finish();
@@ -62,24 +100,23 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
   }
   d.static_verdict = check->verdict;
   Verdict verdict = check->verdict;
-  d.basis = "static check";
-  if (req.use_cache) {  // a measurement outranks the screen
-    ResultCache cache(req.cache_dir);
-    if (auto v = cache.load(probe_cache_key(check->fingerprint, profile)))
-      if (auto probe = probe_from_json(*v)) {
-        d.measured_verdict = probe->verdict;
-        if (probe->verdict != verdict)
-          d.basis =
-              fmt::format("cached probe measurement ({}), which outranks the static check ({})",
-                          verdict_name(probe->verdict), verdict_name(verdict));
-        else
-          d.basis = "static check, confirmed by a cached probe measurement";
-        verdict = probe->verdict;
-      }
-  }
+  d.basis = "static check", d.source = "static";
+  std::string note;
+  if (req.use_cache && !req.db_path.empty())  // a measurement outranks the screen
+    if (auto m = stored_measurement(req.db_path, check->fingerprint, profile, note)) {
+      d.measured_verdict = m->verdict;
+      d.source = m->origin;
+      if (m->verdict != verdict)
+        d.basis = fmt::format("{} ({}), which outranks the static check ({})", m->what,
+                              verdict_name(m->verdict), verdict_name(verdict));
+      else
+        d.basis = "static check, confirmed by the " + m->what;
+      verdict = m->verdict;
+    }
+  if (!note.empty()) d.message = "fusecheck: note: " + note + "\n";
   if (force) {
-    d.outcome = KernelOutcome::kForced, d.plan = fused;
-    d.message = fmt::format(
+    d.outcome = KernelOutcome::kForced, d.plan = fused, d.source = "forced";
+    d.message += fmt::format(
         "NOTICE: fused kernels ({}) FORCED on a model the check calls {} ({}). Outputs may "
         "differ from the standard kernels; run: fusecheck check {} --kernels {}",
         req.kernels, verdict_name(verdict), d.basis, m.dir(), req.kernels);
@@ -89,11 +126,11 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
     case Verdict::kCompatible:
       d.outcome = KernelOutcome::kFused, d.plan = fused;
       if (d.static_verdict != verdict)
-        d.message = fmt::format("fusecheck: using fused kernels ({}): {}", req.kernels, d.basis);
+        d.message += fmt::format("fusecheck: using fused kernels ({}): {}", req.kernels, d.basis);
       break;
     case Verdict::kWarning:
       d.outcome = KernelOutcome::kFusedWithWarning, d.plan = fused;
-      d.message = fmt::format(
+      d.message += fmt::format(
           "WARNING: this model's normalization weights make fused kernels ({}) change its outputs "
           "measurably ({}).\nUsing fused kernels. To see the report, run: fusecheck check {} "
           "--kernels {}",
@@ -106,8 +143,8 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
             "{} --kernels {}",
             m.dir(), req.kernels, d.basis, m.dir(), req.kernels);
       d.outcome = KernelOutcome::kFallback;
-      d.message = fallback_warning(m.dir()) + " --kernels " + req.kernels + "\n(decided by the " +
-                  d.basis + ")";
+      d.message += fallback_warning(m.dir()) + " --kernels " + req.kernels + "\n(decided by the " +
+                   d.basis + ")";
       break;
   }
   return finish();
