@@ -65,7 +65,7 @@ struct Chart {
   std::string limit_label;
 };
 
-constexpr double kW = 900, kH = 240, kLeft = 60, kRight = 150, kTop = 28, kBottom = 34;
+constexpr double kW = 900, kH = 240, kLeft = 60, kRight = 190, kTop = 28, kBottom = 34;
 
 std::string render_chart(const Chart& c, size_t layers) {
   double lo = INFINITY, hi = -INFINITY;
@@ -76,7 +76,8 @@ std::string render_chart(const Chart& c, size_t layers) {
     for (double v : s.y) take(v);
   take(c.limit);
   if (!(lo <= hi)) lo = 0.1, hi = 10;
-  double llo = std::floor(std::log10(lo)), lhi = std::ceil(std::log10(hi));
+  // A limit or value on a decade line stays inside the plot, not on its edge.
+  double llo = std::floor(std::log10(lo * 0.9)), lhi = std::ceil(std::log10(hi * 1.1));
   if (lhi - llo < 1) lhi = llo + 1;
   const double pw = kW - kLeft - kRight, ph = kH - kTop - kBottom;
   auto ypos = [&](double v) { return kTop + ph * (1 - (std::log10(v) - llo) / (lhi - llo)); };
@@ -228,7 +229,6 @@ std::string section_html(const HtmlSection& s) {
       esc(r.kernels.name), esc(r.kernels.description),
       esc(s.verdict_source.empty() ? "static check" : s.verdict_source), verdict_name(r.verdict),
       r.score.total, num(r.analysis.amplification), r.analysis.worst_layer);
-  o += reasons_html(r);
   if (s.probe) o += probe_summary_html(*s.probe);
   const auto gains = gains_by_role(r);
   Chart amp{"Predicted amplification per layer", "amplification", {}, true,
@@ -254,6 +254,7 @@ std::string section_html(const HtmlSection& s) {
                 {"fused shadow", "#f1948a", fus}};
     o += render_chart(e, s.probe->layers.size());
   }
+  o += reasons_html(r);
   o += layer_table_html(r, s.probe, gains);
   o += "<h3>Reproduce</h3><pre>";
   for (const auto& c : s.commands) o += esc(c) + "\n";
