@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       nlohmann-json3-dev libsimdjson-dev libcli11-dev libfmt-dev libxxhash-dev
       libpcre2-dev libutf8proc-dev libhwy-dev
-      libgtest-dev libbenchmark-dev libsqlite3-dev)
+      libgtest-dev libbenchmark-dev libsqlite3-dev
+      chromium)  # headless, renders the HTML report in its test (tests/test_html.cpp)
 # `setup.sh --fuzz`: also clang and its runtimes (libFuzzer, sanitizers) for `make fuzz-smoke`.
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang-14 libclang-rt-14-dev)
 missing=()

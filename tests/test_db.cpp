@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -290,9 +291,7 @@ TEST_F(DbCli, LoadTimeDecisionReadsTheDatabaseAndNamesTheSource) {
   };
   auto local = gen("a.db");
   ASSERT_EQ(local.exit_code, 0) << local.err;
-  EXPECT_NE(local.err.find("probe measurement in the database (measured here on "),
-            std::string::npos)
-      << local.err;
+  EXPECT_NE(local.err.find("probe measurement of "), std::string::npos) << local.err;
   EXPECT_NE(local.err.find("(COMPATIBLE), which outranks the static check (INCOMPATIBLE)"),
             std::string::npos)
       << local.err;
@@ -301,8 +300,9 @@ TEST_F(DbCli, LoadTimeDecisionReadsTheDatabaseAndNamesTheSource) {
   ASSERT_EQ(db("import " + (t_ / "shared.jsonl"), "b.db").exit_code, 0);
   auto imported = gen("b.db");
   ASSERT_EQ(imported.exit_code, 0) << imported.err;
-  EXPECT_NE(imported.err.find("measurement in the database (imported from shared.jsonl)"),
-            std::string::npos)
+  EXPECT_NE(
+      imported.err.find("measurement in the database, imported from shared.jsonl (COMPATIBLE)"),
+      std::string::npos)
       << imported.err;
   // No database: the static verdict decides.
   auto none = gen("none.db");
@@ -321,6 +321,23 @@ TEST_F(DbCli, LoadTimeDecisionReadsTheDatabaseAndNamesTheSource) {
   EXPECT_EQ(decide_kernels(*model, req)->source, "probe");
   req.db_path = "";
   EXPECT_EQ(decide_kernels(*model, req)->source, "static");
+}
+
+// The load-time check works on the files the model already has open: it does not reopen the folder
+// (which, renamed after loading, would make it fall back with "cannot check the model").
+TEST(DbLoadTime, DecisionReusesTheModelsOpenCheckpoint) {
+  TempDir t;
+  const std::string dir = make_model(t, "m", "qwen3-0.6b");
+  auto model = Model::load(dir);
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  std::filesystem::rename(dir, t / "moved");
+  KernelRequest req;
+  req.use_custom_kernels = true, req.kernels = "fused", req.read_env = false, req.use_cache = false;
+  auto d = decide_kernels(*model, req);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->outcome, KernelOutcome::kFused) << d->message;
+  EXPECT_EQ(d->source, "static");
+  EXPECT_EQ(d->static_verdict, Verdict::kCompatible);
 }
 
 }  // namespace

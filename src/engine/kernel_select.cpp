@@ -56,9 +56,8 @@ std::optional<Measured> stored_measurement(const std::string& db_path,
   if (!probe) return std::nullopt;
   const DbRecord& r = (*m)->record;
   return Measured{probe->verdict, (*m)->origin(),
-                  r.is_local() ? "probe measurement in the database (measured here on " +
-                                     r.date.substr(0, 10) + ")"
-                               : "measurement in the database (" + r.source + ")"};
+                  r.is_local() ? "probe measurement of " + r.date.substr(0, 10) + " in the database"
+                               : "measurement in the database, " + r.source};
 }
 
 }  // namespace
