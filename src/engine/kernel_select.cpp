@@ -60,6 +60,27 @@ std::optional<Measured> stored_measurement(const std::string& db_path,
                                : "measurement in the database, " + r.source};
 }
 
+// The static verdict, or the database's measurement when there is one (it outranks the screen):
+// sets the decision's verdicts, source, basis and any note; returns the verdict to act on.
+Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
+                          const NumericsProfile& profile) {
+  d.static_verdict = check.verdict;
+  d.basis = "static check", d.source = "static";
+  if (!req.use_cache || req.db_path.empty()) return check.verdict;
+  std::string note;
+  auto stored = stored_measurement(req.db_path, check.fingerprint, profile, note);
+  if (!note.empty()) d.message = "fusecheck: note: " + note + "\n";
+  if (!stored) return check.verdict;
+  d.measured_verdict = stored->verdict;
+  d.source = stored->origin;
+  if (stored->verdict != check.verdict)
+    d.basis = fmt::format("{} ({}), which outranks the static check ({})", stored->what,
+                          verdict_name(stored->verdict), verdict_name(check.verdict));
+  else
+    d.basis = "static check, confirmed by the " + stored->what;
+  return stored->verdict;
+}
+
 }  // namespace
 
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) {
@@ -97,22 +118,7 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
         "fusecheck: cannot check the model (" + check.error().message + "); using standard kernels";
     return finish();
   }
-  d.static_verdict = check->verdict;
-  Verdict verdict = check->verdict;
-  d.basis = "static check", d.source = "static";
-  std::string note;
-  if (req.use_cache && !req.db_path.empty())  // a measurement outranks the screen
-    if (auto m = stored_measurement(req.db_path, check->fingerprint, profile, note)) {
-      d.measured_verdict = m->verdict;
-      d.source = m->origin;
-      if (m->verdict != verdict)
-        d.basis = fmt::format("{} ({}), which outranks the static check ({})", m->what,
-                              verdict_name(m->verdict), verdict_name(verdict));
-      else
-        d.basis = "static check, confirmed by the " + m->what;
-      verdict = m->verdict;
-    }
-  if (!note.empty()) d.message = "fusecheck: note: " + note + "\n";
+  const Verdict verdict = apply_measurement(d, req, *check, profile);
   if (force) {
     d.outcome = KernelOutcome::kForced, d.plan = fused, d.source = "forced";
     d.message += fmt::format(
