@@ -85,7 +85,8 @@ TEST(DbRecord, RoundTripsAndRejectsEveryBadField) {
       {"probe", {{"schema", "fusecheck.probe/1"}, {"verdict", "COMPATIBLE"}}},
       {"tool_version", ""},
       {"date", "yesterday"},
-      {"source", 3}};
+      {"source", 3},
+      {"source", "\x1b[2Jlocal"}};
   for (const auto& [field, value] : bad) {
     json b = j;
     b[field] = value;

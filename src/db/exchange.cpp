@@ -13,7 +13,7 @@ namespace {
 // Records imported from a file keep a chain-free origin: the first import names where they came
 // from; a record already "imported from X" keeps X.
 DbRecord as_imported(DbRecord r, const std::string& file) {
-  if (r.is_local()) r.source = "imported from " + file;
+  if (r.is_local()) r.source = "imported from " + printable(file);
   return r;
 }
 

@@ -1,5 +1,6 @@
 #include "db/record.h"
 
+#include <algorithm>
 #include <cctype>
 #include <ctime>
 
@@ -145,7 +146,11 @@ Result<DbRecord> record_from_json(const json& j) {
   r.date = str_field(j, "date");
   if (!is_iso_date(r.date)) return make_error("\"date\" is not YYYY-MM-DDTHH:MM:SSZ");
   r.source = str_field(j, "source");
-  if (r.source == "\x01" || r.source.size() > 4096) return make_error("\"source\" is not a string");
+  // Printed to terminals and reports: printable ASCII only (no escape sequences from a file).
+  const bool printable_source =
+      std::all_of(r.source.begin(), r.source.end(), [](char c) { return c >= 32 && c < 127; });
+  if (r.source == "\x01" || r.source.empty() || r.source.size() > 4096 || !printable_source)
+    return make_error("\"source\" is not a line of printable text");
   return r;
 }
 
