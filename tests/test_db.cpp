@@ -34,6 +34,12 @@ std::string make_model(const TempDir& t, const std::string& name, const std::str
   return t / name;
 }
 
+size_t testing_count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
 CheckResult checked(const std::string& dir, const std::string& kernels) {
   CheckOptions o;
   o.read_env = false;
@@ -227,6 +233,11 @@ TEST_F(DbCli, AddLookupListExportImport) {
     a[i].erase("source"), b[i].erase("source");
     EXPECT_EQ(a[i], b[i]);
   }
+  // The HTML page: one section per record, one mark per layer in each.
+  ASSERT_EQ(db("export " + (t_ / "x.html") + " --html").exit_code, 0);
+  const std::string html = read_text(t_ / "x.html");
+  EXPECT_EQ(testing_count(html, "<section class=\"report\""), 2u);
+  EXPECT_EQ(testing_count(html, "class=\"layer-mark\""), 2u * 28);
   // Merge a database file: nothing new, and the local ones stay local.
   auto merge = db("merge " + (t_ / "b.db"));
   ASSERT_EQ(merge.exit_code, 0) << merge.err;
