@@ -41,11 +41,12 @@ struct Writer {
 
 // `fusecheck db add` as a child process, output discarded.
 pid_t spawn_add(const std::string& model, const std::string& kernels, const std::string& name,
-                const std::string& db) {
+                const std::string& db, const std::string& err) {
   pid_t pid = fork();
   if (pid == 0) {
     int null = ::open("/dev/null", O_WRONLY);
-    ::dup2(null, 1), ::dup2(null, 2);
+    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(null, 1), ::dup2(e, 2);
     ::execl(FUSECHECK_BINARY, "fusecheck", "db", "add", model.c_str(), "--kernels", kernels.c_str(),
             "--name", name.c_str(), "--db", db.c_str(), static_cast<char*>(nullptr));
     std::_Exit(127);
@@ -79,7 +80,8 @@ TEST(DbFaults, SixteenWritersSigkilledMidWriteLoseNoRowAndCorruptNone) {
     ws.clear();
     for (int i = 0; i < 16; ++i) {
       Writer w{0, t / (i % 2 ? "bad" : "ok"), kProfiles[i / 2]};
-      w.pid = spawn_add(w.model, w.kernels, tag + "/" + (i % 2 ? "bad" : "ok"), db);
+      w.pid = spawn_add(w.model, w.kernels, tag + "/" + (i % 2 ? "bad" : "ok"), db,
+                        t / ("err" + std::to_string(i)));
       ASSERT_GT(w.pid, 0);
       ws.push_back(w);
     }
@@ -90,7 +92,8 @@ TEST(DbFaults, SixteenWritersSigkilledMidWriteLoseNoRowAndCorruptNone) {
   for (auto& w : ws) {
     int status = 0;
     ASSERT_EQ(::waitpid(w.pid, &status, 0), w.pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << w.kernels;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << w.kernels << ": " << read_text(t / ("err" + std::to_string(&w - ws.data())));
   }
   const long round_us = long(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
@@ -123,7 +126,8 @@ TEST(DbFaults, SixteenWritersSigkilledMidWriteLoseNoRowAndCorruptNone) {
       killed += WIFSIGNALED(status);
       finished[i] = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (WIFEXITED(status)) {
-        EXPECT_EQ(WEXITSTATUS(status), 0) << ws[i].kernels;
+        EXPECT_EQ(WEXITSTATUS(status), 0)
+            << ws[i].kernels << ": " << read_text(t / ("err" + std::to_string(i)));
       }
     }
     auto now = rows(db);

@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "util/hash.h"
 
@@ -193,6 +195,19 @@ Status Database::init_schema() {
   return exec("COMMIT");
 }
 
+bool Database::ensure_wal() {
+  // Already WAL (every file this tool made): a read. Else switching needs a moment alone with the
+  // file; a writer or a recovery after a killed writer can hold it, so wait as for any lock.
+  if (pragma_text(db_, "PRAGMA journal_mode") == "wal") return true;
+  for (int waited = 0; waited < kBusyTimeoutMs; waited += 10) {
+    if (pragma_text(db_, "PRAGMA journal_mode=WAL") == "wal") return true;
+    const int code = sqlite3_errcode(db_) & 0xff;
+    if (code != SQLITE_BUSY && code != SQLITE_LOCKED) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
 int Database::open_connection(const std::string& name, int flags) {
   if (db_) sqlite3_close_v2(db_), db_ = nullptr;
   int rc = sqlite3_open_v2(name.c_str(), &db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr);
@@ -203,7 +218,7 @@ int Database::open_connection(const std::string& name, int flags) {
 Result<Database> Database::open(const std::string& path, DbMode mode) {
   Database d;
   d.path_ = path;
-  struct stat st{};
+  struct stat st {};
   const bool exists = ::stat(path.c_str(), &st) == 0;
   if (exists && !S_ISREG(st.st_mode)) return make_error("{}: not a regular file", path);
   auto damaged = [&] {
@@ -215,7 +230,7 @@ Result<Database> Database::open(const std::string& path, DbMode mode) {
     if (!dirs && !exists) return dirs.error();
     if (d.open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) == SQLITE_OK &&
         sqlite3_db_readonly(d.db_, "main") == 0) {
-      if (pragma_text(d.db_, "PRAGMA journal_mode=WAL") == "wal") {
+      if (d.ensure_wal()) {
         FC_TRY(d.init_schema());
         return d;
       }

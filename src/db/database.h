@@ -65,6 +65,7 @@ class Database {
   Database() = default;
   int open_connection(const std::string& name, int flags);
   Status init_schema();
+  bool ensure_wal();
   Status exec(const char* sql) const;
   Error sql_error(const char* what) const;
 
