@@ -5,9 +5,10 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       nlohmann-json3-dev libsimdjson-dev libcli11-dev libfmt-dev libxxhash-dev
       libpcre2-dev libutf8proc-dev libhwy-dev libedit-dev
-      libgtest-dev libbenchmark-dev
+      libgtest-dev libbenchmark-dev libsqlite3-dev
       pybind11-dev python3-dev python3-venv python3-pytest python3-torch
-      tmux)  # tmux: the interactive chat test drives a real terminal
+      tmux      # the interactive chat test drives a real terminal
+      chromium) # headless, renders the HTML report in its test (tests/test_html.cpp)
 # `setup.sh --fuzz`: also clang and its runtimes (libFuzzer, sanitizers) for `make fuzz-smoke`.
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang-14 libclang-rt-14-dev)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }

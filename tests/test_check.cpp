@@ -334,7 +334,11 @@ TEST(Check, ReportFormatsAndAtomicReportFile) {
   EXPECT_NE(md.find("## Fused-kernel compatibility"), std::string::npos);
   EXPECT_NE(md.find("| layer | norm |"), std::string::npos);
   auto card = run_cli("check " + dir + " --no-cache --format model-card");
-  EXPECT_EQ(card.out.rfind("---\nfusecheck:\n  status: INCOMPATIBLE\n", 0), 0u) << card.out;
+  EXPECT_EQ(card.out.rfind("---\ntags:\n- fused-kernels-incompatible\nfusecheck:\n  status: "
+                           "INCOMPATIBLE\n",
+                           0),
+            0u)
+      << card.out;
   auto verbose = run_cli("check " + dir + " --no-cache -v");
   EXPECT_NE(verbose.out.find("Per-layer metrics:"), std::string::npos);
   EXPECT_NE(verbose.out.find("Layer-wise distribution"), std::string::npos);

@@ -1,5 +1,5 @@
 // The probe and the load-time decision: the verdict rule, measurements on real checkpoints, the
-// four load-time outcomes (fused, warn, fallback, forced) plus strict, and a cached measurement
+// four load-time outcomes (fused, warn, fallback, forced) plus strict, and a stored measurement
 // outranking the static check in both directions.
 #include <gtest/gtest.h>
 
@@ -87,8 +87,9 @@ class LoadDecision : public ::testing::Test {
   }
   testing::RunResult gen(const std::string& model, const std::string& flags,
                          const std::string& env = "") {
-    return run_cli("generate " + (tmp_ / model) + " --token-ids 1,2,3 -n 2 " + flags,
-                   "XDG_CACHE_HOME=" + (tmp_ / "cache") + " " + env);
+    return run_cli(
+        "generate " + (tmp_ / model) + " --token-ids 1,2,3 -n 2 " + flags,
+        "XDG_CACHE_HOME=" + (tmp_ / "cache") + " XDG_DATA_HOME=" + (tmp_ / "data") + " " + env);
   }
   testing::TempDir tmp_;
 };
@@ -137,16 +138,16 @@ TEST_F(LoadDecision, CachedMeasurementOutranksTheStaticCheck) {
   // Static INCOMPATIBLE, measured COMPATIBLE: the generic screen keeps the original max-gain
   // screen's conservative criterion, while fusion measured on this model stays within the bf16
   // noise floor.
-  const std::string cache = "XDG_CACHE_HOME=" + (tmp_ / "cache");
+  const std::string cache =
+      "XDG_CACHE_HOME=" + (tmp_ / "cache") + " XDG_DATA_HOME=" + (tmp_ / "data");
   ASSERT_EQ(run_cli("check " + (tmp_ / "extreme") + " --kernels generic --no-cache").exit_code, 2);
   auto probe = run_cli("probe " + (tmp_ / "extreme") + " --kernels generic --tokens 32", cache);
   ASSERT_EQ(probe.exit_code, 0) << probe.out << probe.err;
   auto lifted = gen("extreme", "--kernels generic");
   ASSERT_EQ(lifted.exit_code, 0) << lifted.err;
-  EXPECT_NE(
-      lifted.err.find("cached probe measurement (COMPATIBLE), which outranks the static check "
-                      "(INCOMPATIBLE)"),
-      std::string::npos)
+  EXPECT_NE(lifted.err.find("probe measurement of "), std::string::npos) << lifted.err;
+  EXPECT_NE(lifted.err.find("(COMPATIBLE), which outranks the static check (INCOMPATIBLE)"),
+            std::string::npos)
       << lifted.err;
   EXPECT_NE(lifted.err.find("kernels: fused (generic;"), std::string::npos) << lifted.err;
 }
@@ -156,16 +157,17 @@ TEST(LoadDecisionShared, CachedIncompatibleMeasurementOverridesTheScreen) {
   // stories260K, a trained model whose key channels carry outliers the norms do not show.
   testing::TempDir tmp;
   const std::string m = testing::data_dir() + "/stories260K/hf";
-  const std::string cache = "XDG_CACHE_HOME=" + (tmp / "cache");
+  const std::string cache =
+      "XDG_CACHE_HOME=" + (tmp / "cache") + " XDG_DATA_HOME=" + (tmp / "data");
   ASSERT_EQ(run_cli("check " + m + " --kernels fused-int8kv --no-cache").exit_code, 1);
   auto probe = run_cli("probe " + m + " --kernels fused-int8kv --tokens 32", cache);
   ASSERT_EQ(probe.exit_code, 2) << probe.out << probe.err;
   auto lowered = run_cli("generate " + m + " --token-ids 1,403 -n 2 --kernels fused-int8kv", cache);
   ASSERT_EQ(lowered.exit_code, 0) << lowered.err;
-  EXPECT_NE(lowered.err.find("cached probe measurement (INCOMPATIBLE), which outranks the static "
-                             "check (WARNING)"),
+  EXPECT_NE(lowered.err.find("(INCOMPATIBLE), which outranks the static check (WARNING)"),
             std::string::npos)
       << lowered.err;
+  EXPECT_NE(lowered.err.find("in the database (INCOMPATIBLE)"), std::string::npos) << lowered.err;
   EXPECT_NE(lowered.err.find("kernels: standard (fallback)"), std::string::npos) << lowered.err;
 }
 
@@ -207,7 +209,7 @@ namespace {
 TEST(CheckWithProbe, ShowsPredictionAndMeasurementAndExitsWithTheMeasurement) {
   testing::TempDir tmp;
   const std::string m = testing::data_dir() + "/hf/qwen3-tiny-extreme/bf16";
-  const std::string env = "XDG_CACHE_HOME=" + (tmp / "cache");
+  const std::string env = "XDG_CACHE_HOME=" + (tmp / "cache") + " XDG_DATA_HOME=" + (tmp / "data");
   auto r = testing::run_cli("check " + m + " --kernels fused-int8kv --probe --format json", env);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   auto j = nlohmann::json::parse(r.out);

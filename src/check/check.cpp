@@ -103,6 +103,12 @@ std::string fallback_warning(const std::string& model_dir, bool measured) {
 }
 
 Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions& o) {
+  FC_ASSIGN(ck, Checkpoint::open(model_dir));
+  return check_checkpoint(ck, o);
+}
+
+Result<CheckResult> check_checkpoint(const Checkpoint& ck, const CheckOptions& o) {
+  const std::string& model_dir = ck.dir();
   FC_ASSIGN(archs, ArchRegistry::load(o.arch_profiles_file));
   // The cache key holds the profile file's contents, not its path: editing it in place must miss.
   std::string arch_profiles_hash = "builtin";
@@ -121,7 +127,6 @@ Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions
     thresholds = t;
   }
 
-  FC_ASSIGN(ck, Checkpoint::open(model_dir));
   FC_ASSIGN(cfg, parse_model_config(ck.config_json(), ck.config_path()));
   FC_ASSIGN(arch, archs.find(cfg.model_type, ck.config_path()));
   FC_ASSIGN(prefix, find_prefix(ck, *arch));

@@ -54,6 +54,9 @@ struct CheckResult {
 };
 
 Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions& options = {});
+// The same on a checkpoint already open (the engine's, at load time): its headers are not reread.
+class Checkpoint;
+Result<CheckResult> check_checkpoint(const Checkpoint& ck, const CheckOptions& options = {});
 
 // The load-time warning for engines that fall back to standard kernels; `measured`: the decision
 // came from a cached probe measurement, not from the normalization weights.

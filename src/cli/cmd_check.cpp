@@ -7,7 +7,9 @@
 
 #include "check/check.h"
 #include "cli/commands.h"
+#include "db/store.h"
 #include "probe/probe_report.h"
+#include "report/html.h"
 #include "report/report.h"
 #include "util/atomic_file.h"
 
@@ -24,6 +26,7 @@ struct CheckArgs {
   std::string color = "auto";
   CheckOptions options;
   std::string force_status;
+  std::string db;  // --db: the compatibility database (default under the XDG data dir)
   // Threshold flags override the thresholds file key by key.
   std::optional<double> max_ratio, max_amp, extreme, max_cv;
 };
@@ -35,6 +38,7 @@ std::string format_for_file(const std::string& path) {
   };
   if (ends(".md")) return "markdown";
   if (ends(".txt")) return "text";
+  if (ends(".html")) return "html";
   return "json";
 }
 
@@ -134,9 +138,10 @@ int run_check(CheckArgs& a) {
   ro.color = a.color == "always" || (a.color == "auto" && isatty(STDOUT_FILENO));
   std::string text = render_report(r, *fmt_r, ro);
   std::optional<ProbeResult> measured;
+  std::string origin = "static";
   if (a.probe) {
-    auto p = probe_with_cache(a.model_dir, r.kernels, r.fingerprint, a.options.use_cache,
-                              a.options.cache_dir);
+    const std::string db_path = a.options.use_cache ? resolve_db_path(a.db) : "";
+    auto p = probe_with_store(a.model_dir, r, db_path, identity_from_path(a.model_dir));
     if (!p) {
       // The static report stands; say why the measurement is missing (without the engine's
       // "check works" hint, which is what ran).
@@ -146,9 +151,22 @@ int run_check(CheckArgs& a) {
       return fail(kExitInputError,
                   "--probe: cannot measure this model: " + why + "; the static report stands");
     }
-    if (!p->cache_note.empty()) note(p->cache_note);
+    if (!p->note.empty()) note(p->note);
     measured = p->result;
-    text = with_probe(r, *fmt_r, ro, *measured, p->from_cache);
+    origin = p->origin;
+    if (*fmt_r == ReportFormat::kHtml) {
+      HtmlSection sec{
+          &r,
+          &*measured,
+          a.model_dir,
+          origin == "database" ? "imported measurement (" + p->source + ")" : "probe measurement",
+          {}};
+      sec.commands = {"fusecheck check " + a.model_dir + " --kernels " + r.kernels.name +
+                      " --probe"};
+      text = render_html({sec}, "fusecheck report: " + a.model_dir);
+    } else {
+      text = with_probe(r, *fmt_r, ro, *measured, p->from_store);
+    }
   }
   std::fwrite(text.data(), 1, text.size(), stdout);
   if (!stdout_ok()) return kExitWriteError;  // main prints the message
@@ -186,7 +204,8 @@ void register_check_command(CLI::App& app, int& exit_code) {
                   "Kernel numerics profile to judge against (generic, standard, fused, "
                   "fused-fp16acc, fused-fp16kv, fused-int8kv, fused-int8kv-channel, fused-fp8kv)")
       ->capture_default_str();
-  cmd->add_option("--format", args->format, "Output format: text, json, markdown, model-card")
+  cmd->add_option("--format", args->format,
+                  "Output format: text, json, markdown, model-card, html (one self-contained page)")
       ->capture_default_str();
   cmd->add_flag("-v,--verbose", args->verbose, "Add the per-layer table of every metric");
   cmd->add_flag("--probe", args->probe,
@@ -194,10 +213,10 @@ void register_check_command(CLI::App& app, int& exit_code) {
                 "measurement beside the prediction; the measured verdict sets the exit status");
   cmd->add_option("--report", args->report_file,
                   "Also write the report to FILE (atomically); format from --report-format or the "
-                  "extension (.md markdown, .txt text, else json)")
+                  "extension (.md markdown, .txt text, .html html, else json)")
       ->check(non_empty());
   cmd->add_option("--report-format", args->report_format,
-                  "Format of --report: text, json, markdown, model-card");
+                  "Format of --report: text, json, markdown, model-card, html");
   cmd->add_option("--thresholds", args->options.thresholds_file,
                   "JSON file overriding thresholds and score weights (see docs/ANALYSIS.md)");
   cmd->add_option("--max-weight-ratio", args->max_ratio, "Override MAX_SAFE_WEIGHT_RATIO (20)")
@@ -217,6 +236,9 @@ void register_check_command(CLI::App& app, int& exit_code) {
       "Neither read nor write the result cache");
   cmd->add_option("--cache-dir", args->options.cache_dir,
                   "Cache directory (default $XDG_CACHE_HOME/fusecheck or ~/.cache/fusecheck)");
+  cmd->add_option("--db", args->db,
+                  "Compatibility database --probe reads and records measurements in (default " +
+                      default_db_hint() + ")");
   cmd->add_option("--force-status", args->force_status,
                   "Testing override: report this verdict (COMPATIBLE, WARNING, INCOMPATIBLE); also "
                   "FUSECHECK_FORCE_STATUS");

@@ -1,16 +1,18 @@
 // `fusecheck probe MODEL [--kernels PROFILE] [--prompts FILE] [--tokens N] [--json]`: measures the
-// fused profile against the standard path and the fp32 reference (src/probe) and caches the
-// measurement, which then outranks the static check at load time. Exit 0 COMPATIBLE,
-// 2 INCOMPATIBLE, 3 input error, 64 usage error.
+// fused profile against the standard path and the fp32 reference (src/probe) and records the
+// measurement in the compatibility database (src/db), where it outranks the static check at load
+// time. --report x.html writes the HTML page, x.json the JSON, anything else the text. Exit 0
+// COMPATIBLE, 2 INCOMPATIBLE, 3 input error, 64 usage error.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "check/cache.h"
 #include "check/check.h"
 #include "cli/commands.h"
+#include "db/store.h"
 #include "probe/probe_report.h"
+#include "report/html.h"
 #include "util/atomic_file.h"
 
 namespace fusecheck::cli {
@@ -18,7 +20,7 @@ namespace fusecheck::cli {
 namespace {
 
 struct ProbeArgs {
-  std::string model_dir, kernels = "fused", prompts, report, report_format, cache_dir;
+  std::string model_dir, kernels = "fused", prompts, report, report_format, cache_dir, db;
   int64_t tokens = 64, greedy_tokens = 32;
   bool json = false, no_cache = false;
   ProbeCriteria criteria;
@@ -63,10 +65,10 @@ int run_probe_command(const ProbeArgs& a) {
   j["static_verdict"] = verdict_name(check->verdict);
   j["static_score"] = check->score.total;
   if (!a.no_cache) {
-    ResultCache cache(a.cache_dir);
-    if (auto st = cache.store(probe_cache_key(check->fingerprint, *profile), probe_to_json(*r));
-        !st)
-      note("measurement not cached: " + st.error().message);
+    const std::string db_path = resolve_db_path(a.db);
+    auto rec_note =
+        record_locally(db_path, local_record(*check, &*r, identity_from_path(a.model_dir)));
+    if (!rec_note.empty()) note(rec_note);
   }
   const std::string text = render_probe_text(*r, a.model_dir) +
                            fmt::format("Static check for {}: {} (score {:.2f})\n", a.kernels,
@@ -74,10 +76,20 @@ int run_probe_command(const ProbeArgs& a) {
   const std::string json_text = j.dump(2) + "\n";
   std::fputs((a.json ? json_text : text).c_str(), stdout);
   if (!a.report.empty()) {
-    // As check's --report: the format from --report-format, else the extension (.txt text).
-    const bool as_text =
-        a.report_format.empty() ? a.report.ends_with(".txt") : a.report_format == "text";
-    if (auto st = write_file_atomic(a.report, as_text ? text : json_text); !st)
+    // As check's --report: the format from --report-format, else the extension (.txt text,
+    // .html the HTML page, else JSON).
+    const std::string rf = !a.report_format.empty()       ? a.report_format
+                           : a.report.ends_with(".txt")  ? "text"
+                           : a.report.ends_with(".html") ? "html"
+                                                         : "json";
+    std::string file_text = rf == "text" ? text : json_text;
+    if (rf == "html") {
+      HtmlSection sec{&*check, &*r, a.model_dir, "probe measurement", {}};
+      sec.commands = {"fusecheck probe " + a.model_dir + " --kernels " + a.kernels + " --tokens " +
+                      std::to_string(a.tokens)};
+      file_text = render_html({sec}, "fusecheck probe: " + a.model_dir);
+    }
+    if (auto st = write_file_atomic(a.report, file_text); !st)
       return fail(kExitWriteError, st.error().message);
   }
   return r->verdict == Verdict::kCompatible ? 0 : 2;
@@ -101,10 +113,10 @@ void register_probe_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", a->json, "print the fusecheck.probe/1 JSON report");
   cmd->add_option("--report", a->report,
                   "also write the report to FILE (atomically); format from --report-format, else "
-                  "the extension (.txt text, else JSON)")
+                  "the extension (.txt text, .html the HTML page, else JSON)")
       ->check(non_empty());
-  cmd->add_option("--report-format", a->report_format, "format of --report: json or text")
-      ->check(CLI::IsMember({"json", "text"}));
+  cmd->add_option("--report-format", a->report_format, "format of --report: json, text or html")
+      ->check(CLI::IsMember({"json", "text", "html"}));
   cmd->add_option("--kl-factor", a->criteria.kl_factor,
                   "lossless profiles: allowed KL from fp32 as a multiple of the standard path's "
                   "(default 2)")
@@ -118,7 +130,9 @@ void register_probe_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--lossy-top1", a->criteria.lossy_top1_min,
                   "lossy profiles: minimum top-1 agreement with standard (default 0.98)")
       ->check(finite_in(0.0, 1.0));
-  cmd->add_flag("--no-cache", a->no_cache, "neither read nor write the result cache");
+  cmd->add_flag("--no-cache", a->no_cache,
+                "neither read nor write the result cache, nor record in the database");
+  cmd->add_option("--db", a->db, "compatibility database (default " + default_db_hint() + ")");
   cmd->add_option("--cache-dir", a->cache_dir, "cache directory (default ~/.cache/fusecheck)");
   cmd->callback([a, &exit_code] {
     if (!a->report_format.empty() && a->report.empty())

@@ -35,5 +35,11 @@ void register_bench_command(CLI::App& app, int& exit_code);
 
 // `fusecheck rebalance MODEL OUT`: a function-preserving rescaled checkpoint (src/repair).
 void register_rebalance_command(CLI::App& app, int& exit_code);
+// `fusecheck db add|lookup|list|export|import|merge|rebuild`: the compatibility database (src/db).
+void register_db_command(CLI::App& app, int& exit_code);
+// The database path: `flag` when given, else $XDG_DATA_HOME/fusecheck/fusecheck.db or
+// ~/.local/share/fusecheck/fusecheck.db (the CLI reads the environment; the library never does).
+std::string resolve_db_path(const std::string& flag);
+std::string default_db_hint();  // for --help: "$XDG_DATA_HOME/fusecheck/fusecheck.db"
 
 }  // namespace fusecheck::cli

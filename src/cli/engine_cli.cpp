@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli/commands.h"
+
 namespace fusecheck::cli {
 
 void add_engine_options(CLI::App* cmd, EngineArgs& a) {
@@ -28,6 +30,9 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
   cmd->add_flag("--no-fusion", a.no_fusion, "run the standard kernels, whatever else is asked");
   cmd->add_option("--threads", a.threads, "threads for the projections (default: physical cores)")
       ->check(int_in(1, 1024));
+  cmd->add_option("--db", a.kernels.db_path,
+                  "compatibility database whose measurements the decision uses (default " +
+                      default_db_hint() + ")");
 }
 
 void check_engine_flags(const EngineArgs& a) {
@@ -86,6 +91,7 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
   req.force_verdict = forced_status;
   if (req.force) req.use_custom_kernels = true;
   if (a.no_fusion) req = KernelRequest{};
+  req.db_path = resolve_db_path(req.db_path);
   FC_ASSIGN(decision, decide_kernels(model, req));
   if (req.use_custom_kernels) {
     if (!decision.message.empty()) std::fprintf(stderr, "%s\n", decision.message.c_str());

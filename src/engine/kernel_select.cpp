@@ -1,9 +1,10 @@
 #include "engine/kernel_select.h"
 
 #include <chrono>
+#include <filesystem>
 
-#include "check/cache.h"
 #include "check/check.h"
+#include "db/database.h"
 #include "probe/probe_report.h"
 
 namespace fusecheck {
@@ -23,6 +24,63 @@ std::string_view kernel_outcome_name(KernelOutcome o) {
   }
   return "?";
 }
+
+namespace {
+
+struct Measured {
+  Verdict verdict;
+  std::string origin;  // "probe" or "database"
+  std::string what;    // for the message
+};
+
+// The database's measurement for this checkpoint and profile; a database that is missing, damaged
+// or unreadable gives no measurement (and a note when it is there but unusable).
+std::optional<Measured> stored_measurement(const std::string& db_path,
+                                           const std::string& fingerprint,
+                                           const NumericsProfile& profile, std::string& note) {
+  std::error_code ec;
+  if (!std::filesystem::exists(db_path, ec)) return std::nullopt;
+  auto db = Database::open(db_path, DbMode::kReadOnly);
+  if (!db) {
+    note = "database not used: " + db.error().message;
+    return std::nullopt;
+  }
+  auto m = find_measurement(*db, fingerprint, profile);
+  if (!m) {
+    note = "database not used: " + m.error().message;
+    return std::nullopt;
+  }
+  if (!m->has_value()) return std::nullopt;
+  auto probe = probe_from_json(*(*m)->record.probe);
+  if (!probe) return std::nullopt;
+  const DbRecord& r = (*m)->record;
+  return Measured{probe->verdict, (*m)->origin(),
+                  r.is_local() ? "probe measurement of " + r.date.substr(0, 10) + " in the database"
+                               : "measurement in the database, " + r.source};
+}
+
+// The static verdict, or the database's measurement when there is one (it outranks the screen):
+// sets the decision's verdicts, source, basis and any note; returns the verdict to act on.
+Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
+                          const NumericsProfile& profile) {
+  d.static_verdict = check.verdict;
+  d.basis = "static check", d.source = "static";
+  if (!req.use_cache || req.db_path.empty()) return check.verdict;
+  std::string note;
+  auto stored = stored_measurement(req.db_path, check.fingerprint, profile, note);
+  if (!note.empty()) d.message = "fusecheck: note: " + note + "\n";
+  if (!stored) return check.verdict;
+  d.measured_verdict = stored->verdict;
+  d.source = stored->origin;
+  if (stored->verdict != check.verdict)
+    d.basis = fmt::format("{} ({}), which outranks the static check ({})", stored->what,
+                          verdict_name(stored->verdict), verdict_name(check.verdict));
+  else
+    d.basis = "static check, confirmed by the " + stored->what;
+  return stored->verdict;
+}
+
+}  // namespace
 
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -44,10 +102,10 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
   co.use_cache = req.use_cache;
   co.cache_dir = req.cache_dir;
   co.force_verdict = req.force_verdict;
-  auto check = check_model(m.dir(), co);
+  auto check = check_checkpoint(m.checkpoint(), co);  // the model's open checkpoint, not reread
   if (!check.ok()) {
     if (force) {
-      d.outcome = KernelOutcome::kForced, d.plan = fused;
+      d.outcome = KernelOutcome::kForced, d.plan = fused, d.source = "forced";
       d.message = "NOTICE: fused kernels FORCED; the compatibility check could not run: " +
                   check.error().message;
       return finish();
@@ -59,26 +117,10 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
         "fusecheck: cannot check the model (" + check.error().message + "); using standard kernels";
     return finish();
   }
-  d.static_verdict = check->verdict;
-  Verdict verdict = check->verdict;
-  d.basis = "static check";
-  if (req.use_cache) {  // a measurement outranks the screen
-    ResultCache cache(req.cache_dir);
-    if (auto v = cache.load(probe_cache_key(check->fingerprint, profile)))
-      if (auto probe = probe_from_json(*v)) {
-        d.measured_verdict = probe->verdict;
-        if (probe->verdict != verdict)
-          d.basis =
-              fmt::format("cached probe measurement ({}), which outranks the static check ({})",
-                          verdict_name(probe->verdict), verdict_name(verdict));
-        else
-          d.basis = "static check, confirmed by a cached probe measurement";
-        verdict = probe->verdict;
-      }
-  }
+  const Verdict verdict = apply_measurement(d, req, *check, profile);
   if (force) {
-    d.outcome = KernelOutcome::kForced, d.plan = fused;
-    d.message = fmt::format(
+    d.outcome = KernelOutcome::kForced, d.plan = fused, d.source = "forced";
+    d.message += fmt::format(
         "NOTICE: fused kernels ({}) FORCED on a model the check calls {} ({}). Outputs may "
         "differ from the standard kernels; run: fusecheck check {} --kernels {}",
         req.kernels, verdict_name(verdict), d.basis, m.dir(), req.kernels);
@@ -88,11 +130,11 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
     case Verdict::kCompatible:
       d.outcome = KernelOutcome::kFused, d.plan = fused;
       if (d.static_verdict != verdict)
-        d.message = fmt::format("fusecheck: using fused kernels ({}): {}", req.kernels, d.basis);
+        d.message += fmt::format("fusecheck: using fused kernels ({}): {}", req.kernels, d.basis);
       break;
     case Verdict::kWarning:
       d.outcome = KernelOutcome::kFusedWithWarning, d.plan = fused;
-      d.message = fmt::format(
+      d.message += fmt::format(
           "WARNING: {} fused kernels ({}) change its outputs measurably ({}).\nUsing fused "
           "kernels. To see the report, run: fusecheck check {} "
           "--kernels {}",
@@ -107,7 +149,7 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
             "{} --kernels {}",
             m.dir(), req.kernels, d.basis, m.dir(), req.kernels);
       d.outcome = KernelOutcome::kFallback;
-      d.message = fallback_warning(m.dir(), d.measured_verdict.has_value()) + " --kernels " +
+      d.message += fallback_warning(m.dir(), d.measured_verdict.has_value()) + " --kernels " +
                   req.kernels + "\n(decided by the " + d.basis + ")";
       break;
   }

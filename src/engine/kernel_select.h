@@ -5,8 +5,11 @@
 //   INCOMPATIBLE -> standard kernels, with the fallback warning and the command that shows
 //                   the report; an error under strict
 //   forced       -> fused whatever the verdict, with a loud notice (flag or kForceFusedEnv)
-// A cached probe measurement for the same checkpoint and profile outranks the static screen, and
-// the reason says so. A checkpoint the checker cannot read falls back (or fails under strict).
+// A probe measurement in the compatibility database (src/db) for the same checkpoint, profile and
+// device outranks the static screen, and the message says where the verdict came from: "probe"
+// (measured here), "database" (an imported record) or "static". The check reuses the checkpoint
+// the model has already opened. A checkpoint the checker cannot read falls back (or fails under
+// strict); a database that cannot be read is a note, never a failure.
 #pragma once
 
 #include <optional>
@@ -28,8 +31,9 @@ struct KernelRequest {
   bool strict = false;                   // an INCOMPATIBLE model is an error instead of a fallback
   bool force = false;                    // fuse whatever the check says
   std::optional<Verdict> force_verdict;  // the check's testing override (kForceStatusEnv)
-  bool use_cache = true;
-  std::string cache_dir;  // "" = the default cache directory
+  bool use_cache = true;                 // the check's memo cache and the database
+  std::string cache_dir;                 // "" = the default cache directory
+  std::string db_path;  // the compatibility database; "" = none (the CLI resolves the default)
 };
 
 enum class KernelOutcome { kStandard, kFused, kFusedWithWarning, kFallback, kForced };
@@ -39,7 +43,8 @@ struct KernelDecision {
   KernelOutcome outcome = KernelOutcome::kStandard;
   KernelPlan plan;  // what to run
   std::optional<Verdict> static_verdict, measured_verdict;
-  std::string basis;    // "static check" or "cached probe measurement" or "" (not requested)
+  std::string basis;    // "static check", "probe measurement in the database", ... ("" = none)
+  std::string source;   // where the verdict came from: "static", "probe", "database", "forced"
   std::string message;  // lines for stderr ("" when there is nothing to say)
   double check_ms = 0;  // time the decision added to loading
 };

@@ -77,6 +77,7 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const std::string& dir() const { return ckpt_.dir(); }
+  const Checkpoint& checkpoint() const { return ckpt_; }  // the open files, for the load-time check
   ActType act_type(Precision p) const;
   // Bytes of the weights as stored (what the memory map makes resident).
   int64_t weight_bytes() const;

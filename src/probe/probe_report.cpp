@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "check/cache.h"
 #include "check/check.h"
 #include "check/result_json.h"
 
@@ -118,41 +117,6 @@ std::string render_probe_text(const ProbeResult& r, const std::string& model_dir
     out += fmt::format("greedy: fused departs from standard at generated token {} of {}\n",
                        r.greedy_divergence, r.greedy_tokens);
   out += fmt::format("\nMeasured: {} ({})\n", verdict_name(r.verdict), r.reason);
-  return out;
-}
-
-json probe_cache_key(const std::string& fingerprint, const NumericsProfile& profile) {
-  return {{"kind", "probe"},
-          {"checker_version", kCheckerVersion},
-          {"probe_revision", kProbeRevision},
-          {"fingerprint", fingerprint},
-          {"kernels", numerics_to_json(profile)}};
-}
-
-Result<CachedProbe> probe_with_cache(const std::string& model_dir, const NumericsProfile& profile,
-                                     const std::string& fingerprint, bool use_cache,
-                                     const std::string& cache_dir) {
-  CachedProbe out;
-  const json key = probe_cache_key(fingerprint, profile);
-  std::optional<ResultCache> cache;
-  if (use_cache) cache.emplace(cache_dir);
-  if (cache)
-    if (auto v = cache->load(key))
-      if (auto r = probe_from_json(*v)) {
-        out.result = std::move(r).value();
-        out.from_cache = true;
-        return out;
-      }
-  FC_ASSIGN(model, Model::load(model_dir));
-  FC_ASSIGN(inputs, calibration_inputs(model, 64, ""));
-  ProbeOptions opt;
-  opt.profile = profile;
-  opt.inputs = std::move(inputs);
-  FC_ASSIGN(r, run_probe(model, opt));
-  out.result = std::move(r);
-  if (cache)
-    if (auto st = cache->store(key, probe_to_json(out.result)); !st)
-      out.cache_note = "measurement not cached: " + st.error().message;
   return out;
 }
 

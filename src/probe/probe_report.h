@@ -1,6 +1,5 @@
-// The probe's outputs: JSON (schema "fusecheck.probe/1", also the cache's storage format), the text
-// report, and the result cache shared with the static check (keyed by the checkpoint fingerprint
-// and the kernel profile, so the load-time decision can find a measurement for what it loads).
+// The probe's outputs: JSON (schema "fusecheck.probe/1", also how the compatibility database stores
+// a measurement, src/db) and the text report.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -19,22 +18,6 @@ Result<ProbeResult> probe_from_json(const nlohmann::json& j);
 // Human-readable report: the three pairs, the per-layer table (propagated and shadow), the greedy
 // divergence and the verdict with its reason.
 std::string render_probe_text(const ProbeResult& r, const std::string& model_dir);
-
-// Cache key: the checkpoint's fingerprint (from check_model), the profile's full contents and the
-// probe revision. The calibration settings are part of the stored value, not the key: the latest
-// measurement for a checkpoint and profile is the one the loader uses.
-nlohmann::json probe_cache_key(const std::string& fingerprint, const NumericsProfile& profile);
-
-// The cached measurement for this checkpoint and profile, or a fresh probe with the default
-// calibration (stored in the cache). `fingerprint` comes from check_model.
-struct CachedProbe {
-  ProbeResult result;
-  bool from_cache = false;
-  std::string cache_note;  // why the cache was not written, if it was not
-};
-Result<CachedProbe> probe_with_cache(const std::string& model_dir, const NumericsProfile& profile,
-                                     const std::string& fingerprint, bool use_cache,
-                                     const std::string& cache_dir);
 
 // "Static prediction vs measurement" for the check report: text lines.
 std::string render_probe_comparison(const ProbeResult& r, std::string_view static_verdict,

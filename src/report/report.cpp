@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include "check/result_json.h"
+#include "report/html.h"
+#include "report/model_card.h"
 
 namespace fusecheck {
 
@@ -11,7 +13,9 @@ Result<ReportFormat> parse_report_format(std::string_view name) {
   if (name == "json") return ReportFormat::kJson;
   if (name == "markdown") return ReportFormat::kMarkdown;
   if (name == "model-card") return ReportFormat::kModelCard;
-  return make_error("unknown format \"{}\"; expected text, json, markdown or model-card", name);
+  if (name == "html") return ReportFormat::kHtml;
+  return make_error("unknown format \"{}\"; expected text, json, markdown, model-card or html",
+                    name);
 }
 
 namespace {
@@ -123,24 +127,6 @@ std::string render_markdown(const CheckResult& r, bool with_table) {
   return out;
 }
 
-std::string render_model_card(const CheckResult& r) {
-  // YAML front-matter keys for the Hub model card, then a markdown section for its body.
-  std::string out = "---\n";
-  out += "fusecheck:\n";
-  out += fmt::format("  status: {}\n", verdict_name(r.verdict));
-  out += fmt::format("  score: {:.3f}\n", r.score.total);
-  out += fmt::format("  kernel_profile: {}\n", r.kernels.name);
-  out += fmt::format("  amplification: {:.2f}\n", r.analysis.amplification);
-  out += fmt::format("  worst_layer: {}\n", r.analysis.worst_layer);
-  out += fmt::format("  fused_kernels_safe: {}\n",
-                     r.verdict == Verdict::kCompatible ? "true" : "false");
-  out += fmt::format("  checker_version: \"{}\"\n", r.checker_version);
-  out += fmt::format("  fingerprint: \"{}\"\n", r.fingerprint);
-  out += "---\n\n";
-  out += render_markdown(r, false);
-  return out;
-}
-
 }  // namespace
 
 std::string render_report(const CheckResult& r, ReportFormat format, const ReportOptions& o) {
@@ -152,9 +138,35 @@ std::string render_report(const CheckResult& r, ReportFormat format, const Repor
     case ReportFormat::kMarkdown:
       return render_markdown(r, o.verbose);
     case ReportFormat::kModelCard:
-      return render_model_card(r);
+      return render_model_card(r, CardExtras{});
+    case ReportFormat::kHtml: {
+      HtmlSection sec{&r,
+                      nullptr,
+                      r.model_path,
+                      "static check",
+                      {"fusecheck check " + r.model_path + " --kernels " + r.kernels.name}};
+      return render_html({sec}, "fusecheck report: " + r.model_path);
+    }
   }
   return {};
+}
+
+std::string render_model_card(const CheckResult& r, const CardExtras& x) {
+  CardInput in{x.model_name, x.revision, r.fingerprint, r.checker_version, {}};
+  CardProfile p{r.kernels.name,
+                std::string(verdict_name(r.verdict)),
+                r.score.total,
+                r.analysis.amplification,
+                x.measured_verdict,
+                x.measured_kl,
+                x.source};
+  in.profiles.push_back(p);
+  std::string out = render_card_front_matter(in) + render_markdown(r, false);
+  if (!x.measured_verdict.empty())
+    out += fmt::format(
+        "\n- **Measured ({}):** {}{}\n", x.source, x.measured_verdict,
+        x.measured_kl ? fmt::format(", KL fused vs standard {:.3g}", *x.measured_kl) : "");
+  return out;
 }
 
 }  // namespace fusecheck
