@@ -10,6 +10,7 @@
 
 #include "check/cache.h"
 #include "check/check.h"
+#include "db/store.h"
 #include "engine/kernel_select.h"
 #include "model/model.h"
 #include "probe/probe_report.h"
@@ -377,12 +378,12 @@ TEST(KernelDecision, FallbackWarningNamesTheMeasurement) {
   measured.profile = "fused";
   measured.verdict = Verdict::kIncompatible;
   measured.reason = "fused vs standard KL above the budget";
-  ResultCache cache(cache_dir.path());
-  ASSERT_TRUE(
-      cache.store(probe_cache_key(check->fingerprint, check->kernels), probe_to_json(measured)));
+  const std::string db = cache_dir / "fusecheck.db";
+  ASSERT_EQ(record_locally(db, local_record(*check, &measured, ModelIdentity{})), "");
   KernelRequest req;
   req.use_custom_kernels = true;
   req.cache_dir = cache_dir.path();
+  req.db_path = db;
   auto d = decide_kernels(*model, req);
   ASSERT_TRUE(d.ok()) << d.error().message;
   EXPECT_EQ(d->outcome, KernelOutcome::kFallback);

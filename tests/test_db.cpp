@@ -42,7 +42,7 @@ size_t testing_count(const std::string& s, const std::string& what) {
 
 CheckResult checked(const std::string& dir, const std::string& kernels) {
   CheckOptions o;
-  o.read_env = false;
+
   o.use_cache = false;
   o.kernels = kernels;
   auto r = check_model(dir, o);
@@ -323,7 +323,7 @@ TEST_F(DbCli, LoadTimeDecisionReadsTheDatabaseAndNamesTheSource) {
   auto model = Model::load(bad_);
   ASSERT_TRUE(model.ok());
   KernelRequest req;
-  req.use_custom_kernels = true, req.kernels = "generic", req.read_env = false;
+  req.use_custom_kernels = true, req.kernels = "generic";
   req.db_path = t_ / "b.db";
   auto d = decide_kernels(*model, req);
   ASSERT_TRUE(d.ok()) << d.error().message;
@@ -344,7 +344,7 @@ TEST(DbLoadTime, DecisionReusesTheModelsOpenCheckpoint) {
   ASSERT_TRUE(model.ok()) << model.error().message;
   std::filesystem::rename(dir, t / "moved");
   KernelRequest req;
-  req.use_custom_kernels = true, req.kernels = "fused", req.read_env = false, req.use_cache = false;
+  req.use_custom_kernels = true, req.kernels = "fused", req.use_cache = false;
   auto d = decide_kernels(*model, req);
   ASSERT_TRUE(d.ok()) << d.error().message;
   EXPECT_EQ(d->outcome, KernelOutcome::kFused) << d->message;

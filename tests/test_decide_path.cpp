@@ -1,10 +1,11 @@
 // decide_kernels_for_dir (the decision before any weight is loaded, for loaders and the Python
 // package) against decide_kernels on the loaded Model: the same outcome, verdicts, basis and
-// message for every request, with and without a cached probe measurement.
+// message for every request, with and without a probe measurement in the compatibility database.
 #include <gtest/gtest.h>
 
 #include "check/cache.h"
 #include "check/check.h"
+#include "db/store.h"
 #include "engine/decide_path.h"
 #include "probe/probe_report.h"
 #include "testing.h"
@@ -16,7 +17,7 @@ const std::string kExtreme = std::string(FUSECHECK_TEST_DATA) + "/hf/qwen3-tiny-
 
 void expect_same(const Model& m, KernelRequest req) {
   req.use_custom_kernels = true;
-  req.read_env = false;
+
   auto want = decide_kernels(m, req);
   auto got = decide_kernels_for_dir(m.dir(), req);
   ASSERT_TRUE(got.ok()) << got.error().message;
@@ -57,11 +58,10 @@ TEST(DecidePath, MatchesTheEngineDecision) {
   measured.profile = "fused-int8kv";
   measured.verdict = Verdict::kCompatible;
   measured.reason = "test measurement";
-  ResultCache rc(cache.path());
-  ASSERT_TRUE(
-      rc.store(probe_cache_key(check->fingerprint, check->kernels), probe_to_json(measured)).ok());
+  const std::string db = cache / "fusecheck.db";
+  ASSERT_EQ(record_locally(db, local_record(*check, &measured, ModelIdentity{})), "");
   KernelRequest req;
-  req.kernels = "fused-int8kv", req.cache_dir = cache.path();
+  req.kernels = "fused-int8kv", req.cache_dir = cache.path(), req.db_path = db;
   expect_same(*m, req);
   auto got = decide_kernels_for_dir(kExtreme, req);
   ASSERT_TRUE(got.ok());
@@ -72,7 +72,7 @@ TEST(DecidePath, MatchesTheEngineDecision) {
 TEST(DecidePath, UnreadableCheckpointIsReportedNotRaised) {
   testing::TempDir dir;
   KernelRequest req;
-  req.use_custom_kernels = true, req.read_env = false, req.use_cache = false;
+  req.use_custom_kernels = true, req.use_cache = false;
   auto d = decide_kernels_for_dir(dir.path(), req);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->decision.outcome, KernelOutcome::kFallback);

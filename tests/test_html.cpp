@@ -27,7 +27,7 @@ size_t count(const std::string& s, const std::string& what) {
 
 CheckResult check_of(const std::string& dir, const std::string& kernels) {
   CheckOptions o;
-  o.read_env = false, o.use_cache = false, o.kernels = kernels;
+  o.use_cache = false, o.kernels = kernels;
   auto r = check_model(dir, o);
   EXPECT_TRUE(r.ok()) << r.error().message;
   return *r;

@@ -189,7 +189,7 @@ TEST(Rebalance, CheckRescoresTheNewCheckpointWithLessPredictedKvNoise) {
   CheckOptions co;
   co.kernels = "fused-int8kv";
   co.use_cache = false;
-  co.read_env = false;
+
   auto a = check_model(kExtreme + "/bf16", co), b = check_model(t / "out", co);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_NE(a->fingerprint, b->fingerprint);

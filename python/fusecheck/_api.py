@@ -126,6 +126,18 @@ class ProbeResult:
         return json.loads(self._json)
 
 
+def _db_path(db: Optional[PathLike], use_cache: bool) -> str:
+    """The compatibility database, resolved as the CLI resolves it (docs/USER_GUIDE.md):
+    ``db``, else $XDG_DATA_HOME/fusecheck/fusecheck.db, else ~/.local/share/fusecheck/fusecheck.db.
+    "" (none) when ``use_cache`` is off."""
+    if not use_cache:
+        return ""
+    if db is not None:
+        return _path(db)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "fusecheck", "fusecheck.db")
+
+
 def probe(
     path: PathLike,
     kernels: str = "fused-int8kv",
@@ -136,12 +148,14 @@ def probe(
     greedy_tokens: int = 32,
     use_cache: bool = True,
     cache_dir: Optional[PathLike] = None,
+    db: Optional[PathLike] = None,
 ) -> ProbeResult:
     """Runs the model on fp32, standard and fused kernels and measures the difference.
 
     ``sequences``: calibration token ids (default: the built-in texts through the checkpoint's
     tokenizer, or seeded pseudo-random ids, cut to ``tokens``). The measurement is cached, and then
-    outranks the static check in :func:`decide_kernels`. Only ``device="cpu"`` exists.
+    outranks the static check in :func:`decide_kernels`; it is recorded in the compatibility
+    database (``db``, default as the CLI's). Only ``device="cpu"`` exists.
     """
     if device != "cpu":
         raise CheckError(f'device "{device}": only "cpu" is implemented in the Python package')
@@ -149,7 +163,8 @@ def probe(
     if sequences is not None and (not seqs or any(len(s) < 2 for s in seqs)):
         raise CheckError("sequences: give at least one sequence of two or more token ids")
     cache = "" if cache_dir is None else _path(cache_dir)
-    text = _call(_native.probe, _path(path), kernels, seqs, tokens, greedy_tokens, use_cache, cache)
+    text = _call(_native.probe, _path(path), kernels, seqs, tokens, greedy_tokens, use_cache, cache,
+                 _db_path(db, use_cache))
     d = json.loads(text)
     return ProbeResult(
         verdict=d["verdict"],
@@ -188,6 +203,7 @@ def decide_kernels(
     *,
     use_cache: bool = True,
     cache_dir: Optional[PathLike] = None,
+    db: Optional[PathLike] = None,
 ) -> Decision:
     """Decides fused vs standard kernels before any weight is read (forced > measured > static).
 
@@ -199,7 +215,8 @@ def decide_kernels(
     force = force or os.environ.get(FORCE_FUSED_ENV) == "1"
     cache = "" if cache_dir is None else _path(cache_dir)
     status = os.environ.get(FORCE_STATUS_ENV) or None  # the check's testing override, as the CLI
-    r = _call(_native.decide, _path(path), kernels, strict, force, use_cache, cache, status)
+    r = _call(_native.decide, _path(path), kernels, strict, force, use_cache, cache, status,
+              _db_path(db, use_cache))
     d = Decision(
         use_fused=bool(r["use_fused"]),
         verdict=r["verdict"],

@@ -12,6 +12,8 @@
 
 #include "check/cache.h"
 #include "check/check.h"
+#include "db/model_id.h"
+#include "db/store.h"
 #include "engine/decide_path.h"
 #include "probe/probe_report.h"
 #include "report/report.h"
@@ -43,7 +45,6 @@ CheckOptions check_options(const std::string& kernels, const std::optional<std::
   o.kernels = kernels;
   o.use_cache = use_cache;
   o.cache_dir = cache_dir;
-  o.read_env = false;  // the Python layer reads FUSECHECK_FORCE_STATUS, as the CLI does
   if (force_status) o.force_verdict = take(parse_verdict(*force_status));
   if (thresholds) {
     Thresholds base = take(load_thresholds(""));
@@ -79,14 +80,13 @@ std::string report(const NativeCheck& c, const std::string& format, bool verbose
 Result<std::string> probe_json(const std::string& path, const std::string& kernels,
                                const std::vector<std::vector<int32_t>>& sequences, int64_t tokens,
                                int64_t greedy_tokens, bool use_cache,
-                               const std::string& cache_dir) {
+                               const std::string& cache_dir, const std::string& db_path) {
   FC_ASSIGN(registry, NumericsRegistry::load(""));
   FC_ASSIGN(profile, registry.find(kernels));
   CheckOptions co;
   co.kernels = kernels;
   co.use_cache = use_cache;
   co.cache_dir = cache_dir;
-  co.read_env = false;
   FC_ASSIGN(check, check_model(path, co));
   FC_ASSIGN(model, Model::load(path));
   ProbeOptions opt;
@@ -103,28 +103,28 @@ Result<std::string> probe_json(const std::string& path, const std::string& kerne
   j["model_path"] = path;
   j["static_verdict"] = verdict_name(check.verdict);
   j["static_score"] = check.score.total;
-  if (use_cache) {
-    ResultCache cache(cache_dir);
-    // As the CLI: a cache that cannot be written costs the reuse, not the measurement.
-    (void)cache.store(probe_cache_key(check.fingerprint, profile), probe_to_json(r));
-  }
+  // As the CLI: the measurement goes into the compatibility database, where the load-time
+  // decision finds it; a database that cannot be written costs the reuse, not the measurement.
+  if (use_cache && !db_path.empty())
+    (void)record_locally(db_path, local_record(check, &r, identity_from_path(path)));
   return j.dump(2) + "\n";
 }
 
 std::string probe(const std::string& path, const std::string& kernels,
                   const std::vector<std::vector<int32_t>>& sequences, int64_t tokens,
-                  int64_t greedy_tokens, bool use_cache, const std::string& cache_dir) {
+                  int64_t greedy_tokens, bool use_cache, const std::string& cache_dir,
+                  const std::string& db_path) {
   Result<std::string> r = Error{};
   {
     py::gil_scoped_release nogil;
-    r = probe_json(path, kernels, sequences, tokens, greedy_tokens, use_cache, cache_dir);
+    r = probe_json(path, kernels, sequences, tokens, greedy_tokens, use_cache, cache_dir, db_path);
   }
   return take(std::move(r));
 }
 
 py::dict decide(const std::string& path, const std::string& kernels, bool strict, bool force,
                 bool use_cache, const std::string& cache_dir,
-                const std::optional<std::string>& force_status) {
+                const std::optional<std::string>& force_status, const std::string& db_path) {
   std::optional<Verdict> forced_verdict;
   if (force_status) forced_verdict = take(parse_verdict(*force_status));
   KernelRequest req;
@@ -132,9 +132,9 @@ py::dict decide(const std::string& path, const std::string& kernels, bool strict
   req.kernels = kernels;
   req.strict = strict;
   req.force = force;
-  req.read_env = false;  // the Python layer reads FUSECHECK_FORCE_FUSED
   req.use_cache = use_cache;
   req.cache_dir = cache_dir;
+  req.db_path = db_path;
   Result<DirDecision> r = Error{};
   {
     py::gil_scoped_release nogil;
@@ -200,7 +200,9 @@ PYBIND11_MODULE(_native, m) {
   m.def("check", &check, py::arg("path"), py::arg("kernels"), py::arg("thresholds"),
         py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"));
   m.def("probe", &probe, py::arg("path"), py::arg("kernels"), py::arg("sequences"),
-        py::arg("tokens"), py::arg("greedy_tokens"), py::arg("use_cache"), py::arg("cache_dir"));
+        py::arg("tokens"), py::arg("greedy_tokens"), py::arg("use_cache"), py::arg("cache_dir"),
+        py::arg("db_path"));
   m.def("decide", &decide, py::arg("path"), py::arg("kernels"), py::arg("strict"), py::arg("force"),
-        py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"));
+        py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"),
+        py::arg("db_path"));
 }

@@ -109,7 +109,7 @@ std::string records_json(const std::string& path, const std::vector<DbRecord>& r
 Result<std::string> query_for(const std::string& model) {
   if (!is_dir(model)) return model;
   CheckOptions co;
-  co.read_env = false;
+
   FC_ASSIGN(r, check_model(model, co));
   return r.fingerprint;
 }
@@ -118,7 +118,7 @@ int run_add(const DbArgs& a) {
   const std::string path = resolve_db_path(a.db);
   CheckOptions co;
   co.kernels = a.kernels.empty() ? "fused" : a.kernels;
-  co.read_env = false;
+
   auto check = check_model(a.model, co);
   if (!check) return fail(check.error().message);
   ModelIdentity id = identity_from_path(a.model);

@@ -37,7 +37,7 @@ std::string rescore(const std::string& dir, const std::string& kernels) {
   CheckOptions co;
   co.kernels = kernels;
   co.use_cache = false;
-  co.read_env = false;
+
   auto r = check_model(dir, co);
   if (!r.ok()) return "not checked: " + r.error().message;
   return fmt::format("{} (score {:.2f})", verdict_name(r->verdict), r->score.total);

@@ -12,15 +12,6 @@ namespace fusecheck {
 namespace {
 
 // The cached probe measurement for this checkpoint and profile, if any: it outranks the screen.
-std::optional<Verdict> measured_verdict(const KernelRequest& req, const std::string& fingerprint,
-                                        const NumericsProfile& profile) {
-  if (!req.use_cache) return std::nullopt;
-  ResultCache cache(req.cache_dir);
-  if (auto v = cache.load(probe_cache_key(fingerprint, profile)))
-    if (auto probe = probe_from_json(*v)) return probe->verdict;
-  return std::nullopt;
-}
-
 void explain(DirDecision& out, const KernelRequest& req, const std::string& dir, Verdict v) {
   KernelDecision& d = out.decision;
   if (out.source == "forced") {
@@ -57,8 +48,7 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
   KernelDecision& d = out.decision;
   FC_ASSIGN(registry, NumericsRegistry::load(""));
   FC_ASSIGN(profile, registry.find(req.kernels));
-  const char* env = req.read_env ? std::getenv(kForceFusedEnv) : nullptr;
-  const bool force = req.force || (env && std::string(env) == "1");
+  const bool force = req.force;  // the caller reads kForceFusedEnv (library code reads no environment)
   auto finish = [&]() {
     d.check_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -68,8 +58,7 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
   co.kernels = req.kernels;
   co.use_cache = req.use_cache;
   co.cache_dir = req.cache_dir;
-  co.read_env = req.read_env;
-  co.force_verdict = force_verdict;
+  co.force_verdict = force_verdict ? force_verdict : req.force_verdict;
   auto check = check_model(dir, co);
   if (!check.ok()) {
     out.check_error = check.error().message;
@@ -86,19 +75,8 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
   }
   const int64_t layers = check->config.num_layers;
   d.plan = KernelPlan::standard(layers);
-  d.static_verdict = check->verdict;
-  Verdict v = check->verdict;
-  d.basis = "static check";
-  out.source = "static";
-  if ((d.measured_verdict = measured_verdict(req, check->fingerprint, profile))) {
-    d.basis =
-        *d.measured_verdict != v
-            ? fmt::format("cached probe measurement ({}), which outranks the static check ({})",
-                          verdict_name(*d.measured_verdict), verdict_name(v))
-            : "static check, confirmed by a cached probe measurement";
-    v = *d.measured_verdict;
-    out.source = "probe";
-  }
+  const Verdict v = apply_measurement(d, req, *check, profile);
+  out.source = d.source;
   out.verdict = v;
   if (force) {
     out.source = "forced";

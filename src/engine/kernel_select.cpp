@@ -59,8 +59,8 @@ std::optional<Measured> stored_measurement(const std::string& db_path,
                                : "measurement in the database, " + r.source};
 }
 
-// The static verdict, or the database's measurement when there is one (it outranks the screen):
-// sets the decision's verdicts, source, basis and any note; returns the verdict to act on.
+}  // namespace
+
 Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
                           const NumericsProfile& profile) {
   d.static_verdict = check.verdict;
@@ -79,8 +79,6 @@ Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const Che
     d.basis = "static check, confirmed by the " + stored->what;
   return stored->verdict;
 }
-
-}  // namespace
 
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) {
   const auto t0 = std::chrono::steady_clock::now();

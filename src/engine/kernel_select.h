@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "check/check.h"
 #include "check/score.h"
 #include "kernels/kernel_plan.h"
 #include "model/model.h"
@@ -48,6 +49,13 @@ struct KernelDecision {
   std::string message;  // lines for stderr ("" when there is nothing to say)
   double check_ms = 0;  // time the decision added to loading
 };
+
+// The static verdict, or the database's measurement when there is one (it outranks the screen):
+// sets d's static and measured verdicts, source, basis and any note; returns the verdict to act on.
+// The one lookup of a stored measurement for the load-time decision (decide_kernels and
+// decide_kernels_for_dir).
+Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
+                          const NumericsProfile& profile);
 
 // Errors: an unknown profile; under strict, an INCOMPATIBLE model or one the checker cannot read.
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req);

@@ -20,4 +20,12 @@ KernelPlan KernelPlan::from_profile(const NumericsProfile& prof, int64_t n_layer
   return p;
 }
 
+bool KernelPlan::any_fused() const {
+  if (kv_format != KvFormat::kSame || fp16_accumulation) return true;
+  for (const auto& l : layers)
+    for (bool f : l.fused)
+      if (f) return true;
+  return false;
+}
+
 }  // namespace fusecheck

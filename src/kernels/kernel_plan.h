@@ -29,6 +29,9 @@ struct KernelPlan {
   // The unfused path: the oracle every fused kernel is compared with.
   static KernelPlan standard(int64_t n_layers);
   static KernelPlan from_profile(const NumericsProfile& p, int64_t n_layers);
+  // Whether anything differs from the standard path (a fused group, a lossy KV format or the fp16
+  // accumulator): `--kernels standard` fuses nothing, and the CLI says so.
+  bool any_fused() const;
   bool fuses(int64_t layer, FusedGroup g) const {
     return layer >= 0 && layer < static_cast<int64_t>(layers.size()) &&
            layers[static_cast<size_t>(layer)].on(g);

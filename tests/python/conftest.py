@@ -45,6 +45,13 @@ def run_cli(*args, env=None):
     return subprocess.run([cli_path(), *args], capture_output=True, text=True, env=e, timeout=300)
 
 
+@pytest.fixture(autouse=True)
+def private_database(tmp_path, monkeypatch):
+    """Each test gets its own compatibility database (the CLI and the package both resolve it from
+    XDG_DATA_HOME), so no test reads another's measurements or the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
 @pytest.fixture
 def cache_dir(tmp_path):
     return str(tmp_path / "xdg" / "fusecheck")  # XDG_CACHE_HOME=tmp_path/xdg for the CLI
