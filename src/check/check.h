@@ -17,7 +17,7 @@ namespace fusecheck {
 constexpr const char* kCheckerVersion = FUSECHECK_VERSION;
 // Bumped whenever the analysis or scoring changes results, so cached results from an older build of
 // the same version are never served.
-constexpr int kAnalysisRevision = 2;
+constexpr int kAnalysisRevision = 3;  // 3: k_proj key rows, per-profile rules of issue 15
 // Environment variable that forces the verdict, for testing engines' fallback paths:
 // FUSECHECK_FORCE_STATUS=COMPATIBLE|WARNING|INCOMPATIBLE.
 constexpr const char* kForceStatusEnv = "FUSECHECK_FORCE_STATUS";
