@@ -175,6 +175,16 @@ void apply_profile_rules(const Analysis& a, const NumericsProfile& kernels, bool
     s.findings.push_back({v == Verdict::kIncompatible ? "error" : "warning", layer,
                           std::move(message) + " (docs/VALIDATION.md)"});
   };
+  // The cap applies to the score's verdict; the profile's fitted rules below may still raise it.
+  if (int(s.verdict) > rules.worst) {
+    s.verdict = Verdict(rules.worst);
+    s.findings.push_back(
+        {"note", a.worst_layer,
+         fmt::format(
+             "Profile \"{}\": the score alone was not a measured predictor (docs/VALIDATION.md), "
+             "so it gives at most {}; the profile's fitted rules decide",
+             kernels.name, verdict_name(s.verdict))});
+  }
   if (over(a.amplification, rules.incompatible_above_amplification))
     finding(Verdict::kIncompatible, a.worst_layer,
             fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, above which "
@@ -223,14 +233,6 @@ void apply_profile_rules(const Analysis& a, const NumericsProfile& kernels, bool
                         "key-channel outliers, which profile \"{}\" is sensitive to; measure with "
                         "fusecheck probe",
                         a.k_proj.note.empty() ? "no reason given" : a.k_proj.note, kernels.name));
-  if (int(s.verdict) > rules.worst) {
-    s.verdict = Verdict(rules.worst);
-    s.findings.push_back(
-        {"note", a.worst_layer,
-         fmt::format("Profile \"{}\" was never measured incompatible, even at gains that make "
-                     "the score this low (docs/VALIDATION.md): capped at {}",
-                     kernels.name, verdict_name(s.verdict))});
-  }
 }
 
 // What to do, in words, for the verdict.
