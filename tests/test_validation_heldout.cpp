@@ -131,8 +131,9 @@ TEST(ValidationHeldOut, NoFalseNegativesAndFewFalseAlarms) {
   for (const auto& [profile, n] : by_profile) {
     if (profile == "generic") continue;  // the original max-gain screen, conservative by design
     EXPECT_LE(n.hard_fp, 0.05 * n.compatible) << profile << ": hard false positives";
-    if (profile == "fused" || profile == "fused-fp16acc" || profile == "fused-fp16kv")
+    if (profile == "fused" || profile == "fused-fp16acc" || profile == "fused-fp16kv") {
       EXPECT_LE(n.soft_fp, 0.20 * n.compatible) << profile << ": soft false positives";
+    }
   }
 }
 
