@@ -213,7 +213,9 @@ TEST(CheckWithProbe, ShowsPredictionAndMeasurementAndExitsWithTheMeasurement) {
   auto r = testing::run_cli("check " + m + " --kernels fused-int8kv --probe --format json", env);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["verdict"], "INCOMPATIBLE");
+  // The static screen warns (a 4-layer model: its depth-accumulated key-cache loss, 19.6, is
+  // under the INCOMPATIBLE rule, docs/VALIDATION.md); the measurement decides the exit code.
+  EXPECT_EQ(j["verdict"], "WARNING");
   EXPECT_EQ(j["probe"]["verdict"], "INCOMPATIBLE");
   EXPECT_EQ(j["probe"]["kernels"], "fused-int8kv");
   EXPECT_FALSE(j["probe"]["from_cache"].get<bool>());

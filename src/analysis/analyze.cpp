@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <span>
 
 namespace fusecheck {
 
@@ -41,12 +42,35 @@ LayerReport layer_noise(const ModelConfig& c, QkNormScope scope, int64_t layer, 
   return r;
 }
 
+// The noise of a layer without q/k norms with k_proj's key magnitudes: unit q gains (nothing
+// to read for q cheaply), each kv head's own key gains; the worst kv head counts.
+LogitNoise key_rows_noise(const ModelConfig& c, const KeyRows& rows,
+                          const NumericsProfile& kernels) {
+  const size_t d = size_t(c.head_dim);
+  const std::vector<float> unit(d, 1.0f);
+  LogitNoise worst;
+  for (int64_t h = 0; h < c.num_kv_heads; ++h) {
+    std::span<const float> gk(rows.rms.data() + size_t(h) * d, d);
+    LogitNoise n = logit_noise(unit, gk, kernels);
+    if (h == 0 || n.key_cache_loss > worst.key_cache_loss || std::isnan(n.key_cache_loss))
+      worst = n;
+  }
+  return worst;
+}
+
 }  // namespace
 
 Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
                        const std::vector<NormGains>& norms, const NumericsProfile& kernels,
-                       double extreme_threshold) {
+                       double extreme_threshold, const std::vector<KeyRows>& key_rows,
+                       const KProjRead& k_proj) {
   Analysis a;
+  a.k_proj = k_proj;
+  std::vector<const KeyRows*> rows_of(size_t(config.num_layers));
+  for (const auto& r : key_rows)
+    if (r.layer >= 0 && r.layer < config.num_layers &&
+        r.rms.size() == size_t(config.num_kv_heads * config.head_dim))
+      rows_of[size_t(r.layer)] = &r;
   a.num_layers = config.num_layers;
   a.head_dim = config.head_dim;
   std::vector<const NormGains*> q_of(size_t(config.num_layers)), k_of(size_t(config.num_layers));
@@ -63,10 +87,31 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
   for (const auto& r : a.norms)
     if (r.layer >= 0) by_role[r.role].push_back(&r);
 
-  double sum_sq = 0;
+  double sum_sq = 0, key_sq = 0, round_sq = 0;
+  int64_t known = 0;
+  const bool any_rows = std::any_of(rows_of.begin(), rows_of.end(), [](auto* r) { return r; });
   for (int64_t l = 0; l < config.num_layers; ++l) {
     a.layers.push_back(layer_noise(config, qk_scope, l, q_of[size_t(l)], k_of[size_t(l)], kernels));
-    const double amp = a.layers.back().noise.amplification;
+    LayerReport& lr = a.layers.back();
+    lr.key_noise = lr.noise;
+    if (!lr.has_qk_norm && rows_of[size_t(l)]) {
+      lr.key_noise = key_rows_noise(config, *rows_of[size_t(l)], kernels);
+      lr.keys_from_k_proj = true;
+    }
+    a.rounding_amplification =
+        std::max(a.rounding_amplification, lr.key_noise.rounding_amplification);
+    a.cache_amplification = std::max(a.cache_amplification, lr.key_noise.cache_amplification);
+    if (l == 0 || lr.key_noise.key_cache_loss > a.key_cache_loss ||
+        std::isnan(lr.key_noise.key_cache_loss)) {
+      a.key_cache_loss = lr.key_noise.key_cache_loss;
+      a.key_loss_layer = l;
+    }
+    if (!any_rows || lr.keys_from_k_proj || lr.has_qk_norm) {
+      key_sq += lr.key_noise.key_cache_loss * lr.key_noise.key_cache_loss;
+      round_sq += lr.key_noise.rounding_amplification * lr.key_noise.rounding_amplification;
+      ++known;
+    }
+    const double amp = lr.noise.amplification;
     sum_sq += amp * amp;
     if (l == 0 || amp > a.amplification || std::isnan(amp)) {
       a.amplification = amp;
@@ -74,6 +119,9 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
     }
   }
   a.cumulative_amplification = std::sqrt(sum_sq / double(std::max<int64_t>(1, config.num_layers)));
+  const double depth = double(config.num_layers) / double(std::max<int64_t>(1, known));
+  a.depth_key_loss = std::sqrt(key_sq * depth);
+  a.depth_rounding_amplification = std::sqrt(round_sq * depth);
 
   for (const auto& [role, reports] : by_role) {
     RoleSummary s;

@@ -24,6 +24,24 @@ struct NormGains {
   std::vector<float> gains;  // effective gains (convention applied); [size per NormSpec]
 };
 
+// Key-channel magnitudes of one layer read from k_proj's rows, for models without q/k norms
+// (src/check/key_rows.h reads them): the RMS of each key channel, sqrt(sum_j (W[c,j] g_in[j])^2)
+// over the hidden inputs j (input_layernorm gains g_in), divided by its kv head's RMS so a head
+// has unit RMS as after a per-head norm. [num_kv_heads * head_dim]
+struct KeyRows {
+  int64_t layer = 0;
+  std::vector<float> rms;
+};
+
+// What the check read of k_proj, said in the report.
+struct KProjRead {
+  std::string tensor;       // name template, "" when the architecture has no k_proj to read
+  int64_t layers_read = 0;  // layers whose k_proj rows were read (evenly spaced within budget)
+  int64_t layers = 0;       // layers in the model
+  uint64_t bytes_read = 0;  // k_proj bytes read
+  std::string note;         // why nothing (or not every layer) was read
+};
+
 struct NormReport {
   std::string role;
   std::string tensor;
@@ -37,6 +55,10 @@ struct LayerReport {
   bool has_qk_norm = false;  // false: unit q/k gains assumed (no per-head norm to amplify logits)
   int64_t worst_head = 0;  // head with the largest noise (differs only for whole-projection norms)
   LogitNoise noise;
+  // The noise with key gains from k_proj's rows (unit q gains), where they were read; otherwise a
+  // copy of `noise`. Read by the profile rules (key_cache_loss), not by the score.
+  bool keys_from_k_proj = false;
+  LogitNoise key_noise;
 };
 
 // Summary of one role's layer maxima across layers: the layer-wise distribution.
@@ -60,10 +82,26 @@ struct Analysis {
   // Independent per-layer logit errors add in variance along the residual stream:
   // sqrt(mean_l a_l^2), the RMS of per-layer amplifications.
   double cumulative_amplification = 0;
+  // Maxima over layers of the separate terms (LogitNoise), from key_noise (k_proj rows where read).
+  double rounding_amplification = 0;
+  double cache_amplification = 0;
+  double key_cache_loss = 0;
+  int64_t key_loss_layer = 0;
+  // Accumulated over depth: each layer's cache error perturbs the residual stream independently,
+  // so their variances add: sqrt(L * mean_l key_cache_loss_l^2), the mean taken over the layers
+  // whose keys are known (k_proj rows read; all layers otherwise). The measured KL a lossy cache
+  // adds grows with depth at the same gains (docs/VALIDATION.md), which the per-layer maximum
+  // cannot show. The same for the bf16 rounding term.
+  double depth_key_loss = 0;
+  double depth_rounding_amplification = 0;
+  KProjRead k_proj;
 };
 
+// key_rows: per-layer k_proj key magnitudes (may be empty or cover some layers only); used only
+// for layers without q/k norms. k_proj: what was read, copied into the result.
 Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
                        const std::vector<NormGains>& norms, const NumericsProfile& kernels,
-                       double extreme_threshold);
+                       double extreme_threshold, const std::vector<KeyRows>& key_rows = {},
+                       const KProjRead& k_proj = {});
 
 }  // namespace fusecheck

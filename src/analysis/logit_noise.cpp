@@ -70,7 +70,8 @@ LogitNoise logit_noise(std::span<const float> g_q, std::span<const float> g_k,
   // relative error). tests/test_logit_noise.cpp checks this by simulation.
   // (1) Fusion moves the rounding of q and of k: 2 * u^2 * kRelVar * S_pair.
   const double ua = kernels.activation_unit_roundoff;
-  double var = 2.0 * (ua * ua * kRelVar) * s_pair;
+  const double var1 = 2.0 * (ua * ua * kRelVar) * s_pair;
+  double var2 = 0;
   // (2) Keys stored in a lossy cache. Cached values change the attention output, not the logits,
   // so only keys enter here.
   const double c = kPeakFactor;
@@ -93,20 +94,21 @@ LogitNoise logit_noise(std::span<const float> g_q, std::span<const float> g_k,
           const double step = c * std::sqrt(peak) / 127.0;
           sum += qp * (step > 0 ? gaussian_quant_mse(std::sqrt(kp), step, 127) : 0.0);
         }
-        var += sum * 2.0 / double(d);
+        var2 = sum * 2.0 / double(d);
       }
       break;
     case KvFormat::kFp8E4M3: {
       // 3 mantissa bits: relative unit roundoff 2^-4 for normal values.
       const double u8 = 1.0 / 16.0;
-      var += (u8 * u8 * kRelVar) * s_pair;
+      var2 = (u8 * u8 * kRelVar) * s_pair;
       break;
     }
   }
   // (3) A narrow accumulator rounds every partial sum of q.k; partial sums grow like a random walk,
   // sum_m E[s_m^2] ~ (d^2 / 2) S_pair, and the 1/sqrt(d) scale divides the variance by d.
   const double uacc = kernels.accumulation_unit_roundoff;
-  var += (uacc * uacc * kRelVar) * (double(d) / 2.0) * s_pair;
+  const double var3 = (uacc * uacc * kRelVar) * (double(d) / 2.0) * s_pair;
+  const double var = var1 + var2 + var3;
 
   const bool fp16_cache = kernels.kv_format == KvFormat::kFp16;
   const bool fp16_accum = uacc > 0;
@@ -116,6 +118,10 @@ LogitNoise logit_noise(std::span<const float> g_q, std::span<const float> g_k,
   const double var_ref = 2.0 * (kBf16UnitRoundoff * kBf16UnitRoundoff * kRelVar);
   out.sigma = std::sqrt(var);
   out.amplification = std::sqrt(var / var_ref);
+  out.rounding_amplification = std::sqrt(var1 / var_ref);
+  out.cache_amplification = std::sqrt(var2 / var_ref);
+  out.accumulation_amplification = std::sqrt(var3 / var_ref);
+  out.key_cache_loss = s_pair > 0 ? std::sqrt(var2 / (var_ref * s_pair)) : 0.0;
   return out;
 }
 

@@ -21,6 +21,15 @@ struct LogitNoise {
   double max_key_estimate = 0;   // c_peak * max_p sqrt(2 Kp): the largest |k| the cache must hold
   double max_logit_sum_estimate = 0;  // c_peak^2 * sum_i |g_q[i] g_k[i]|: worst-case partial sum
   bool fp16_overflow_risk = false;    // an fp16 KV cache or accumulator could overflow (> 65504)
+  // The three terms separately, each as an amplification (sqrt(var_term / var_ref)):
+  double rounding_amplification = 0;      // (1) the moved bf16 rounding of q and k
+  double cache_amplification = 0;         // (2) the lossy KV cache's key error
+  double accumulation_amplification = 0;  // (3) a narrow accumulator
+  // What the cache loses relative to the keys it stores: sqrt(var_2 / (var_ref * S_pair)), i.e.
+  // term (2) divided by the logit signal. Constant (the cache's floor) for per-channel int8 and
+  // fp8, whatever the gains; it grows for per-tensor int8 when some key outgrows the others. q
+  // gains only weight it (no KV cache stores q). 0 for caches that lose nothing.
+  double key_cache_loss = 0;
 };
 
 // Peak-to-RMS factor of normalized activations assumed for quantization scales and overflow.

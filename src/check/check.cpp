@@ -5,6 +5,7 @@
 #include "arch/arch_profile.h"
 #include "check/cache.h"
 #include "check/result_json.h"
+#include "check/key_rows.h"
 #include "io/checkpoint.h"
 #include "util/atomic_file.h"
 #include "util/hash.h"
@@ -155,6 +156,9 @@ Result<CheckResult> check_checkpoint(const Checkpoint& ck, const CheckOptions& o
     norms.push_back(std::move(g));
   }
 
+  // Models without q/k norms: key magnitudes from k_proj's rows, within a byte budget.
+  FC_ASSIGN(key_rows, read_key_rows(ck, cfg, *arch, prefix, norms, fp));
+
   CheckResult r;
   r.model_path = model_dir;
   r.fingerprint = fp.hex();
@@ -183,8 +187,8 @@ Result<CheckResult> check_checkpoint(const Checkpoint& ck, const CheckOptions& o
     r.config = cfg;
     r.kernels = kernels;
     r.thresholds = thresholds;
-    r.analysis =
-        analyze_gains(cfg, arch->qk_scope, norms, kernels, thresholds.extreme_weight_threshold);
+    r.analysis = analyze_gains(cfg, arch->qk_scope, norms, kernels,
+                               thresholds.extreme_weight_threshold, key_rows.rows, key_rows.info);
     r.score = score_analysis(r.analysis, thresholds, kernels);
     r.verdict = r.score.verdict;
     if (cache) {

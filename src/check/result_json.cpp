@@ -64,7 +64,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelConfig, model_type, architecture, hidden
                                    attention_bias, rope, num_experts, num_experts_per_tok,
                                    moe_intermediate_size, torch_dtype)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StaticRules, incompatible_above_amplification,
-                                   warning_above_amplification, best_without_qk_norm, worst)
+                                   warning_above_amplification, incompatible_above_key_loss,
+                                   warning_above_key_loss, incompatible_above_depth_key_loss,
+                                   warning_above_depth_key_loss, warning_above_rounding,
+                                   best_without_qk_norm, worst)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NumericsProfile, name, description, activation_unit_roundoff,
                                    kv_format, kv_scale, accumulation_unit_roundoff, fusion,
                                    static_rules)
@@ -78,12 +81,19 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(GainStats, n, max_abs, median_abs, ratio, mea
                                    n_inf, n_negative, n_subnormal, argmax)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NormReport, role, tensor, kind, layer, stats)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LogitNoise, amplification, sigma, pair_gain_product,
-                                   max_key_estimate, max_logit_sum_estimate, fp16_overflow_risk)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LayerReport, layer, has_qk_norm, worst_head, noise)
+                                   max_key_estimate, max_logit_sum_estimate, fp16_overflow_risk,
+                                   rounding_amplification, cache_amplification,
+                                   accumulation_amplification, key_cache_loss)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LayerReport, layer, has_qk_norm, worst_head, noise,
+                                   keys_from_k_proj, key_noise)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(KProjRead, tensor, layers_read, layers, bytes_read, note)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RoleSummary, role, layers, max_of_max, max_layer, median_of_max,
                                    layers_above_extreme)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Analysis, num_layers, head_dim, norms, layers, roles,
-                                   amplification, worst_layer, cumulative_amplification)
+                                   amplification, worst_layer, cumulative_amplification,
+                                   rounding_amplification, cache_amplification, key_cache_loss,
+                                   key_loss_layer, depth_key_loss, depth_rounding_amplification,
+                                   k_proj)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScoreComponent, name, metric, threshold, score, weight)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Finding, severity, layer, message)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Score, total, verdict, components, issues, findings,

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace fusecheck {
@@ -43,14 +44,19 @@ bool scored(NormKind k) {
 std::string where(int64_t layer) {
   return layer >= 0 ? fmt::format("Layer {}", layer) : std::string("Model");
 }
-}  // namespace
 
-Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfile& kernels) {
-  Score s;
-  // Component metrics over the scored (q/k) norms.
+// What the scored (q/k) norms add up to, for the components.
+struct NormSummary {
   double worst_ratio = 0, worst_cv = 0;
-  std::vector<bool> extreme_layer(size_t(a.num_layers), false);
+  int64_t extreme_layers = 0;
   bool any_scored = false;
+};
+
+// Hard findings of every norm (NaN/Inf, negative and zero-median gains), notes on block norms, and
+// the maxima of the scored norms.
+NormSummary summarize_norms(const Analysis& a, const Thresholds& t, Score& s) {
+  NormSummary out;
+  std::vector<bool> extreme_layer(size_t(a.num_layers), false);
   for (const auto& n : a.norms) {
     const GainStats& g = n.stats;
     // Hard findings apply to every norm: a NaN gain poisons every activation after it.
@@ -77,30 +83,37 @@ Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfi
                                           where(n.layer), n.role, g.max_abs, g.ratio)});
       continue;
     }
-    any_scored = true;
-    worst_ratio = std::max(worst_ratio, g.ratio);
-    worst_cv = std::max(worst_cv, g.cv);
+    out.any_scored = true;
+    out.worst_ratio = std::max(out.worst_ratio, g.ratio);
+    out.worst_cv = std::max(out.worst_cv, g.cv);
     if (n.layer >= 0 && n.layer < a.num_layers && g.count_above_extreme > 0)
       extreme_layer[size_t(n.layer)] = true;
   }
-  int64_t n_extreme = 0;
-  for (bool e : extreme_layer) n_extreme += e;
+  for (bool e : extreme_layer) out.extreme_layers += e;
+  return out;
+}
 
+// The four weighted components and their total (the original max-gain screen).
+void score_components(const Analysis& a, const Thresholds& t, const NormSummary& n, Score& s) {
   const ScoreWeights& w = t.weights;
   s.components = {
-      {"weight_ratio", worst_ratio, t.max_safe_weight_ratio,
-       component_score(worst_ratio, t.max_safe_weight_ratio), w.weight_ratio},
+      {"weight_ratio", n.worst_ratio, t.max_safe_weight_ratio,
+       component_score(n.worst_ratio, t.max_safe_weight_ratio), w.weight_ratio},
       {"amplification", a.amplification, t.max_safe_amplification,
        component_score(a.amplification, t.max_safe_amplification), w.amplification},
-      {"extreme_layers", double(n_extreme), 0,
-       1.0 - double(n_extreme) / double(std::max<int64_t>(1, a.num_layers)), w.extreme_layers},
-      {"variance", worst_cv, t.max_safe_gain_cv, component_score(worst_cv, t.max_safe_gain_cv),
+      {"extreme_layers", double(n.extreme_layers), 0,
+       1.0 - double(n.extreme_layers) / double(std::max<int64_t>(1, a.num_layers)),
+       w.extreme_layers},
+      {"variance", n.worst_cv, t.max_safe_gain_cv, component_score(n.worst_cv, t.max_safe_gain_cv),
        w.variance},
   };
   s.total = 0;
   for (const auto& c : s.components) s.total += c.weight * c.score;
+}
 
-  // One issue line per layer with a scored norm or its logit noise over a threshold.
+// One issue line per layer with a scored norm or its logit noise over a threshold; fp16 overflow
+// risks become errors.
+void layer_issues(const Analysis& a, const Thresholds& t, Score& s) {
   for (int64_t l = 0; l < a.num_layers; ++l) {
     std::vector<std::string> parts;
     for (const auto& n : a.norms) {
@@ -130,7 +143,10 @@ Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfi
       s.issues.push_back(line);
     }
   }
+}
 
+// The score's verdict, raised by the findings. Returns whether an error finding was raised.
+bool verdict_from_findings(const Thresholds& t, Score& s) {
   s.verdict = verdict_for_score(s.total, t);
   bool has_error = false, has_warning = false;
   for (const auto& f : s.findings) {
@@ -141,59 +157,95 @@ Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfi
     s.verdict = Verdict::kIncompatible;
   else if (has_warning && s.verdict == Verdict::kCompatible)
     s.verdict = Verdict::kWarning;
+  return has_error;
+}
 
-  // The profile's measured rules (data/kernels.json static_rules, fitted in docs/VALIDATION.md).
+// A figure over a rule's limit (NaN counts as over: a NaN figure cannot clear anything).
+bool over(double figure, double limit) {
+  return limit > 0 && (figure > limit || std::isnan(figure));
+}
+
+// The profile's measured rules (data/kernels.json static_rules, fitted in docs/VALIDATION.md).
+void apply_profile_rules(const Analysis& a, const NumericsProfile& kernels, bool any_scored,
+                         Score& s) {
   const StaticRules& rules = kernels.static_rules;
   const auto at_least = [&](Verdict v) { s.verdict = std::max(s.verdict, v); };
-  if (!has_error) {
-    if (rules.incompatible_above_amplification > 0 &&
-        a.amplification > rules.incompatible_above_amplification) {
-      at_least(Verdict::kIncompatible);
-      s.findings.push_back(
-          {"error", a.worst_layer,
-           fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, above which "
-                       "profile \"{}\" was measured to break models (docs/VALIDATION.md)",
-                       a.amplification, rules.incompatible_above_amplification, kernels.name)});
-    } else if (rules.warning_above_amplification > 0 &&
-               a.amplification > rules.warning_above_amplification) {
-      at_least(Verdict::kWarning);
-      s.findings.push_back(
-          {"warning", a.worst_layer,
-           fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, where profile "
-                       "\"{}\" starts to be measured incompatible (docs/VALIDATION.md)",
-                       a.amplification, rules.warning_above_amplification, kernels.name)});
-    }
-    if (!any_scored && rules.best_without_qk_norm > 0) {
-      at_least(Verdict(rules.best_without_qk_norm));
-      s.findings.push_back(
-          {"warning", -1,
-           fmt::format("Without q/k norms the check cannot see key-channel outliers, which profile "
-                       "\"{}\" is sensitive to; measure with fusecheck probe",
-                       kernels.name)});
-    }
-    if (int(s.verdict) > rules.worst) {
-      s.verdict = Verdict(rules.worst);
-      s.findings.push_back(
-          {"note", a.worst_layer,
-           fmt::format("Profile \"{}\" was never measured incompatible, even at gains that make "
-                       "the score this low (docs/VALIDATION.md): capped at {}",
-                       kernels.name, verdict_name(s.verdict))});
-    }
+  const auto finding = [&](Verdict v, int64_t layer, std::string message) {
+    at_least(v);
+    s.findings.push_back({v == Verdict::kIncompatible ? "error" : "warning", layer,
+                          std::move(message) + " (docs/VALIDATION.md)"});
+  };
+  // The cap applies to the score's verdict; the profile's fitted rules below may still raise it.
+  if (int(s.verdict) > rules.worst) {
+    s.verdict = Verdict(rules.worst);
+    s.findings.push_back(
+        {"note", a.worst_layer,
+         fmt::format(
+             "Profile \"{}\": the score alone was not a measured predictor (docs/VALIDATION.md), "
+             "so it gives at most {}; the profile's fitted rules decide",
+             kernels.name, verdict_name(s.verdict))});
   }
+  if (over(a.amplification, rules.incompatible_above_amplification))
+    finding(Verdict::kIncompatible, a.worst_layer,
+            fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, above which "
+                        "profile \"{}\" was measured to break models",
+                        a.amplification, rules.incompatible_above_amplification, kernels.name));
+  else if (over(a.amplification, rules.warning_above_amplification))
+    finding(Verdict::kWarning, a.worst_layer,
+            fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, where profile "
+                        "\"{}\" starts to be measured incompatible",
+                        a.amplification, rules.warning_above_amplification, kernels.name));
+  const char* keys_from = a.layers.empty() || !a.layers[size_t(a.key_loss_layer)].keys_from_k_proj
+                              ? "q/k norm gains"
+                              : "k_proj rows";
+  if (over(a.key_cache_loss, rules.incompatible_above_key_loss))
+    finding(
+        Verdict::kIncompatible, a.key_loss_layer,
+        fmt::format("Key-cache loss {:.1f}x (from {}) exceeds {:g}, above which profile "
+                    "\"{}\" was measured to break models",
+                    a.key_cache_loss, keys_from, rules.incompatible_above_key_loss, kernels.name));
+  else if (over(a.key_cache_loss, rules.warning_above_key_loss))
+    finding(Verdict::kWarning, a.key_loss_layer,
+            fmt::format("Key-cache loss {:.1f}x (from {}) exceeds {:g}, where profile \"{}\" "
+                        "starts to be measured incompatible",
+                        a.key_cache_loss, keys_from, rules.warning_above_key_loss, kernels.name));
+  if (over(a.depth_key_loss, rules.incompatible_above_depth_key_loss))
+    finding(Verdict::kIncompatible, a.key_loss_layer,
+            fmt::format("Key-cache loss accumulated over {} layers {:.1f} (from {}) exceeds {:g}, "
+                        "above which profile \"{}\" was measured to break models",
+                        a.num_layers, a.depth_key_loss, keys_from,
+                        rules.incompatible_above_depth_key_loss, kernels.name));
+  else if (over(a.depth_key_loss, rules.warning_above_depth_key_loss))
+    finding(Verdict::kWarning, a.key_loss_layer,
+            fmt::format("Key-cache loss accumulated over {} layers {:.1f} (from {}) exceeds {:g}, "
+                        "where profile \"{}\" starts to be measured incompatible",
+                        a.num_layers, a.depth_key_loss, keys_from,
+                        rules.warning_above_depth_key_loss, kernels.name));
+  if (over(a.rounding_amplification, rules.warning_above_rounding))
+    finding(Verdict::kWarning, a.worst_layer,
+            fmt::format("The model's own bf16 rounding noise is {:.1f}x the unit-gain floor (over "
+                        "{:g}): profile \"{}\"'s small additions were measured to exceed the "
+                        "budget on such models",
+                        a.rounding_amplification, rules.warning_above_rounding, kernels.name));
+  if (!any_scored && a.k_proj.layers_read == 0 && rules.best_without_qk_norm > 0)
+    finding(Verdict(rules.best_without_qk_norm), -1,
+            fmt::format("Without q/k norms, and with k_proj not read ({}), the check cannot see "
+                        "key-channel outliers, which profile \"{}\" is sensitive to; measure with "
+                        "fusecheck probe",
+                        a.k_proj.note.empty() ? "no reason given" : a.k_proj.note, kernels.name));
+}
 
-  const bool reference = is_reference_numerics(kernels);
-  if (reference && !has_error) {
-    s.verdict = Verdict::kCompatible;
-    s.recommendations.push_back(fmt::format(
-        "Kernel profile \"{}\" moves no rounding point: it is the reference the check compares "
-        "against, so it is compatible by construction. The statistics are shown for information.",
-        kernels.name));
-    return s;
-  }
+// What to do, in words, for the verdict.
+void add_recommendations(const Analysis& a, const NumericsProfile& kernels, bool any_scored,
+                         Score& s) {
   if (!any_scored)
     s.recommendations.push_back(
-        "This architecture has no per-head q/k norms; the logit-noise estimate assumes unit q/k "
-        "gains.");
+        a.k_proj.layers_read > 0
+            ? fmt::format("This architecture has no per-head q/k norms; key magnitudes were read "
+                          "from k_proj's rows ({} of {} layers, {} bytes), query gains assumed 1.",
+                          a.k_proj.layers_read, a.k_proj.layers, a.k_proj.bytes_read)
+            : std::string("This architecture has no per-head q/k norms; the logit-noise estimate "
+                          "assumes unit q/k gains."));
   switch (s.verdict) {
     case Verdict::kCompatible:
       s.recommendations.push_back(fmt::format(
@@ -211,12 +263,31 @@ Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfi
           "result with fusecheck probe.");
       break;
   }
-  if (kernels.kv_format == KvFormat::kInt8 || kernels.kv_format == KvFormat::kFp8E4M3) {
-    if (s.verdict != Verdict::kCompatible)
-      s.recommendations.push_back(
-          "The lossy KV cache of this kernel profile is a large part of the estimated noise; a "
-          "bf16 or fp16 cache removes it.");
+  if ((kernels.kv_format == KvFormat::kInt8 || kernels.kv_format == KvFormat::kFp8E4M3) &&
+      s.verdict != Verdict::kCompatible)
+    s.recommendations.push_back(
+        "The lossy KV cache of this kernel profile is a large part of the estimated noise; a "
+        "bf16 or fp16 cache removes it.");
+}
+
+}  // namespace
+
+Score score_analysis(const Analysis& a, const Thresholds& t, const NumericsProfile& kernels) {
+  Score s;
+  const NormSummary norms = summarize_norms(a, t, s);
+  score_components(a, t, norms, s);
+  layer_issues(a, t, s);
+  const bool has_error = verdict_from_findings(t, s);
+  if (!has_error) apply_profile_rules(a, kernels, norms.any_scored, s);
+  if (is_reference_numerics(kernels) && !has_error) {
+    s.verdict = Verdict::kCompatible;
+    s.recommendations.push_back(fmt::format(
+        "Kernel profile \"{}\" moves no rounding point: it is the reference the check compares "
+        "against, so it is compatible by construction. The statistics are shown for information.",
+        kernels.name));
+    return s;
   }
+  add_recommendations(a, kernels, norms.any_scored, s);
   return s;
 }
 

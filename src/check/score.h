@@ -1,4 +1,4 @@
-// Scoring (the seed's Task 3): four components in [0, 1], weighted, summed, mapped to a verdict;
+// Scoring: four components in [0, 1], weighted, summed, mapped to a verdict;
 // plus the per-layer issues, hard findings (NaN/Inf/negative gains, overflow) and recommendations.
 //
 // Only attention-logit norms (kind q/k) are scored: their gains multiply q.k directly, so they set

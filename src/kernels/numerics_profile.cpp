@@ -113,9 +113,15 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
     if (auto sr = p.find("static_rules"); sr != p.end()) {
       if (!sr->is_object()) return make_error("{}: \"static_rules\" must be an object", where);
       StaticRules& r = np.static_rules;
-      for (auto& [key, dst] : {std::pair<const char*, double*>{"incompatible_above_amplification",
-                                                               &r.incompatible_above_amplification},
-                               {"warning_above_amplification", &r.warning_above_amplification}}) {
+      for (auto& [key, dst] :
+           {std::pair<const char*, double*>{"incompatible_above_amplification",
+                                            &r.incompatible_above_amplification},
+            {"warning_above_amplification", &r.warning_above_amplification},
+            {"incompatible_above_key_loss", &r.incompatible_above_key_loss},
+            {"warning_above_key_loss", &r.warning_above_key_loss},
+            {"incompatible_above_depth_key_loss", &r.incompatible_above_depth_key_loss},
+            {"warning_above_depth_key_loss", &r.warning_above_depth_key_loss},
+            {"warning_above_rounding", &r.warning_above_rounding}}) {
         auto it = sr->find(key);
         if (it == sr->end()) continue;
         if (!it->is_number() || it->get<double>() < 0)

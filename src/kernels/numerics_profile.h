@@ -24,9 +24,15 @@ std::string_view fused_group_name(FusedGroup g);
 // (docs/VALIDATION.md). 0 / empty = no adjustment. Verdicts are 0 COMPATIBLE, 1 WARNING,
 // 2 INCOMPATIBLE (check/score.h's Verdict).
 struct StaticRules {
-  double incompatible_above_amplification = 0;  // predicted amplification above it: INCOMPATIBLE
-  double warning_above_amplification = 0;       // above it: at least WARNING
-  int best_without_qk_norm = 0;  // the best verdict when the model has no q/k norms to read
+  double incompatible_above_amplification = 0;   // predicted amplification above it: INCOMPATIBLE
+  double warning_above_amplification = 0;        // above it: at least WARNING
+  double incompatible_above_key_loss = 0;        // Analysis::key_cache_loss above it: INCOMPATIBLE
+  double warning_above_key_loss = 0;             // above it: at least WARNING
+  double incompatible_above_depth_key_loss = 0;  // Analysis::depth_key_loss above it
+  double warning_above_depth_key_loss = 0;
+  double warning_above_rounding = 0;  // Analysis::rounding_amplification above it: WARNING
+  // The best verdict when the model has no q/k norms and no k_proj rows were read.
+  int best_without_qk_norm = 0;
   int worst = 2;  // the worst verdict the score alone can give (errors still force 2)
 };
 

@@ -1,0 +1,87 @@
+"""Runs the probe (the measurement) or the static check (the prediction) on every zoo model under
+every profile, appending one CSV row per (model, profile). Resumable: pairs already in the CSV are
+skipped. Standard library only.
+  /usr/bin/python3 scripts/validation/measure.py probe  OUT_DIR [-j N]   -> OUT_DIR/measured.csv
+  /usr/bin/python3 scripts/validation/measure.py static OUT_DIR [-j N]   -> OUT_DIR/static.csv
+  (--bin PATH: another fusecheck binary than OUT_DIR/fusecheck)
+OUT_DIR holds zoo.csv, models/ and the private fusecheck binary (run_study.sh makes them)."""
+import csv, json, os, subprocess, sys, threading
+from concurrent.futures import ThreadPoolExecutor
+
+PROFILES = ["generic", "fused", "fused-fp16acc", "fused-fp16kv", "fused-int8kv",
+            "fused-int8kv-channel", "fused-fp8kv"]
+# Work order: profile by profile, the lossy KV caches first (the rules hinge on them), generic
+# last (it runs the same fused plan as fused).
+ORDER = ["fused", "fused-int8kv", "fused-int8kv-channel", "fused-fp8kv", "fused-fp16kv",
+         "fused-fp16acc", "generic"]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MEASURED = ["model", "profile", "measured_verdict", "std_kl", "fused_kl", "fused_vs_std_kl",
+            "std_top1", "fused_top1", "positions"]
+# The static figures the rules read (check JSON, analysis and score), see docs/ANALYSIS.md.
+STATIC = ["model", "profile", "static_verdict", "static_score", "amplification",
+          "rounding_amplification", "cache_amplification", "key_cache_loss", "depth_key_loss",
+          "depth_rounding_amplification", "num_layers", "has_qk_norm", "k_proj_layers_read"]
+
+
+def model_dir(out, row):
+    if row["source"] == "path":
+        return os.path.join(ROOT, row["path"])
+    return os.path.join(out, "models", row["model"])
+
+
+def probe(binary, d, prof):
+    r = subprocess.run(["nice", "-n", "10", binary, "probe", d, "--kernels", prof, "--no-cache",
+                        "--json", "--tokens", "64", "--greedy-tokens", "0"],
+                       capture_output=True, text=True)
+    if r.returncode not in (0, 2):
+        raise RuntimeError(f"probe {d} {prof}: exit {r.returncode}: {r.stderr.strip()}")
+    j = json.loads(r.stdout)
+    return [j["verdict"], j["standard_vs_fp32"]["kl_mean"], j["fused_vs_fp32"]["kl_mean"],
+            j["fused_vs_standard"]["kl_mean"], j["standard_vs_fp32"]["top1_agreement"],
+            j["fused_vs_fp32"]["top1_agreement"], j["positions"]]
+
+
+def static(binary, d, prof):
+    r = subprocess.run([binary, "check", d, "--kernels", prof, "--no-cache", "--format", "json"],
+                       capture_output=True, text=True)
+    if r.returncode not in (0, 1, 2):
+        raise RuntimeError(f"check {d} {prof}: exit {r.returncode}: {r.stderr.strip()}")
+    j = json.loads(r.stdout)
+    a = j["analysis"]
+    return [j["verdict"], round(j["score"]["total"], 4)] + [
+        round(a[k], 4) for k in ("amplification", "rounding_amplification", "cache_amplification",
+                                 "key_cache_loss", "depth_key_loss", "depth_rounding_amplification")
+    ] + [a["num_layers"], int(any(l["has_qk_norm"] for l in a["layers"])),
+         a["k_proj"]["layers_read"]]
+
+
+def main():
+    mode, out = sys.argv[1], sys.argv[2]
+    jobs = int(sys.argv[sys.argv.index("-j") + 1]) if "-j" in sys.argv else 1
+    binary = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else os.path.join(out, "fusecheck")
+    fields, fn = (MEASURED, probe) if mode == "probe" else (STATIC, static)
+    path = os.path.join(out, "measured.csv" if mode == "probe" else "static.csv")
+    zoo = list(csv.DictReader(open(os.path.join(out, "zoo.csv"))))
+    done = set()
+    if os.path.exists(path):
+        done = {(r["model"], r["profile"]) for r in csv.DictReader(open(path))}
+    else:
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerow(fields)
+    lock = threading.Lock()
+    todo = [(z, p) for p in ORDER for z in zoo if (z["model"], p) not in done]
+
+    def one(item):
+        z, p = item
+        row = [z["model"], p] + fn(binary, model_dir(out, z), p)
+        with lock, open(path, "a", newline="") as f:
+            csv.writer(f).writerow(row)
+
+    with ThreadPoolExecutor(jobs) as ex:
+        for _ in ex.map(one, todo):
+            pass
+    print(f"{path}: {len(todo)} new rows", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
