@@ -18,7 +18,7 @@ namespace fusecheck::cli {
 namespace {
 
 struct ProbeArgs {
-  std::string model_dir, kernels = "fused", prompts, report, cache_dir;
+  std::string model_dir, kernels = "fused", prompts, report, cache_dir, device = "cpu";
   int64_t tokens = 64, greedy_tokens = 32;
   bool json = false, no_cache = false;
   ProbeCriteria criteria;
@@ -41,7 +41,9 @@ int run_probe_command(const ProbeArgs& a) {
   co.read_env = false;
   auto check = check_model(a.model_dir, co);
   if (!check.ok()) return fail(check.error());
-  auto model = Model::load(a.model_dir);
+  LoadOptions load_opt;
+  load_opt.device = a.device;
+  auto model = Model::load(a.model_dir, load_opt);
   if (!model.ok()) return fail(model.error());
   auto inputs = calibration_inputs(*model, a.tokens, a.prompts);
   if (!inputs.ok()) return fail(inputs.error());
@@ -68,7 +70,8 @@ int run_probe_command(const ProbeArgs& a) {
   j["static_score"] = check->score.total;
   if (!a.no_cache) {
     ResultCache cache(a.cache_dir);
-    if (auto st = cache.store(probe_cache_key(check->fingerprint, *profile), probe_to_json(*r));
+    if (auto st = cache.store(probe_cache_key(check->fingerprint, *profile, a.device),
+                                    probe_to_json(*r));
         !st)
       std::fprintf(stderr, "fusecheck probe: note: measurement not cached: %s\n",
                    st.error().message.c_str());
@@ -91,6 +94,8 @@ void register_probe_command(CLI::App& app, int& exit_code) {
       "probe", "Measure a fused kernel profile against the standard path and fp32 on the model");
   cmd->add_option("model", a->model_dir, "Hugging Face checkpoint directory")->required();
   cmd->add_option("--kernels", a->kernels, "kernel profile to measure (default fused)");
+  cmd->add_option("--device", a->device, "where the three paths run: cpu (default) or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--prompts", a->prompts, "calibration prompts, one per line (needs a tokenizer)");
   cmd->add_option("--tokens", a->tokens, "tokens per calibration sequence (default 64)")
       ->check(CLI::Range(2, 4096));

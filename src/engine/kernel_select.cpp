@@ -65,7 +65,7 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
   d.basis = "static check";
   if (req.use_cache) {  // a measurement outranks the screen
     ResultCache cache(req.cache_dir);
-    if (auto v = cache.load(probe_cache_key(check->fingerprint, profile)))
+    if (auto v = cache.load(probe_cache_key(check->fingerprint, profile, m.device())))
       if (auto probe = probe_from_json(*v)) {
         d.measured_verdict = probe->verdict;
         if (probe->verdict != verdict)

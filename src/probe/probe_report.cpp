@@ -121,8 +121,10 @@ std::string render_probe_text(const ProbeResult& r, const std::string& model_dir
   return out;
 }
 
-json probe_cache_key(const std::string& fingerprint, const NumericsProfile& profile) {
+json probe_cache_key(const std::string& fingerprint, const NumericsProfile& profile,
+                     const std::string& device) {
   return {{"kind", "probe"},
+          {"device", device},
           {"checker_version", kCheckerVersion},
           {"probe_revision", kProbeRevision},
           {"fingerprint", fingerprint},

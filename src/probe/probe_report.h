@@ -22,8 +22,10 @@ std::string render_probe_text(const ProbeResult& r, const std::string& model_dir
 
 // Cache key: the checkpoint's fingerprint (from check_model), the profile's full contents and the
 // probe revision. The calibration settings are part of the stored value, not the key: the latest
-// measurement for a checkpoint and profile is the one the loader uses.
-nlohmann::json probe_cache_key(const std::string& fingerprint, const NumericsProfile& profile);
+// measurement for a checkpoint and profile is the one the loader uses. `device` ("cpu", "cuda") is
+// part of the key: a measurement on one device never decides for another.
+nlohmann::json probe_cache_key(const std::string& fingerprint, const NumericsProfile& profile,
+                               const std::string& device = "cpu");
 
 // The cached measurement for this checkpoint and profile, or a fresh probe with the default
 // calibration (stored in the cache). `fingerprint` comes from check_model.
