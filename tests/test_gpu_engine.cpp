@@ -120,7 +120,8 @@ TEST(GpuEngine, Stories260KGreedyEqualsLlama2cAndCpu) {
 TEST(GpuEngine, UnknownDeviceIsRefused) {
   LoadOptions o;
   o.device = "tpu";
-  auto m = Model::load(std::string(FUSECHECK_TEST_DATA) + "/hf/qwen3-tiny-extreme/fp32", o);
+  auto m = Model::load(
+      env_or("FUSECHECK_TEST_DATA_DIR", FUSECHECK_TEST_DATA) + "/hf/qwen3-tiny-extreme/fp32", o);
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.error().message.find("--device"), std::string::npos) << m.error().message;
 }

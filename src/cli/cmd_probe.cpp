@@ -70,8 +70,8 @@ int run_probe_command(const ProbeArgs& a) {
   j["static_score"] = check->score.total;
   if (!a.no_cache) {
     ResultCache cache(a.cache_dir);
-    if (auto st = cache.store(probe_cache_key(check->fingerprint, *profile, a.device),
-                                    probe_to_json(*r));
+    if (auto st =
+            cache.store(probe_cache_key(check->fingerprint, *profile, a.device), probe_to_json(*r));
         !st)
       std::fprintf(stderr, "fusecheck probe: note: measurement not cached: %s\n",
                    st.error().message.c_str());

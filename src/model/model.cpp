@@ -40,6 +40,7 @@ Result<std::shared_ptr<Backend>> make_backend(const LoadOptions& o) {
 }  // namespace
 
 Result<Model> Model::load(const std::string& dir, const LoadOptions& opt) {
+  FC_TRY(parse_device(opt.device));  // a bad option is reported before the files are read
   Model m;
   FC_ASSIGN(ckpt, Checkpoint::open(dir));
   m.ckpt_ = std::move(ckpt);
