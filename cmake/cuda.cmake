@@ -50,4 +50,10 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/kernels/backend.h)
   target_sources(fusecheck_cuda PRIVATE src/kernels/cuda/cuda_backend.cpp)
   target_compile_definitions(fusecheck_cuda PUBLIC FUSECHECK_HAVE_CUDA_BACKEND=1)
   target_link_libraries(fusecheck_cuda PUBLIC fusecheck_lib)
+  # Model::load builds the CUDA backend for --device cuda: the two static libraries need each
+  # other (CMake repeats them on the link line). Link only, and the define on model.cpp alone, so
+  # the rest of fusecheck_lib compiles exactly as without CUDA.
+  set_property(SOURCE src/model/model.cpp APPEND PROPERTY COMPILE_DEFINITIONS
+               FUSECHECK_HAVE_CUDA_BACKEND=1)
+  target_link_libraries(fusecheck_lib PUBLIC $<LINK_ONLY:fusecheck_cuda>)
 endif()

@@ -21,6 +21,7 @@ namespace {
 
 struct ProbeArgs {
   std::string model_dir, kernels = "fused", prompts, report, report_format, cache_dir, db;
+  std::string device = "cpu";
   int64_t tokens = 64, greedy_tokens = 32;
   bool json = false, no_cache = false;
   ProbeCriteria criteria;
@@ -39,7 +40,9 @@ int run_probe_command(const ProbeArgs& a) {
   co.cache_dir = a.cache_dir;
   auto check = check_model(a.model_dir, co);
   if (!check.ok()) return bad(check.error());
-  auto model = Model::load(a.model_dir);
+  LoadOptions load_opt;
+  load_opt.device = a.device;
+  auto model = Model::load(a.model_dir, load_opt);
   if (!model.ok()) return bad(model.error());
   auto inputs = calibration_inputs(*model, a.tokens, a.prompts);
   if (!inputs.ok()) return bad(inputs.error());
@@ -67,7 +70,7 @@ int run_probe_command(const ProbeArgs& a) {
   if (!a.no_cache) {
     const std::string db_path = resolve_db_path(a.db);
     auto rec_note =
-        record_locally(db_path, local_record(*check, &*r, identity_from_path(a.model_dir)));
+        record_locally(db_path, local_record(*check, &*r, identity_from_path(a.model_dir), a.device));
     if (!rec_note.empty()) note(rec_note);
   }
   const std::string text = render_probe_text(*r, a.model_dir) +
@@ -103,6 +106,8 @@ void register_probe_command(CLI::App& app, int& exit_code) {
       "probe", "Measure a fused kernel profile against the standard path and fp32 on the model");
   cmd->add_option("model", a->model_dir, "Hugging Face checkpoint directory")->required();
   cmd->add_option("--kernels", a->kernels, "kernel profile to measure (default fused)");
+  cmd->add_option("--device", a->device, "where the three paths run: cpu (default) or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--prompts", a->prompts, "calibration prompts, one per line (needs a tokenizer)");
   cmd->add_option("--tokens", a->tokens, "tokens per calibration sequence (default 64)")
       ->check(int_in(2, 4096));

@@ -30,6 +30,8 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
   cmd->add_flag("--no-fusion", a.no_fusion, "run the standard kernels, whatever else is asked");
   cmd->add_option("--threads", a.threads, "threads for the projections (default: physical cores)")
       ->check(int_in(1, 1024));
+  cmd->add_option("--device", a.device, "where the ops run: cpu (default) or cuda (GPU 0)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--db", a.kernels.db_path,
                   "compatibility database whose measurements the decision uses (default " +
                       default_db_hint() + ")");
@@ -70,6 +72,7 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
   FC_ASSIGN(precision, parse_precision(a.precision));
   LoadOptions load_opt;
   load_opt.threads = a.threads;
+  load_opt.device = a.device;
   FC_ASSIGN(model, Model::load(a.model_dir, load_opt));
   int64_t model_max = model.config().max_position_embeddings;
   if (model_max <= 0) model_max = 4096;

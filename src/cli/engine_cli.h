@@ -27,6 +27,7 @@ struct EngineArgs {
   std::string kernels_name;         // --kernels NAME ("" = fused); giving it requests fusion
   bool no_fusion = false;           // the one switch that turns all fusion off
   int threads = 0;                  // 0: the physical cores
+  std::string device = "cpu";       // --device cpu | cuda: where the ops run
 };
 void add_engine_options(CLI::App* cmd, EngineArgs& a);
 // Usage errors (thrown as CLI::ValidationError) for contradictory kernel flags; a note when

@@ -37,7 +37,8 @@ struct Measured {
 // or unreadable gives no measurement (and a note when it is there but unusable).
 std::optional<Measured> stored_measurement(const std::string& db_path,
                                            const std::string& fingerprint,
-                                           const NumericsProfile& profile, std::string& note) {
+                                           const NumericsProfile& profile,
+                                           const std::string& device, std::string& note) {
   std::error_code ec;
   if (!std::filesystem::exists(db_path, ec)) return std::nullopt;
   auto db = Database::open(db_path, DbMode::kReadOnly);
@@ -45,7 +46,7 @@ std::optional<Measured> stored_measurement(const std::string& db_path,
     note = "database not used: " + db.error().message;
     return std::nullopt;
   }
-  auto m = find_measurement(*db, fingerprint, profile);
+  auto m = find_measurement(*db, fingerprint, profile, device);
   if (!m) {
     note = "database not used: " + m.error().message;
     return std::nullopt;
@@ -62,12 +63,12 @@ std::optional<Measured> stored_measurement(const std::string& db_path,
 }  // namespace
 
 Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
-                          const NumericsProfile& profile) {
+                          const NumericsProfile& profile, const std::string& device) {
   d.static_verdict = check.verdict;
   d.basis = "static check", d.source = "static";
   if (!req.use_cache || req.db_path.empty()) return check.verdict;
   std::string note;
-  auto stored = stored_measurement(req.db_path, check.fingerprint, profile, note);
+  auto stored = stored_measurement(req.db_path, check.fingerprint, profile, device, note);
   if (!note.empty()) d.message = "fusecheck: note: " + note + "\n";
   if (!stored) return check.verdict;
   d.measured_verdict = stored->verdict;
@@ -115,7 +116,7 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
         "fusecheck: cannot check the model (" + check.error().message + "); using standard kernels";
     return finish();
   }
-  const Verdict verdict = apply_measurement(d, req, *check, profile);
+  const Verdict verdict = apply_measurement(d, req, *check, profile, m.device());
   if (force) {
     d.outcome = KernelOutcome::kForced, d.plan = fused, d.source = "forced";
     d.message += fmt::format(

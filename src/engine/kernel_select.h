@@ -54,8 +54,10 @@ struct KernelDecision {
 // sets d's static and measured verdicts, source, basis and any note; returns the verdict to act on.
 // The one lookup of a stored measurement for the load-time decision (decide_kernels and
 // decide_kernels_for_dir).
+// device: where the model runs ("cpu", "cuda"); a measurement on one device never decides for
+// another.
 Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
-                          const NumericsProfile& profile);
+                          const NumericsProfile& profile, const std::string& device = "cpu");
 
 // Errors: an unknown profile; under strict, an INCOMPATIBLE model or one the checker cannot read.
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req);

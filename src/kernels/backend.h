@@ -30,6 +30,7 @@
 
 #include "kernels/numerics_profile.h"
 #include "kernels/types.h"
+#include "util/result.h"
 
 namespace fusecheck {
 
@@ -119,6 +120,10 @@ class Backend : public std::enable_shared_from_this<Backend> {
   virtual int threads() const = 0;
   // Best read bandwidth of the memory the weights live in, GB/s (1e9 B/s), measured now.
   virtual double read_bandwidth_gbs() = 0;
+  // The first failure of an op or a memory call since the backend was made (ops return void and
+  // run asynchronously): the model checks it after each download and returns it as an error. A
+  // failed backend's later results are not to be used (the CUDA backend fills them with NaN).
+  virtual Status status() const { return ok_status(); }
 
   // --- memory ---
   // `bytes` of backend memory, zero-filled, aligned to at least 64 bytes.

@@ -5,6 +5,9 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_backend.h"
+#ifdef FUSECHECK_HAVE_CUDA_BACKEND
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 namespace fusecheck {
 
@@ -14,7 +17,30 @@ Result<Precision> parse_precision(std::string_view name) {
   return make_error("--precision: expected \"model\" or \"fp32\", found \"{}\"", printable(name));
 }
 
+Result<std::string> parse_device(std::string_view name) {
+  if (name == "cpu" || name == "cuda") return std::string(name);
+  return make_error("--device: expected \"cpu\" or \"cuda\", found \"{}\"", printable(name));
+}
+
+namespace {
+
+Result<std::shared_ptr<Backend>> make_backend(const LoadOptions& o) {
+  FC_ASSIGN(device, parse_device(o.device));
+  if (device == "cpu") return make_cpu_backend(o.threads);
+#ifdef FUSECHECK_HAVE_CUDA_BACKEND
+  std::string why;
+  std::shared_ptr<Backend> b = make_cuda_backend(CudaBackendOptions{}, &why);
+  if (!b) return make_error("--device cuda: {}", why);
+  return b;
+#else
+  return make_error("--device cuda: this fusecheck was built without CUDA (no nvcc at build time)");
+#endif
+}
+
+}  // namespace
+
 Result<Model> Model::load(const std::string& dir, const LoadOptions& opt) {
+  FC_TRY(parse_device(opt.device));  // a bad option is reported before the files are read
   Model m;
   FC_ASSIGN(ckpt, Checkpoint::open(dir));
   m.ckpt_ = std::move(ckpt);
@@ -26,7 +52,9 @@ Result<Model> Model::load(const std::string& dir, const LoadOptions& opt) {
   FC_ASSIGN(weights, load_weights(m.ckpt_, m.config_, *arch));
   m.weights_ = std::move(weights);
   m.rope_ = Rope(m.config_.rope, m.config_.head_dim);
-  m.backend_ = make_cpu_backend(opt.threads);
+  FC_ASSIGN(backend, make_backend(opt));
+  m.backend_ = std::move(backend);
+  m.device_ = opt.device;
   FC_TRY(m.adopt_weights());
   return m;
 }
@@ -57,7 +85,7 @@ Status Model::adopt_weights() {
   embed_ = b.adopt_weight(weights_.embed_tokens);
   lm_head_ = b.adopt_weight(weights_.lm_head);
   final_norm_ = gain(weights_.final_norm);
-  return ok_status();
+  return b.status();
 }
 
 ActType Model::act_type(Precision p) const {
@@ -277,7 +305,7 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
   const int64_t n_out = T - first;
   b.logits(a.logits.f32(), a.normed.f32() + first * dim, n_out, lm_head_, t);
   download(a.logits, n_out * c.vocab_size, logits);
-  return ok_status();
+  return b.status();
 }
 
 Status Model::run_layer(int64_t layer, const std::vector<float>& in, std::vector<float>& out,
@@ -300,7 +328,7 @@ Status Model::run_layer(int64_t layer, const std::vector<float>& in, std::vector
   backend_->upload(a.hidden, 0, x.data(), x.size() * sizeof(float));
   layer_forward(layer, a, cache, t, plan);
   residual_after(a, t, out);
-  return ok_status();
+  return backend_->status();
 }
 
 }  // namespace fusecheck

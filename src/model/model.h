@@ -34,7 +34,11 @@ Result<Precision> parse_precision(std::string_view name);  // "model" | "fp32"
 struct LoadOptions {
   std::string arch_profiles;  // a data/architectures.json override; empty = built in
   int threads = 0;            // CPU backend threads (0: the physical cores)
+  // Where the ops run: "cpu" or "cuda" (the CUDA backend on GPU 0; an error when the build has
+  // no CUDA backend or no GPU is present). Chosen once here; nothing else picks a backend.
+  std::string device = "cpu";
 };
+Result<std::string> parse_device(std::string_view name);  // "cpu" | "cuda"
 
 // A forward pass's buffers in backend memory, reused across calls: decode allocates nothing once
 // it has grown. Opaque outside the model.
@@ -83,6 +87,8 @@ class Model {
   int64_t weight_bytes() const;
   // The backend every op runs on. Results do not depend on its thread count.
   Backend& backend() const { return *backend_; }
+  // The device the model was loaded for ("cpu" or "cuda"): part of every cached measurement's key.
+  const std::string& device() const { return device_; }
 
   // A cache for `precision` and the plan's KV format, bounded by max_context (<= 0: the model's
   // max_position_embeddings).
@@ -128,6 +134,7 @@ class Model {
   ModelWeights weights_;
   Rope rope_;
   std::shared_ptr<Backend> backend_;
+  std::string device_ = "cpu";
   std::vector<LayerParams> layers_;
   Weight embed_, lm_head_;
   Buffer final_norm_;  // [dim]

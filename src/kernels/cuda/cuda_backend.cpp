@@ -58,6 +58,10 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda " + name_; }
   int threads() const override { return 1; }
+  Status status() const override {
+    if (!failed_) return ok_status();
+    return make_error("CUDA backend ({}): {}", name_, error_);
+  }
   double read_bandwidth_gbs() override;
 
   Buffer alloc(size_t bytes) override {
