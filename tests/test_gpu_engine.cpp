@@ -96,12 +96,7 @@ TEST(GpuEngine, TinyQwen3GreedyEqualsCpu) {
 }
 
 TEST(GpuEngine, Stories260KGreedyEqualsLlama2cAndCpu) {
-  const std::string root =
-      env_or("FUSECHECK_STORIES_DIR", testing::shared_dir().empty()
-                                          ? std::string()
-                                          : testing::shared_dir() + "/models/stories260K");
-  if (root.empty() || !exists(root + "/expected.json"))
-    GTEST_SKIP() << "stories260K not present (../shared or FUSECHECK_STORIES_DIR); skipping";
+  const std::string root = env_or("FUSECHECK_STORIES_DIR", testing::data_dir() + "/stories260K");
   FC_LOAD_CUDA_OR_SKIP(gpu, root + "/hf");
   auto cpu = Model::load(root + "/hf");
   ASSERT_TRUE(cpu.ok()) << cpu.error().message;

@@ -100,7 +100,6 @@ TEST(ValidationHeldOut, NoFalseNegativesAndFewFalseAlarms) {
     CheckOptions co;
     co.kernels = r.at("profile");
     co.use_cache = false;
-    co.read_env = false;
     auto c = check_model(dirs[model], co);
     ASSERT_TRUE(c.ok()) << model << ": " << c.error().message;
     const std::string got(verdict_name(c->verdict));
