@@ -215,8 +215,9 @@ TEST(CheckWithProbe, ShowsPredictionAndMeasurementAndExitsWithTheMeasurement) {
   auto j = nlohmann::json::parse(r.out);
   // The static screen warns (a 4-layer model: its depth-accumulated key-cache loss, 19.6, is
   // under the INCOMPATIBLE rule, docs/VALIDATION.md); the measurement decides the exit code.
-  EXPECT_EQ(j["verdict"], "WARNING");
+  EXPECT_EQ(j["static_verdict"], "WARNING");
   EXPECT_EQ(j["probe"]["verdict"], "INCOMPATIBLE");
+  EXPECT_EQ(j["verdict"], "INCOMPATIBLE");  // the verdict it exits with: the measurement
   EXPECT_EQ(j["probe"]["kernels"], "fused-int8kv");
   EXPECT_FALSE(j["probe"]["from_cache"].get<bool>());
   auto again =

@@ -87,15 +87,15 @@ def test_constructor_follows_the_decision():
     import qwen3_with_compatibility as q
 
     extreme = hf_checkpoint("qwen3-tiny-extreme", "bf16")
-    # INCOMPATIBLE (the int8 KV profile): falls back with the load-time warning.
-    m, msgs = model_for(extreme, kernels="fused-int8kv", use_custom_kernels=True)
+    # INCOMPATIBLE (generic, the original max-gain screen): falls back with the load-time warning.
+    m, msgs = model_for(extreme, kernels="generic", use_custom_kernels=True)
     assert not m.use_fused and m.decision.verdict == "INCOMPATIBLE"
     assert any("Falling back to standard kernels" in w for w in msgs)
     # ... raises under strict, before any weight exists.
     with pytest.raises(fusecheck.IncompatibleModelError):
-        q.Qwen3ForCausalLM(q.Config(extreme, "fused-int8kv"), use_custom_kernels=True, strict=True)
-    # WARNING (the lossless fused profile): fused, with the warning.
-    m, msgs = model_for(extreme, kernels="fused", use_custom_kernels=True)
+        q.Qwen3ForCausalLM(q.Config(extreme, "generic"), use_custom_kernels=True, strict=True)
+    # WARNING (per-tensor int8 KV on a 4-layer model: under the INCOMPATIBLE rule): fused, warned.
+    m, msgs = model_for(extreme, kernels="fused-int8kv", use_custom_kernels=True)
     assert m.use_fused and m.decision.verdict == "WARNING" and any(w.startswith("WARNING") for w in msgs)
     # COMPATIBLE: fused, silently. Not requested: no check at all.
     m, msgs = model_for(hf_checkpoint("qwen3-tiny", "bf16"), use_custom_kernels=True)
@@ -150,7 +150,7 @@ def test_loader_decides_before_reading_any_weight(tmp_path, monkeypatch):
     model = q.Qwen3ForCausalLM(q.Config(path))
     # strict + INCOMPATIBLE: refused before the poisoned weights are read (they would fail loading).
     with pytest.raises(fusecheck.IncompatibleModelError):
-        loader.load_model(model, path, kernels="fused-int8kv", strict=True)
+        loader.load_model(model, path, kernels="generic", strict=True)
     assert events == ["decide"]
     # Not strict: the decision is made and handed to the model first, then loading meets the NaN.
     seen = []
@@ -158,7 +158,7 @@ def test_loader_decides_before_reading_any_weight(tmp_path, monkeypatch):
     events.clear()
     with pytest.warns(RuntimeWarning, match="Falling back"):
         with pytest.raises(ValueError, match="q_proj.weight holds NaN"):
-            loader.load_model(model, path, kernels="fused-int8kv")
+            loader.load_model(model, path, kernels="generic")
     assert events == ["decide", "open"] and seen == [(["decide"], False)]
 
 
