@@ -10,6 +10,7 @@ one-line message. The calls release the GIL and may run from several threads at 
 from ._api import (
     CheckError,
     CheckResult,
+    Database,
     Decision,
     Error,
     IncompatibleModelError,
@@ -23,6 +24,7 @@ from ._native import version as __version__
 __all__ = [
     "CheckError",
     "CheckResult",
+    "Database",
     "Decision",
     "Error",
     "IncompatibleModelError",

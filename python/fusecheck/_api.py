@@ -234,3 +234,47 @@ def decide_kernels(
     if strict and d.check_error and not force:
         raise CheckError(d.check_error)
     return d
+
+
+class Database:
+    """The compatibility database (SQLite, WAL mode; docs/USER_GUIDE.md, "Compatibility database"),
+    the one the CLI's ``fusecheck db`` commands and the load-time decision use.
+
+    ``path``: the database file; default as the CLI's ($XDG_DATA_HOME/fusecheck/fusecheck.db, else
+    ~/.local/share/fusecheck/fusecheck.db). Records are ``fusecheck.db/1`` dicts
+    (docs/JSON_SCHEMA.md). Errors (a damaged file, an unreadable checkpoint, a bad import line)
+    raise :class:`CheckError` with the CLI's one-line message.
+    """
+
+    def __init__(self, path: Optional[PathLike] = None):
+        self.path = _db_path(path, True)
+
+    def add(self, model_dir: PathLike, kernels: str = "fused", probe: bool = False, *,
+            name: str = "", revision: str = "") -> Dict[str, Any]:
+        """Checks the checkpoint (and measures it with ``probe``) and records the result, as
+        ``fusecheck db add``; returns the stored record."""
+        return json.loads(_call(_native.db_add, self.path, _path(model_dir), kernels, probe, name,
+                                revision))
+
+    def lookup(self, model: Union[PathLike, str], kernels: str = "") -> List[Dict[str, Any]]:
+        """Records of a checkpoint directory (by its fingerprint), a model name, or a fingerprint
+        prefix of 8+ hex digits, as ``fusecheck db lookup``; ``kernels`` "" = every profile."""
+        query = _path(model)
+        if os.path.isdir(query):
+            query = check_model(query, kernels or "fused").fingerprint
+        return json.loads(_call(_native.db_find, self.path, query, kernels))
+
+    def list(self) -> List[Dict[str, Any]]:
+        """Every record, as ``fusecheck db list``."""
+        return json.loads(_call(_native.db_find, self.path, "", ""))
+
+    def export(self, file: PathLike, model: str = "") -> int:
+        """Writes the records (of ``model``: a name or fingerprint prefix; "" = all) to ``file`` as
+        JSON lines, atomically, as ``fusecheck db export``; returns how many."""
+        return _call(_native.db_export, self.path, _path(file), model)
+
+    def import_file(self, file: PathLike, prefer_imported: bool = False) -> Dict[str, Any]:
+        """Validates and imports an export, as ``fusecheck db import``: never over a local
+        measurement unless ``prefer_imported``. Returns the counts and the rejected lines
+        ("FILE:LINE: why")."""
+        return dict(_call(_native.db_import, self.path, _path(file), prefer_imported))

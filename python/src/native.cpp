@@ -12,11 +12,13 @@
 
 #include "check/cache.h"
 #include "check/check.h"
+#include "db/exchange.h"
 #include "db/model_id.h"
 #include "db/store.h"
 #include "engine/decide_path.h"
 #include "probe/probe_report.h"
 #include "report/report.h"
+#include "util/atomic_file.h"
 
 namespace py = pybind11;
 
@@ -79,8 +81,8 @@ std::string report(const NativeCheck& c, const std::string& format, bool verbose
 // `fusecheck probe PATH --kernels K --json`: the same steps, report and cache entry.
 Result<std::string> probe_json(const std::string& path, const std::string& kernels,
                                const std::vector<std::vector<int32_t>>& sequences, int64_t tokens,
-                               int64_t greedy_tokens, bool use_cache,
-                               const std::string& cache_dir, const std::string& db_path) {
+                               int64_t greedy_tokens, bool use_cache, const std::string& cache_dir,
+                               const std::string& db_path) {
   FC_ASSIGN(registry, NumericsRegistry::load(""));
   FC_ASSIGN(profile, registry.find(kernels));
   CheckOptions co;
@@ -163,6 +165,75 @@ py::dict decide(const std::string& path, const std::string& kernels, bool strict
   return out;
 }
 
+// The compatibility database (db/database.h) as JSON text: records as `fusecheck.db/1` objects.
+std::string records_json(const std::vector<DbRecord>& rs) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& r : rs) arr.push_back(record_to_json(r));
+  return arr.dump();
+}
+
+std::string db_add(const std::string& db_path, const std::string& model_dir,
+                   const std::string& kernels, bool probe, const std::string& name,
+                   const std::string& revision) {
+  Result<DbRecord> r = Error{};
+  {
+    py::gil_scoped_release nogil;
+    ModelIdentity id = identity_from_path(model_dir);
+    if (!name.empty()) id.name = name;
+    if (!revision.empty()) id.revision = revision;
+    r = add_checkpoint(db_path, model_dir, kernels, probe, id);
+  }
+  return record_to_json(take(std::move(r))).dump();
+}
+
+// query: a fingerprint prefix (8+ hex digits), a model name, or "" (every record).
+std::string db_find(const std::string& db_path, const std::string& query,
+                    const std::string& kernels) {
+  Result<std::vector<DbRecord>> r = Error{};
+  {
+    py::gil_scoped_release nogil;
+    r = [&]() -> Result<std::vector<DbRecord>> {
+      FC_ASSIGN(db, Database::open(db_path, DbMode::kReadOnly));
+      return db.find(query, kernels);
+    }();
+  }
+  return records_json(take(std::move(r)));
+}
+
+// Writes the records `query` selects (db_find) to `file` as JSON lines, atomically; returns the
+// count.
+size_t db_export(const std::string& db_path, const std::string& file, const std::string& query) {
+  Result<size_t> r = Error{};
+  {
+    py::gil_scoped_release nogil;
+    r = [&]() -> Result<size_t> {
+      FC_ASSIGN(db, Database::open(db_path, DbMode::kReadOnly));
+      FC_ASSIGN(rs, db.find(query, ""));
+      FC_TRY(write_file_atomic(file, export_jsonl(rs)));
+      return rs.size();
+    }();
+  }
+  return take(std::move(r));
+}
+
+py::dict db_import(const std::string& db_path, const std::string& file, bool prefer_imported) {
+  Result<ImportReport> r = Error{};
+  {
+    py::gil_scoped_release nogil;
+    r = [&]() -> Result<ImportReport> {
+      FC_ASSIGN(db, Database::open(db_path));
+      return import_file(db, file, prefer_imported);
+    }();
+  }
+  ImportReport rep = take(std::move(r));
+  py::dict out;
+  out["added"] = rep.stats.added;
+  out["replaced"] = rep.stats.replaced;
+  out["kept_local"] = rep.stats.kept_local;
+  out["rejected"] = rep.rejected;
+  return out;
+}
+
 // fusecheck._native.Error; one reference is kept for the life of the process on purpose (a
 // py::object would be released after the interpreter is gone).
 PyObject* g_error = nullptr;
@@ -202,7 +273,11 @@ PYBIND11_MODULE(_native, m) {
   m.def("probe", &probe, py::arg("path"), py::arg("kernels"), py::arg("sequences"),
         py::arg("tokens"), py::arg("greedy_tokens"), py::arg("use_cache"), py::arg("cache_dir"),
         py::arg("db_path"));
+  m.def("db_add", &db_add, py::arg("db_path"), py::arg("model_dir"), py::arg("kernels"),
+        py::arg("probe"), py::arg("name"), py::arg("revision"));
+  m.def("db_find", &db_find, py::arg("db_path"), py::arg("query"), py::arg("kernels"));
+  m.def("db_export", &db_export, py::arg("db_path"), py::arg("file"), py::arg("query"));
+  m.def("db_import", &db_import, py::arg("db_path"), py::arg("file"), py::arg("prefer_imported"));
   m.def("decide", &decide, py::arg("path"), py::arg("kernels"), py::arg("strict"), py::arg("force"),
-        py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"),
-        py::arg("db_path"));
+        py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"), py::arg("db_path"));
 }

@@ -17,12 +17,12 @@
 #include <map>
 
 #include "check/check.h"
+#include "check/result_json.h"
 #include "cli/commands.h"
 #include "db/exchange.h"
 #include "db/store.h"
 #include "probe/probe_report.h"
 #include "report/html.h"
-#include "check/result_json.h"
 #include "report/model_card.h"
 #include "util/atomic_file.h"
 #include "util/hash.h"
@@ -116,33 +116,12 @@ Result<std::string> query_for(const std::string& model) {
 
 int run_add(const DbArgs& a) {
   const std::string path = resolve_db_path(a.db);
-  CheckOptions co;
-  co.kernels = a.kernels.empty() ? "fused" : a.kernels;
-
-  auto check = check_model(a.model, co);
-  if (!check) return fail(check.error().message);
   ModelIdentity id = identity_from_path(a.model);
   if (!a.name.empty()) id.name = a.name;
   if (!a.revision.empty()) id.revision = a.revision;
-  std::optional<ProbeResult> measured;
-  if (a.probe) {
-    auto p = probe_with_store(a.model, *check, path, id);
-    if (!p) return fail("--probe: " + p.error().message);
-    if (!p->note.empty()) return fail(p->note);
-    measured = p->result;
-    if (p->from_store)  // the stored measurement stays; the static result and the name update
-      measured.reset();
-  }
-  DbRecord rec = local_record(*check, measured ? &*measured : nullptr, id);
-  if (auto db = Database::open(path); !db) {
-    return fail(db.error().message);
-  } else if (auto st = db->put_local(rec); !st) {
-    return fail(st.error().message);
-  }
-  auto db = Database::open(path, DbMode::kReadOnly);
-  auto stored = db ? db->get(rec.key) : Result<std::optional<DbRecord>>(db.error());
-  if (!stored || !stored->has_value()) return fail("record not found after writing it");
-  return emit("recorded in " + path + ":\n" + record_line(**stored));
+  auto stored = add_checkpoint(path, a.model, a.kernels.empty() ? "fused" : a.kernels, a.probe, id);
+  if (!stored) return fail(stored.error().message);
+  return emit("recorded in " + path + ":\n" + record_line(*stored));
 }
 
 int run_lookup(const DbArgs& a) {

@@ -69,8 +69,8 @@ int run_probe_command(const ProbeArgs& a) {
   j["static_score"] = check->score.total;
   if (!a.no_cache) {
     const std::string db_path = resolve_db_path(a.db);
-    auto rec_note =
-        record_locally(db_path, local_record(*check, &*r, identity_from_path(a.model_dir), a.device));
+    auto rec_note = record_locally(
+        db_path, local_record(*check, &*r, identity_from_path(a.model_dir), a.device));
     if (!rec_note.empty()) note(rec_note);
   }
   const std::string text = render_probe_text(*r, a.model_dir) +
@@ -81,7 +81,7 @@ int run_probe_command(const ProbeArgs& a) {
   if (!a.report.empty()) {
     // As check's --report: the format from --report-format, else the extension (.txt text,
     // .html the HTML page, else JSON).
-    const std::string rf = !a.report_format.empty()       ? a.report_format
+    const std::string rf = !a.report_format.empty()      ? a.report_format
                            : a.report.ends_with(".txt")  ? "text"
                            : a.report.ends_with(".html") ? "html"
                                                          : "json";

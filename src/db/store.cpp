@@ -1,8 +1,8 @@
 #include "db/store.h"
 
+#include "check/result_json.h"
 #include "model/model.h"
 #include "probe/probe_report.h"
-#include "check/result_json.h"
 
 namespace fusecheck {
 
@@ -62,6 +62,29 @@ Result<MeasuredProbe> probe_with_store(const std::string& model_dir, const Check
     if (auto note = record_locally(db_path, local_record(check, &out.result, id)); !note.empty())
       out.note = note;
   return out;
+}
+
+Result<DbRecord> add_checkpoint(const std::string& db_path, const std::string& model_dir,
+                                const std::string& kernels, bool probe, const ModelIdentity& id) {
+  CheckOptions co;
+  co.kernels = kernels;
+  FC_ASSIGN(check, check_model(model_dir, co));
+  std::optional<ProbeResult> measured;
+  if (probe) {
+    FC_ASSIGN(p, probe_with_store(model_dir, check, db_path, id));
+    if (!p.note.empty()) return make_error("{}", p.note);
+    // A stored measurement stays; the static result and the name update.
+    if (!p.from_store) measured = std::move(p.result);
+  }
+  DbRecord rec = local_record(check, measured ? &*measured : nullptr, id);
+  {
+    FC_ASSIGN(db, Database::open(db_path));
+    FC_TRY(db.put_local(rec));
+  }
+  FC_ASSIGN(db, Database::open(db_path, DbMode::kReadOnly));
+  FC_ASSIGN(stored, db.get(rec.key));
+  if (!stored) return make_error("{}: the record was not found after writing it", db_path);
+  return std::move(*stored);
 }
 
 }  // namespace fusecheck

@@ -33,4 +33,10 @@ struct MeasuredProbe {
 Result<MeasuredProbe> probe_with_store(const std::string& model_dir, const CheckResult& check,
                                        const std::string& db_path, const ModelIdentity& id);
 
+// `db add`: checks `model_dir` for `kernels` (and measures it with `probe`, unless the database
+// already holds a measurement, which stays), stores the local record and returns it as stored.
+// Errors: the checkpoint cannot be checked or measured, or the database cannot be written.
+Result<DbRecord> add_checkpoint(const std::string& db_path, const std::string& model_dir,
+                                const std::string& kernels, bool probe, const ModelIdentity& id);
+
 }  // namespace fusecheck

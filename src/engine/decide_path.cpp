@@ -48,7 +48,8 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
   KernelDecision& d = out.decision;
   FC_ASSIGN(registry, NumericsRegistry::load(""));
   FC_ASSIGN(profile, registry.find(req.kernels));
-  const bool force = req.force;  // the caller reads kForceFusedEnv (library code reads no environment)
+  const bool force =
+      req.force;  // the caller reads kForceFusedEnv (library code reads no environment)
   auto finish = [&]() {
     d.check_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

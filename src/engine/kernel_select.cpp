@@ -149,7 +149,7 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
             m.dir(), req.kernels, d.basis, m.dir(), req.kernels);
       d.outcome = KernelOutcome::kFallback;
       d.message += fallback_warning(m.dir(), d.measured_verdict.has_value()) + " --kernels " +
-                  req.kernels + "\n(decided by the " + d.basis + ")";
+                   req.kernels + "\n(decided by the " + d.basis + ")";
       break;
   }
   return finish();
