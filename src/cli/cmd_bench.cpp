@@ -188,9 +188,9 @@ int run_bench(const BenchArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("fusecheck bench: %s (%s, %d thread%s, %s)\n", a.engine.model_dir.c_str(),
-              a.engine.precision.c_str(), threads, threads == 1 ? "" : "s",
-              cpu::simd_target_name());
+  // The backend names what runs: "cpu AVX3, 2 threads" or "cuda NVIDIA H200".
+  std::printf("fusecheck bench: %s (%s, %s)\n", a.engine.model_dir.c_str(),
+              a.engine.precision.c_str(), m.backend().name().c_str());
   auto line = [&](const nlohmann::json& r) {
     std::printf(
         "  %-22s prefill %7.1f tok/s [%.1f, %.1f]  decode %6.2f tok/s [%.2f, %.2f]  %.1f ms/tok  "
