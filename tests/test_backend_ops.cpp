@@ -18,6 +18,7 @@
 #include "kernels/cpu/fused.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant.h"
+#include "random_testing.h"
 #ifdef FUSECHECK_HAVE_CUDA_BACKEND
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -92,13 +93,7 @@ class BackendOps : public ::testing::TestWithParam<BackendCase> {
   std::shared_ptr<Backend> b_;
 };
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f,
-                         ActType t = ActType::F32) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = round_one(t, d(rng));
-  return v;
-}
+using testing::randn;
 
 // A bf16 weight matrix [rows, cols] (the model dtype of the benchmarks).
 struct Bf16Matrix {

@@ -11,18 +11,13 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant.h"
 #include "model/kv_cache.h"
+#include "random_testing.h"
 #include "util/half.h"
 
 namespace fusecheck::cpu {
 namespace {
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f,
-                         ActType t = ActType::F32) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = round_one(t, d(rng));
-  return v;
-}
+using testing::randn;
 
 // One rounding of (nearly) the exact value: within half a unit of `t` of it, plus what fp32
 // intermediates can add, bounded by 2^-20 of the magnitude `mag` of the terms that were summed
