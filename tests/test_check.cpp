@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "analysis/gain_stats.h"
 #include "check/cache.h"
@@ -15,6 +18,7 @@
 #include "fixture/fixture.h"
 #include "report/report.h"
 #include "testing.h"
+#include "util/half.h"
 
 namespace fusecheck {
 namespace {
@@ -60,6 +64,48 @@ TEST(GainStats, NonFiniteAndNegativeAreCountedNotFatal) {
   EXPECT_EQ(s.max_abs, 2);
   std::vector<float> zeros = {0, 0, 0, 5};
   EXPECT_TRUE(std::isinf(compute_gain_stats(zeros, 10).ratio));
+}
+
+// The large-norm path (radix sort, bit-pattern classification) against an oracle that sorts with
+// std::sort and applies numpy's linear-interpolation percentile formula.
+TEST(GainStats, LargeNormsMatchASortedOracle) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(1.0f, 0.3f);
+  for (size_t n : {255u, 256u, 1000u, 4096u, 5003u}) {
+    for (int variant = 0; variant < 3; ++variant) {
+      std::vector<float> g(n);
+      for (auto& x : g) {
+        x = normal(rng);
+        if (variant == 1) x = bf16_to_f32(f32_to_bf16(x));          // two zero low bytes
+        if (variant == 2) x = std::ldexp(x, int(rng() % 60) - 30);  // every exponent byte varies
+      }
+      g[n / 3] = 96.5f;
+      g[n / 2] = -0.0f;
+      g[n / 4] = 1e-40f;  // subnormal
+      const GainStats s = compute_gain_stats(g, 10);
+      std::vector<double> m;
+      for (float x : g) m.push_back(std::fabs(double(x)));
+      std::sort(m.begin(), m.end());
+      auto pct = [&](double q) {
+        const double pos = q * double(n - 1);
+        const size_t lo = size_t(pos), hi = std::min(lo + 1, n - 1);
+        return m[lo] + (m[hi] - m[lo]) * (pos - double(lo));
+      };
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " variant=" << variant);
+      EXPECT_EQ(s.p01, pct(0.01));
+      EXPECT_EQ(s.p25, pct(0.25));
+      EXPECT_EQ(s.median_abs, pct(0.5));
+      EXPECT_EQ(s.p99, pct(0.99));
+      EXPECT_EQ(s.max_abs, m.back());
+      EXPECT_EQ(s.argmax, std::max_element(g.begin(), g.end(), [](float a, float b) {
+                            return std::fabs(a) < std::fabs(b);
+                          }) - g.begin());
+      EXPECT_EQ(s.n_subnormal, 1);
+      EXPECT_EQ(s.n_negative,
+                int64_t(std::count_if(g.begin(), g.end(), [](float x) { return x < 0; })));
+      EXPECT_EQ(s.min, double(*std::min_element(g.begin(), g.end())));
+    }
+  }
 }
 
 TEST(Score, ComponentAndVerdictBoundaries) {
