@@ -252,6 +252,34 @@ TEST(Check, ShardedAndSparseFixturesCheck) {
   EXPECT_EQ(b->analysis.layers.size(), 94u);
 }
 
+// Headers parsed by several threads: the same result as one thread, and with two corrupt shards
+// the error names the first in name order, whichever thread saw it.
+TEST(Check, ThreadedShardParsingMatchesOneThread) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b-extreme";
+  fo.shard_bytes = 100000;
+  const std::string dir = make_fixture(t, "sharded", fo);
+  CheckOptions one = no_cache(), many = no_cache();
+  many.threads = 4;
+  auto a = check_model(dir, one), b = check_model(dir, many);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(result_to_json(*a).dump(), result_to_json(*b).dump());
+
+  std::vector<std::string> shards;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors") shards.push_back(e.path().string());
+  std::sort(shards.begin(), shards.end());
+  ASSERT_GE(shards.size(), 20u);  // enough for several threads (8 shards per thread at least)
+  for (size_t i : {shards.size() / 2 + 1, shards.size() / 3}) {  // later shard corrupted first
+    std::filesystem::resize_file(shards[i], 4);
+    auto r = check_model(dir, many);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find(shards[i] + ": truncated"), std::string::npos)
+        << r.error().message;
+  }
+}
+
 TEST(Check, GemmaProfileRequiresItsExtraNorms) {
   // A Qwen3 checkpoint relabelled gemma3_text lacks Gemma's feed-forward norms.
   TempDir t;

@@ -4,8 +4,8 @@
 
 #include "arch/arch_profile.h"
 #include "check/cache.h"
-#include "check/result_json.h"
 #include "check/key_rows.h"
+#include "check/result_json.h"
 #include "io/checkpoint.h"
 #include "util/atomic_file.h"
 #include "util/hash.h"
@@ -104,7 +104,7 @@ std::string fallback_warning(const std::string& model_dir, bool measured) {
 }
 
 Result<CheckResult> check_model(const std::string& model_dir, const CheckOptions& o) {
-  FC_ASSIGN(ck, Checkpoint::open(model_dir));
+  FC_ASSIGN(ck, Checkpoint::open(model_dir, o.threads));
   return check_checkpoint(ck, o);
 }
 

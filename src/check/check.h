@@ -32,6 +32,7 @@ struct CheckOptions {
   bool use_cache = true;
   std::string cache_dir;                 // "" = $XDG_CACHE_HOME/fusecheck or ~/.cache/fusecheck
   std::optional<Verdict> force_verdict;  // testing override (--force-status, kForceStatusEnv)
+  int threads = 1;  // threads that parse a sharded checkpoint's headers (the CLI: the machine's)
 };
 
 struct CheckResult {

@@ -1,9 +1,11 @@
 // `fusecheck check MODEL_DIR`: prints the report and exits with the verdict's code.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 
 #include "check/check.h"
 #include "cli/commands.h"
@@ -125,6 +127,8 @@ int run_check(CheckArgs& a) {
     a.options.force_verdict = *env;
   }
   if (auto st = apply_threshold_flags(a); !st) return input_error(st.error());
+  // Header parsing of a sharded checkpoint spreads over the machine's cores (at most 8).
+  a.options.threads = int(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
   if (a.options.thresholds)
     if (auto st = validate_thresholds(*a.options.thresholds, "threshold flags"); !st)
       return fail(kExitUsage, st.error().message);

@@ -24,7 +24,9 @@ struct TensorRef {
 
 class Checkpoint {
  public:
-  static Result<Checkpoint> open(const std::string& dir);
+  // `threads`: how many threads parse the shard headers (sharded checkpoints only; 1 = this
+  // thread). The result does not depend on it.
+  static Result<Checkpoint> open(const std::string& dir, int threads = 1);
 
   const std::string& dir() const { return dir_; }
   const std::string& config_path() const { return config_path_; }
@@ -35,7 +37,9 @@ class Checkpoint {
   size_t tensor_count() const { return tensors_.size(); }
 
  private:
+  Status open_shards(const std::vector<std::string>& names, int threads);
   Status index_tensors();
+  static constexpr size_t kShardsPerThread = 8;  // fewer shards than this per thread: not worth one
 
   std::string dir_;
   std::string config_path_;

@@ -202,6 +202,7 @@ Status parse_shape(const std::string& path, std::string_view key, simdjson::dom:
   simdjson::dom::array arr;
   if (v.get_array().get(arr))
     return make_error("{}: tensor \"{}\": shape must be an array", path, printable(key));
+  shape.reserve(std::min<size_t>(arr.size(), 16));  // one allocation per tensor, not one per growth
   for (auto d : arr) {
     uint64_t dim;
     if (d.get_uint64().get(dim))
