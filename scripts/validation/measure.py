@@ -20,7 +20,8 @@ MEASURED = ["model", "profile", "measured_verdict", "std_kl", "fused_kl", "fused
 # The static figures the rules read (check JSON, analysis and score), see docs/ANALYSIS.md.
 STATIC = ["model", "profile", "static_verdict", "static_score", "amplification",
           "rounding_amplification", "cache_amplification", "key_cache_loss", "depth_key_loss",
-          "depth_rounding_amplification", "num_layers", "has_qk_norm", "k_proj_layers_read"]
+          "depth_rounding_amplification", "floor_key_loss", "model_unit_roundoff", "num_layers",
+          "has_qk_norm", "k_proj_layers_read"]
 
 
 def model_dir(out, row):
@@ -50,8 +51,9 @@ def static(binary, d, prof):
     a = j["analysis"]
     return [j["verdict"], round(j["score"]["total"], 4)] + [
         round(a[k], 4) for k in ("amplification", "rounding_amplification", "cache_amplification",
-                                 "key_cache_loss", "depth_key_loss", "depth_rounding_amplification")
-    ] + [a["num_layers"], int(any(l["has_qk_norm"] for l in a["layers"])),
+                                 "key_cache_loss", "depth_key_loss", "depth_rounding_amplification",
+                                 "floor_key_loss")
+    ] + [f'{a["model_unit_roundoff"]:.6g}', a["num_layers"], int(any(l["has_qk_norm"] for l in a["layers"])),
          a["k_proj"]["layers_read"]]
 
 
