@@ -4,7 +4,8 @@ skipped. Standard library only.
   /usr/bin/python3 scripts/validation/measure.py probe  OUT_DIR [-j N]   -> OUT_DIR/measured.csv
   /usr/bin/python3 scripts/validation/measure.py static OUT_DIR [-j N]   -> OUT_DIR/static.csv
   (--bin PATH: another fusecheck binary than OUT_DIR/fusecheck; --rerun-same-plan: probe a profile
-  whose plan equals an earlier one's instead of copying its rows, see same_plan_as)
+  whose plan equals an earlier one's instead of copying its rows, see same_plan_as; --copy-only:
+  no probe runs, only those copies)
 OUT_DIR holds zoo.csv, models/ and the private fusecheck binary (run_study.sh makes them)."""
 import csv, json, os, subprocess, sys, threading
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,8 @@ def main():
     lock = threading.Lock()
     alias = same_plan_as() if mode == "probe" and "--rerun-same-plan" not in sys.argv else {}
     todo = [(z, p) for p in ORDER for z in zoo if (z["model"], p) not in done and p not in alias]
+    if "--copy-only" in sys.argv:  # only the same-plan copies (a run stopped part-way)
+        todo = []
 
     def one(item):
         z, p = item
