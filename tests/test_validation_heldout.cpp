@@ -133,8 +133,9 @@ TEST(ValidationHeldOut, NoFalseNegativesAndFewFalseAlarms) {
   for (const auto& [profile, n] : by_profile) {
     if (profile == "generic") continue;  // the original max-gain screen, conservative by design
     EXPECT_LE(n.hard_fp, 0.05 * n.compatible) << profile << ": hard false positives";
-    if (profile != "fused-int8kv" && profile != "fused-int8kv-channel")
+    if (profile != "fused-int8kv" && profile != "fused-int8kv-channel") {
       EXPECT_LE(n.soft_fp, 0.20 * n.compatible) << profile << ": soft false positives";
+    }
   }
 }
 
