@@ -4,8 +4,8 @@
 
 #include "arch/arch_profile.h"
 #include "check/cache.h"
-#include "check/result_json.h"
 #include "check/key_rows.h"
+#include "check/result_json.h"
 #include "io/checkpoint.h"
 #include "util/atomic_file.h"
 #include "util/hash.h"

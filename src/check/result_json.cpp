@@ -67,8 +67,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StaticRules, incompatible_above_amplification
                                    warning_above_amplification, incompatible_above_key_loss,
                                    warning_above_key_loss, incompatible_above_depth_key_loss,
                                    warning_above_depth_key_loss, warning_above_floor_key_loss,
-                                   warning_above_rounding,
-                                   best_without_qk_norm, worst)
+                                   warning_above_rounding, best_without_qk_norm, worst)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NumericsProfile, name, description, activation_unit_roundoff,
                                    kv_format, kv_scale, accumulation_unit_roundoff, fusion,
                                    static_rules)
