@@ -121,8 +121,8 @@ TEST(ValidationHeldOut, NoFalseNegativesAndFewFalseAlarms) {
   if (skipped) std::fprintf(stderr, "%d rows skipped: ../shared checkpoints absent\n", skipped);
   // The one held-out miss the fit part could not teach (docs/VALIDATION.md, "Held-out results"):
   // fused-fp16acc's only fit-part failure reads like every other model in every figure, so it has
-  // no fitted rule; on this f16 model it adds 1.01e-3 nats against the 1e-3 budget. Listed, not exempted by a rule: any other miss, or
-  // this one disappearing, fails here.
+  // no fitted rule; on this f16 model it adds 1.01e-3 nats against the 1e-3 budget. Listed, not
+  // exempted by a rule: any other miss, or this one disappearing, fails here.
   const std::vector<std::string> known = {"qk-8-64-03 fused-fp16acc"};
   EXPECT_EQ(missed, known) << "false negatives: " << ::testing::PrintToString(missed);
   EXPECT_TRUE(changed.empty())
