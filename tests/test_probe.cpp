@@ -36,6 +36,12 @@ TEST(ProbeVerdict, LosslessProfilesAreJudgedAgainstTheNoiseFloor) {
   // With few positions the top-1 margin widens to two standard errors of the measured rate.
   EXPECT_EQ(stats(1e-3, 0.90, 1e-3, 0.88, false, 400).verdict, Verdict::kCompatible);
   EXPECT_EQ(stats(1e-3, 0.90, 1e-3, 0.86, false, 400).verdict, Verdict::kIncompatible);
+  // The noise is that of the two paths' pooled rate, not the standard path's alone: 255 against
+  // 252 of 256 (the held-out llama-kproj-20-one-16) is within 2 sigma of the pooled 99.0% (1.23
+  // points; the standard rate alone gave 0.78, so the 1-point margin failed it), 256 against 252
+  // is not (pooled 99.2%: 1.10 points against a 1.56-point drop).
+  EXPECT_EQ(stats(1e-3, 255.0 / 256, 5e-4, 252.0 / 256, false, 256).verdict, Verdict::kCompatible);
+  EXPECT_EQ(stats(1e-3, 1.0, 5e-4, 252.0 / 256, false, 256).verdict, Verdict::kIncompatible);
 }
 
 TEST(ProbeVerdict, LossyProfilesHaveAnAbsoluteBudgetAboveTheFloor) {

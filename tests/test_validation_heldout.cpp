@@ -3,11 +3,11 @@
 // made and what the probe measured; the measurement is the oracle. Each model is made again (the
 // fixture generator is deterministic; sparse, with k_proj kept, which the check reads), the
 // current check is run, and:
-// - no kernel-specific profile calls COMPATIBLE what was measured INCOMPATIBLE (a rule change that
-//   creates a false negative fails here);
+// - no kernel-specific profile calls COMPATIBLE what was measured INCOMPATIBLE, apart from the one
+//   listed miss (a rule change that creates a false negative fails here);
 // - hard false positives (INCOMPATIBLE, measured COMPATIBLE) stay at most 5% of the
-//   measured-COMPATIBLE pairs per profile, and soft ones (WARNING) at most 20% for the lossless
-//   profiles;
+//   measured-COMPATIBLE pairs per profile, and soft ones (WARNING) at most 20% for the profiles
+//   that meet that target (the lossless ones and fp8; docs/VALIDATION.md gives the int8 figures);
 // - the verdict equals the one committed in the CSV, so the documented matrices are the code's.
 // A second test pins data/kernels.json's rules to the fit the study committed (docs/validation/
 // fit.json).
@@ -110,27 +110,35 @@ TEST(ValidationHeldOut, NoFalseNegativesAndFewFalseAlarms) {
     (measured_ok ? n.compatible : n.incompatible)++;
     if (measured_ok && got == "INCOMPATIBLE") ++n.hard_fp;
     if (measured_ok && got == "WARNING") ++n.soft_fp;
-    // A lossless profile's failure by top-1 agreement alone, with fused closer to fp32 in mean KL
-    // than standard, is a near-tie flip of a few positions that no weight statistic predicts
-    // (docs/VALIDATION.md); it is counted but not a missed incompatibility of the screen.
-    const bool top1_only = std::stod(r.at("fused_kl")) <= std::stod(r.at("std_kl"));
+    // No exemption for near-ties: the probe's top-1 noise term uses the two paths' pooled rate
+    // (kProbeRevision 2), so a flip of a few positions at 100% agreement is no longer measured
+    // INCOMPATIBLE, and every remaining measured failure must be flagged.
     if (!measured_ok && got == "COMPATIBLE") {
       ++n.fn;
-      if (co.kernels != "generic" && !top1_only) missed.push_back(model + " " + co.kernels);
+      if (co.kernels != "generic") missed.push_back(model + " " + co.kernels);
     }
   }
   if (skipped) std::fprintf(stderr, "%d rows skipped: ../shared checkpoints absent\n", skipped);
-  EXPECT_TRUE(missed.empty()) << "false negatives: " << ::testing::PrintToString(missed);
+  // The one held-out miss the fit part could not teach (docs/VALIDATION.md, "Held-out results"):
+  // fused-fp16acc's only fit-part failure reads like every other model in every figure, so it has
+  // no fitted rule; on this f16 model it adds 1.01e-3 nats against the 1e-3 budget. Listed, not
+  // exempted by a rule: any other miss, or this one disappearing, fails here.
+  const std::vector<std::string> known = {"qk-8-64-03 fused-fp16acc"};
+  EXPECT_EQ(missed, known) << "false negatives: " << ::testing::PrintToString(missed);
   EXPECT_TRUE(changed.empty())
       << "verdicts differ from docs/validation/heldout.csv (rerun scripts/validation/"
          "run_study.sh): "
       << ::testing::PrintToString(changed);
-  // Soft false positives (WARNING, measured COMPATIBLE) are not bounded here: the 20% target is
-  // met by the lossless profiles only (docs/VALIDATION.md gives the figures for the lossy ones).
+  // Soft false positives (WARNING, measured COMPATIBLE): the 20% target is met by the lossless
+  // profiles and fp8 (the dtype floor, floor_key_loss); not by int8 per tensor or per channel,
+  // whose figures docs/VALIDATION.md gives (the verdict comparison above pins them).
+  for (const std::string p : {"fused", "fused-fp16acc", "fused-fp16kv", "fused-int8kv",
+                              "fused-int8kv-channel", "fused-fp8kv"})
+    EXPECT_GT(by_profile[p].compatible + by_profile[p].incompatible, 60) << p << ": rows missing";
   for (const auto& [profile, n] : by_profile) {
     if (profile == "generic") continue;  // the original max-gain screen, conservative by design
     EXPECT_LE(n.hard_fp, 0.05 * n.compatible) << profile << ": hard false positives";
-    if (profile == "fused" || profile == "fused-fp16acc" || profile == "fused-fp16kv") {
+    if (profile != "fused-int8kv" && profile != "fused-int8kv-channel") {
       EXPECT_LE(n.soft_fp, 0.20 * n.compatible) << profile << ": soft false positives";
     }
   }

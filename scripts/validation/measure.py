@@ -3,7 +3,9 @@ every profile, appending one CSV row per (model, profile). Resumable: pairs alre
 skipped. Standard library only.
   /usr/bin/python3 scripts/validation/measure.py probe  OUT_DIR [-j N]   -> OUT_DIR/measured.csv
   /usr/bin/python3 scripts/validation/measure.py static OUT_DIR [-j N]   -> OUT_DIR/static.csv
-  (--bin PATH: another fusecheck binary than OUT_DIR/fusecheck)
+  (--bin PATH: another fusecheck binary than OUT_DIR/fusecheck; --rerun-same-plan: probe a profile
+  whose plan equals an earlier one's instead of copying its rows, see same_plan_as; --copy-only:
+  no probe runs, only those copies)
 OUT_DIR holds zoo.csv, models/ and the private fusecheck binary (run_study.sh makes them)."""
 import csv, json, os, subprocess, sys, threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,24 @@ MEASURED = ["model", "profile", "measured_verdict", "std_kl", "fused_kl", "fused
 # The static figures the rules read (check JSON, analysis and score), see docs/ANALYSIS.md.
 STATIC = ["model", "profile", "static_verdict", "static_score", "amplification",
           "rounding_amplification", "cache_amplification", "key_cache_loss", "depth_key_loss",
-          "depth_rounding_amplification", "num_layers", "has_qk_norm", "k_proj_layers_read"]
+          "depth_rounding_amplification", "floor_key_loss", "model_unit_roundoff", "num_layers",
+          "has_qk_norm", "k_proj_layers_read"]
+
+
+def same_plan_as():
+    """profile -> an earlier profile in ORDER with the same kernel plan and numerics in
+    data/kernels.json (every field but name, description and static_rules). The probe runs only
+    the plan and is deterministic, so such a profile measures what that one measured: its rows are
+    copied, not re-run (generic and fused: the same plan; docs/VALIDATION.md shows the check)."""
+    profiles = {p["name"]: p for p in json.load(open(os.path.join(ROOT, "data/kernels.json")))["profiles"]}
+    plan = lambda p: {k: v for k, v in profiles[p].items() if k not in ("name", "description", "static_rules")}
+    alias = {}
+    for i, p in enumerate(ORDER):
+        for q in ORDER[:i]:
+            if q not in alias and plan(p) == plan(q):
+                alias[p] = q
+                break
+    return alias
 
 
 def model_dir(out, row):
@@ -50,8 +69,9 @@ def static(binary, d, prof):
     a = j["analysis"]
     return [j["verdict"], round(j["score"]["total"], 4)] + [
         round(a[k], 4) for k in ("amplification", "rounding_amplification", "cache_amplification",
-                                 "key_cache_loss", "depth_key_loss", "depth_rounding_amplification")
-    ] + [a["num_layers"], int(any(l["has_qk_norm"] for l in a["layers"])),
+                                 "key_cache_loss", "depth_key_loss", "depth_rounding_amplification",
+                                 "floor_key_loss")
+    ] + [f'{a["model_unit_roundoff"]:.6g}', a["num_layers"], int(any(l["has_qk_norm"] for l in a["layers"])),
          a["k_proj"]["layers_read"]]
 
 
@@ -69,7 +89,10 @@ def main():
         with open(path, "w", newline="") as f:
             csv.writer(f).writerow(fields)
     lock = threading.Lock()
-    todo = [(z, p) for p in ORDER for z in zoo if (z["model"], p) not in done]
+    alias = same_plan_as() if mode == "probe" and "--rerun-same-plan" not in sys.argv else {}
+    todo = [(z, p) for p in ORDER for z in zoo if (z["model"], p) not in done and p not in alias]
+    if "--copy-only" in sys.argv:  # only the same-plan copies (a run stopped part-way)
+        todo = []
 
     def one(item):
         z, p = item
@@ -80,7 +103,18 @@ def main():
     with ThreadPoolExecutor(jobs) as ex:
         for _ in ex.map(one, todo):
             pass
-    print(f"{path}: {len(todo)} new rows", file=sys.stderr)
+    copied = 0
+    if alias:
+        rows = {(r["model"], r["profile"]): r for r in csv.DictReader(open(path))}
+        with open(path, "a", newline="") as f:
+            for p, q in alias.items():
+                for z in zoo:
+                    if (z["model"], p) not in rows and (z["model"], q) in rows:
+                        r = dict(rows[(z["model"], q)], profile=p)
+                        csv.writer(f).writerow([r[k] for k in fields])
+                        copied += 1
+    print(f"{path}: {len(todo)} new rows, {copied} copied from a profile with the same plan "
+          f"({alias})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
   const double depth = double(config.num_layers) / double(std::max<int64_t>(1, known));
   a.depth_key_loss = std::sqrt(key_sq * depth);
   a.depth_rounding_amplification = std::sqrt(round_sq * depth);
+  set_model_rounding(a, kBf16UnitRoundoff);
 
   for (const auto& [role, reports] : by_role) {
     RoleSummary s;
@@ -142,6 +143,12 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
     a.roles.push_back(s);
   }
   return a;
+}
+
+void set_model_rounding(Analysis& a, double model_unit_roundoff) {
+  a.model_unit_roundoff = model_unit_roundoff;
+  a.floor_key_loss =
+      model_unit_roundoff > 0 ? a.depth_key_loss * kBf16UnitRoundoff / model_unit_roundoff : 0;
 }
 
 }  // namespace fusecheck

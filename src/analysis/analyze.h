@@ -94,8 +94,19 @@ struct Analysis {
   // cannot show. The same for the bf16 rounding term.
   double depth_key_loss = 0;
   double depth_rounding_amplification = 0;
+  // The unit roundoff of the standard path's activations, the checkpoint's weight dtype (bf16
+  // 2^-8, f16 2^-11, f32 2^-24): the floor that the probe subtracts before it charges a lossy
+  // profile anything (docs/ANALYSIS.md, section 4.14).
+  double model_unit_roundoff = kBf16UnitRoundoff;
+  // depth_key_loss * 2^-8 / model_unit_roundoff: the cache's key loss measured against the
+  // rounding the standard path already does at the model's own dtype rather than at bf16. Equal
+  // to depth_key_loss for bf16 checkpoints; 8x for f16, whose finer floor hides less.
+  double floor_key_loss = 0;
   KProjRead k_proj;
 };
+
+// Sets model_unit_roundoff and floor_key_loss from the standard path's unit roundoff (> 0).
+void set_model_rounding(Analysis& a, double model_unit_roundoff);
 
 // key_rows: per-layer k_proj key magnitudes (may be empty or cover some layers only); used only
 // for layers without q/k norms. k_proj: what was read, copied into the result.

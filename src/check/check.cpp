@@ -14,6 +14,23 @@ namespace fusecheck {
 
 namespace {
 
+// The unit roundoff of the standard path's activations: the engine computes in the dtype of the
+// decoder's weights (Model::act_type reads layer 0's q_proj), so the header says it, no bytes
+// read. bf16 when the tensor is absent (the check's own errors cover a missing projection).
+double standard_unit_roundoff(const Checkpoint& ck, const ArchProfile& arch,
+                              const std::string& prefix) {
+  const TensorRef* t = ck.find(layer_tensor_name(prefix, arch.decoder.q_proj, 0));
+  if (!t) return kBf16UnitRoundoff;
+  switch (t->info->dtype) {
+    case DType::F16:
+      return 1.0 / 2048.0;
+    case DType::F32:
+      return 1.0 / 16777216.0;
+    default:
+      return kBf16UnitRoundoff;
+  }
+}
+
 // Picks the tensor-name prefix under which this checkpoint stores the language model.
 Result<std::string> find_prefix(const Checkpoint& ck, const ArchProfile& arch) {
   const NormSpec& probe = arch.norms.front();
@@ -189,6 +206,7 @@ Result<CheckResult> check_checkpoint(const Checkpoint& ck, const CheckOptions& o
     r.thresholds = thresholds;
     r.analysis = analyze_gains(cfg, arch->qk_scope, norms, kernels,
                                thresholds.extreme_weight_threshold, key_rows.rows, key_rows.info);
+    set_model_rounding(r.analysis, standard_unit_roundoff(ck, *arch, prefix));
     r.score = score_analysis(r.analysis, thresholds, kernels);
     r.verdict = r.score.verdict;
     if (cache) {

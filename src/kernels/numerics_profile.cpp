@@ -121,6 +121,7 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
             {"warning_above_key_loss", &r.warning_above_key_loss},
             {"incompatible_above_depth_key_loss", &r.incompatible_above_depth_key_loss},
             {"warning_above_depth_key_loss", &r.warning_above_depth_key_loss},
+            {"warning_above_floor_key_loss", &r.warning_above_floor_key_loss},
             {"warning_above_rounding", &r.warning_above_rounding}}) {
         auto it = sr->find(key);
         if (it == sr->end()) continue;

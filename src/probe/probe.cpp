@@ -173,9 +173,14 @@ Result<int64_t> greedy_divergence(const Model& m, const std::vector<int32_t>& pr
 
 void decide_probe_verdict(ProbeResult& r, const ProbeCriteria& c) {
   // A top-1 rate measured on n positions carries sampling noise of sqrt(p(1-p)/n); a difference
-  // smaller than two of those is not evidence, so no margin is below it.
+  // smaller than two of those is not evidence, so no margin is below it. p is the rate both paths
+  // would share if they were equally good, estimated from both (the pooled rate): the standard
+  // path's rate alone is 1 when it matched fp32 everywhere, which made a flip of 3 positions in
+  // 256 "evidence" (docs/VALIDATION.md). One rate's standard error, not the difference's sqrt(2)
+  // times it: both paths are scored on the same positions, so their errors are correlated.
   const double p = r.standard_vs_fp32.top1, n = std::max<double>(1, r.positions);
-  const double noise = 2 * std::sqrt(p * (1 - p) / n);
+  const double pooled = 0.5 * (p + r.fused_vs_fp32.top1);
+  const double noise = 2 * std::sqrt(pooled * (1 - pooled) / n);
   if (r.lossy) {
     // The budget is spent only by what the profile adds on top of the bf16 noise floor that the
     // standard path already has, both measured against the same fp32 reference.

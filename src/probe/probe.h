@@ -16,13 +16,13 @@
 
 namespace fusecheck {
 
-constexpr int kProbeRevision = 1;  // bumped when measurements or the verdict rule change
+constexpr int kProbeRevision = 2;  // bumped when measurements or the verdict rule change
 
 struct ProbeCriteria {
   // Lossless profiles: KL(fused || fp32) within kl_factor of the standard path's own KL from fp32
   // (the bf16 noise floor; kl_floor keeps an fp32 checkpoint's zero floor meaningful), and top-1
   // agreement with fp32 no worse than the standard path's by more than top1_margin (or two
-  // standard errors of the measured rate, when that is larger).
+  // standard errors of the two paths' pooled rate, when that is larger).
   double kl_factor = 2.0;
   double kl_floor = 1e-6;
   double top1_margin = 0.01;
