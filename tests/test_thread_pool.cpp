@@ -137,9 +137,10 @@ TEST(ThreadPool, MoreChunksThanThreadsUnderContention) {
 }
 
 TEST(ThreadPool, StalledThreadLeavesItsShareToTheOthers) {
-  // The first chunk a worker runs sleeps 300 ms (a worker descheduled mid-job). With dynamic
-  // claiming the caller takes every other chunk meanwhile, so the stalled worker runs exactly one
-  // chunk; a static half-and-half split would give it 50.
+  // The first chunk a worker runs sleeps 1 s (a worker descheduled mid-job); the caller's first
+  // chunk waits (up to 10 s) until that has begun, so the worker surely takes part. With dynamic
+  // claiming the caller then takes every other chunk, so the stalled worker runs exactly one; a
+  // static half-and-half split would give it 50.
   ThreadPool pool(2);
   const std::thread::id caller = std::this_thread::get_id();
   std::atomic<int> by_worker{0}, by_caller{0};
@@ -148,15 +149,18 @@ TEST(ThreadPool, StalledThreadLeavesItsShareToTheOthers) {
       100,
       [&](int64_t, int64_t) {
         if (std::this_thread::get_id() == caller) {
+          const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          while (!stalled.load() && std::chrono::steady_clock::now() < give_up)
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
           by_caller.fetch_add(1);
           return;
         }
         by_worker.fetch_add(1);
-        if (!stalled.exchange(true)) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        if (!stalled.exchange(true)) std::this_thread::sleep_for(std::chrono::seconds(1));
       },
       100);
   EXPECT_EQ(by_caller.load() + by_worker.load(), 100);
-  if (by_worker.load() == 0) GTEST_SKIP() << "the worker never woke during the job";
+  ASSERT_TRUE(stalled.load()) << "the worker never took a chunk in 10 s";
   EXPECT_EQ(by_worker.load(), 1)
       << "the caller should have claimed every chunk but the stalled one";
 }
