@@ -82,10 +82,12 @@ uint32_t ThreadPool::claim_and_run() {
     if (!claim_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
                                       std::memory_order_acquire))
       continue;  // w now holds the current word: retry on it (possibly a newer job)
-    // Chunk `next` of this job is ours: its fields stay valid until we bump done_.
-    const int64_t c = static_cast<int64_t>(next);
-    (*fn_)(n_ * c / chunks_, n_ * (c + 1) / chunks_);
-    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_) done_.notify_one();
+    // Chunk `next` of this job is ours: its fields stay valid until we bump done_, and not a
+    // moment longer (the caller may then publish the next job), so the count after the bump is
+    // the claim word's, not chunks_.
+    const int64_t c = static_cast<int64_t>(next), k = static_cast<int64_t>(count);
+    (*fn_)(n_ * c / k, n_ * (c + 1) / k);
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == k) done_.notify_one();
     w = claim_.load(std::memory_order_acquire);
   }
 }
