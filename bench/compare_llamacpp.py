@@ -20,6 +20,7 @@ Usage: bench/compare_llamacpp.py --fusecheck build/fusecheck --model-dir DIR
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def main():
     engines = ["fusecheck"] + (["llama.cpp"] if a.llama_bench and a.gguf else [])
     threads = [int(t) for t in a.threads.split(",")]
     busy = None
+    # SIGTERM unwinds through the finally below, so the busy loop never outlives this script.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if a.busy:
         busy = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
     passes = []
