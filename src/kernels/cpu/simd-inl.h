@@ -396,9 +396,17 @@ void RunLinear(const LinearJob& j, ThreadPool* pool) {
     else
       GemmRows<WT>(j, r0, r1);
   };
-  // Threads by the size of the work (kMinWorkPerThread multiply-adds each at least).
+  // Whether to share at all goes by the size of the work (kMinWorkPerThread multiply-adds per
+  // thread at least); a shared op is cut into chunks of >= kMinWorkPerChunk multiply-adds and
+  // >= 6 quanta (72 rows, one long sequential stream of weights each) that the threads claim
+  // dynamically, so a thread the scheduler holds back leaves its share to the others.
+  const int64_t macs = j.T * j.rows * j.cols;
+  const int64_t chunks =
+      dynamic_chunks_for_work(macs) > 1
+          ? std::max<int64_t>(2, std::min(dynamic_chunks_for_work(macs), units / 6))
+          : 1;
   if (pool != nullptr)
-    pool->parallel_for(units, work, chunks_for_work(j.T * j.rows * j.cols));
+    pool->parallel_for(units, work, chunks);
   else
     work(0, units);
 }

@@ -1,7 +1,6 @@
 #include "kernels/cpu/thread_pool.h"
 
 #include <algorithm>
-#include <cassert>
 #include <fstream>
 #include <set>
 #include <string>
@@ -65,23 +64,35 @@ int physical_core_count() {
 ThreadPool::ThreadPool(int threads, std::chrono::microseconds spin) : spin_(spin) {
   threads_ = threads > 0 ? threads : physical_core_count();
   workers_.reserve(static_cast<size_t>(threads_ - 1));
-  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
-  stop_ = true;
+  stop_.store(true, std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::run_chunk(int chunk) {
-  const int64_t begin = n_ * chunk / chunks_;
-  const int64_t end = n_ * (chunk + 1) / chunks_;
-  (*fn_)(begin, end);
+uint32_t ThreadPool::claim_and_run() {
+  uint64_t w = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    const uint64_t count = (w >> 16) & 0xFFFF, next = w & 0xFFFF;
+    if (next >= count) return static_cast<uint32_t>(w >> 32);
+    if (!claim_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire))
+      continue;  // w now holds the current word: retry on it (possibly a newer job)
+    // Chunk `next` of this job is ours: its fields stay valid until we bump done_, and not a
+    // moment longer (the caller may then publish the next job), so the count after the bump is
+    // the claim word's, not chunks_.
+    const int64_t c = static_cast<int64_t>(next), k = static_cast<int64_t>(count);
+    (*fn_)(n_ * c / k, n_ * (c + 1) / k);
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == k) done_.notify_one();
+    w = claim_.load(std::memory_order_acquire);
+  }
 }
 
-void ThreadPool::worker_loop(int index) {
+void ThreadPool::worker_loop() {
   uint32_t seen = 0;
   for (;;) {
     uint32_t g = spin_while_equal(generation_, seen, spin_);
@@ -89,36 +100,43 @@ void ThreadPool::worker_loop(int index) {
       generation_.wait(seen, std::memory_order_acquire);
       g = generation_.load(std::memory_order_acquire);
     }
-    seen = g;
-    if (stop_) return;
-    // Every worker checks in, even one beyond the chunk count (n < threads): the caller must not
-    // publish the next job while any worker may still read this one's fields.
-    if (index < chunks_) run_chunk(index);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    if (stop_.load(std::memory_order_relaxed)) return;
+    // The claim word may already be a newer job than g; claim_and_run serves whichever is
+    // current and says which generation it left exhausted.
+    seen = claim_and_run();
   }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                              int64_t max_chunks) {
+                              int64_t chunks) {
   if (n <= 0) return;
-  const int chunks = static_cast<int>(std::min({n, static_cast<int64_t>(threads_), max_chunks}));
-  if (chunks <= 1) {  // nothing to share: skip the wake-up entirely
-    fn(0, n);
+  const int64_t want = chunks > 0 ? chunks : threads_;
+  const int64_t k = std::min({n, want, kMaxChunks});
+  if (k <= 1 || threads_ <= 1) {  // nothing to share: skip the wake-up entirely
+    if (k <= 1) {
+      fn(0, n);
+    } else {
+      for (int64_t c = 0; c < k; ++c) fn(n * c / k, n * (c + 1) / k);
+    }
     return;
   }
   fn_ = &fn;
   n_ = n;
-  chunks_ = chunks;
-  pending_.store(threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);  // publishes fn_, n_, chunks_, pending_
+  chunks_ = static_cast<int>(k);
+  done_.store(0, std::memory_order_relaxed);
+  const uint32_t gen = static_cast<uint32_t>(claim_.load(std::memory_order_relaxed) >> 32) + 1;
+  // Publishes fn_, n_, chunks_ and done_ to every thread that claims a chunk of this job.
+  claim_.store((uint64_t{gen} << 32) | (static_cast<uint64_t>(k) << 16), std::memory_order_release);
+  generation_.store(gen, std::memory_order_release);
   generation_.notify_all();
-  run_chunk(0);
-  int left = pending_.load(std::memory_order_acquire);
-  while (left != 0) {
-    left = spin_while_equal(pending_, left, spin_);
-    if (left == 0) break;
-    pending_.wait(left, std::memory_order_acquire);
-    left = pending_.load(std::memory_order_acquire);
+  claim_and_run();
+  // Every chunk is claimed; wait only for those still running on a worker.
+  int d = done_.load(std::memory_order_acquire);
+  while (d != chunks_) {
+    d = spin_while_equal(done_, d, spin_);
+    if (d == chunks_) break;
+    done_.wait(d, std::memory_order_acquire);
+    d = done_.load(std::memory_order_acquire);
   }
   fn_ = nullptr;
 }

@@ -1,14 +1,18 @@
-// A persistent thread pool for the CPU kernels: static partitioning, no thread creation per call.
+// A persistent thread pool for the CPU kernels: fixed contiguous chunks claimed dynamically, no
+// thread creation per call.
 //
 // Decode calls parallel_for about 200 times per token, so the wake-up and join must cost a few
 // microseconds at most. Workers spin on a generation counter for `spin` after their last job (long
 // enough to bridge the gap between the kernels of one decode step, ~0.1-0.5 ms) and then sleep on
-// it with C++20 atomic wait/notify (a futex on Linux); the calling thread runs chunk 0 itself.
+// it with C++20 atomic wait/notify (a futex on Linux).
 //
-// Static partitioning ([0, n) cut into `threads()` contiguous chunks, chunk c to thread c) keeps
-// each worker on the same rows call after call, so a weight slice that fits a core's cache stays
-// there, and it makes results independent of scheduling (the kernels' results never depend on the
-// partition anyway: every output is computed by exactly one thread in a fixed order).
+// Dynamic claiming: the chunk bounds are fixed by (n, k), but which thread runs a chunk is not.
+// The caller and the workers take the next unclaimed chunk from one shared counter until none is
+// left, and the caller waits only for chunks that were claimed and are still running. So on a
+// loaded machine a worker that is not scheduled when a job starts simply claims nothing, and the
+// caller does the job alone instead of waiting a scheduler slice for the worker's share (the
+// failure of a static half-and-half split). Results stay independent of scheduling: the kernels
+// compute every output within one chunk in a fixed order, whoever runs it.
 #pragma once
 
 #include <atomic>
@@ -31,6 +35,16 @@ inline int64_t chunks_for_work(int64_t work) {
   return work / kMinWorkPerThread > 1 ? work / kMinWorkPerThread : 1;
 }
 
+// The least work of one dynamically claimed chunk: about 13 us of bf16 GEMV on one core (64 rows of
+// 1024 columns, a 128 KiB sequential stream), so claiming (one CAS) costs nothing next to it,
+// while an op that is worth sharing has many chunks to balance between a busy and an idle core.
+constexpr int64_t kMinWorkPerChunk = int64_t{1} << 16;
+// The chunk count of a dynamically shared op of `work` units: 1 when the op is not worth a second
+// thread (chunks_for_work(work) == 1), else work / kMinWorkPerChunk (at least 2).
+inline int64_t dynamic_chunks_for_work(int64_t work) {
+  return chunks_for_work(work) > 1 ? work / kMinWorkPerChunk : 1;
+}
+
 // Physical cores of this machine (distinct core ids per package in /sys), falling back to
 // std::thread::hardware_concurrency(); at least 1.
 int physical_core_count();
@@ -48,33 +62,46 @@ class ThreadPool {
 
   int threads() const { return threads_; }
 
-  // Calls fn(begin, end) on k = min(n, threads(), max_chunks) contiguous chunks covering [0, n)
-  // exactly once, chunk c = [n * c / k, n * (c + 1) / k), and returns when all have finished. The
-  // caller runs chunk 0; k == 1 runs fn(0, n) on the caller without waking anyone. n <= 0: no
-  // call. Not reentrant: fn must not call parallel_for on the same pool, and one pool serves one
-  // calling thread at a time. fn must not throw.
+  // The most chunks one job may have (the claim counter's width).
+  static constexpr int64_t kMaxChunks = 0xFFFF;
+
+  // Calls fn(begin, end) on k = min(n, chunks, kMaxChunks) contiguous chunks covering [0, n)
+  // exactly once, chunk c = [n * c / k, n * (c + 1) / k), and returns when all have finished.
+  // chunks <= 0 means threads(). k may exceed threads(): the caller and the workers claim chunks
+  // in order from a shared counter, each chunk is run by exactly one thread, and any thread may
+  // run any number of them (a chunk index is not a thread index). k == 1 runs fn(0, n) on the
+  // caller without waking anyone. n <= 0: no call. Not reentrant: fn must not call parallel_for on
+  // the same pool, and one pool serves one calling thread at a time. fn must not throw.
   void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn,
-                    int64_t max_chunks = INT64_MAX);
+                    int64_t chunks = 0);
 
  private:
-  void worker_loop(int index);
-  void run_chunk(int chunk);
+  void worker_loop();
+  // Claims and runs chunks of the job whose claim word is current; returns the generation of the
+  // job it found exhausted (so a worker knows which generation it has finished with).
+  uint32_t claim_and_run();
 
   int threads_ = 1;
   std::chrono::nanoseconds spin_;
   std::vector<std::thread> workers_;
 
-  // The current job, written by the caller before it bumps generation_ (release) and read by the
-  // workers after they observe the new generation (acquire).
+  // The current job, written by the caller before it publishes claim_ (release). A thread reads
+  // them only after claiming a chunk of this job (acquire on claim_), and the caller rewrites
+  // them only after done_ says every chunk has finished, so no reader ever sees the next job's.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
   int chunks_ = 0;
-  bool stop_ = false;
 
-  // Separate cache lines: the workers poll generation_, the caller polls pending_. 32 bits: the
-  // futex width, so wait/notify need no proxy; only equality is compared, so wrapping is harmless.
+  // Claim word: generation (high 32 bits) | chunk count (bits 16-31) | next unclaimed chunk (low
+  // 16 bits). A claim is a CAS that bumps the low field while it is below the count, so a thread
+  // that read an old generation can never claim a chunk of the next job without seeing it.
+  alignas(64) std::atomic<uint64_t> claim_{0};
+  // Chunks of the current job finished; the caller waits on it.
+  alignas(64) std::atomic<int> done_{0};
+  // The workers sleep on it (32 bits: the futex width, so wait/notify need no proxy); it takes the
+  // claim word's generation after the word is published. Only equality is compared.
   alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace fusecheck::cpu
