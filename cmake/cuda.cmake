@@ -45,15 +45,25 @@ target_compile_options(fusecheck_cuda PRIVATE
     -gencode=arch=compute_80,code=compute_80 --fmad=false -Xcompiler=-Wall,-Wextra
     -Wno-deprecated-gpu-targets>)
 target_link_libraries(fusecheck_cuda PUBLIC CUDA::cudart_static CUDA::cublasLt)
-# The backend behind the seam (kernels/backend.h) once that header is in the tree.
-if(EXISTS ${CMAKE_SOURCE_DIR}/src/kernels/backend.h)
-  target_sources(fusecheck_cuda PRIVATE src/kernels/cuda/cuda_backend.cpp)
-  target_compile_definitions(fusecheck_cuda PUBLIC FUSECHECK_HAVE_CUDA_BACKEND=1)
-  target_link_libraries(fusecheck_cuda PUBLIC fusecheck_lib)
-  # Model::load builds the CUDA backend for --device cuda: the two static libraries need each
-  # other (CMake repeats them on the link line). Link only, and the define on model.cpp alone, so
-  # the rest of fusecheck_lib compiles exactly as without CUDA.
-  set_property(SOURCE src/model/model.cpp APPEND PROPERTY COMPILE_DEFINITIONS
-               FUSECHECK_HAVE_CUDA_BACKEND=1)
-  target_link_libraries(fusecheck_lib PUBLIC $<LINK_ONLY:fusecheck_cuda>)
-endif()
+set_target_properties(fusecheck_cuda PROPERTIES OUTPUT_NAME fusecheck_cuda_kernels)
+
+# The backend behind the seam as a module, libfusecheck_cuda.so beside the fusecheck binary: the
+# engine dlopens it for --device cuda only (kernels/backend_loader.h), so no other program or
+# command maps cudart and the 540 MB libcublasLt at start-up. Self-contained: the kernels, cudart
+# (static), the seam's Buffer and the backend are linked in with hidden visibility; it exports
+# fusecheck_cuda_module() alone and needs only libcublasLt, fmt and the C/C++ runtimes.
+add_library(fusecheck_cuda_module MODULE
+  src/kernels/cuda/cuda_backend.cpp
+  src/kernels/cuda/cuda_module.cpp
+  src/kernels/backend.cpp)
+target_include_directories(fusecheck_cuda_module PRIVATE ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(fusecheck_cuda_module PRIVATE fusecheck_cuda fmt::fmt
+                      nlohmann_json::nlohmann_json)
+target_link_options(fusecheck_cuda_module PRIVATE -Wl,--no-undefined -Wl,--exclude-libs,ALL)
+set_target_properties(fusecheck_cuda_module PROPERTIES
+  OUTPUT_NAME fusecheck_cuda PREFIX lib
+  LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}
+  CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+# Only the loader knows the module exists; the rest of fusecheck_lib compiles as without CUDA.
+set_property(SOURCE src/kernels/backend_loader.cpp APPEND PROPERTY COMPILE_DEFINITIONS
+             FUSECHECK_CUDA_MODULE_BUILT=1)

@@ -59,9 +59,17 @@ Result<Pass> run_pass(const Model& m, Precision p, const KernelPlan& plan,
   const double t0 = now_s();
   FC_TRY(m.forward(prompt, p, cache, LogitsFor::kLast, logits, nullptr, &plan, &ws));
   const double t1 = now_s();
+  // Greedy decode; on a GPU each step is a replayed graph with the argmax on the device, as
+  // generate runs it (Model::decode_greedy).
+  DecodeGraph graph;
+  int32_t next = argmax(logits);
   for (int64_t i = 0; i < gen; ++i) {
-    const int32_t next = argmax(logits);
+    if (m.backend().supports_graphs()) {
+      FC_TRY(m.decode_greedy(next, p, cache, plan, ws, graph, &next));
+      continue;
+    }
     FC_TRY(m.forward({&next, 1}, p, cache, LogitsFor::kLast, logits, nullptr, &plan, &ws));
+    next = argmax(logits);
   }
   const double t2 = now_s();
   return Pass{prompt.size() / (t1 - t0), gen / (t2 - t1), cache.bytes_per_position(),

@@ -187,6 +187,25 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // The lm_head: out[t, :] = round(dot_lanes(x[t, :], lm_head[r, :])). x: [T, dim];
   // out: [T, vocab].
   virtual void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) = 0;
+
+  // --- decode graphs (optional: a backend without them, the CPU's, keeps these defaults and the
+  // model never calls the rest) ---
+  virtual bool supports_graphs() const { return false; }
+  // The ops issued between begin_capture and end_capture are recorded, not run; end_capture
+  // returns the recorded graph's id (>= 0), or -1 when recording failed (status() says why).
+  // A graph holds the pointers and shapes it was recorded with: the caller re-records when any
+  // buffer it uses moves.
+  virtual void begin_capture() {}
+  virtual int end_capture() { return -1; }
+  virtual void replay(int graph) { (void)graph; }
+  virtual void drop_graph(int graph) { (void)graph; }
+  // Greedy sampling's end of a decode step, on the device: tokens[0] = argmax of logits[0 .. n)
+  // (the lowest index among equals, NaN never chosen, all-NaN gives 0: cpu argmax in
+  // model/sampler.h), then pos0[0] += 1. So the next step's input is already in place.
+  // tokens, pos0: [1] int32; logits: [n].
+  virtual void argmax_advance(int32_t* tokens, const float* logits, int64_t n, int32_t* pos0) {
+    (void)tokens, (void)logits, (void)n, (void)pos0;
+  }
 };
 
 }  // namespace fusecheck

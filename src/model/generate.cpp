@@ -86,6 +86,7 @@ Session::Session(const Model& m, Precision p, int64_t max_context, const KernelP
       cache_(m.new_cache(p, max_context, &plan_)) {}
 
 void Session::reset() {
+  graph_.reset();  // it points into the old cache
   cache_ = model_->new_cache(precision_, cache_.max_context(), &plan_);  // recalibrates KV scales
   tokens_.clear();
   logits_.clear();
@@ -120,8 +121,11 @@ Result<std::vector<int32_t>> Session::generate(int64_t max_tokens, Sampler& samp
   std::vector<int32_t> out;
   const double t0 = now_s();
   double decode_start = t0;
+  const bool on_device = sampler.params().greedy() && model_->backend().supports_graphs();
+  bool device_logits = false;  // logits_ is stale: the last step's row is on the device
+  int32_t chosen = -1;         // the device's argmax of the last step
   while (static_cast<int64_t>(out.size()) < max_tokens) {
-    const int32_t next = sampler.next(logits_);
+    const int32_t next = device_logits ? chosen : sampler.next(logits_);
     if (out.empty() && stats) {
       stats->first_token_s = stats->prefill_s + (now_s() - t0);
       decode_start = now_s();
@@ -136,12 +140,18 @@ Result<std::vector<int32_t>> Session::generate(int64_t max_tokens, Sampler& samp
     }
     // Run the token just emitted: its logits give the next one. (The last emitted token is not
     // run; a later feed() of the conversation runs it.)
-    FC_TRY(model_->forward({&next, 1}, precision_, cache_, LogitsFor::kLast, logits_, nullptr,
-                           &plan_, &ws_));
+    if (on_device) {
+      FC_TRY(model_->decode_greedy(next, precision_, cache_, plan_, ws_, graph_, &chosen));
+      device_logits = true;
+    } else {
+      FC_TRY(model_->forward({&next, 1}, precision_, cache_, LogitsFor::kLast, logits_, nullptr,
+                             &plan_, &ws_));
+    }
     tokens_.push_back(next);
     if (stats) stats->decode_steps++;
   }
   if (stats) stats->decode_s += now_s() - decode_start;
+  if (device_logits) model_->read_logits(ws_, logits_);  // last_logits() as without a graph
   return out;
 }
 

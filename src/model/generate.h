@@ -48,6 +48,8 @@ class Session {
   // emitting a stop id, when on_token returns false, or when the cache is full (stats'
   // context_full; not an error: what was generated stands). Every emitted token but the last is
   // run (the last needs no logits; the next feed() runs it as part of the conversation).
+  // Greedy sampling on a GPU runs each step as a replayed graph that picks the token on the
+  // device; the tokens are the same as the sampler's on the downloaded logits.
   Result<std::vector<int32_t>> generate(int64_t max_tokens, Sampler& sampler,
                                         std::span<const int32_t> stop_ids,
                                         const std::function<bool(int32_t)>& on_token,
@@ -66,6 +68,9 @@ class Session {
   std::vector<int32_t> tokens_;  // what the cache holds
   std::vector<float> logits_;
   Activations ws_;  // reused by every forward call
+  // Greedy decode on a backend with graphs: the step recorded once and replayed, the argmax
+  // taken on the device (Model::decode_greedy).
+  DecodeGraph graph_;
 };
 
 }  // namespace fusecheck

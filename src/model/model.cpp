@@ -3,11 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
+#include "kernels/backend_loader.h"
 #include "kernels/cpu/cpu_backend.h"
-#ifdef FUSECHECK_HAVE_CUDA_BACKEND
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
 namespace fusecheck {
 
@@ -27,14 +26,10 @@ namespace {
 Result<std::shared_ptr<Backend>> make_backend(const LoadOptions& o) {
   FC_ASSIGN(device, parse_device(o.device));
   if (device == "cpu") return make_cpu_backend(o.threads);
-#ifdef FUSECHECK_HAVE_CUDA_BACKEND
-  std::string why;
-  std::shared_ptr<Backend> b = make_cuda_backend(CudaBackendOptions{}, &why);
-  if (!b) return make_error("--device cuda: {}", why);
-  return b;
-#else
-  return make_error("--device cuda: this fusecheck was built without CUDA (no nvcc at build time)");
-#endif
+  // The CUDA libraries are mapped here, on the first --device cuda load, and never before.
+  auto b = load_cuda_backend(CudaBackendOptions{}, o.cuda_module);
+  if (!b.ok()) return make_error("--device cuda: {}", b.error().message);
+  return std::move(*b);
 }
 
 }  // namespace
@@ -119,7 +114,7 @@ void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
   Backend& b = *backend_;
   a.T = T;
   a.pending_mlp = false;
-  if (!a.pos0) a.pos0 = b.alloc(sizeof(int32_t));
+  if (!a.pos0) a.pos0 = b.alloc(sizeof(int32_t)), ++a.epoch;
   if (T > a.t_cap) {
     const auto f32 = [&](int64_t per_token) {
       return b.alloc(static_cast<size_t>(T * per_token) * sizeof(float));
@@ -133,6 +128,7 @@ void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
     a.logits = f32(c.vocab_size);
     a.tokens = b.alloc(static_cast<size_t>(T) * sizeof(int32_t));
     a.t_cap = T;
+    ++a.epoch;
   }
   if (n_ctx > a.ctx_cap) {
     // The fp32 RoPE table grows by doubling, so decode rebuilds it O(log n) times.
@@ -144,6 +140,7 @@ void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
     b.upload(a.rope_cos, 0, cs.data(), cs.size() * sizeof(float));
     b.upload(a.rope_sin, 0, sn.data(), sn.size() * sizeof(float));
     a.ctx_cap = cap;
+    ++a.epoch;
   }
 }
 
@@ -280,6 +277,7 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
   const int32_t pos0_i32 = static_cast<int32_t>(pos0);
   b.upload(a.pos0, 0, &pos0_i32, sizeof(int32_t));
   b.upload(a.tokens, 0, tokens.data(), tokens.size() * sizeof(int32_t));
+  a.dev_token = -1, a.dev_pos = -1;
 
   // hidden = embed_tokens(tokens)
   b.embed(a.hidden.f32(), a.tokens.i32(), T, embed_);
@@ -308,6 +306,83 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
   return b.status();
 }
 
+DecodeGraph& DecodeGraph::operator=(DecodeGraph&& o) noexcept {
+  if (this != &o) {
+    reset();
+    backend_ = std::move(o.backend_);
+    id_ = std::exchange(o.id_, -1);
+    warm_ = std::exchange(o.warm_, false);
+    capacity_ = std::exchange(o.capacity_, -1);
+    epoch_ = o.epoch_;
+  }
+  return *this;
+}
+
+void DecodeGraph::reset() {
+  if (backend_ && id_ >= 0) backend_->drop_graph(id_);
+  id_ = -1, warm_ = false, capacity_ = -1;
+}
+
+void Model::greedy_step_ops(Activations& a, KvCache& cache, ActType t,
+                            const KernelPlan& plan) const {
+  Backend& b = *backend_;
+  b.embed(a.hidden.f32(), a.tokens.i32(), 1, embed_);
+  for (int64_t l = 0; l < config_.num_layers; ++l) layer_forward(l, a, cache, t, plan);
+  final_norm(a, t);
+  b.logits(a.logits.f32(), a.normed.f32(), 1, lm_head_, t);
+  b.argmax_advance(a.tokens.i32(), a.logits.f32(), config_.vocab_size, a.pos0.i32());
+}
+
+Status Model::decode_greedy(int32_t token, Precision p, KvCache& cache, const KernelPlan& plan,
+                            Activations& a, DecodeGraph& g, int32_t* next) const {
+  const auto& c = config_;
+  Backend& b = *backend_;
+  if (!b.supports_graphs())
+    return make_error("decode_greedy: the {} backend has no graphs", b.name());
+  if (token < 0 || token >= c.vocab_size)
+    return make_error("token id {} is out of range: the model's vocab_size is {}", token,
+                      c.vocab_size);
+  if (static_cast<int64_t>(plan.layers.size()) != c.num_layers)
+    return make_error("decode_greedy: the kernel plan has {} layers, the model {}",
+                      plan.layers.size(), c.num_layers);
+  const ActType t = act_type(p);
+  if (cache.act() != t || cache.format() != plan.kv_format)
+    return make_error("decode_greedy: the KV cache was made for another precision or kernel plan");
+  const int64_t pos0 = cache.size();
+  FC_TRY(cache.reserve_more(1));
+  prepare(a, 1, pos0 + 1);
+  // The graph holds the cache's and the workspace's pointers: either moved, it is stale.
+  if (g.backend_ != backend_ || g.capacity_ != cache.layer(0).capacity || g.epoch_ != a.epoch) {
+    g.reset();
+    g.backend_ = backend_, g.capacity_ = cache.layer(0).capacity, g.epoch_ = a.epoch;
+  }
+  if (a.dev_token != token || a.dev_pos != pos0) {  // after a prefill, or another caller
+    const int32_t pos0_i32 = static_cast<int32_t>(pos0);
+    b.upload(a.pos0, 0, &pos0_i32, sizeof(int32_t));
+    b.upload(a.tokens, 0, &token, sizeof(int32_t));
+  }
+  // The first step with these buffers runs eagerly, sizing the backend's workspaces (which
+  // cannot grow inside a recording); the second records; every later one replays.
+  if (!g.recorded() && g.warm_) {
+    b.begin_capture();
+    greedy_step_ops(a, cache, t, plan);
+    g.id_ = b.end_capture();
+    FC_TRY(b.status());
+  }
+  if (g.recorded())
+    b.replay(g.id_);
+  else
+    greedy_step_ops(a, cache, t, plan), g.warm_ = true;
+  b.download(next, a.tokens, 0, sizeof(int32_t));
+  cache.set_size(pos0 + 1);
+  a.dev_token = *next, a.dev_pos = pos0 + 1;
+  return b.status();
+}
+
+void Model::read_logits(const Activations& a, std::vector<float>& logits) const {
+  download(a.logits, config_.vocab_size, logits);
+}
+
 Status Model::run_layer(int64_t layer, const std::vector<float>& in, std::vector<float>& out,
                         Precision p, KvCache& cache, const KernelPlan& plan, Activations& a) const {
   const int64_t dim = config_.hidden_size, T = static_cast<int64_t>(in.size()) / dim;
@@ -326,6 +401,7 @@ Status Model::run_layer(int64_t layer, const std::vector<float>& in, std::vector
   const int32_t pos0_i32 = static_cast<int32_t>(pos0);
   backend_->upload(a.pos0, 0, &pos0_i32, sizeof(int32_t));
   backend_->upload(a.hidden, 0, x.data(), x.size() * sizeof(float));
+  a.dev_token = -1, a.dev_pos = -1;
   layer_forward(layer, a, cache, t, plan);
   residual_after(a, t, out);
   return backend_->status();

@@ -37,6 +37,9 @@ struct LoadOptions {
   // Where the ops run: "cpu" or "cuda" (the CUDA backend on GPU 0; an error when the build has
   // no CUDA backend or no GPU is present). Chosen once here; nothing else picks a backend.
   std::string device = "cpu";
+  // libfusecheck_cuda.so for device "cuda"; empty: beside the binary, then the library search
+  // path (kernels/backend_loader.h).
+  std::string cuda_module;
 };
 Result<std::string> parse_device(std::string_view name);  // "cpu" | "cuda"
 
@@ -62,6 +65,32 @@ class Activations {
   // True when the last layer's mlp_out has not been added into `hidden` yet: a fused plan adds it
   // in the next layer's add_rmsnorm (or the final norm's).
   bool pending_mlp = false;
+  uint64_t epoch = 0;  // bumped whenever a buffer above moves: a recorded decode graph is stale
+  // What tokens[0] and pos0[0] hold after a greedy decode step (-1: what forward uploaded).
+  int32_t dev_token = -1;
+  int64_t dev_pos = -1;
+};
+
+// A decode step recorded as a backend graph (Model::decode_greedy) and what it was recorded for.
+// Drops its graph when it goes or is reset. Move-only.
+class DecodeGraph {
+ public:
+  DecodeGraph() = default;
+  ~DecodeGraph() { reset(); }
+  DecodeGraph(DecodeGraph&& o) noexcept { *this = std::move(o); }
+  DecodeGraph& operator=(DecodeGraph&& o) noexcept;
+  DecodeGraph(const DecodeGraph&) = delete;
+  DecodeGraph& operator=(const DecodeGraph&) = delete;
+  void reset();  // drops the graph: the next step runs eagerly, the one after records
+  bool recorded() const { return id_ >= 0; }
+
+ private:
+  friend class Model;
+  std::shared_ptr<Backend> backend_;
+  int id_ = -1;
+  bool warm_ = false;  // one eager step ran with these buffers (workspaces sized): may record
+  int64_t capacity_ = -1;
+  uint64_t epoch_ = 0;
 };
 
 // Hidden states numbered as transformers numbers them: hidden[0] is the embedding output,
@@ -102,6 +131,17 @@ class Model {
                  std::vector<float>& logits, ForwardTrace* trace = nullptr,
                  const KernelPlan* plan = nullptr, Activations* ws = nullptr) const;
 
+  // One greedy decode step on a backend with graphs (Backend::supports_graphs): runs `token` at
+  // position cache.size() and sets *next to the argmax of its logits, chosen on the device. The
+  // step is recorded once into g and replayed: no upload when the device already holds token and
+  // position (the previous step left them there), one 4-byte download. The same tokens as
+  // forward() + argmax: every op is the one forward runs. Logits stay on the device
+  // (read_logits).
+  Status decode_greedy(int32_t token, Precision p, KvCache& cache, const KernelPlan& plan,
+                       Activations& ws, DecodeGraph& g, int32_t* next) const;
+  // The last step's logits row from ws: [vocab].
+  void read_logits(const Activations& ws, std::vector<float>& logits) const;
+
   // One decoder layer alone (the probe's shadow mode): `in` ([T, dim], rounded here to the path's
   // activation type, the best input that path could store) at positions cache.size() .. + T;
   // out: [T, dim], the layer's output residual stream (any deferred residual add included). The
@@ -127,6 +167,9 @@ class Model {
   // The residual stream after the last layer run (a deferred mlp_out added), into out [T, dim].
   void residual_after(Activations& ws, ActType t, std::vector<float>& out) const;
   void final_norm(Activations& ws, ActType t) const;
+  // Everything a greedy T = 1 step enqueues, from ws.tokens and ws.pos0 on the device to the next
+  // token and position there.
+  void greedy_step_ops(Activations& ws, KvCache& cache, ActType t, const KernelPlan& plan) const;
   void download(const Buffer& b, int64_t n, std::vector<float>& out) const;
 
   Checkpoint ckpt_;

@@ -23,6 +23,7 @@ class Sampler {
   explicit Sampler(const SamplingParams& p);
   // logits: [vocab]. NaN logits are never chosen; all-NaN falls back to token 0.
   int32_t next(std::span<const float> logits);
+  const SamplingParams& params() const { return p_; }
 
  private:
   SamplingParams p_;

@@ -96,8 +96,9 @@ int silu_mul(float* out, float* gate, const float* up, int64_t n, Act act, Strea
 // out[t, :] = row ids[t] of the embedding table (fp32 widening, no rounding). ids: [T] int32;
 // table: [vocab, dim]; out: [T, dim].
 int embed(float* out, const int32_t* ids, int64_t T, const DevWeight& table, Stream stream);
-// Greedy sampling on the device: *out = argmax_i x[i] (lowest index on ties). x: [n].
-int argmax(int32_t* out, const float* x, int64_t n, Stream stream);
+// Greedy sampling on the device: *out = argmax_i x[i] (lowest index on ties, NaN never chosen),
+// then *advance += 1 when advance is given (the decode position, for a replayed step). x: [n].
+int argmax(int32_t* out, const float* x, int64_t n, Stream stream, int32_t* advance = nullptr);
 
 // ---- RoPE (rope.cu) ----
 // The rotation tables cos/sin: [max_pos, head_dim/2] fp32, computed once on the host exactly as

@@ -37,7 +37,8 @@ __global__ void embed_kernel(float* out, const int32_t* ids, const void* table, 
 }
 
 // One block of 1024 threads; ties go to the lowest index (torch.argmax's first maximum).
-__global__ void argmax_kernel(int32_t* out, const float* x, int64_t n) {
+// advance (optional): the decode position, moved on by one once the token is chosen.
+__global__ void argmax_kernel(int32_t* out, const float* x, int64_t n, int32_t* advance) {
   __shared__ float sv[32];
   __shared__ int32_t si[32];
   float best = -INFINITY;
@@ -55,6 +56,7 @@ __global__ void argmax_kernel(int32_t* out, const float* x, int64_t n) {
     for (int k = 1; k < int(blockDim.x / 32); ++k)
       if (sv[k] > best || (sv[k] == best && si[k] < bi)) best = sv[k], bi = si[k];
     *out = bi;
+    if (advance) *advance += 1;
   }
 }
 
@@ -79,8 +81,8 @@ int embed(float* out, const int32_t* ids, int64_t T, const DevWeight& table, Str
   return launch_status();
 }
 
-int argmax(int32_t* out, const float* x, int64_t n, Stream stream) {
-  argmax_kernel<<<1, 1024, 0, stream>>>(out, x, n);
+int argmax(int32_t* out, const float* x, int64_t n, Stream stream, int32_t* advance) {
+  argmax_kernel<<<1, 1024, 0, stream>>>(out, x, n, advance);
   return launch_status();
 }
 
