@@ -23,7 +23,8 @@ std::string hf(const std::string& name) {
 
 json plan_for(const TempDir& t, const std::string& model, const std::string& kernels,
               const std::string& out, const std::string& extra = "--no-db") {
-  auto r = run_cli("plan " + model + " --kernels " + kernels + " --out " + t / out + " -q " + extra);
+  auto r =
+      run_cli("plan " + model + " --kernels " + kernels + " --out " + t / out + " -q " + extra);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return json::parse(testing::read_text(t / out));
 }
@@ -106,7 +107,8 @@ TEST(Plan, OrdinaryModelKeepsEverythingFused) {
   EXPECT_EQ(plan["kept"]["groups"], plan["kept"]["groups_total"]);
 }
 
-// Untied embeddings (Llama, GQA 8/4) and Qwen2 biases: a plan runs through generate, eval and bench.
+// Untied embeddings (Llama, GQA 8/4) and Qwen2 biases: a plan runs through generate, eval and
+// bench.
 TEST(Plan, RunsOnOtherArchitecturesThroughTheEngineCommands) {
   TempDir t;
   for (const char* name : {"llama-tiny/bf16", "qwen2-tiny/fp32"}) {
@@ -178,10 +180,11 @@ TEST(Plan, PlanWithKernelsIsAUsageError) {
   TempDir t;
   const std::string m = hf("qwen3-tiny/bf16"), p = t / "p.json";
   testing::write_text(p, "{}");
-  for (const std::string args :
+  for (const std::string& args :
        {"generate " + m + " --token-ids 1 --kernels fused --plan " + p,
         "eval " + m + " --token-ids 1 --kernels fused --plan " + p + " --out " + t / "o",
-        "bench " + m + " --kernels fused --plan " + p, "probe " + m + " --kernels fused --plan " + p})
+        "bench " + m + " --kernels fused --plan " + p,
+        "probe " + m + " --kernels fused --plan " + p})
     EXPECT_EQ(run_cli(args).exit_code, 64) << args;
   auto r = run_cli("plan " + m + " --out " + t / "no/such/dir/p.json -q --no-db");
   EXPECT_EQ(r.exit_code, 74) << r.err;
@@ -211,7 +214,8 @@ TEST(Plan, MixedKvCacheBytesPerTokenIsTheSumOfItsLayers) {
   // standard path's keys exactly.
   std::vector<float> logits;
   const std::vector<int32_t> ids = {1, 2, 3, 4, 5};
-  ASSERT_TRUE(m->forward(ids, Precision::kModel, cache, LogitsFor::kAll, logits, nullptr, &plan).ok());
+  ASSERT_TRUE(
+      m->forward(ids, Precision::kModel, cache, LogitsFor::kAll, logits, nullptr, &plan).ok());
   KvCache std_cache = m->new_cache(Precision::kModel, 16);
   std::vector<float> std_logits;
   ASSERT_TRUE(m->forward(ids, Precision::kModel, std_cache, LogitsFor::kAll, std_logits).ok());
@@ -223,10 +227,12 @@ TEST(Plan, MixedKvCacheBytesPerTokenIsTheSumOfItsLayers) {
   std_cache.load_head(0, 0, n, sk.data(), sv.data());
   float amax = 0;
   for (float x : sk) amax = std::max(amax, std::abs(x));
-  for (size_t i = 0; i < k.size(); ++i) EXPECT_LE(std::abs(k[i] - sk[i]), amax / 127 * 0.51f + 1e-6f);
+  for (size_t i = 0; i < k.size(); ++i)
+    EXPECT_LE(std::abs(k[i] - sk[i]), amax / 127 * 0.51f + 1e-6f);
   // Mismatched cache and plan are refused.
   KvCache wrong = m->new_cache(Precision::kModel, 16);
-  EXPECT_FALSE(m->forward(ids, Precision::kModel, wrong, LogitsFor::kAll, logits, nullptr, &plan).ok());
+  EXPECT_FALSE(
+      m->forward(ids, Precision::kModel, wrong, LogitsFor::kAll, logits, nullptr, &plan).ok());
 }
 
 // When the full profile is INCOMPATIBLE by a stored probe measurement, the load-time decision
@@ -236,11 +242,13 @@ TEST(Plan, LoadDecisionUsesAStoredPlan) {
   const std::string m = hf("qwen3-tiny-extreme/bf16"), db = t / "db.sqlite";
   auto p = run_cli("probe " + m + " --kernels fused-int8kv --greedy-tokens 0 --db " + db);
   ASSERT_EQ(p.exit_code, 2) << p.err;
-  const std::string gen = "generate " + m + " --token-ids 1,2,3 -n 2 --kernels fused-int8kv --db " + db;
+  const std::string gen =
+      "generate " + m + " --token-ids 1,2,3 -n 2 --kernels fused-int8kv --db " + db;
   auto before = run_cli(gen);
   EXPECT_EQ(before.exit_code, 0) << before.err;
   EXPECT_NE(before.err.find("standard (fallback)"), std::string::npos) << before.err;
-  auto pl = run_cli("plan " + m + " --kernels fused-int8kv -q --out " + t / "p.json" + " --db " + db);
+  auto pl =
+      run_cli("plan " + m + " --kernels fused-int8kv -q --out " + t / "p.json" + " --db " + db);
   ASSERT_EQ(pl.exit_code, 0) << pl.err;
   auto after = run_cli(gen);
   EXPECT_EQ(after.exit_code, 0) << after.err;

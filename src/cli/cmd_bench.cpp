@@ -226,12 +226,11 @@ int run_bench(const BenchArgs& a) {
   line(j);
   if (with_plan) {
     line(j["standard"]), line(j["fused"]);
-    std::printf("  plan / standard: decode %.2fx, prefill %.2fx; plan / fused: decode %.2fx, "
-                "prefill %.2fx\n",
-                j["plan_over_standard_decode"].get<double>(),
-                j["plan_over_standard_prefill"].get<double>(),
-                j["plan_over_fused_decode"].get<double>(),
-                j["plan_over_fused_prefill"].get<double>());
+    std::printf(
+        "  plan / standard: decode %.2fx, prefill %.2fx; plan / fused: decode %.2fx, "
+        "prefill %.2fx\n",
+        j["plan_over_standard_decode"].get<double>(), j["plan_over_standard_prefill"].get<double>(),
+        j["plan_over_fused_decode"].get<double>(), j["plan_over_fused_prefill"].get<double>());
   } else if (a.compare) {
     line(j["fused"]);
     std::printf("  fused / standard: decode %.2fx, prefill %.2fx\n",

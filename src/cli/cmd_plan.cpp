@@ -113,9 +113,9 @@ void register_plan_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--prompts", a->prompts, "calibration prompts, one per line (needs a tokenizer)");
   cmd->add_option("--tokens", a->tokens, "tokens per calibration sequence (default 64)")
       ->check(int_in(2, 4096));
-  cmd->add_option("--db", a->db,
-                  "compatibility database to store the plan in (default " + default_db_hint() +
-                      ")");
+  cmd->add_option(
+      "--db", a->db,
+      "compatibility database to store the plan in (default " + default_db_hint() + ")");
   cmd->add_flag("--no-db", a->no_db, "do not store the plan in the database");
   cmd->add_flag("-q,--quiet", a->quiet, "no summary on stderr");
   cmd->callback([a, &exit_code] {

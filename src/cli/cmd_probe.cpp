@@ -29,6 +29,17 @@ struct ProbeArgs {
   ProbeCriteria criteria;
 };
 
+// `--plan FILE`: the plan to measure, and its own budget as the verdict's (the lossy rule).
+Status use_plan(const PlanFile& p, const std::string& path, const std::string& fingerprint,
+                const Model& m, ProbeOptions& opt) {
+  FC_TRY(check_plan_matches(p, fingerprint, m.config().num_layers, path));
+  FC_ASSIGN(kp, runnable_plan(p, path));
+  opt.plan = std::move(kp);
+  opt.criteria.lossy_kl_budget = p.budget.kl;
+  opt.criteria.lossy_top1_min = 1 - p.budget.top1_points / 100;
+  return ok_status();
+}
+
 int run_probe_command(const ProbeArgs& a) {
   auto bad = [](const Error& e) { return input_error(e); };
   auto registry = NumericsRegistry::load("");
@@ -58,22 +69,12 @@ int run_probe_command(const ProbeArgs& a) {
 
   ProbeOptions opt;
   opt.profile = *profile;
-  ProbeCriteria criteria = a.criteria;
-  if (plan_file) {
-    // The plan's own budget is the verdict's: its measurement must be within it.
-    if (auto st = check_plan_matches(*plan_file, check->fingerprint, model->config().num_layers,
-                                     a.plan);
-        !st)
+  opt.criteria = a.criteria;
+  if (plan_file)
+    if (auto st = use_plan(*plan_file, a.plan, check->fingerprint, *model, opt); !st)
       return bad(st.error());
-    auto kp = runnable_plan(*plan_file, a.plan);
-    if (!kp.ok()) return bad(kp.error());
-    opt.plan = std::move(*kp);
-    criteria.lossy_kl_budget = plan_file->budget.kl;
-    criteria.lossy_top1_min = 1 - plan_file->budget.top1_points / 100;
-  }
   opt.inputs = std::move(*inputs);
   opt.greedy_tokens = a.greedy_tokens;
-  opt.criteria = criteria;
   const bool tty = isatty(STDERR_FILENO);
   if (tty)
     opt.progress = [](double f, const std::string& stage) {

@@ -138,7 +138,8 @@ std::string plan_to_json(const PlanFile& p) {
     nlohmann::json fused = nlohmann::json::array();
     for (int g = 0; g < kFusedGroupCount; ++g)
       if (p.plan.layers[l].on(FusedGroup(g))) fused.push_back(fused_group_name(FusedGroup(g)));
-    layers.push_back({{"layer", l}, {"fused", fused}, {"kv", kv_layer_format_name(p.plan.layers[l].kv)}});
+    layers.push_back(
+        {{"layer", l}, {"fused", fused}, {"kv", kv_layer_format_name(p.plan.layers[l].kv)}});
   }
   nlohmann::json sens = nlohmann::json::array();
   for (const auto& s : p.sensitivity)
@@ -147,28 +148,27 @@ std::string plan_to_json(const PlanFile& p) {
                     {"added_kl", s.added_kl},
                     {"top1_loss_points", s.top1_loss_points},
                     {"shadow", s.shadow}});
-  nlohmann::json j = {
-      {"schema", kPlanSchema},
-      {"fingerprint", p.fingerprint},
-      {"model_path", p.model_path},
-      {"profile", {{"name", p.profile}, {"hash", p.profile_hash}}},
-      {"device", p.device},
-      {"budget", {{"kl", p.budget.kl}, {"top1_points", p.budget.top1_points}}},
-      {"layers", layers},
-      {"measured", measure_json(p.measured)},
-      {"within_budget", p.measured.within(p.budget)},
-      {"full_profile", measure_json(p.full_profile)},
-      {"kept",
-       {{"ops", p.kept.ops},
-        {"bytes", p.kept.bytes},
-        {"launches", p.kept.launches},
-        {"groups", p.kept.groups},
-        {"groups_total", p.kept.groups_total}}},
-      {"kv_bytes_per_token",
-       {{"plan", p.kv_bytes_per_token},
-        {"profile", p.profile_kv_bytes_per_token},
-        {"standard", p.standard_kv_bytes_per_token}}},
-      {"sensitivity", sens}};
+  nlohmann::json j = {{"schema", kPlanSchema},
+                      {"fingerprint", p.fingerprint},
+                      {"model_path", p.model_path},
+                      {"profile", {{"name", p.profile}, {"hash", p.profile_hash}}},
+                      {"device", p.device},
+                      {"budget", {{"kl", p.budget.kl}, {"top1_points", p.budget.top1_points}}},
+                      {"layers", layers},
+                      {"measured", measure_json(p.measured)},
+                      {"within_budget", p.measured.within(p.budget)},
+                      {"full_profile", measure_json(p.full_profile)},
+                      {"kept",
+                       {{"ops", p.kept.ops},
+                        {"bytes", p.kept.bytes},
+                        {"launches", p.kept.launches},
+                        {"groups", p.kept.groups},
+                        {"groups_total", p.kept.groups_total}}},
+                      {"kv_bytes_per_token",
+                       {{"plan", p.kv_bytes_per_token},
+                        {"profile", p.profile_kv_bytes_per_token},
+                        {"standard", p.standard_kv_bytes_per_token}}},
+                      {"sensitivity", sens}};
   return j.dump(2) + "\n";
 }
 

@@ -9,11 +9,11 @@ namespace {
 // One choice the search can make: fuse a group in a layer, or store a layer's KV in a format.
 struct Unit {
   int64_t layer = 0;
-  int group = -1;        // a FusedGroup, or -1 for a KV unit
-  KvLayerFormat kv;      // KV units
-  double kl = 0;         // measured added KL when taken alone (clamped at 0)
-  double top1 = 0;       // measured top-1 loss in points when taken alone (clamped at 0)
-  double shadow = 0;     // the layer's shadow error with it (group units)
+  int group = -1;     // a FusedGroup, or -1 for a KV unit
+  KvLayerFormat kv;   // KV units
+  double kl = 0;      // measured added KL when taken alone (clamped at 0)
+  double top1 = 0;    // measured top-1 loss in points when taken alone (clamped at 0)
+  double shadow = 0;  // the layer's shadow error with it (group units)
 };
 
 void apply(KernelPlan& p, const Unit& u) {
@@ -136,11 +136,10 @@ Result<PlanSearchResult> search_plan(const Model& m, const PlanSearchOptions& o)
   }
   FC_ASSIGN(units, measure_units(m, base, o));
   for (const Unit& u : units)
-    r.sensitivity.push_back(
-        {u.layer,
-         u.group >= 0 ? std::string(fused_group_name(FusedGroup(u.group)))
-                      : "kv:" + kv_layer_format_name(u.kv),
-         u.kl, u.top1, u.shadow});
+    r.sensitivity.push_back({u.layer,
+                             u.group >= 0 ? std::string(fused_group_name(FusedGroup(u.group)))
+                                          : "kv:" + kv_layer_format_name(u.kv),
+                             u.kl, u.top1, u.shadow});
   std::vector<Unit> order = greedy(units, o.budget, kv_candidates(o.profile));
   // Bisect for the longest prefix of the greedy order that the measurement accepts; drop the unit
   // after it (the one that broke the budget) and go on with the rest. Prefix 0 (standard) fits.

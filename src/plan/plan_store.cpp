@@ -20,8 +20,7 @@ std::string store_plan(const std::string& db_path, const PlanFile& p) {
   return "";
 }
 
-std::optional<PlanFile> find_stored_plan(const std::string& db_path,
-                                         const std::string& fingerprint,
+std::optional<PlanFile> find_stored_plan(const std::string& db_path, const std::string& fingerprint,
                                          const NumericsProfile& profile, const std::string& device,
                                          std::string& note) {
   std::error_code ec;

@@ -15,8 +15,7 @@ std::string store_plan(const std::string& db_path, const PlanFile& p);
 
 // The stored plan for this checkpoint, profile and device under this build's probe revision, or
 // nullopt (with a note when the database is there but unusable or the plan does not parse).
-std::optional<PlanFile> find_stored_plan(const std::string& db_path,
-                                         const std::string& fingerprint,
+std::optional<PlanFile> find_stored_plan(const std::string& db_path, const std::string& fingerprint,
                                          const NumericsProfile& profile, const std::string& device,
                                          std::string& note);
 

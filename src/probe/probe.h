@@ -36,7 +36,7 @@ struct ProbeCriteria {
 };
 
 struct ProbeOptions {
-  NumericsProfile profile;                   // the fused kernel profile to measure
+  NumericsProfile profile;  // the fused kernel profile to measure
   // A per-layer plan (src/plan) to measure instead of the profile's uniform one. A plan is judged
   // by the lossy rule (criteria.lossy_*: the plan's absolute budget), whatever it fuses.
   std::optional<KernelPlan> plan;
@@ -94,7 +94,8 @@ struct ProbeBaseline {
   PairStats standard_vs_fp32;
   int64_t positions = 0;
 };
-Result<ProbeBaseline> probe_baseline(const Model& m, const std::vector<std::vector<int32_t>>& inputs);
+Result<ProbeBaseline> probe_baseline(const Model& m,
+                                     const std::vector<std::vector<int32_t>>& inputs);
 
 struct PlanStats {
   PairStats fused_vs_fp32, fused_vs_standard;
