@@ -3,7 +3,8 @@
 // and spread over R passes), resident memory, and the fraction of the decode roofline reached:
 // every weight is streamed once per decoded token, so bandwidth / weight bytes bounds decode
 // tokens/s; the bandwidth is measured here, on the machine that runs the benchmark. --compare runs
-// the standard and the fused plan alternately, side by side, and reports their ratio.
+// the standard and the fused plan alternately, side by side, and reports their ratio; --plan FILE
+// runs a per-layer plan (fusecheck plan) beside both all-standard and all-fused (its profile).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/engine_cli.h"
 #include "kernels/cpu/simd.h"
+#include "plan/plan.h"
 
 namespace fusecheck::cli {
 
@@ -113,18 +115,28 @@ int run_bench(const BenchArgs& a) {
   std::vector<int32_t> prompt(static_cast<size_t>(a.prompt_tokens));
   for (auto& x : prompt) x = id(rng);
 
-  // Plans to time: what the load-time decision chose, and with --compare the other one.
+  // Plans to time: what the load-time decision chose, and with --compare the other one; with
+  // --plan, the plan, then all-standard and all-fused. roles: each one's key in the JSON.
   std::vector<std::pair<std::string, KernelPlan>> plans = {
       {engine->kernels.plan.profile, engine->kernels.plan}};
-  if (a.compare) {
+  std::vector<std::string> roles = {""};
+  const bool with_plan = !a.engine.plan_file.empty() && !a.engine.no_fusion;
+  if (a.compare || with_plan) {
     auto reg = NumericsRegistry::load("");
     if (!reg.ok()) return fail(reg.error());
-    const std::string fused_name =
+    std::string fused_name =
         a.engine.kernels_name.empty() ? std::string("fused") : a.engine.kernels_name;
+    if (with_plan) fused_name = engine->kernels.plan.profile.substr(5);  // "plan:NAME"
     auto prof = reg->find(fused_name);
     if (!prof.ok()) return fail(prof.error());
-    plans = {{"standard", m.standard_plan()},
-             {fused_name, KernelPlan::from_profile(*prof, m.config().num_layers)}};
+    const KernelPlan fused = KernelPlan::from_profile(*prof, m.config().num_layers);
+    if (with_plan) {
+      plans.push_back({"standard", m.standard_plan()}), plans.push_back({fused_name, fused});
+      roles = {"", "standard", "fused"};
+    } else {
+      plans = {{"standard", m.standard_plan()}, {fused_name, fused}};
+      roles = {"", "fused"};
+    }
   }
   // One untimed pass warms the page cache and the pool.
   if (auto w = run_pass(m, engine->precision, plans[0].second, prompt, 2); !w.ok())
@@ -159,7 +171,10 @@ int run_bench(const BenchArgs& a) {
   j["peak_resident_bytes"] = peak;
   j["bandwidth_gbs"] = bw;
   j["decode_roofline_tokens_per_s"] = roofline;
-  j["kv_format"] = std::string(kv_format_name(plans[0].second.kv_format));
+  const auto kvf = plans[0].second.kv_formats();
+  j["kv_format"] = std::all_of(kvf.begin(), kvf.end(), [&](auto& f) { return f == kvf[0]; })
+                       ? kv_layer_format_name(kvf[0])
+                       : std::string("per-layer");
   j["kv_bytes_per_token"] = kv_per_token;
   j["kv_bytes"] = kv_resident;
   bool wide = false;
@@ -178,9 +193,16 @@ int run_bench(const BenchArgs& a) {
     if (i == 0)
       j.update(r);
     else
-      j["fused"] = r;
+      j[roles[i]] = r;
   }
-  if (a.compare) {
+  if (with_plan)
+    for (const char* other : {"standard", "fused"}) {
+      j[fmt::format("plan_over_{}_decode", other)] =
+          j["decode_tokens_per_s"].get<double>() / j[other]["decode_tokens_per_s"].get<double>();
+      j[fmt::format("plan_over_{}_prefill", other)] =
+          j["prefill_tokens_per_s"].get<double>() / j[other]["prefill_tokens_per_s"].get<double>();
+    }
+  if (a.compare && !with_plan) {
     j["fused_over_standard_decode"] =
         j["fused"]["decode_tokens_per_s"].get<double>() / j["decode_tokens_per_s"].get<double>();
     j["fused_over_standard_prefill"] =
@@ -210,7 +232,14 @@ int run_bench(const BenchArgs& a) {
         100 * r["roofline_fraction"].get<double>());
   };
   line(j);
-  if (a.compare) {
+  if (with_plan) {
+    line(j["standard"]), line(j["fused"]);
+    std::printf(
+        "  plan / standard: decode %.2fx, prefill %.2fx; plan / fused: decode %.2fx, "
+        "prefill %.2fx\n",
+        j["plan_over_standard_decode"].get<double>(), j["plan_over_standard_prefill"].get<double>(),
+        j["plan_over_fused_decode"].get<double>(), j["plan_over_fused_prefill"].get<double>());
+  } else if (a.compare) {
     line(j["fused"]);
     std::printf("  fused / standard: decode %.2fx, prefill %.2fx\n",
                 j["fused_over_standard_decode"].get<double>(),
@@ -246,7 +275,10 @@ void register_bench_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--isa", a->isa,
                   "run the SIMD kernels on one Highway target only (e.g. AVX2; results are "
                   "bit-identical on every target)");
-  cmd->callback([a, &exit_code] { exit_code = run_bench(*a); });
+  cmd->callback([a, &exit_code] {
+    check_engine_flags(a->engine);
+    exit_code = run_bench(*a);
+  });
 }
 
 }  // namespace fusecheck::cli

@@ -11,6 +11,7 @@
 #include "check/check.h"
 #include "cli/commands.h"
 #include "db/store.h"
+#include "plan/plan_search.h"
 #include "probe/probe_report.h"
 #include "report/html.h"
 #include "util/atomic_file.h"
@@ -22,20 +23,39 @@ namespace {
 struct ProbeArgs {
   std::string model_dir, kernels = "fused", prompts, report, report_format, cache_dir, db;
   std::string device = "cpu";
+  std::string plan;  // --plan FILE: measure a per-layer plan (not recorded in the database)
   int64_t tokens = 64, greedy_tokens = 32;
   bool json = false, no_cache = false;
   ProbeCriteria criteria;
 };
 
+// `--plan FILE`: the plan to measure, and its own budget as the verdict's (the lossy rule).
+Status use_plan(const PlanFile& p, const std::string& path, const std::string& fingerprint,
+                const Model& m, ProbeOptions& opt) {
+  FC_TRY(check_plan_matches(p, fingerprint, m.config().num_layers, path));
+  FC_ASSIGN(kp, runnable_plan(p, path));
+  opt.plan = std::move(kp);
+  opt.criteria.lossy_kl_budget = p.budget.kl;
+  opt.criteria.lossy_top1_min = 1 - p.budget.top1_points / 100;
+  return ok_status();
+}
+
 int run_probe_command(const ProbeArgs& a) {
   auto bad = [](const Error& e) { return input_error(e); };
   auto registry = NumericsRegistry::load("");
   if (!registry.ok()) return bad(registry.error());
-  auto profile = registry->find(a.kernels);
+  std::optional<PlanFile> plan_file;
+  if (!a.plan.empty()) {
+    auto pf = read_plan_file(a.plan);
+    if (!pf.ok()) return bad(pf.error());
+    plan_file = std::move(*pf);
+  }
+  const std::string kernels = plan_file ? plan_file->profile : a.kernels;
+  auto profile = registry->find(kernels);
   if (!profile.ok()) return bad(profile.error());
   // The static check gives the checkpoint's fingerprint (the cache key) and validates the files.
   CheckOptions co;
-  co.kernels = a.kernels;
+  co.kernels = kernels;
   co.use_cache = !a.no_cache;
   co.cache_dir = a.cache_dir;
   auto check = check_model(a.model_dir, co);
@@ -49,9 +69,12 @@ int run_probe_command(const ProbeArgs& a) {
 
   ProbeOptions opt;
   opt.profile = *profile;
+  opt.criteria = a.criteria;
+  if (plan_file)
+    if (auto st = use_plan(*plan_file, a.plan, check->fingerprint, *model, opt); !st)
+      return bad(st.error());
   opt.inputs = std::move(*inputs);
   opt.greedy_tokens = a.greedy_tokens;
-  opt.criteria = a.criteria;
   const bool tty = isatty(STDERR_FILENO);
   if (tty)
     opt.progress = [](double f, const std::string& stage) {
@@ -62,19 +85,21 @@ int run_probe_command(const ProbeArgs& a) {
     };
   auto r = run_probe(*model, opt);
   if (!r.ok()) return bad(r.error());
+  if (plan_file) r->profile = "plan:" + kernels + " (" + a.plan + ")";
 
   nlohmann::json j = probe_to_json(*r);
   j["model_path"] = a.model_dir;
   j["static_verdict"] = verdict_name(check->verdict);
+  if (plan_file) j["plan"] = a.plan;
   j["static_score"] = check->score.total;
-  if (!a.no_cache) {
+  if (!a.no_cache && !plan_file) {  // a plan's measurement is not the profile's
     const std::string db_path = resolve_db_path(a.db);
     auto rec_note = record_locally(
         db_path, local_record(*check, &*r, identity_from_path(a.model_dir), a.device));
     if (!rec_note.empty()) note(rec_note);
   }
   const std::string text = render_probe_text(*r, a.model_dir) +
-                           fmt::format("Static check for {}: {} (score {:.2f})\n", a.kernels,
+                           fmt::format("Static check for {}: {} (score {:.2f})\n", kernels,
                                        verdict_name(check->verdict), check->score.total);
   const std::string json_text = j.dump(2) + "\n";
   std::fputs((a.json ? json_text : text).c_str(), stdout);
@@ -106,6 +131,9 @@ void register_probe_command(CLI::App& app, int& exit_code) {
       "probe", "Measure a fused kernel profile against the standard path and fp32 on the model");
   cmd->add_option("model", a->model_dir, "Hugging Face checkpoint directory")->required();
   cmd->add_option("--kernels", a->kernels, "kernel profile to measure (default fused)");
+  cmd->add_option("--plan", a->plan,
+                  "measure a per-layer plan (fusecheck plan --out FILE) against its own budget")
+      ->check(non_empty());
   cmd->add_option("--device", a->device, "where the three paths run: cpu (default) or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--prompts", a->prompts, "calibration prompts, one per line (needs a tokenizer)");
@@ -139,7 +167,9 @@ void register_probe_command(CLI::App& app, int& exit_code) {
                 "neither read nor write the result cache, nor record in the database");
   cmd->add_option("--db", a->db, "compatibility database (default " + default_db_hint() + ")");
   cmd->add_option("--cache-dir", a->cache_dir, "cache directory (default ~/.cache/fusecheck)");
-  cmd->callback([a, &exit_code] {
+  cmd->callback([a, cmd, &exit_code] {
+    if (!a->plan.empty() && cmd->count("--kernels") > 0)
+      usage_error("--plan and --kernels contradict each other (a plan names its profile)");
     if (!a->report_format.empty() && a->report.empty())
       usage_error("--report-format goes with --report FILE");
     exit_code = run_probe_command(*a);

@@ -35,6 +35,8 @@ void register_bench_command(CLI::App& app, int& exit_code);
 
 // `fusecheck rebalance MODEL OUT`: a function-preserving rescaled checkpoint (src/repair).
 void register_rebalance_command(CLI::App& app, int& exit_code);
+// `fusecheck plan MODEL --kernels P`: a per-layer kernel plan within a KL budget (src/plan).
+void register_plan_command(CLI::App& app, int& exit_code);
 // `fusecheck db add|lookup|list|export|import|merge|rebuild`: the compatibility database (src/db).
 void register_db_command(CLI::App& app, int& exit_code);
 // The database path: `flag` when given, else $XDG_DATA_HOME/fusecheck/fusecheck.db or

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "plan/plan_store.h"
 
 namespace fusecheck::cli {
 
@@ -23,6 +24,9 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
   cmd->add_option("--kernels", a.kernels_name,
                   "fused kernel profile (data/kernels.json; default fused); implies "
                   "--use-custom-kernels (standard: the unfused path)");
+  cmd->add_option("--plan", a.plan_file,
+                  "run a per-layer kernel plan (fusecheck plan --out FILE) instead of one profile")
+      ->check(non_empty());
   cmd->add_flag("--strict", a.kernels.strict,
                 "with --use-custom-kernels: an incompatible model is an error, not a fallback");
   cmd->add_flag("--force-fused-kernels", a.kernels.force,
@@ -38,8 +42,12 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
 }
 
 void check_engine_flags(const EngineArgs& a) {
+  if (!a.plan_file.empty() && !a.kernels_name.empty())
+    usage_error("--plan and --kernels contradict each other (a plan names its profile)");
+  if (!a.plan_file.empty() && a.kernels.force)
+    usage_error("--plan and --force-fused-kernels contradict each other");
   const bool fusion_asked = a.kernels.use_custom_kernels || !a.kernels_name.empty() ||
-                            a.kernels.strict || a.kernels.force;
+                            a.kernels.strict || a.kernels.force || !a.plan_file.empty();
   // --no-fusion is the kill switch (a wrapper may add it to any command line): it wins, but not
   // silently.
   if (a.no_fusion && fusion_asked)
@@ -95,6 +103,16 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
   if (req.force) req.use_custom_kernels = true;
   if (a.no_fusion) req = KernelRequest{};
   req.db_path = resolve_db_path(req.db_path);
+  if (!a.plan_file.empty() && !a.no_fusion) {
+    // The plan was measured for this checkpoint: it replaces the load-time decision.
+    FC_ASSIGN(plan, plan_for_model(model, a.plan_file));
+    KernelDecision d;
+    d.outcome = KernelOutcome::kPlan, d.plan = std::move(plan), d.source = "plan";
+    std::fprintf(stderr, "kernels: %s (%s, from %s)\n",
+                 std::string(kernel_outcome_name(d.outcome)).c_str(), d.plan.profile.c_str(),
+                 a.plan_file.c_str());
+    return LoadedEngine{std::move(model), precision, ctx, std::move(d)};
+  }
   FC_ASSIGN(decision, decide_kernels(model, req));
   if (req.use_custom_kernels) {
     if (!decision.message.empty()) std::fprintf(stderr, "%s\n", decision.message.c_str());

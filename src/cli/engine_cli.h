@@ -25,6 +25,7 @@ struct EngineArgs {
   int64_t max_context = 0;          // 0: the model's, capped by available memory
   KernelRequest kernels;            // --use-custom-kernels, --strict, --force-fused-kernels
   std::string kernels_name;         // --kernels NAME ("" = fused); giving it requests fusion
+  std::string plan_file;            // --plan FILE: a per-layer plan (fusecheck plan) to run
   bool no_fusion = false;           // the one switch that turns all fusion off
   int threads = 0;                  // 0: the physical cores
   std::string device = "cpu";       // --device cpu | cuda: where the ops run

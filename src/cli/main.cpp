@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   register_bench_command(app, exit_code);
   register_tokenize_command(app, exit_code);
   register_rebalance_command(app, exit_code);
+  register_plan_command(app, exit_code);
   register_db_command(app, exit_code);
   if (unknown_command(app, argc, argv)) return kExitUsage;
   try {

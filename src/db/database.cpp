@@ -26,7 +26,14 @@ constexpr const char* kSchema =
     " device TEXT NOT NULL, analysis_revision INTEGER NOT NULL, probe_revision INTEGER NOT NULL,"
     " model_name TEXT NOT NULL, record_json TEXT NOT NULL, checksum TEXT NOT NULL,"
     " PRIMARY KEY(fingerprint, kernels, profile_hash, device, analysis_revision, probe_revision));"
-    "CREATE INDEX IF NOT EXISTS records_by_model ON records(model_name);";
+    "CREATE INDEX IF NOT EXISTS records_by_model ON records(model_name);"
+    // Per-layer kernel plans (fusecheck.plan/1, src/plan), one per checkpoint, profile and device
+    // under a probe revision; added to version 1 (older builds never read the table).
+    "CREATE TABLE IF NOT EXISTS plans("
+    " fingerprint TEXT NOT NULL, kernels TEXT NOT NULL, profile_hash TEXT NOT NULL,"
+    " device TEXT NOT NULL, probe_revision INTEGER NOT NULL, plan_json TEXT NOT NULL,"
+    " checksum TEXT NOT NULL,"
+    " PRIMARY KEY(fingerprint, kernels, profile_hash, device, probe_revision));";
 constexpr int kBusyTimeoutMs = 30000;  // 16 writers at once wait for each other, never fail
 
 std::string rebuild_hint(const std::string& path) {
@@ -281,6 +288,37 @@ Result<std::vector<DbRecord>> Database::find(const std::string& query,
     out.push_back(std::move(r));
   }
   return out;
+}
+
+Status Database::put_plan(const DbKey& key, const std::string& plan_json) {
+  if (read_only_) return make_error("{}: read-only ({})", path_, read_only_reason_);
+  Stmt s(db_,
+         "INSERT OR REPLACE INTO plans(fingerprint, kernels, profile_hash, device, probe_revision, "
+         "plan_json, checksum) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  if (!s.ok()) return sql_error("write the database");
+  s.bind(1, key.fingerprint), s.bind(2, key.kernels), s.bind(3, key.profile_hash);
+  s.bind(4, key.device), s.bind(5, static_cast<int64_t>(key.probe_revision));
+  s.bind(6, plan_json), s.bind(7, hash_hex(plan_json));
+  if (s.step() != SQLITE_DONE) return sql_error("write the database");
+  return ok_status();
+}
+
+Result<std::optional<std::string>> Database::get_plan(const DbKey& key) const {
+  Stmt s(db_,
+         "SELECT plan_json, checksum FROM plans WHERE fingerprint = ?1 AND kernels = ?2 AND "
+         "profile_hash = ?3 AND device = ?4 AND probe_revision = ?5");
+  // A file written before plans were stored (opened read-only) has no table: no plan.
+  if (!s.ok()) return std::optional<std::string>();
+  s.bind(1, key.fingerprint), s.bind(2, key.kernels), s.bind(3, key.profile_hash);
+  s.bind(4, key.device), s.bind(5, static_cast<int64_t>(key.probe_revision));
+  const int rc = s.step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return sql_error("read the database");
+  std::string text = s.text(0);
+  if (hash_hex(text) != s.text(1))
+    return make_error("{}: a stored plan is damaged (checksum mismatch); {}", path_,
+                      rebuild_hint(path_));
+  return std::optional<std::string>(std::move(text));
 }
 
 Status Database::verify() const {

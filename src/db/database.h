@@ -58,6 +58,10 @@ class Database {
   // names `query` (its other profiles may be unnamed); all records when query is "". `kernels` ""
   // = every profile.
   Result<std::vector<DbRecord>> find(const std::string& query, const std::string& kernels) const;
+  // A per-layer kernel plan (fusecheck.plan/1 text) for key's checkpoint, profile, device and
+  // probe revision (analysis_revision is not part of a plan's key): replaced when stored again.
+  Status put_plan(const DbKey& key, const std::string& plan_json);
+  Result<std::optional<std::string>> get_plan(const DbKey& key) const;
   // SQLite's integrity check, then every row's checksum and schema; the first problem found.
   Status verify() const;
 

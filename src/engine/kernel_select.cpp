@@ -5,6 +5,8 @@
 
 #include "check/check.h"
 #include "db/database.h"
+#include "plan/plan_search.h"
+#include "plan/plan_store.h"
 #include "probe/probe_report.h"
 
 namespace fusecheck {
@@ -21,6 +23,8 @@ std::string_view kernel_outcome_name(KernelOutcome o) {
       return "standard (fallback)";
     case KernelOutcome::kForced:
       return "fused (forced)";
+    case KernelOutcome::kPlan:
+      return "fused (per-layer plan)";
   }
   return "?";
 }
@@ -58,6 +62,28 @@ std::optional<Measured> stored_measurement(const std::string& db_path,
   return Measured{probe->verdict, (*m)->origin(),
                   r.is_local() ? "probe measurement of " + r.date.substr(0, 10) + " in the database"
                                : "measurement in the database, " + r.source};
+}
+
+// The stored per-layer plan for an INCOMPATIBLE model, when it was measured within its budget and
+// runs on this build; sets the decision and returns true.
+bool offer_stored_plan(KernelDecision& d, const Model& m, const KernelRequest& req,
+                       const CheckResult& check, const NumericsProfile& profile) {
+  if (!req.use_cache || req.db_path.empty()) return false;
+  std::string note;
+  auto p = find_stored_plan(req.db_path, check.fingerprint, profile, m.device(), note);
+  if (!note.empty()) d.message += "fusecheck: note: " + note + "\n";
+  if (!p || !p->measured.within(p->budget)) return false;
+  auto plan = runnable_plan(*p, req.db_path + " (stored plan)");
+  if (!plan || static_cast<int64_t>(plan->layers.size()) != m.config().num_layers) return false;
+  const PlanKept kept = kept_work(m, profile, *plan, 64);
+  d.outcome = KernelOutcome::kPlan, d.plan = std::move(*plan), d.source = "plan";
+  d.message += fmt::format(
+      "fusecheck: {} is INCOMPATIBLE with {} as a whole ({}); using the stored per-layer plan "
+      "instead: {} of {} layer groups fused, measured {:.3g} added KL and {:.2f} top-1 points "
+      "(budget {:.3g}, {:.2f}). See: fusecheck plan {} --kernels {}",
+      m.dir(), req.kernels, d.basis, kept.groups, kept.groups_total, p->measured.added_kl,
+      p->measured.top1_loss_points, p->budget.kl, p->budget.top1_points, m.dir(), req.kernels);
+  return true;
 }
 
 }  // namespace
@@ -142,6 +168,7 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
           req.kernels, d.basis, m.dir(), req.kernels);
       break;
     case Verdict::kIncompatible:
+      if (offer_stored_plan(d, m, req, *check, profile)) break;
       if (req.strict)
         return make_error(
             "--strict: {} is INCOMPATIBLE with fused kernels ({}) by the {}; run: fusecheck check "

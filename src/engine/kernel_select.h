@@ -4,6 +4,9 @@
 //   WARNING      -> fused, with the warning
 //   INCOMPATIBLE -> standard kernels, with the fallback warning and the command that shows
 //                   the report; an error under strict
+//   INCOMPATIBLE, but a per-layer plan for this checkpoint and profile is stored in the database
+//   and was measured within its budget (src/plan, `fusecheck plan --db`)
+//                -> that plan (some layers and groups fused), saying so; strict accepts it
 //   forced       -> fused whatever the verdict, with a loud notice (flag or kForceFusedEnv)
 // A probe measurement in the compatibility database (src/db) for the same checkpoint, profile and
 // device outranks the static screen, and the message says where the verdict came from: "probe"
@@ -37,7 +40,7 @@ struct KernelRequest {
   std::string db_path;  // the compatibility database; "" = none (the CLI resolves the default)
 };
 
-enum class KernelOutcome { kStandard, kFused, kFusedWithWarning, kFallback, kForced };
+enum class KernelOutcome { kStandard, kFused, kFusedWithWarning, kFallback, kForced, kPlan };
 std::string_view kernel_outcome_name(KernelOutcome o);  // "standard", "fused", ...
 
 struct KernelDecision {

@@ -34,41 +34,53 @@ bool quantised(KvStorage s) {
 
 KvCache::KvCache(std::shared_ptr<Backend> backend, int64_t n_layers, int64_t n_kv_heads,
                  int64_t head_dim, int64_t max_context, ActType act, KvFormat format, KvScale scale)
+    : KvCache(std::move(backend), n_kv_heads, head_dim, max_context, act,
+              std::vector<KvLayerFormat>(static_cast<size_t>(n_layers), {format, scale})) {}
+
+KvCache::KvCache(std::shared_ptr<Backend> backend, int64_t n_kv_heads, int64_t head_dim,
+                 int64_t max_context, ActType act, const std::vector<KvLayerFormat>& formats)
     : backend_(std::move(backend)),
-      n_layers_(n_layers),
+      n_layers_(static_cast<int64_t>(formats.size())),
       n_kv_heads_(n_kv_heads),
       head_dim_(head_dim),
       max_context_(max_context),
       act_(act),
-      format_(format),
-      storage_(storage_for(format, act)),
-      layers_(static_cast<size_t>(n_layers)),
-      k_(static_cast<size_t>(n_layers)),
-      v_(static_cast<size_t>(n_layers)) {
+      formats_(formats),
+      layers_(formats.size()),
+      k_(formats.size()),
+      v_(formats.size()),
+      scales_(formats.size()) {
   const int64_t kv_dim = n_kv_heads * head_dim;
-  const int64_t n_scales = scale == KvScale::kPerChannel ? kv_dim : 1;
-  for (int64_t l = 0; l < n_layers; ++l) {
-    KvLayer& kl = layers_[static_cast<size_t>(l)];
-    kl.storage = storage_;
-    kl.scale_kind = scale;
+  for (size_t l = 0; l < formats.size(); ++l) {
+    KvLayer& kl = layers_[l];
+    kl.storage = storage_for(formats[l].format, act);
+    kl.scale_kind = formats[l].scale;
     kl.n_kv_heads = n_kv_heads;
     kl.head_dim = head_dim;
-    if (quantised(storage_)) {
+    if (quantised(kl.storage)) {
+      const int64_t n_scales = kl.scale_kind == KvScale::kPerChannel ? kv_dim : 1;
       // Zero-filled: not calibrated yet (the first kv_append sets them).
-      scales_.push_back(backend_->alloc(static_cast<size_t>(2 * n_scales) * sizeof(float)));
-      kl.k_scale = scales_.back().f32();
+      scales_[l] = backend_->alloc(static_cast<size_t>(2 * n_scales) * sizeof(float));
+      kl.k_scale = scales_[l].f32();
       kl.v_scale = kl.k_scale + n_scales;
     }
   }
 }
 
+int64_t KvCache::layer_bytes_per_position(int64_t l) const {
+  return 2 * n_kv_heads_ * head_dim_ *
+         static_cast<int64_t>(kv_storage_bytes(layers_[static_cast<size_t>(l)].storage));
+}
+
 int64_t KvCache::bytes_per_position() const {
-  return 2 * n_layers_ * n_kv_heads_ * head_dim_ * static_cast<int64_t>(kv_storage_bytes(storage_));
+  int64_t n = 0;
+  for (int64_t l = 0; l < n_layers_; ++l) n += layer_bytes_per_position(l);
+  return n;
 }
 
 int64_t KvCache::resident_bytes() const {
   int64_t n = capacity_ * bytes_per_position();
-  for (const auto& s : scales_) n += static_cast<int64_t>(s.bytes());
+  for (const auto& s : scales_) n += s ? static_cast<int64_t>(s.bytes()) : 0;
   return n;
 }
 
@@ -81,11 +93,11 @@ Status KvCache::reserve_more(int64_t n) {
         need, max_context_);
   if (need <= capacity_) return ok_status();
   const int64_t cap = std::min(max_context_, std::max(need, 2 * capacity_));
-  const size_t row = static_cast<size_t>(n_kv_heads_ * head_dim_) * kv_storage_bytes(storage_);
   // Between forward calls only: the held rows move to the larger buffers through the host, which
   // every backend supports (and a captured decode step is replayed only within one capacity).
-  std::vector<unsigned char> held(static_cast<size_t>(size_) * row);
-  for (int64_t l = 0; l < n_layers_; ++l)
+  for (int64_t l = 0; l < n_layers_; ++l) {
+    const size_t row = static_cast<size_t>(layer_bytes_per_position(l) / 2);
+    std::vector<unsigned char> held(static_cast<size_t>(size_) * row);
     for (auto* side : {&k_, &v_}) {
       Buffer& old = (*side)[static_cast<size_t>(l)];
       Buffer grown = backend_->alloc(static_cast<size_t>(cap) * row);
@@ -95,6 +107,7 @@ Status KvCache::reserve_more(int64_t n) {
       }
       old = std::move(grown);
     }
+  }
   for (int64_t l = 0; l < n_layers_; ++l) {
     KvLayer& kl = layers_[static_cast<size_t>(l)];
     kl.capacity = cap;
@@ -109,10 +122,10 @@ void KvCache::load_head(int64_t layer, int64_t kv_head, int64_t n, float* k_out,
                         float* v_out) const {
   const size_t kv_dim = static_cast<size_t>(n_kv_heads_ * head_dim_);
   const size_t hd = static_cast<size_t>(head_dim_);
-  const size_t es = kv_storage_bytes(storage_);
   const KvLayer& kl = layers_[static_cast<size_t>(layer)];
+  const size_t es = kv_storage_bytes(kl.storage);
   std::vector<float> sc(2 * kv_dim, 1.0f);
-  if (quantised(storage_)) {
+  if (quantised(kl.storage)) {
     const size_t ns = kl.scale_kind == KvScale::kPerChannel ? kv_dim : 1;
     backend_->download(sc.data(), scales_[static_cast<size_t>(layer)], 0, 2 * ns * sizeof(float));
     if (ns == 1) sc.assign({sc[0], sc[1]});
@@ -130,7 +143,7 @@ void KvCache::load_head(int64_t layer, int64_t kv_head, int64_t n, float* k_out,
         const float s = sc[static_cast<size_t>(side) * ns + (ns == 1 ? 0 : c)];
         uint16_t h = 0;
         float f = 0;
-        switch (storage_) {
+        switch (kl.storage) {
           case KvStorage::F32:
             std::memcpy(&f, src, 4);
             break;

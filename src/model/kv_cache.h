@@ -8,6 +8,8 @@
 //   a layer's keys (and one for its values), per_channel = one per channel. Later values beyond the
 //   calibrated range saturate. Attention dequantises inside its loop, so what it reads is exactly
 //   the quantise-dequantise of the value stored.
+// Each layer has its own format (a per-layer plan stores int8 where that is safe and bf16 where it
+// is not); a uniform cache gives every layer the same one.
 // Storage grows by doubling up to max_context (reserve_more, between forward calls); nothing is
 // allocated for positions never used.
 #pragma once
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/kernel_plan.h"
 #include "util/result.h"
 
 namespace fusecheck {
@@ -27,14 +30,20 @@ class KvCache {
   KvCache(std::shared_ptr<Backend> backend, int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
           int64_t max_context, ActType act, KvFormat format = KvFormat::kSame,
           KvScale scale = KvScale::kPerTensor);
+  // Per layer: formats[l] for layer l ([n_layers]).
+  KvCache(std::shared_ptr<Backend> backend, int64_t n_kv_heads, int64_t head_dim,
+          int64_t max_context, ActType act, const std::vector<KvLayerFormat>& formats);
 
   int64_t size() const { return size_; }  // positions held
   int64_t max_context() const { return max_context_; }
   ActType act() const { return act_; }  // the activation type of the path that writes it
-  KvFormat format() const { return format_; }
-  KvStorage storage() const { return storage_; }
+  KvFormat format() const { return formats_.empty() ? KvFormat::kSame : formats_[0].format; }
+  KvStorage storage() const { return layers_.empty() ? KvStorage::F32 : layers_[0].storage; }
+  const std::vector<KvLayerFormat>& formats() const { return formats_; }  // [n_layers]
   // Bytes per position over all layers, keys and values, as stored.
   int64_t bytes_per_position() const;
+  // The same for layer l alone.
+  int64_t layer_bytes_per_position(int64_t l) const;
   // Bytes held now: the allocated positions plus the scales.
   int64_t resident_bytes() const;
 
@@ -53,12 +62,11 @@ class KvCache {
   std::shared_ptr<Backend> backend_;
   int64_t n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0, max_context_ = 0;
   ActType act_ = ActType::F32;
-  KvFormat format_ = KvFormat::kSame;
-  KvStorage storage_ = KvStorage::F32;
+  std::vector<KvLayerFormat> formats_;  // [n_layers]
   int64_t size_ = 0, capacity_ = 0;
   std::vector<KvLayer> layers_;  // [n_layers]: pointers into the buffers below
-  std::vector<Buffer> k_, v_;    // per layer: [capacity, kv_dim] of storage_
-  std::vector<Buffer> scales_;   // per layer (int8/fp8): [2, 1] or [2, kv_dim]: keys', values'
+  std::vector<Buffer> k_, v_;    // per layer: [capacity, kv_dim] of the layer's storage
+  std::vector<Buffer> scales_;   // per layer (int8/fp8, else empty): [2, 1] or [2, kv_dim]
 };
 
 }  // namespace fusecheck

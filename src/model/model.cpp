@@ -104,9 +104,13 @@ int64_t Model::weight_bytes() const {
 KvCache Model::new_cache(Precision p, int64_t max_context, const KernelPlan* plan) const {
   if (max_context <= 0) max_context = config_.max_position_embeddings;
   if (max_context <= 0) max_context = 4096;
-  return KvCache(backend_, config_.num_layers, config_.num_kv_heads, config_.head_dim, max_context,
-                 act_type(p), plan ? plan->kv_format : KvFormat::kSame,
-                 plan ? plan->kv_scale : KvScale::kPerTensor);
+  // Each layer in the plan's format for it (a per-layer plan mixes them).
+  const std::vector<KvLayerFormat> formats =
+      plan && static_cast<int64_t>(plan->layers.size()) == config_.num_layers
+          ? plan->kv_formats()
+          : std::vector<KvLayerFormat>(static_cast<size_t>(config_.num_layers));
+  return KvCache(backend_, config_.num_kv_heads, config_.head_dim, max_context, act_type(p),
+                 formats);
 }
 
 void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
@@ -266,7 +270,7 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
     return make_error("forward: the kernel plan has {} layers, the model {}", plan.layers.size(),
                       c.num_layers);
   const ActType t = act_type(p);
-  if (cache.act() != t || cache.format() != plan.kv_format)
+  if (cache.act() != t || cache.formats() != plan.kv_formats())
     return make_error("forward: the KV cache was made for another precision or kernel plan");
   const int64_t pos0 = cache.size();
   FC_TRY(cache.reserve_more(T));
@@ -391,7 +395,7 @@ Status Model::run_layer(int64_t layer, const std::vector<float>& in, std::vector
     return make_error("run_layer: layer {} of {}, input of {} values (dim {})", layer,
                       config_.num_layers, in.size(), dim);
   const ActType t = act_type(p);
-  if (cache.act() != t || cache.format() != plan.kv_format)
+  if (cache.act() != t || cache.formats() != plan.kv_formats())
     return make_error("run_layer: the KV cache was made for another precision or kernel plan");
   const int64_t pos0 = cache.size();
   FC_TRY(cache.reserve_more(T));

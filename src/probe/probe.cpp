@@ -214,10 +214,12 @@ Result<ProbeResult> run_probe(const Model& m, const ProbeOptions& opt) {
   if (opt.inputs.empty()) return make_error("probe: no calibration input");
   const int64_t L = m.config().num_layers, vocab = m.config().vocab_size;
   const KernelPlan standard = m.standard_plan();
-  const KernelPlan fused = KernelPlan::from_profile(opt.profile, L);
+  const KernelPlan fused = opt.plan ? *opt.plan : KernelPlan::from_profile(opt.profile, L);
+  if (static_cast<int64_t>(fused.layers.size()) != L)
+    return make_error("probe: the plan has {} layers, the model {}", fused.layers.size(), L);
   ProbeResult r;
   r.profile = opt.profile.name;
-  r.lossy = opt.profile.lossy();
+  r.lossy = opt.plan.has_value() || opt.profile.lossy();
   r.sequences = static_cast<int64_t>(opt.inputs.size());
   PairAccumulator std_fp32, fused_fp32, fused_std;
   std::vector<ErrSum> prop_std(L), prop_fused(L), sh_std(L), sh_fused(L);
@@ -263,6 +265,60 @@ Result<ProbeResult> run_probe(const Model& m, const ProbeOptions& opt) {
   if (opt.progress) opt.progress(1.0, "done");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+Result<ProbeBaseline> probe_baseline(const Model& m,
+                                     const std::vector<std::vector<int32_t>>& inputs) {
+  if (inputs.empty()) return make_error("probe: no calibration input");
+  const int64_t vocab = m.config().vocab_size;
+  const KernelPlan standard = m.standard_plan();
+  ProbeBaseline b;
+  PairAccumulator acc;
+  for (const auto& ids : inputs) {
+    FC_ASSIGN(ref, run_path(m, ids, Precision::kFp32, standard));
+    FC_ASSIGN(stdp, run_path(m, ids, Precision::kModel, standard));
+    const int64_t T = static_cast<int64_t>(ids.size());
+    for (int64_t t = 0; t < T; ++t) acc.add(&ref.logits[t * vocab], &stdp.logits[t * vocab], vocab);
+    b.positions += T;
+    b.seqs.push_back({ids, std::move(ref.logits), std::move(stdp.logits), std::move(ref.trace)});
+  }
+  b.standard_vs_fp32 = acc.stats();
+  return b;
+}
+
+Result<PlanStats> measure_plan(const Model& m, const ProbeBaseline& b, const KernelPlan& plan) {
+  const int64_t vocab = m.config().vocab_size;
+  PairAccumulator fused_fp32, fused_std;
+  for (const auto& s : b.seqs) {
+    std::vector<float> logits;
+    KvCache cache = m.new_cache(Precision::kModel, static_cast<int64_t>(s.ids.size()), &plan);
+    FC_TRY(m.forward(s.ids, Precision::kModel, cache, LogitsFor::kAll, logits, nullptr, &plan));
+    for (size_t t = 0; t < s.ids.size(); ++t) {
+      const size_t at = t * static_cast<size_t>(vocab);
+      fused_fp32.add(&s.ref_logits[at], &logits[at], vocab);
+      fused_std.add(&s.std_logits[at], &logits[at], vocab);
+    }
+  }
+  PlanStats r;
+  r.fused_vs_fp32 = fused_fp32.stats();
+  r.fused_vs_standard = fused_std.stats();
+  r.added_kl = r.fused_vs_fp32.kl_mean - b.standard_vs_fp32.kl_mean;
+  r.top1_loss = b.standard_vs_fp32.top1 - r.fused_vs_fp32.top1;
+  return r;
+}
+
+Result<double> layer_shadow_error(const Model& m, const ProbeBaseline& b, const KernelPlan& plan,
+                                  int64_t layer) {
+  ErrSum e;
+  Activations ws;
+  std::vector<float> out;
+  for (const auto& s : b.seqs) {
+    KvCache cache = m.new_cache(Precision::kModel, static_cast<int64_t>(s.ids.size()), &plan);
+    FC_TRY(m.run_layer(layer, s.ref_trace.hidden[static_cast<size_t>(layer)], out,
+                       Precision::kModel, cache, plan, ws));
+    e.add(out, s.ref_trace.layer_out[static_cast<size_t>(layer)]);
+  }
+  return e.rel();
 }
 
 }  // namespace fusecheck

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,10 @@ struct ProbeCriteria {
 };
 
 struct ProbeOptions {
-  NumericsProfile profile;                   // the fused kernel profile to measure
+  NumericsProfile profile;  // the fused kernel profile to measure
+  // A per-layer plan (src/plan) to measure instead of the profile's uniform one. A plan is judged
+  // by the lossy rule (criteria.lossy_*: the plan's absolute budget), whatever it fuses.
+  std::optional<KernelPlan> plan;
   std::vector<std::vector<int32_t>> inputs;  // calibration sequences (see calibration_inputs)
   int64_t greedy_tokens = 32;                // generated to find the first divergence
   ProbeCriteria criteria;
@@ -76,6 +80,33 @@ Result<std::vector<std::vector<int32_t>>> calibration_inputs(const Model& m, int
                                                              const std::string& prompts_file);
 
 Result<ProbeResult> run_probe(const Model& m, const ProbeOptions& opt);
+
+// The per-layer plan search's view of the probe (src/plan): the fp32 reference and the standard
+// path run once per sequence, then any number of kernel plans measured against that one
+// reference, exactly as run_probe measures its fused path.
+struct ProbeBaseline {
+  struct Sequence {
+    std::vector<int32_t> ids;
+    std::vector<float> ref_logits, std_logits;  // [T, vocab]
+    ForwardTrace ref_trace;                     // the reference's per-layer inputs and outputs
+  };
+  std::vector<Sequence> seqs;
+  PairStats standard_vs_fp32;
+  int64_t positions = 0;
+};
+Result<ProbeBaseline> probe_baseline(const Model& m,
+                                     const std::vector<std::vector<int32_t>>& inputs);
+
+struct PlanStats {
+  PairStats fused_vs_fp32, fused_vs_standard;
+  double added_kl = 0;   // fused_vs_fp32.kl_mean - standard_vs_fp32.kl_mean (the lossy rule's)
+  double top1_loss = 0;  // standard_vs_fp32.top1 - fused_vs_fp32.top1 (a fraction)
+};
+Result<PlanStats> measure_plan(const Model& m, const ProbeBaseline& b, const KernelPlan& plan);
+// Shadow error of layer l under `plan`: the layer alone on the reference's input, ||h - h_fp32|| /
+// ||h_fp32|| over every sequence (the probe's LayerError::fused_shadow for one layer).
+Result<double> layer_shadow_error(const Model& m, const ProbeBaseline& b, const KernelPlan& plan,
+                                  int64_t layer);
 
 // The verdict rule applied to measured statistics (exposed for tests and docs/VALIDATION.md).
 void decide_probe_verdict(ProbeResult& r, const ProbeCriteria& c);
