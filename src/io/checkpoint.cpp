@@ -86,11 +86,14 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir, int threads) {
   std::vector<std::pair<std::string_view, std::string_view>> weight_map;
   simdjson::dom::parser index_parser;
   if (exists(index_path)) {
-    FC_ASSIGN(text, read_small_file(index_path, kMaxIndexBytes));
+    // Read with simdjson's padding after the text, so the parser reads it in place (a 235B
+    // index is 3 MB: a padded copy of it cost ~800 page faults).
+    FC_ASSIGN(text, read_small_file(index_path, kMaxIndexBytes, simdjson::SIMDJSON_PADDING));
     simdjson::dom::parser& parser = index_parser;
     simdjson::dom::element root;
     simdjson::dom::object map;
-    if (parser.parse(text).get(root) || !root.is_object())
+    if (parser.parse(text.data(), text.size(), /*realloc_if_needed=*/false).get(root) ||
+        !root.is_object())
       return make_error("{}: not a valid JSON object", index_path);
     if (root["weight_map"].get_object().get(map))
       return make_error("{}: expected a \"weight_map\" object of tensor name -> shard file",

@@ -166,6 +166,7 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, HeaderPar
         "download?)",
         path, n, f.file_size_);
   if (n < 2) return make_error("{}: header length {} is too small for a JSON object", path, n);
+  f.header_.reserve(n + simdjson::SIMDJSON_PADDING);  // parsed in place: see parse_header
   f.header_.resize(n);
   if (!pread_all(f.fd_, f.header_.data(), n, 8))
     return make_error("{}: file ended while reading the {}-byte header", path, n);
@@ -320,7 +321,8 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
   // and rejects trailing content; it keeps duplicate keys, which the index detects below.
   simdjson::dom::parser& parser = header_parser.impl_->parser;
   simdjson::dom::element doc;
-  if (auto e = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/true).get(doc))
+  // `json` is header_, allocated with simdjson's padding after it: parsed in place, not copied.
+  if (auto e = parser.parse(json.data(), json.size(), /*realloc_if_needed=*/false).get(doc))
     return make_error("{}: header is not valid JSON ({}); the file is corrupt or not safetensors",
                       path_, simdjson::error_message(e));
   simdjson::dom::object root;

@@ -48,7 +48,7 @@ Status write_file_atomic(const std::string& path, std::string_view contents) {
   return ok_status();
 }
 
-Result<std::string> read_small_file(const std::string& path, size_t max_bytes) {
+Result<std::string> read_small_file(const std::string& path, size_t max_bytes, size_t padding) {
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; fstat rejects it.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return make_error("{}: cannot open: {}", path, strerror(errno));
@@ -62,10 +62,13 @@ Result<std::string> read_small_file(const std::string& path, size_t max_bytes) {
     return make_error("{}: {} bytes, more than the {} allowed for this kind of file", path,
                       st.st_size, max_bytes);
   }
-  std::string out(size_t(st.st_size), '\0');
+  // `padding` bytes past the end stay allocated (a shrinking resize keeps the capacity): a parser
+  // that reads ahead (simdjson) can then parse the text in place instead of copying it.
+  std::string out(size_t(st.st_size) + padding, '\0');
+  const size_t want = size_t(st.st_size);
   size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + got, out.size() - got, off_t(got));
+  while (got < want) {
+    ssize_t n = ::pread(fd, out.data() + got, want - got, off_t(got));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += size_t(n);

@@ -12,6 +12,6 @@ namespace fusecheck {
 Status write_file_atomic(const std::string& path, std::string_view contents);
 
 // Reads a whole (small) file; fails past max_bytes so hostile inputs cannot force huge allocations.
-Result<std::string> read_small_file(const std::string& path, size_t max_bytes);
+Result<std::string> read_small_file(const std::string& path, size_t max_bytes, size_t padding = 0);
 
 }  // namespace fusecheck
