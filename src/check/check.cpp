@@ -101,6 +101,43 @@ Status check_no_extra_layers(const Checkpoint& ck, const ModelConfig& cfg, const
   return ok_status();
 }
 
+// Explicit thresholds (flags, validated) or the thresholds file / built-in defaults.
+Result<Thresholds> resolve_thresholds(const CheckOptions& o) {
+  if (!o.thresholds) return load_thresholds(o.thresholds_file);
+  FC_TRY(validate_thresholds(*o.thresholds, "thresholds"));
+  return *o.thresholds;
+}
+
+// Fingerprint: config, every shard's name, size and header (the norm bytes are added as they are
+// read). Enough to notice any edit that changes the verdict, without hashing gigabytes of matrices.
+void fingerprint_files(const Checkpoint& ck, Hasher& fp) {
+  fp.update(ck.config_json());
+  for (const auto& f : ck.files()) {
+    fp.update(f.path().substr(f.path().rfind('/') + 1));
+    fp.update_u64(f.file_size());
+    fp.update(f.header_json());
+  }
+}
+
+// Every norm the architecture names: per layer in layer order, then the model-wide ones.
+Result<std::vector<NormGains>> read_norms(const Checkpoint& ck, const ModelConfig& cfg,
+                                          const ArchProfile& arch, const std::string& prefix,
+                                          Hasher& fp) {
+  std::vector<NormGains> norms;
+  for (int64_t l = 0; l < cfg.num_layers; ++l)
+    for (const auto& spec : arch.norms) {
+      if (!spec.per_layer()) continue;
+      FC_ASSIGN(g, read_norm(ck, cfg, arch, spec, prefix, l, fp));
+      norms.push_back(std::move(g));
+    }
+  for (const auto& spec : arch.norms) {
+    if (spec.per_layer()) continue;
+    FC_ASSIGN(g, read_norm(ck, cfg, arch, spec, prefix, -1, fp));
+    norms.push_back(std::move(g));
+  }
+  return norms;
+}
+
 }  // namespace
 
 Result<Verdict> parse_verdict(std::string_view name) {
@@ -136,42 +173,16 @@ Result<CheckResult> check_checkpoint(const Checkpoint& ck, const CheckOptions& o
   }
   FC_ASSIGN(numerics, NumericsRegistry::load(o.kernel_profiles_file));
   FC_ASSIGN(kernels, numerics.find(o.kernels));
-  Thresholds thresholds;
-  if (o.thresholds) {
-    thresholds = *o.thresholds;
-    FC_TRY(validate_thresholds(thresholds, "thresholds"));
-  } else {
-    FC_ASSIGN(t, load_thresholds(o.thresholds_file));
-    thresholds = t;
-  }
+  FC_ASSIGN(thresholds, resolve_thresholds(o));
 
   FC_ASSIGN(cfg, parse_model_config(ck.config_json(), ck.config_path()));
   FC_ASSIGN(arch, archs.find(cfg.model_type, ck.config_path()));
   FC_ASSIGN(prefix, find_prefix(ck, *arch));
   FC_TRY(check_no_extra_layers(ck, cfg, *arch, prefix));
 
-  // Fingerprint: config, every shard's name, size and header, and the norm bytes. Enough to notice
-  // any edit that changes the verdict, without hashing gigabytes of matrices.
   Hasher fp;
-  fp.update(ck.config_json());
-  for (const auto& f : ck.files()) {
-    fp.update(f.path().substr(f.path().rfind('/') + 1));
-    fp.update_u64(f.file_size());
-    fp.update(f.header_json());
-  }
-  std::vector<NormGains> norms;
-  for (int64_t l = 0; l < cfg.num_layers; ++l) {
-    for (const auto& spec : arch->norms) {
-      if (!spec.per_layer()) continue;
-      FC_ASSIGN(g, read_norm(ck, cfg, *arch, spec, prefix, l, fp));
-      norms.push_back(std::move(g));
-    }
-  }
-  for (const auto& spec : arch->norms) {
-    if (spec.per_layer()) continue;
-    FC_ASSIGN(g, read_norm(ck, cfg, *arch, spec, prefix, -1, fp));
-    norms.push_back(std::move(g));
-  }
+  fingerprint_files(ck, fp);
+  FC_ASSIGN(norms, read_norms(ck, cfg, *arch, prefix, fp));
 
   // Models without q/k norms: key magnitudes from k_proj's rows, within a byte budget.
   FC_ASSIGN(key_rows, read_key_rows(ck, cfg, *arch, prefix, norms, fp));
