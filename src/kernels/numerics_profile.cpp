@@ -1,5 +1,6 @@
 #include "kernels/numerics_profile.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
@@ -40,6 +41,108 @@ std::string_view fused_group_name(FusedGroup g) {
   return "?";
 }
 
+namespace {
+
+// Typed reads: a wrong type in a user's profile file is an error, not an exception.
+Result<std::string> read_string(const json& obj, const char* key, std::string fallback,
+                                const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return fallback;
+  if (!it->is_string()) return make_error("{}: \"{}\" must be a string", where, key);
+  return it->get<std::string>();
+}
+
+Status read_unit(const json& p, const char* key, double& out, const std::string& where) {
+  auto it = p.find(key);
+  if (it == p.end()) return ok_status();
+  if (!it->is_number() || it->get<double>() < 0 || it->get<double>() > 1)
+    return make_error("{}: \"{}\" must be a number in [0, 1]", where, key);
+  out = it->get<double>();
+  return ok_status();
+}
+
+// "kv_cache": {"format": same|fp16|int8|fp8_e4m3, "scale": per_tensor|per_channel}.
+Status parse_kv_cache(const json& kv, NumericsProfile& np, const std::string& where) {
+  if (!kv.is_object()) return make_error("{}: \"kv_cache\" must be an object", where);
+  FC_ASSIGN(fmt, read_string(kv, "format", "same", where));
+  FC_ASSIGN(scale, read_string(kv, "scale", "per_tensor", where));
+  static constexpr std::pair<const char*, KvFormat> kFormats[] = {{"same", KvFormat::kSame},
+                                                                  {"fp16", KvFormat::kFp16},
+                                                                  {"int8", KvFormat::kInt8},
+                                                                  {"fp8_e4m3", KvFormat::kFp8E4M3}};
+  auto f = std::find_if(std::begin(kFormats), std::end(kFormats),
+                        [&](const auto& e) { return fmt == e.first; });
+  if (f == std::end(kFormats))
+    return make_error("{}: kv_cache.format \"{}\" is not same, fp16, int8 or fp8_e4m3", where, fmt);
+  np.kv_format = f->second;
+  if (scale == "per_tensor")
+    np.kv_scale = KvScale::kPerTensor;
+  else if (scale == "per_channel")
+    np.kv_scale = KvScale::kPerChannel;
+  else
+    return make_error("{}: kv_cache.scale \"{}\" is not per_tensor or per_channel", where, scale);
+  return ok_status();
+}
+
+// "fusion": the fused kernel groups, by name.
+Status parse_fusion(const json& fu, NumericsProfile& np, const std::string& where) {
+  if (!fu.is_array()) return make_error("{}: \"fusion\" must be an array of names", where);
+  for (const auto& g : fu) {
+    bool found = false;
+    for (int i = 0; i < kFusedGroupCount && g.is_string(); ++i)
+      if (g.get<std::string>() == fused_group_name(FusedGroup(i))) {
+        np.fusion.push_back(FusedGroup(i));
+        found = true;
+      }
+    if (!found)
+      return make_error(
+          "{}: fusion entry {} is not one of add_rmsnorm, rmsnorm_qkv, qk_norm_rope, "
+          "attention, gate_up_silu",
+          where, printable(g.dump()));
+  }
+  return ok_status();
+}
+
+// "static_rules": the per-profile thresholds of the static screen (docs/VALIDATION.md).
+Status parse_static_rules(const json& sr, StaticRules& r, const std::string& where) {
+  if (!sr.is_object()) return make_error("{}: \"static_rules\" must be an object", where);
+  for (auto& [key, dst] :
+       {std::pair<const char*, double*>{"incompatible_above_amplification",
+                                        &r.incompatible_above_amplification},
+        {"warning_above_amplification", &r.warning_above_amplification},
+        {"incompatible_above_key_loss", &r.incompatible_above_key_loss},
+        {"warning_above_key_loss", &r.warning_above_key_loss},
+        {"incompatible_above_depth_key_loss", &r.incompatible_above_depth_key_loss},
+        {"warning_above_depth_key_loss", &r.warning_above_depth_key_loss},
+        {"warning_above_floor_key_loss", &r.warning_above_floor_key_loss},
+        {"warning_above_rounding", &r.warning_above_rounding}}) {
+    auto it = sr.find(key);
+    if (it == sr.end()) continue;
+    if (!it->is_number() || it->get<double>() < 0)
+      return make_error("{}: static_rules.{} must be a non-negative number", where, key);
+    *dst = it->get<double>();
+  }
+  for (auto& [key, dst] :
+       {std::pair<const char*, int*>{"best_without_qk_norm", &r.best_without_qk_norm},
+        {"worst", &r.worst}}) {
+    auto it = sr.find(key);
+    if (it == sr.end()) continue;
+    const std::string v = it->is_string() ? it->get<std::string>() : "";
+    if (v == "COMPATIBLE")
+      *dst = 0;
+    else if (v == "WARNING")
+      *dst = 1;
+    else if (v == "INCOMPATIBLE")
+      *dst = 2;
+    else
+      return make_error("{}: static_rules.{} must be COMPATIBLE, WARNING or INCOMPATIBLE", where,
+                        key);
+  }
+  return ok_status();
+}
+
+}  // namespace
+
 Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const std::string& source) {
   json root = json::parse(text, nullptr, false);
   if (root.is_discarded() || !root.is_object() || !root.contains("profiles") ||
@@ -52,100 +155,14 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
       return make_error("{}: every kernel profile needs a \"name\"", source);
     np.name = p["name"].get<std::string>();
     const std::string where = source + ": kernel profile \"" + np.name + "\"";
-    // Typed reads: a wrong type in a user's profile file is an error, not an exception.
-    auto str = [&](const json& obj, const char* key, std::string fallback) -> Result<std::string> {
-      auto it = obj.find(key);
-      if (it == obj.end()) return fallback;
-      if (!it->is_string()) return make_error("{}: \"{}\" must be a string", where, key);
-      return it->get<std::string>();
-    };
-    FC_ASSIGN(description, str(p, "description", ""));
+    FC_ASSIGN(description, read_string(p, "description", "", where));
     np.description = description;
-    auto num = [&](const char* key, double& out) -> Status {
-      auto it = p.find(key);
-      if (it == p.end()) return ok_status();
-      if (!it->is_number() || it->get<double>() < 0 || it->get<double>() > 1)
-        return make_error("{}: \"{}\" must be a number in [0, 1]", where, key);
-      out = it->get<double>();
-      return ok_status();
-    };
-    FC_TRY(num("activation_unit_roundoff", np.activation_unit_roundoff));
-    FC_TRY(num("accumulation_unit_roundoff", np.accumulation_unit_roundoff));
-    if (auto kv = p.find("kv_cache"); kv != p.end()) {
-      if (!kv->is_object()) return make_error("{}: \"kv_cache\" must be an object", where);
-      FC_ASSIGN(fmt, str(*kv, "format", "same"));
-      FC_ASSIGN(scale, str(*kv, "scale", "per_tensor"));
-      if (fmt == "same")
-        np.kv_format = KvFormat::kSame;
-      else if (fmt == "fp16")
-        np.kv_format = KvFormat::kFp16;
-      else if (fmt == "int8")
-        np.kv_format = KvFormat::kInt8;
-      else if (fmt == "fp8_e4m3")
-        np.kv_format = KvFormat::kFp8E4M3;
-      else
-        return make_error("{}: kv_cache.format \"{}\" is not same, fp16, int8 or fp8_e4m3", where,
-                          fmt);
-      if (scale == "per_tensor")
-        np.kv_scale = KvScale::kPerTensor;
-      else if (scale == "per_channel")
-        np.kv_scale = KvScale::kPerChannel;
-      else
-        return make_error("{}: kv_cache.scale \"{}\" is not per_tensor or per_channel", where,
-                          scale);
-    }
-    if (auto fu = p.find("fusion"); fu != p.end()) {
-      if (!fu->is_array()) return make_error("{}: \"fusion\" must be an array of names", where);
-      for (const auto& g : *fu) {
-        bool found = false;
-        for (int i = 0; i < kFusedGroupCount && g.is_string(); ++i)
-          if (g.get<std::string>() == fused_group_name(FusedGroup(i))) {
-            np.fusion.push_back(FusedGroup(i));
-            found = true;
-          }
-        if (!found)
-          return make_error(
-              "{}: fusion entry {} is not one of add_rmsnorm, rmsnorm_qkv, qk_norm_rope, "
-              "attention, gate_up_silu",
-              where, printable(g.dump()));
-      }
-    }
-    if (auto sr = p.find("static_rules"); sr != p.end()) {
-      if (!sr->is_object()) return make_error("{}: \"static_rules\" must be an object", where);
-      StaticRules& r = np.static_rules;
-      for (auto& [key, dst] :
-           {std::pair<const char*, double*>{"incompatible_above_amplification",
-                                            &r.incompatible_above_amplification},
-            {"warning_above_amplification", &r.warning_above_amplification},
-            {"incompatible_above_key_loss", &r.incompatible_above_key_loss},
-            {"warning_above_key_loss", &r.warning_above_key_loss},
-            {"incompatible_above_depth_key_loss", &r.incompatible_above_depth_key_loss},
-            {"warning_above_depth_key_loss", &r.warning_above_depth_key_loss},
-            {"warning_above_floor_key_loss", &r.warning_above_floor_key_loss},
-            {"warning_above_rounding", &r.warning_above_rounding}}) {
-        auto it = sr->find(key);
-        if (it == sr->end()) continue;
-        if (!it->is_number() || it->get<double>() < 0)
-          return make_error("{}: static_rules.{} must be a non-negative number", where, key);
-        *dst = it->get<double>();
-      }
-      for (auto& [key, dst] :
-           {std::pair<const char*, int*>{"best_without_qk_norm", &r.best_without_qk_norm},
-            {"worst", &r.worst}}) {
-        auto it = sr->find(key);
-        if (it == sr->end()) continue;
-        const std::string v = it->is_string() ? it->get<std::string>() : "";
-        if (v == "COMPATIBLE")
-          *dst = 0;
-        else if (v == "WARNING")
-          *dst = 1;
-        else if (v == "INCOMPATIBLE")
-          *dst = 2;
-        else
-          return make_error("{}: static_rules.{} must be COMPATIBLE, WARNING or INCOMPATIBLE",
-                            where, key);
-      }
-    }
+    FC_TRY(read_unit(p, "activation_unit_roundoff", np.activation_unit_roundoff, where));
+    FC_TRY(read_unit(p, "accumulation_unit_roundoff", np.accumulation_unit_roundoff, where));
+    if (auto kv = p.find("kv_cache"); kv != p.end()) FC_TRY(parse_kv_cache(*kv, np, where));
+    if (auto fu = p.find("fusion"); fu != p.end()) FC_TRY(parse_fusion(*fu, np, where));
+    if (auto sr = p.find("static_rules"); sr != p.end())
+      FC_TRY(parse_static_rules(*sr, np.static_rules, where));
     reg.profiles_.push_back(std::move(np));
   }
   return reg;
