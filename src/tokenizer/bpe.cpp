@@ -13,6 +13,72 @@ namespace fusecheck {
 
 using tok_json::json;
 
+// model.vocab: token -> id, every id in [0, max_id); the id -> token table from it.
+Status BpeModel::parse_vocab(const json& m, const std::string& file, int32_t max_id) {
+  const json* vocab = tok_json::find(m, "vocab");
+  if (!vocab || !vocab->is_object())
+    return make_error("{}: expected an object at model.vocab, found {}", file,
+                      vocab ? vocab->type_name() : "nothing");
+  vocab_.reserve(vocab->size());
+  int32_t top = -1;
+  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
+    const json& v = it.value();
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= max_id)
+      return make_error("{}: expected an id 0..{} for model.vocab[\"{}\"], found {}", file,
+                        max_id - 1, printable(it.key()), printable(v.dump()));
+    int32_t id = int32_t(v.get<int64_t>());
+    vocab_.emplace(it.key(), id);
+    top = std::max(top, id);
+  }
+  id_to_token_.assign(size_t(top + 1), std::string());
+  has_id_.assign(size_t(top + 1), false);
+  for (const auto& [tok, id] : vocab_) {
+    id_to_token_[size_t(id)] = tok;
+    has_id_[size_t(id)] = true;
+  }
+  return ok_status();
+}
+
+// model.merges: ranked pairs, both halves and their concatenation in the vocab.
+Status BpeModel::parse_merges(const json& m, const std::string& file) {
+  const json* merges = tok_json::find(m, "merges");
+  if (merges && !merges->is_array())
+    return make_error("{}: expected an array at model.merges, found {}", file, merges->type_name());
+  if (merges) {
+    merges_.reserve(merges->size());
+    for (size_t r = 0; r < merges->size(); ++r) {
+      const json& e = (*merges)[r];
+      std::string left, right;
+      // Older files write "a b"; newer ones [a, b] (which allows spaces inside a token).
+      if (e.is_string()) {
+        const auto& s = e.get_ref<const std::string&>();
+        size_t sp = s.find(' ');
+        if (sp == std::string::npos)
+          return make_error("{}: expected \"left right\" at model.merges[{}], found \"{}\"", file,
+                            r, printable(s));
+        left = s.substr(0, sp);
+        right = s.substr(sp + 1);
+      } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+        left = e[0].get<std::string>();
+        right = e[1].get<std::string>();
+      } else {
+        return make_error(
+            "{}: expected a string or a pair of strings at model.merges[{}], found {}", file, r,
+            printable(e.dump()));
+      }
+      auto a = vocab_.find(left), c = vocab_.find(right), n = vocab_.find(left + right);
+      if (a == vocab_.end() || c == vocab_.end() || n == vocab_.end())
+        return make_error(
+            "{}: expected the tokens of model.merges[{}] (\"{}\" + \"{}\") in the "
+            "vocab, found one missing",
+            file, r, printable(left), printable(right));
+      // A repeated pair takes its last rank, as `tokenizers` (collecting into a map) does.
+      merges_.insert_or_assign(key(a->second, c->second), Merge{int32_t(r), n->second});
+    }
+  }
+  return ok_status();
+}
+
 Result<BpeModel> BpeModel::parse(const json& m, const std::string& file, int32_t max_id) {
   BpeModel b;
   FC_ASSIGN(type, tok_json::get_string_or(m, "type", "BPE", file, "model"));
@@ -36,63 +102,8 @@ Result<BpeModel> BpeModel::parse(const json& m, const std::string& file, int32_t
   b.fuse_unk_ = fu;
   b.ignore_merges_ = im;
 
-  const json* vocab = tok_json::find(m, "vocab");
-  if (!vocab || !vocab->is_object())
-    return make_error("{}: expected an object at model.vocab, found {}", file,
-                      vocab ? vocab->type_name() : "nothing");
-  b.vocab_.reserve(vocab->size());
-  int32_t top = -1;
-  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    const json& v = it.value();
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= max_id)
-      return make_error("{}: expected an id 0..{} for model.vocab[\"{}\"], found {}", file,
-                        max_id - 1, printable(it.key()), printable(v.dump()));
-    int32_t id = int32_t(v.get<int64_t>());
-    b.vocab_.emplace(it.key(), id);
-    top = std::max(top, id);
-  }
-  b.id_to_token_.assign(size_t(top + 1), std::string());
-  b.has_id_.assign(size_t(top + 1), false);
-  for (const auto& [tok, id] : b.vocab_) {
-    b.id_to_token_[size_t(id)] = tok;
-    b.has_id_[size_t(id)] = true;
-  }
-
-  const json* merges = tok_json::find(m, "merges");
-  if (merges && !merges->is_array())
-    return make_error("{}: expected an array at model.merges, found {}", file, merges->type_name());
-  if (merges) {
-    b.merges_.reserve(merges->size());
-    for (size_t r = 0; r < merges->size(); ++r) {
-      const json& e = (*merges)[r];
-      std::string left, right;
-      // Older files write "a b"; newer ones [a, b] (which allows spaces inside a token).
-      if (e.is_string()) {
-        const auto& s = e.get_ref<const std::string&>();
-        size_t sp = s.find(' ');
-        if (sp == std::string::npos)
-          return make_error("{}: expected \"left right\" at model.merges[{}], found \"{}\"", file,
-                            r, printable(s));
-        left = s.substr(0, sp);
-        right = s.substr(sp + 1);
-      } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-        left = e[0].get<std::string>();
-        right = e[1].get<std::string>();
-      } else {
-        return make_error(
-            "{}: expected a string or a pair of strings at model.merges[{}], found {}", file, r,
-            printable(e.dump()));
-      }
-      auto a = b.vocab_.find(left), c = b.vocab_.find(right), n = b.vocab_.find(left + right);
-      if (a == b.vocab_.end() || c == b.vocab_.end() || n == b.vocab_.end())
-        return make_error(
-            "{}: expected the tokens of model.merges[{}] (\"{}\" + \"{}\") in the "
-            "vocab, found one missing",
-            file, r, printable(left), printable(right));
-      // A repeated pair takes its last rank, as `tokenizers` (collecting into a map) does.
-      b.merges_.insert_or_assign(key(a->second, c->second), Merge{int32_t(r), n->second});
-    }
-  }
+  FC_TRY(b.parse_vocab(m, file, max_id));
+  FC_TRY(b.parse_merges(m, file));
 
   for (int i = 0; i < 256; ++i) {
     auto it = b.vocab_.find(fmt::format("<0x{:02X}>", i));

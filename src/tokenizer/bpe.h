@@ -32,6 +32,8 @@ class BpeModel {
   int32_t size() const { return int32_t(id_to_token_.size()); }
 
  private:
+  Status parse_vocab(const tok_json::json& model, const std::string& file, int32_t max_id);
+  Status parse_merges(const tok_json::json& model, const std::string& file);
   struct Merge {
     int32_t rank, new_id;
   };
