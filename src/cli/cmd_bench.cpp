@@ -92,95 +92,72 @@ Summary summarize(std::vector<double> v) {
   return {median, v.front(), v.back()};
 }
 
-int run_bench(const BenchArgs& a) {
-  auto fail = [](const Error& e) {
-    std::fprintf(stderr, "fusecheck: error: %s\n", e.message.c_str());
-    return kExitInputError;
-  };
-  if (!a.isa.empty()) {  // chosen once, before any kernel runs
-    std::string known;
-    bool found = false;
-    for (const std::string& t : cpu::simd_target_names()) {
-      known += (known.empty() ? "" : ", ") + t;
-      if (a.isa == t) found = cpu::use_only_simd_target(t);
-    }
-    if (!found)
-      return fail(Error{fmt::format("--isa {}: not a target this CPU runs ({})", a.isa, known)});
+// --isa: restrict the SIMD kernels to one Highway target, chosen once before any kernel runs.
+Status apply_isa(const std::string& isa) {
+  if (isa.empty()) return ok_status();
+  std::string known;
+  bool found = false;
+  for (const std::string& t : cpu::simd_target_names()) {
+    known += (known.empty() ? "" : ", ") + t;
+    if (isa == t) found = cpu::use_only_simd_target(t);
   }
-  auto engine = load_engine(a.engine);
-  if (!engine.ok()) return fail(engine.error());
-  const Model& m = engine->model;
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(m.config().vocab_size - 1));
-  std::vector<int32_t> prompt(static_cast<size_t>(a.prompt_tokens));
-  for (auto& x : prompt) x = id(rng);
+  if (!found) return make_error("--isa {}: not a target this CPU runs ({})", isa, known);
+  return ok_status();
+}
 
-  // Plans to time: what the load-time decision chose, and with --compare the other one; with
-  // --plan, the plan, then all-standard and all-fused. roles: each one's key in the JSON.
-  std::vector<std::pair<std::string, KernelPlan>> plans = {
-      {engine->kernels.plan.profile, engine->kernels.plan}};
-  std::vector<std::string> roles = {""};
+// A plan to time, its key in the JSON ("" for the headline one) and its passes' figures.
+struct Timed {
+  std::string kernels, role;
+  KernelPlan plan;
+  std::vector<double> prefill = {}, decode = {};  // tok/s per pass
+};
+
+// What the load-time decision chose, and with --compare the other one; with --plan, the plan,
+// then all-standard and all-fused (its profile).
+Result<std::vector<Timed>> plans_to_time(const BenchArgs& a, const LoadedEngine& engine) {
+  const Model& m = engine.model;
   const bool with_plan = !a.engine.plan_file.empty() && !a.engine.no_fusion;
-  if (a.compare || with_plan) {
-    auto reg = NumericsRegistry::load("");
-    if (!reg.ok()) return fail(reg.error());
-    std::string fused_name =
-        a.engine.kernels_name.empty() ? std::string("fused") : a.engine.kernels_name;
-    if (with_plan) fused_name = engine->kernels.plan.profile.substr(5);  // "plan:NAME"
-    auto prof = reg->find(fused_name);
-    if (!prof.ok()) return fail(prof.error());
-    const KernelPlan fused = KernelPlan::from_profile(*prof, m.config().num_layers);
-    if (with_plan) {
-      plans.push_back({"standard", m.standard_plan()}), plans.push_back({fused_name, fused});
-      roles = {"", "standard", "fused"};
-    } else {
-      plans = {{"standard", m.standard_plan()}, {fused_name, fused}};
-      roles = {"", "fused"};
-    }
-  }
-  // One untimed pass warms the page cache and the pool.
-  if (auto w = run_pass(m, engine->precision, plans[0].second, prompt, 2); !w.ok())
-    return fail(w.error());
-  std::vector<std::vector<double>> prefill(plans.size()), decode(plans.size());
-  int64_t kv_per_token = 0, kv_resident = 0;  // the first plan's cache, as stored
-  for (int64_t r = 0; r < a.repeat; ++r)
-    for (size_t i = 0; i < plans.size(); ++i) {  // alternate, so drift hits both alike
-      auto pass = run_pass(m, engine->precision, plans[i].second, prompt, a.gen_tokens);
-      if (!pass.ok()) return fail(pass.error());
-      prefill[i].push_back(pass->prefill_tok_s);
-      decode[i].push_back(pass->decode_tok_s);
-      if (i == 0) kv_per_token = pass->kv_bytes_per_token, kv_resident = pass->kv_resident_bytes;
-    }
-  const int64_t rss = proc_status_bytes("VmRSS:"), peak = proc_status_bytes("VmHWM:");
-  const double bw = m.backend().read_bandwidth_gbs();  // allocates 512 MiB
-  const int threads = m.backend().threads();
-  const double weight_bytes = static_cast<double>(m.weight_bytes());
-  const double roofline = bw * 1e9 / weight_bytes;
+  if (!a.compare && !with_plan)
+    return std::vector<Timed>{{engine.kernels.plan.profile, "", engine.kernels.plan}};
+  FC_ASSIGN(reg, NumericsRegistry::load(""));
+  std::string fused_name =
+      a.engine.kernels_name.empty() ? std::string("fused") : a.engine.kernels_name;
+  if (with_plan) fused_name = engine.kernels.plan.profile.substr(5);  // "plan:NAME"
+  FC_ASSIGN(prof, reg.find(fused_name));
+  const KernelPlan fused = KernelPlan::from_profile(prof, m.config().num_layers);
+  if (with_plan)
+    return std::vector<Timed>{{engine.kernels.plan.profile, "", engine.kernels.plan},
+                              {"standard", "standard", m.standard_plan()},
+                              {fused_name, "fused", fused}};
+  return std::vector<Timed>{{"standard", "", m.standard_plan()}, {fused_name, "fused", fused}};
+}
 
+// One untimed pass warms the page cache and the pool; then the plans alternate, pass by pass, so
+// drift hits them alike. Returns the first plan's cache figures of its last pass.
+Result<Pass> time_passes(const BenchArgs& a, const LoadedEngine& engine,
+                         const std::vector<int32_t>& prompt, std::vector<Timed>& plans) {
+  const Model& m = engine.model;
+  FC_TRY(run_pass(m, engine.precision, plans[0].plan, prompt, 2));
+  Pass first;
+  for (int64_t r = 0; r < a.repeat; ++r)
+    for (size_t i = 0; i < plans.size(); ++i) {
+      FC_ASSIGN(pass, run_pass(m, engine.precision, plans[i].plan, prompt, a.gen_tokens));
+      plans[i].prefill.push_back(pass.prefill_tok_s);
+      plans[i].decode.push_back(pass.decode_tok_s);
+      if (i == 0) first = pass;
+    }
+  return first;
+}
+
+// The figures of every timed plan (the first at the top level, the others under their role),
+// their ratios, and the spread warning's flag.
+nlohmann::json plan_figures(const std::vector<Timed>& plans, double roofline, bool with_plan,
+                            bool compare) {
   nlohmann::json j;
-  j["model"] = a.engine.model_dir;
-  j["threads"] = threads;
-  j["backend"] = m.backend().name();
-  j["simd_target"] = cpu::simd_target_name();
-  j["precision"] = a.engine.precision;
-  j["prompt_tokens"] = a.prompt_tokens;
-  j["gen_tokens"] = a.gen_tokens;
-  j["repeat"] = a.repeat;
-  j["weight_bytes"] = m.weight_bytes();
-  j["resident_bytes"] = rss;  // after the passes, before the bandwidth probe
-  j["peak_resident_bytes"] = peak;
-  j["bandwidth_gbs"] = bw;
-  j["decode_roofline_tokens_per_s"] = roofline;
-  const auto kvf = plans[0].second.kv_formats();
-  j["kv_format"] = std::all_of(kvf.begin(), kvf.end(), [&](auto& f) { return f == kvf[0]; })
-                       ? kv_layer_format_name(kvf[0])
-                       : std::string("per-layer");
-  j["kv_bytes_per_token"] = kv_per_token;
-  j["kv_bytes"] = kv_resident;
   bool wide = false;
-  for (size_t i = 0; i < plans.size(); ++i) {
-    const Summary p = summarize(prefill[i]), d = summarize(decode[i]);
-    nlohmann::json r = {{"kernels", plans[i].first},
+  for (const Timed& t : plans) {
+    const Summary p = summarize(t.prefill), d = summarize(t.decode);
+    nlohmann::json r = {{"kernels", t.kernels},
                         {"prefill_tokens_per_s", p.median},
                         {"prefill_min_max", {p.min, p.max}},
                         {"decode_tokens_per_s", d.median},
@@ -190,34 +167,28 @@ int run_bench(const BenchArgs& a) {
                         {"decode_spread", d.spread()},
                         {"prefill_spread", p.spread()}};
     wide = wide || d.spread() > kWideSpread || p.spread() > kWideSpread;
-    if (i == 0)
+    if (t.role.empty())
       j.update(r);
     else
-      j[roles[i]] = r;
+      j[t.role] = r;
   }
+  auto ratio = [&](const nlohmann::json& x, const nlohmann::json& y, const char* key) {
+    return x[key].get<double>() / y[key].get<double>();
+  };
   if (with_plan)
     for (const char* other : {"standard", "fused"}) {
-      j[fmt::format("plan_over_{}_decode", other)] =
-          j["decode_tokens_per_s"].get<double>() / j[other]["decode_tokens_per_s"].get<double>();
-      j[fmt::format("plan_over_{}_prefill", other)] =
-          j["prefill_tokens_per_s"].get<double>() / j[other]["prefill_tokens_per_s"].get<double>();
+      j[fmt::format("plan_over_{}_decode", other)] = ratio(j, j[other], "decode_tokens_per_s");
+      j[fmt::format("plan_over_{}_prefill", other)] = ratio(j, j[other], "prefill_tokens_per_s");
     }
-  if (a.compare && !with_plan) {
-    j["fused_over_standard_decode"] =
-        j["fused"]["decode_tokens_per_s"].get<double>() / j["decode_tokens_per_s"].get<double>();
-    j["fused_over_standard_prefill"] =
-        j["fused"]["prefill_tokens_per_s"].get<double>() / j["prefill_tokens_per_s"].get<double>();
+  if (compare && !with_plan) {
+    j["fused_over_standard_decode"] = ratio(j["fused"], j, "decode_tokens_per_s");
+    j["fused_over_standard_prefill"] = ratio(j["fused"], j, "prefill_tokens_per_s");
   }
   j["wide_spread"] = wide;
-  if (wide)
-    std::fprintf(stderr,
-                 "fusecheck bench: warning: the passes differ by more than %.0f%% of their median "
-                 "(a busy machine?); raise --repeat or rerun on an idle one\n",
-                 100 * kWideSpread);
-  if (a.json) {
-    std::printf("%s\n", j.dump(2).c_str());
-    return 0;
-  }
+  return j;
+}
+
+void print_text(const BenchArgs& a, const Model& m, const nlohmann::json& j, bool with_plan) {
   // The backend names what runs: "cpu AVX3, 2 threads" or "cuda NVIDIA H200".
   std::printf("fusecheck bench: %s (%s, %s)\n", a.engine.model_dir.c_str(),
               a.engine.precision.c_str(), m.backend().name().c_str());
@@ -251,10 +222,65 @@ int run_bench(const BenchArgs& a) {
       "roofline %.1f tok/s\n"
       "  KV cache %s: %lld bytes per token, %.2f MB resident\n",
       static_cast<long long>(a.prompt_tokens), static_cast<long long>(a.gen_tokens),
-      static_cast<long long>(a.repeat), a.repeat == 1 ? "" : "es", weight_bytes / 1e9,
-      j["resident_bytes"].get<double>() / 1e9, j["peak_resident_bytes"].get<double>() / 1e9, bw,
-      roofline, j["kv_format"].get<std::string>().c_str(), static_cast<long long>(kv_per_token),
-      static_cast<double>(kv_resident) / 1e6);
+      static_cast<long long>(a.repeat), a.repeat == 1 ? "" : "es",
+      j["weight_bytes"].get<double>() / 1e9, j["resident_bytes"].get<double>() / 1e9,
+      j["peak_resident_bytes"].get<double>() / 1e9, j["bandwidth_gbs"].get<double>(),
+      j["decode_roofline_tokens_per_s"].get<double>(), j["kv_format"].get<std::string>().c_str(),
+      j["kv_bytes_per_token"].get<long long>(), j["kv_bytes"].get<double>() / 1e6);
+}
+
+int run_bench(const BenchArgs& a) {
+  auto fail = [](const Error& e) {
+    std::fprintf(stderr, "fusecheck: error: %s\n", e.message.c_str());
+    return kExitInputError;
+  };
+  if (auto st = apply_isa(a.isa); !st) return fail(st.error());
+  auto engine = load_engine(a.engine);
+  if (!engine.ok()) return fail(engine.error());
+  const Model& m = engine->model;
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(m.config().vocab_size - 1));
+  std::vector<int32_t> prompt(static_cast<size_t>(a.prompt_tokens));
+  for (auto& x : prompt) x = id(rng);
+  auto plans = plans_to_time(a, *engine);
+  if (!plans.ok()) return fail(plans.error());
+  auto first = time_passes(a, *engine, prompt, *plans);
+  if (!first.ok()) return fail(first.error());
+  const int64_t rss = proc_status_bytes("VmRSS:"), peak = proc_status_bytes("VmHWM:");
+  const double bw = m.backend().read_bandwidth_gbs();  // allocates 512 MiB
+  const double roofline = bw * 1e9 / static_cast<double>(m.weight_bytes());
+  const bool with_plan = !a.engine.plan_file.empty() && !a.engine.no_fusion;
+
+  nlohmann::json j = plan_figures(*plans, roofline, with_plan, a.compare);
+  j["model"] = a.engine.model_dir;
+  j["threads"] = m.backend().threads();
+  j["backend"] = m.backend().name();
+  j["simd_target"] = cpu::simd_target_name();
+  j["precision"] = a.engine.precision;
+  j["prompt_tokens"] = a.prompt_tokens;
+  j["gen_tokens"] = a.gen_tokens;
+  j["repeat"] = a.repeat;
+  j["weight_bytes"] = m.weight_bytes();
+  j["resident_bytes"] = rss;  // after the passes, before the bandwidth probe
+  j["peak_resident_bytes"] = peak;
+  j["bandwidth_gbs"] = bw;
+  j["decode_roofline_tokens_per_s"] = roofline;
+  const auto kvf = (*plans)[0].plan.kv_formats();
+  j["kv_format"] = std::all_of(kvf.begin(), kvf.end(), [&](auto& f) { return f == kvf[0]; })
+                       ? kv_layer_format_name(kvf[0])
+                       : std::string("per-layer");
+  j["kv_bytes_per_token"] = first->kv_bytes_per_token;
+  j["kv_bytes"] = first->kv_resident_bytes;
+  if (j["wide_spread"].get<bool>())
+    std::fprintf(stderr,
+                 "fusecheck bench: warning: the passes differ by more than %.0f%% of their median "
+                 "(a busy machine?); raise --repeat or rerun on an idle one\n",
+                 100 * kWideSpread);
+  if (a.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  print_text(a, m, j, with_plan);
   return 0;
 }
 
