@@ -25,6 +25,7 @@ add_library(fusecheck_cuda STATIC
   src/kernels/cuda/gemm.cu
   src/kernels/cuda/norm.cu
   src/kernels/cuda/elementwise.cu
+  src/kernels/cuda/sample.cu
   src/kernels/cuda/rope.cu
   src/kernels/cuda/attention.cu)
 target_include_directories(fusecheck_cuda PUBLIC ${CMAKE_SOURCE_DIR}/src)

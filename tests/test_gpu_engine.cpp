@@ -10,8 +10,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <set>
 #include <tuple>
 
 #include "cuda_module_testing.h"
@@ -28,7 +31,6 @@ std::string env_or(const char* name, const std::string& fallback) {
   const char* v = getenv(name);
   return v && *v ? std::string(v) : fallback;
 }
-
 
 // Loads `dir` on the GPU, or says why it cannot (then the test skips).
 Result<Model> load_cuda(const std::string& dir) {
@@ -241,6 +243,149 @@ TEST(GpuEngine, UnknownDeviceIsRefused) {
       env_or("FUSECHECK_TEST_DATA_DIR", FUSECHECK_TEST_DATA) + "/hf/qwen3-tiny-extreme/fp32", o);
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.error().message.find("--device"), std::string::npos) << m.error().message;
+}
+
+// ---- sampling on the device (Backend::sample_advance) against the CPU Sampler ----
+
+// Random logits over n ids: normal(0, scale), some snapped to a 1/4 grid (ties, which the CPU
+// orders by ascending id), a few -inf and NaN (left out).
+std::vector<float> sample_logits(std::mt19937_64& rng, int64_t n, float scale, bool ties) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = d(rng);
+  if (ties)
+    for (size_t i = 0; i < x.size(); i += 3) x[i] = std::round(x[i] * 4.0f) / 4.0f;
+  for (size_t i = 5; i < x.size(); i += 97) x[i] = -INFINITY;
+  for (size_t i = 11; i < x.size(); i += 211) x[i] = std::nanf("");
+  return x;
+}
+
+// The device's token for (logits, params, u): one sample_advance from set_draw(u).
+struct DeviceSampler {
+  Backend& b;
+  Buffer logits, tok, pos;
+  DeviceSampler(Backend& be, int64_t n)
+      : b(be), logits(be.alloc(size_t(n) * 4)), tok(be.alloc(4)), pos(be.alloc(4)) {}
+  int32_t pick(const std::vector<float>& x, const SamplingParams& s, double u) {
+    b.upload(logits, 0, x.data(), x.size() * 4);
+    b.set_draw(u);
+    b.sample_advance(tok.i32(), logits.f32(), int64_t(x.size()),
+                     {s.temperature, s.top_k, s.top_p, s.min_p}, pos.i32());
+    int32_t t = -1;
+    b.download(&t, tok, 0, 4);
+    return t;
+  }
+};
+
+// The CPU picks `want` for u, and the device `got`: allowed only when u or top_p sits within
+// a summation-order rounding of a boundary, i.e. the CPU itself picks `got` a hair away.
+bool boundary_case(const std::vector<float>& x, SamplingParams s, double u, int32_t got) {
+  for (double du : {-1e-12, 1e-12})
+    if (Sampler(s).pick(x, std::clamp(u + du, 0.0, 1.0 - 1e-16)) == got) return true;
+  for (float dp : {-1e-6f, 1e-6f}) {
+    SamplingParams t = s;
+    t.top_p = std::min(1.0f, s.top_p + dp);
+    if (t.top_p < 1.0f && Sampler(t).pick(x, u) == got) return true;
+  }
+  return false;
+}
+
+TEST(GpuEngine, DeviceSamplerPicksTheCpuSamplersToken) {
+  const std::string data = env_or("FUSECHECK_TEST_DATA_DIR", FUSECHECK_TEST_DATA);
+  FC_LOAD_CUDA_OR_SKIP(gpu, data + "/hf/qwen3-tiny-extreme/fp32");
+  Backend& b = gpu->backend();
+  ASSERT_TRUE(b.supports_device_sampling());
+  std::mt19937_64 rng(20261201);
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
+  const std::vector<SamplingParams> modes = {
+      {1.0f, 0, 1.0f, 0.0f, 0},       {0.7f, 0, 1.0f, 0.0f, 0},   {1.3f, 50, 1.0f, 0.0f, 0},
+      {1.0f, 0, 0.9f, 0.0f, 0},       {0.8f, 40, 0.95f, 0.0f, 0}, {1.0f, 0, 1.0f, 0.05f, 0},
+      {0.6f, 20, 0.8f, 0.1f, 0},      {1.0f, 1, 1.0f, 0.0f, 0},   {2.0f, 0, 0.5f, 0.0f, 0},
+      {1.0f, 1000000, 0.99f, 0.0f, 0}};
+  int compared = 0, exact = 0, boundary = 0, pos_want = 0;
+  for (int64_t n : {int64_t(7), int64_t(1000), int64_t(4099), int64_t(151936)}) {
+    DeviceSampler dev(b, n);
+    const int32_t zero = 0;
+    b.upload(dev.pos, 0, &zero, 4);
+    pos_want = 0;
+    for (const SamplingParams& s : modes) {
+      for (int rep = 0; rep < 3; ++rep) {
+        const auto x = sample_logits(rng, n, rep == 2 ? 8.0f : 2.0f, rep != 1);
+        for (int k = 0; k < 20; ++k) {
+          const double u = k == 0 ? 0.0 : unif(rng);
+          const int32_t want = Sampler(s).pick(x, u), got = dev.pick(x, s, u);
+          ++compared, ++pos_want;
+          if (got == want) {
+            ++exact;
+            continue;
+          }
+          ASSERT_TRUE(boundary_case(x, s, u, got))
+              << "n " << n << " T " << s.temperature << " top_k " << s.top_k << " top_p " << s.top_p
+              << " min_p " << s.min_p << " u " << u << ": cpu " << want << ", gpu " << got;
+          ++boundary;
+        }
+      }
+    }
+    int32_t pos = -1;
+    b.download(&pos, dev.pos, 0, 4);
+    EXPECT_EQ(pos, pos_want) << "each pick moves the position on by one";
+  }
+  // All -inf (and all NaN): the CPU returns token 0.
+  DeviceSampler dev(b, 64);
+  EXPECT_EQ(dev.pick(std::vector<float>(64, -INFINITY), modes[0], 0.5), 0);
+  EXPECT_EQ(dev.pick(std::vector<float>(64, std::nanf("")), modes[0], 0.5), 0);
+  EXPECT_TRUE(b.status().ok()) << b.status().error().message;
+  std::printf("device sampler: %d picks, %d equal to the CPU's, %d at a rounding boundary\n",
+              compared, exact, boundary);
+  EXPECT_GE(exact, compared - compared / 1000) << "boundary cases should be rare";
+}
+
+// Session::generate with sampling (graph-replayed, sampled on the device) against forward() +
+// the CPU Sampler with the same seed on the same model. broad: the run must not be one token.
+void sampled_equals_forward(const Model& m, bool broad) {
+  const Model* gpu = &m;  // the name the steps below use
+  const KernelPlan standard = gpu->standard_plan();
+  const std::vector<SamplingParams> modes = {
+      {1.0f, 0, 1.0f, 0.0f, 7}, {0.8f, 20, 0.9f, 0.0f, 8}, {1.2f, 0, 0.95f, 0.05f, 9}};
+  for (const SamplingParams& sp : modes) {
+    const std::vector<int32_t> prompt = {1, 17, 42, 99, 7, 3, 250, 64, 11};
+    Session s(*gpu, Precision::kModel, 0, &standard);
+    ASSERT_TRUE(s.feed(prompt).ok());
+    Sampler dev_sampler(sp);
+    auto got = s.generate(48, dev_sampler, {}, nullptr);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    KvCache cache = gpu->new_cache(Precision::kModel, 0, &standard);
+    Activations ws;
+    std::vector<float> logits;
+    ASSERT_TRUE(gpu->forward(prompt, Precision::kModel, cache, LogitsFor::kLast, logits, nullptr,
+                             &standard, &ws)
+                    .ok());
+    Sampler cpu_sampler(sp);
+    std::vector<int32_t> want;
+    for (int i = 0; i < 48; ++i) {
+      want.push_back(cpu_sampler.next(logits));
+      if (i + 1 == 48) break;
+      ASSERT_TRUE(gpu->forward({&want.back(), 1}, Precision::kModel, cache, LogitsFor::kLast,
+                               logits, nullptr, &standard, &ws)
+                      .ok());
+    }
+    EXPECT_EQ(*got, want) << "temperature " << sp.temperature << " seed " << sp.seed;
+    const std::set<int32_t> distinct(got->begin(), got->end());
+    if (broad) {
+      EXPECT_GT(distinct.size(), 3u) << "a sampled run should not be one repeated token";
+    }
+  }
+}
+
+TEST(GpuEngine, SampledGraphDecodeEqualsForwardAndCpuSampler) {
+  const std::string data = env_or("FUSECHECK_TEST_DATA_DIR", FUSECHECK_TEST_DATA);
+  const std::string stories =
+      env_or("FUSECHECK_STORIES_DIR", testing::data_dir() + "/stories260K") + "/hf";
+  // The extreme fixture's distribution is nearly one-hot; stories260K's is broad.
+  for (const std::string& dir : {data + "/hf/qwen3-tiny-extreme/bf16", stories}) {
+    FC_LOAD_CUDA_OR_SKIP(gpu, dir);
+    sampled_equals_forward(*gpu, dir == stories);
+  }
 }
 
 }  // namespace

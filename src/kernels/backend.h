@@ -206,6 +206,23 @@ class Backend : public std::enable_shared_from_this<Backend> {
   virtual void argmax_advance(int32_t* tokens, const float* logits, int64_t n, int32_t* pos0) {
     (void)tokens, (void)logits, (void)n, (void)pos0;
   }
+  // Sampling's end of a decode step, on the device (optional: supports_device_sampling):
+  // tokens[0] = the token model/sampler.h's Sampler::pick chooses from logits[0 .. n) for the
+  // draw last given to set_draw, then pos0[0] += 1. The draw lives in device memory, so a
+  // recorded step reads the new one each replay. tokens, pos0: [1] int32; logits: [n].
+  struct SampleOptions {
+    float temperature = 1.0f;  // > 0
+    int64_t top_k = 0;         // 0: off
+    float top_p = 1.0f;        // 1: off
+    float min_p = 0.0f;        // 0: off
+  };
+  virtual bool supports_device_sampling() const { return false; }
+  // u in [0, 1): written to the device slot sample_advance reads (ordered before later ops).
+  virtual void set_draw(double u) { (void)u; }
+  virtual void sample_advance(int32_t* tokens, const float* logits, int64_t n,
+                              const SampleOptions& s, int32_t* pos0) {
+    (void)tokens, (void)logits, (void)n, (void)s, (void)pos0;
+  }
 };
 
 }  // namespace fusecheck

@@ -121,9 +121,12 @@ Result<std::vector<int32_t>> Session::generate(int64_t max_tokens, Sampler& samp
   std::vector<int32_t> out;
   const double t0 = now_s();
   double decode_start = t0;
-  const bool on_device = sampler.params().greedy() && model_->backend().supports_graphs();
+  // Greedy, or sampling when the backend samples on the device too: a recorded step per token.
+  const Backend& be = model_->backend();
+  const bool on_device =
+      be.supports_graphs() && (sampler.params().greedy() || be.supports_device_sampling());
   bool device_logits = false;  // logits_ is stale: the last step's row is on the device
-  int32_t chosen = -1;         // the device's argmax of the last step
+  int32_t chosen = -1;         // the device's choice for the last step
   while (static_cast<int64_t>(out.size()) < max_tokens) {
     const int32_t next = device_logits ? chosen : sampler.next(logits_);
     if (out.empty() && stats) {
@@ -141,7 +144,10 @@ Result<std::vector<int32_t>> Session::generate(int64_t max_tokens, Sampler& samp
     // Run the token just emitted: its logits give the next one. (The last emitted token is not
     // run; a later feed() of the conversation runs it.)
     if (on_device) {
-      FC_TRY(model_->decode_greedy(next, precision_, cache_, plan_, ws_, graph_, &chosen));
+      // The draw the CPU's next() would take for this token, so both paths emit the same tokens.
+      const double u = sampler.params().greedy() ? 0.0 : sampler.draw();
+      FC_TRY(model_->decode_step(next, precision_, cache_, plan_, ws_, graph_, sampler.params(), u,
+                                 &chosen));
       device_logits = true;
     } else {
       FC_TRY(model_->forward({&next, 1}, precision_, cache_, LogitsFor::kLast, logits_, nullptr,

@@ -68,8 +68,8 @@ class Session {
   std::vector<int32_t> tokens_;  // what the cache holds
   std::vector<float> logits_;
   Activations ws_;  // reused by every forward call
-  // Greedy decode on a backend with graphs: the step recorded once and replayed, the argmax
-  // taken on the device (Model::decode_greedy).
+  // Decode on a backend with graphs: the step recorded once and replayed, the token chosen on
+  // the device (greedy: Model::decode_greedy; sampling: Model::decode_step with Sampler::draw).
   DecodeGraph graph_;
 };
 

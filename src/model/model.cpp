@@ -318,6 +318,7 @@ DecodeGraph& DecodeGraph::operator=(DecodeGraph&& o) noexcept {
     warm_ = std::exchange(o.warm_, false);
     capacity_ = std::exchange(o.capacity_, -1);
     epoch_ = o.epoch_;
+    mode_ = o.mode_;
   }
   return *this;
 }
@@ -327,22 +328,40 @@ void DecodeGraph::reset() {
   id_ = -1, warm_ = false, capacity_ = -1;
 }
 
-void Model::greedy_step_ops(Activations& a, KvCache& cache, ActType t,
-                            const KernelPlan& plan) const {
+void Model::step_ops(Activations& a, KvCache& cache, ActType t, const KernelPlan& plan,
+                     const SamplingParams& s) const {
   Backend& b = *backend_;
   b.embed(a.hidden.f32(), a.tokens.i32(), 1, embed_);
   for (int64_t l = 0; l < config_.num_layers; ++l) layer_forward(l, a, cache, t, plan);
   final_norm(a, t);
   b.logits(a.logits.f32(), a.normed.f32(), 1, lm_head_, t);
-  b.argmax_advance(a.tokens.i32(), a.logits.f32(), config_.vocab_size, a.pos0.i32());
+  if (s.greedy())
+    b.argmax_advance(a.tokens.i32(), a.logits.f32(), config_.vocab_size, a.pos0.i32());
+  else
+    b.sample_advance(a.tokens.i32(), a.logits.f32(), config_.vocab_size,
+                     {s.temperature, s.top_k, s.top_p, s.min_p}, a.pos0.i32());
+}
+
+static bool same_mode(const SamplingParams& a, const SamplingParams& b) {
+  if (a.greedy() || b.greedy()) return a.greedy() == b.greedy();
+  return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p &&
+         a.min_p == b.min_p;
 }
 
 Status Model::decode_greedy(int32_t token, Precision p, KvCache& cache, const KernelPlan& plan,
                             Activations& a, DecodeGraph& g, int32_t* next) const {
+  return decode_step(token, p, cache, plan, a, g, SamplingParams{}, 0.0, next);
+}
+
+Status Model::decode_step(int32_t token, Precision p, KvCache& cache, const KernelPlan& plan,
+                          Activations& a, DecodeGraph& g, const SamplingParams& s, double u,
+                          int32_t* next) const {
   const auto& c = config_;
   Backend& b = *backend_;
   if (!b.supports_graphs())
     return make_error("decode_greedy: the {} backend has no graphs", b.name());
+  if (!s.greedy() && !b.supports_device_sampling())
+    return make_error("decode_step: the {} backend cannot sample on the device", b.name());
   if (token < 0 || token >= c.vocab_size)
     return make_error("token id {} is out of range: the model's vocab_size is {}", token,
                       c.vocab_size);
@@ -356,10 +375,13 @@ Status Model::decode_greedy(int32_t token, Precision p, KvCache& cache, const Ke
   FC_TRY(cache.reserve_more(1));
   prepare(a, 1, pos0 + 1);
   // The graph holds the cache's and the workspace's pointers: either moved, it is stale.
-  if (g.backend_ != backend_ || g.capacity_ != cache.layer(0).capacity || g.epoch_ != a.epoch) {
+  if (g.backend_ != backend_ || g.capacity_ != cache.layer(0).capacity || g.epoch_ != a.epoch ||
+      !same_mode(g.mode_, s)) {
     g.reset();
     g.backend_ = backend_, g.capacity_ = cache.layer(0).capacity, g.epoch_ = a.epoch;
+    g.mode_ = s;
   }
+  if (!s.greedy()) b.set_draw(u);  // before the step: the recorded sampler reads it
   if (a.dev_token != token || a.dev_pos != pos0) {  // after a prefill, or another caller
     const int32_t pos0_i32 = static_cast<int32_t>(pos0);
     b.upload(a.pos0, 0, &pos0_i32, sizeof(int32_t));
@@ -369,14 +391,14 @@ Status Model::decode_greedy(int32_t token, Precision p, KvCache& cache, const Ke
   // cannot grow inside a recording); the second records; every later one replays.
   if (!g.recorded() && g.warm_) {
     b.begin_capture();
-    greedy_step_ops(a, cache, t, plan);
+    step_ops(a, cache, t, plan, s);
     g.id_ = b.end_capture();
     FC_TRY(b.status());
   }
   if (g.recorded())
     b.replay(g.id_);
   else
-    greedy_step_ops(a, cache, t, plan), g.warm_ = true;
+    step_ops(a, cache, t, plan, s), g.warm_ = true;
   b.download(next, a.tokens, 0, sizeof(int32_t));
   cache.set_size(pos0 + 1);
   a.dev_token = *next, a.dev_pos = pos0 + 1;

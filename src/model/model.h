@@ -23,6 +23,7 @@
 #include "kernels/kernel_plan.h"
 #include "model/kv_cache.h"
 #include "model/rope.h"
+#include "model/sampler.h"
 #include "model/weights.h"
 #include "util/result.h"
 
@@ -91,6 +92,7 @@ class DecodeGraph {
   bool warm_ = false;  // one eager step ran with these buffers (workspaces sized): may record
   int64_t capacity_ = -1;
   uint64_t epoch_ = 0;
+  SamplingParams mode_;  // greedy or the sampling parameters the graph was recorded with
 };
 
 // Hidden states numbered as transformers numbers them: hidden[0] is the embedding output,
@@ -139,6 +141,13 @@ class Model {
   // (read_logits).
   Status decode_greedy(int32_t token, Precision p, KvCache& cache, const KernelPlan& plan,
                        Activations& ws, DecodeGraph& g, int32_t* next) const;
+  // decode_greedy with the Sampler's choice for params s and the uniform draw u in [0, 1)
+  // (Sampler::draw), made on the device (Backend::supports_device_sampling): the step, sampling
+  // included, is recorded and replayed; the draw is the one value uploaded per step. Greedy s:
+  // decode_greedy (u unused).
+  Status decode_step(int32_t token, Precision p, KvCache& cache, const KernelPlan& plan,
+                     Activations& ws, DecodeGraph& g, const SamplingParams& s, double u,
+                     int32_t* next) const;
   // The last step's logits row from ws: [vocab].
   void read_logits(const Activations& ws, std::vector<float>& logits) const;
 
@@ -169,7 +178,8 @@ class Model {
   void final_norm(Activations& ws, ActType t) const;
   // Everything a greedy T = 1 step enqueues, from ws.tokens and ws.pos0 on the device to the next
   // token and position there.
-  void greedy_step_ops(Activations& ws, KvCache& cache, ActType t, const KernelPlan& plan) const;
+  void step_ops(Activations& ws, KvCache& cache, ActType t, const KernelPlan& plan,
+                const SamplingParams& s) const;
   void download(const Buffer& b, int64_t n, std::vector<float>& out) const;
 
   Checkpoint ckpt_;

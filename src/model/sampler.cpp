@@ -17,6 +17,17 @@ Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
 
 int32_t Sampler::next(std::span<const float> logits) {
   if (p_.greedy()) return argmax(logits);
+  return pick(logits, draw());
+}
+
+// uniform_real_distribution(0, b) is generate_canonical * b + 0: drawing u in [0, 1) here and
+// scaling it by the kept mass in pick() gives the same r, so seeded outputs are unchanged.
+double Sampler::draw() {
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
+
+int32_t Sampler::pick(std::span<const float> logits, double u) {
+  if (p_.greedy()) return argmax(logits);
   // softmax(logits / temperature), in double for the normalisation.
   const float max_l = logits[static_cast<size_t>(argmax(logits))];
   cand_.clear();
@@ -51,7 +62,7 @@ int32_t Sampler::next(std::span<const float> logits) {
   }
   double kept = 0.0;
   for (size_t i = 0; i < keep; ++i) kept += cand_[i].first;
-  double r = std::uniform_real_distribution<double>(0.0, kept)(rng_);
+  double r = u * kept;
   for (size_t i = 0; i < keep; ++i) {
     r -= cand_[i].first;
     if (r < 0) return cand_[i].second;

@@ -23,6 +23,11 @@ class Sampler {
   explicit Sampler(const SamplingParams& p);
   // logits: [vocab]. NaN logits are never chosen; all-NaN falls back to token 0.
   int32_t next(std::span<const float> logits);
+  // next() in two halves, for a device that samples: draw() takes the uniform draw in [0, 1)
+  // from the generator (one per sampled token), pick() chooses with it. next(l) == pick(l,
+  // draw()). Greedy: pick ignores u.
+  double draw();
+  int32_t pick(std::span<const float> logits, double u);
   const SamplingParams& params() const { return p_; }
 
  private:

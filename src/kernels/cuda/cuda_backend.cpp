@@ -54,6 +54,8 @@ class CudaBackend final : public Backend {
     for (void* p : owned_) cudaFree(p);
     cudaFree(scores_);
     cudaFree(work_);
+    cudaFree(draw_);
+    cudaFree(sample_ws_);
     cu::gemm_destroy(gemm_);
     cudaStreamDestroy(stream_);
   }
@@ -151,6 +153,28 @@ class CudaBackend final : public Backend {
   void argmax_advance(int32_t* tokens, const float* logits, int64_t n, int32_t* pos0) override {
     check(cu::argmax(tokens, logits, n, stream_, pos0));
   }
+  bool supports_device_sampling() const override { return true; }
+  void set_draw(double u) override {
+    if (!draw_ && !check(int(cudaMalloc(&draw_, sizeof(double))))) return;
+    draw_host_ = u;  // pageable: the copy is staged before cudaMemcpyAsync returns
+    check(
+        int(cudaMemcpyAsync(draw_, &draw_host_, sizeof(double), cudaMemcpyHostToDevice, stream_)));
+  }
+  void sample_advance(int32_t* tokens, const float* logits, int64_t n, const SampleOptions& s,
+                      int32_t* pos0) override {
+    if (!draw_) set_draw(0.0);
+    // Sized on the first (eager) step: n is the vocabulary, so a recorded step never grows it.
+    const size_t need = cu::sample_workspace_bytes(n);
+    if (need > sample_ws_bytes_) {
+      cudaStreamSynchronize(stream_);
+      cudaFree(sample_ws_);
+      sample_ws_ = nullptr, sample_ws_bytes_ = 0;
+      if (!check(int(cudaMalloc(&sample_ws_, need)))) return;
+      sample_ws_bytes_ = need;
+    }
+    const cu::SampleArgs a{s.temperature, s.top_k, s.top_p, s.min_p};
+    check(cu::sample(tokens, logits, n, a, draw_, sample_ws_, stream_, pos0));
+  }
 
  private:
   // Records the first failure; later downloads return NaN so no result of a failed step is used.
@@ -184,6 +208,10 @@ class CudaBackend final : public Backend {
   size_t scores_floats_ = 0;
   float* work_ = nullptr;  // flash-decoding partials
   size_t work_floats_ = 0;
+  double* draw_ = nullptr;  // [1] the sampling draw sample_advance reads
+  double draw_host_ = 0.0;
+  void* sample_ws_ = nullptr;  // cu::sample's workspace
+  size_t sample_ws_bytes_ = 0;
   std::vector<cudaGraphExec_t> graphs_;  // recorded decode steps; nullptr once dropped
   bool failed_ = false;
   std::string error_;

@@ -100,6 +100,23 @@ int embed(float* out, const int32_t* ids, int64_t T, const DevWeight& table, Str
 // then *advance += 1 when advance is given (the decode position, for a replayed step). x: [n].
 int argmax(int32_t* out, const float* x, int64_t n, Stream stream, int32_t* advance = nullptr);
 
+// ---- sampling (sample.cu) ----
+// The CPU Sampler's parameters (model/sampler.h) less the seed: temperature > 0; top_k 0 = off;
+// top_p 1 = off; min_p 0 = off.
+struct SampleArgs {
+  float temperature = 1.0f;
+  int64_t top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+};
+// Bytes of the workspace sample() needs for n logits (keys, ids, their sorted copies, CUB's).
+size_t sample_workspace_bytes(int64_t n);
+// *out = the token the CPU Sampler picks from x with the uniform draw *draw in [0, 1) (device
+// memory, so a recorded step reads each step's new draw), then *advance += 1 when given.
+// x: [n]; ws: sample_workspace_bytes(n) bytes. No host synchronisation, no allocation.
+int sample(int32_t* out, const float* x, int64_t n, const SampleArgs& a, const double* draw,
+           void* ws, Stream stream, int32_t* advance = nullptr);
+
 // ---- RoPE (rope.cu) ----
 // The rotation tables cos/sin: [max_pos, head_dim/2] fp32, computed once on the host exactly as
 // the CPU's Rope::cos_sin does (before rounding). Token t of the batch is at position *pos + t.
