@@ -69,6 +69,53 @@ TEST(DecidePath, MatchesTheEngineDecision) {
   EXPECT_EQ(got->verdict, Verdict::kCompatible);
 }
 
+// A stored per-layer plan (`fusecheck plan --db`) for a model whose full profile a probe
+// measurement calls INCOMPATIBLE: the directory form offers it exactly as the engine does, strict
+// included; before the plan is stored both fall back.
+TEST(DecidePath, OffersAStoredPlanLikeTheEngine) {
+  auto m = Model::load(kExtreme);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  testing::TempDir t;
+  const std::string db = t / "fusecheck.db";
+  auto p = testing::run_cli("probe " + kExtreme +
+                            " --kernels fused-int8kv --greedy-tokens 0 --db " + db);
+  ASSERT_EQ(p.exit_code, 2) << p.err;  // the probe's INCOMPATIBLE
+  KernelRequest req;
+  req.kernels = "fused-int8kv", req.cache_dir = t.path(), req.db_path = db;
+  auto before = decide_kernels_for_dir(kExtreme, req);
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->decision.outcome, KernelOutcome::kFallback);
+  auto pl = testing::run_cli("plan " + kExtreme + " --kernels fused-int8kv -q --out " +
+                             t / "p.json" + " --db " + db);
+  ASSERT_EQ(pl.exit_code, 0) << pl.err;
+  for (bool strict : {false, true}) {
+    req.strict = strict;
+    KernelRequest engine = req;
+    engine.use_custom_kernels = true;
+    auto want = decide_kernels(*m, engine);
+    auto got = decide_kernels_for_dir(kExtreme, req);
+    ASSERT_TRUE(want.ok()) << want.error().message;  // strict accepts a plan within budget
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    EXPECT_FALSE(got->strict_refusal);
+    EXPECT_EQ(got->decision.outcome, KernelOutcome::kPlan);
+    EXPECT_EQ(want->outcome, KernelOutcome::kPlan);
+    EXPECT_EQ(got->source, "plan");
+    EXPECT_EQ(got->verdict, Verdict::kIncompatible);
+    EXPECT_EQ(got->decision.message, want->message);
+    EXPECT_NE(got->decision.message.find("using the stored per-layer plan"), std::string::npos);
+    EXPECT_EQ(got->decision.plan.profile, want->plan.profile);
+    EXPECT_EQ(got->decision.plan.kv_formats(), want->plan.kv_formats());
+    ASSERT_EQ(got->decision.plan.layers.size(), want->plan.layers.size());
+    for (size_t l = 0; l < want->plan.layers.size(); ++l)
+      EXPECT_EQ(got->decision.plan.layers[l].fused, want->plan.layers[l].fused) << l;
+  }
+  // Forcing still outranks the plan.
+  req.force = true;
+  auto forced = decide_kernels_for_dir(kExtreme, req);
+  ASSERT_TRUE(forced.ok());
+  EXPECT_EQ(forced->decision.outcome, KernelOutcome::kForced);
+}
+
 TEST(DecidePath, UnreadableCheckpointIsReportedNotRaised) {
   testing::TempDir dir;
   KernelRequest req;

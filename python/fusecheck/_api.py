@@ -180,16 +180,20 @@ def probe(
 class Decision:
     """The load-time decision: which kernels to run and why."""
 
-    use_fused: bool
+    use_fused: bool  # fuse every layer; False for a per-layer plan (see ``plan``)
     verdict: Optional[str]  # None when the checkpoint could not be checked
-    source: str  # "static" | "probe" | "database" | "forced" ("" when it could not be checked)
+    source: str  # "static" | "probe" | "database" | "forced" | "plan" ("" = could not be checked)
     message: str  # for the log: the warning, the fallback notice, or ""
     kernels: str
-    outcome: str  # "fused", "fused (warning)", "standard (fallback)", "fused (forced)"
+    outcome: str  # "fused", "fused (warning)", "standard (fallback)", "fused (forced)",
+    # "fused (per-layer plan)"
     static_verdict: Optional[str] = None
     measured_verdict: Optional[str] = None
     basis: str = ""
     check_error: str = ""  # the checker's error when the checkpoint could not be read
+    # The stored per-layer plan the decision uses (`fusecheck plan`), when the full profile is
+    # INCOMPATIBLE: per layer {"fused": [group names], "kv": KV format}; None otherwise.
+    plan: Optional[List[Dict[str, Any]]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -228,6 +232,7 @@ def decide_kernels(
         measured_verdict=r["measured_verdict"],
         basis=r["basis"],
         check_error=r["check_error"],
+        plan=r["plan"],
     )
     if strict and r["strict_refusal"]:
         raise IncompatibleModelError(d.message, d)

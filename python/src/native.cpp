@@ -16,6 +16,7 @@
 #include "db/model_id.h"
 #include "db/store.h"
 #include "engine/decide_path.h"
+#include "plan/plan.h"
 #include "probe/probe_report.h"
 #include "report/report.h"
 #include "util/atomic_file.h"
@@ -162,6 +163,21 @@ py::dict decide(const std::string& path, const std::string& kernels, bool strict
   out["check_error"] = d.check_error;
   out["strict_refusal"] = d.strict_refusal;
   out["check_ms"] = k.check_ms;
+  out["plan"] = py::none();
+  if (k.outcome == KernelOutcome::kPlan) {  // per layer: the groups it fuses and its KV format
+    py::list layers;
+    for (const LayerPlan& l : k.plan.layers) {
+      py::list groups;
+      for (int g = 0; g < kFusedGroupCount; ++g)
+        if (l.fused[static_cast<size_t>(g)])
+          groups.append(std::string(fused_group_name(FusedGroup(g))));
+      py::dict layer;
+      layer["fused"] = groups;
+      layer["kv"] = kv_layer_format_name(l.kv);
+      layers.append(layer);
+    }
+    out["plan"] = layers;
+  }
   return out;
 }
 

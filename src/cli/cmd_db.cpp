@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 
 #include "check/check.h"
 #include "check/result_json.h"
@@ -212,6 +213,21 @@ std::string html_for(const std::vector<DbRecord>& rs, const std::string& path) {
   return render_html(secs, "fusecheck database: " + path);
 }
 
+// The stored plans an export carries: all of them, or with --model / --kernels those of the
+// exported records' checkpoints and that profile.
+Result<std::vector<DbPlan>> plans_for(const Database& db, const std::vector<DbRecord>& records,
+                                      const std::string& query, const std::string& kernels) {
+  FC_ASSIGN(all, db.plans());
+  std::set<std::string> fps;
+  for (const auto& r : records) fps.insert(r.key.fingerprint);
+  std::vector<DbPlan> out;
+  for (auto& p : all)
+    if ((query.empty() || fps.count(p.key.fingerprint)) &&
+        (kernels.empty() || p.key.kernels == kernels))
+      out.push_back(std::move(p));
+  return out;
+}
+
 int run_export(const DbArgs& a) {
   if (a.model_card && a.html) return fail("--model-card and --html exclude each other", kExitUsage);
   const std::string path = resolve_db_path(a.db);
@@ -229,6 +245,7 @@ int run_export(const DbArgs& a) {
   for (auto& r : *rs)
     if (!a.model_card || is_current(r)) keep.push_back(std::move(r));
   std::string text;
+  size_t n_plans = 0;
   if (a.model_card) {
     std::map<std::string, int> fps;
     for (const auto& r : keep) ++fps[r.key.fingerprint];
@@ -240,10 +257,14 @@ int run_export(const DbArgs& a) {
   } else if (a.html) {
     text = html_for(keep, path);
   } else {
-    text = export_jsonl(keep);
+    auto plans = plans_for(*db, keep, q, a.kernels);
+    if (!plans) return fail(plans.error().message);
+    text = export_jsonl(keep, *plans);
+    n_plans = plans->size();
   }
   if (auto st = write_file_atomic(a.file, text); !st) return fail(st.error().message);
-  std::fprintf(stderr, "fusecheck: wrote %zu records to %s\n", keep.size(), a.file.c_str());
+  std::fprintf(stderr, "fusecheck: wrote %zu records and %zu plans to %s\n", keep.size(), n_plans,
+               a.file.c_str());
   return 0;
 }
 
@@ -268,6 +289,11 @@ int run_import(const DbArgs& a, bool merge) {
   if (!rep) return fail(rep.error().message);
   for (const auto& e : rep->rejected) std::fprintf(stderr, "fusecheck: rejected: %s\n", e.c_str());
   if (int rc = print_import(rep->stats, path)) return rc;
+  const ImportStats& p = rep->plan_stats;
+  if (p.added + p.replaced + p.kept_local > 0)
+    if (int rc = emit(fmt::format("{}: plans: {} added, {} replaced, {} kept\n", path, p.added,
+                                  p.replaced, p.kept_local)))
+      return rc;
   return rep->rejected.empty() ? 0 : kExitInputError;
 }
 
@@ -275,8 +301,8 @@ int run_rebuild(const DbArgs& a) {
   const std::string path = resolve_db_path(a.db);
   auto s = rebuild_database(path);
   if (!s) return fail(s.error().message);
-  return emit(fmt::format("{}: rebuilt; the old file is {}; {} records kept\n", path, s->moved_to,
-                          s->salvaged));
+  return emit(fmt::format("{}: rebuilt; the old file is {}; {} records kept, {} plans kept\n", path,
+                          s->moved_to, s->salvaged, s->plans_salvaged));
 }
 
 }  // namespace

@@ -99,6 +99,18 @@ constexpr const char* kKeyWhere =
     " WHERE fingerprint=?1 AND kernels=?2 AND profile_hash=?3 AND device=?4 AND "
     "analysis_revision=?5 AND probe_revision=?6";
 
+constexpr const char* kPlanSelect =
+    "SELECT fingerprint, kernels, profile_hash, device, probe_revision, plan_json, checksum FROM "
+    "plans";
+
+// A row of kPlanSelect into p; false when its checksum does not match (damaged on disk).
+bool plan_row(const Stmt& s, DbPlan& p) {
+  p.key.fingerprint = s.text(0), p.key.kernels = s.text(1), p.key.profile_hash = s.text(2);
+  p.key.device = s.text(3), p.key.probe_revision = static_cast<int>(s.integer(4));
+  p.plan_json = s.text(5);
+  return hash_hex(p.plan_json) == s.text(6);
+}
+
 // A stored row back to a record: the checksum must match and the record must validate and sit
 // under its own key.
 Result<DbRecord> decode_row(const std::string& path, const std::string& text,
@@ -321,6 +333,47 @@ Result<std::optional<std::string>> Database::get_plan(const DbKey& key) const {
   return std::optional<std::string>(std::move(text));
 }
 
+Result<std::vector<DbPlan>> Database::plans() const {
+  std::vector<DbPlan> out;
+  Stmt s(db_, (std::string(kPlanSelect) + " ORDER BY fingerprint, kernels, device").c_str());
+  if (!s.ok()) return out;  // a file written before plans were stored (opened read-only)
+  for (int rc; (rc = s.step()) != SQLITE_DONE;) {
+    if (rc != SQLITE_ROW) return sql_error("read the database");
+    DbPlan p;
+    if (!plan_row(s, p))
+      return make_error("{}: a stored plan is damaged (checksum mismatch); {}", path_,
+                        rebuild_hint(path_));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<ImportStats> Database::put_imported_plans(const std::vector<DbPlan>& plans,
+                                                 bool prefer_imported) {
+  if (read_only_) return make_error("{}: read-only ({})", path_, read_only_reason_);
+  FC_TRY(exec("BEGIN IMMEDIATE"));
+  ImportStats stats;
+  auto body = [&]() -> Status {
+    for (const DbPlan& p : plans) {
+      auto old = get_plan(p.key);  // a damaged stored plan counts as one: it is replaced
+      const bool there = !old.ok() || old->has_value();
+      if (there && !prefer_imported) {
+        ++stats.kept_local;
+        continue;
+      }
+      ++(there ? stats.replaced : stats.added);
+      FC_TRY(put_plan(p.key, p.plan_json));
+    }
+    return ok_status();
+  };
+  if (auto st = body(); !st) {
+    (void)exec("ROLLBACK");
+    return st.error();
+  }
+  FC_TRY(exec("COMMIT"));
+  return stats;
+}
+
 Status Database::verify() const {
   Stmt s(db_, "PRAGMA integrity_check");
   if (!s.ok()) return sql_error("check the database");
@@ -331,6 +384,7 @@ Status Database::verify() const {
                         rebuild_hint(path_));
   }
   FC_TRY(find("", ""));
+  FC_TRY(plans());
   return ok_status();
 }
 
@@ -417,9 +471,25 @@ Result<std::optional<StoredMeasurement>> find_measurement(const Database& db,
   return std::optional<StoredMeasurement>(StoredMeasurement{std::move(*r)});
 }
 
+namespace {
+
+// The plan rows of a damaged file whose checksum still matches, one at a time.
+std::vector<DbPlan> salvage_plans(sqlite3* old) {
+  std::vector<DbPlan> out;
+  Stmt s(old, kPlanSelect);
+  if (!s.ok()) return out;  // written before plans were stored
+  while (s.step() == SQLITE_ROW) {
+    if (DbPlan p; plan_row(s, p)) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<RebuildStats> rebuild_database(const std::string& path) {
   RebuildStats stats;
   std::vector<DbRecord> keep;
+  std::vector<DbPlan> plans;
   {
     // Whatever rows can still be read and verified, one at a time: a damaged page stops the scan,
     // a damaged row is skipped.
@@ -430,6 +500,7 @@ Result<RebuildStats> rebuild_database(const std::string& path) {
       if (s.ok())
         while (s.step() == SQLITE_ROW)
           if (auto r = decode_row(path, s.text(0), s.text(1), nullptr)) keep.push_back(*r);
+      plans = salvage_plans(old);
     }
     sqlite3_close_v2(old);
   }
@@ -445,7 +516,8 @@ Result<RebuildStats> rebuild_database(const std::string& path) {
   FC_ASSIGN(db, Database::open(path, DbMode::kReadWrite));
   if (db.read_only()) return make_error("{}: cannot be written", path);
   FC_TRY(db.put_imported(keep, true));  // each row keeps its own source
-  stats.salvaged = int(keep.size());
+  FC_TRY(db.put_imported_plans(plans, true));
+  stats.salvaged = int(keep.size()), stats.plans_salvaged = int(plans.size());
   return stats;
 }
 

@@ -35,6 +35,12 @@ struct ImportStats {
   int kept_local = 0;  // a local measurement exists and was kept
 };
 
+// A stored per-layer plan row: its key (analysis_revision unused) and the fusecheck.plan/1 text.
+struct DbPlan {
+  DbKey key;
+  std::string plan_json;
+};
+
 class Database {
  public:
   static Result<Database> open(const std::string& path, DbMode mode = DbMode::kReadWrite);
@@ -62,6 +68,10 @@ class Database {
   // probe revision (analysis_revision is not part of a plan's key): replaced when stored again.
   Status put_plan(const DbKey& key, const std::string& plan_json);
   Result<std::optional<std::string>> get_plan(const DbKey& key) const;
+  // Every stored plan (export, merge); a row whose checksum does not match is an error.
+  Result<std::vector<DbPlan>> plans() const;
+  // Imported plans in one transaction: added, or replacing a stored one only if prefer_imported.
+  Result<ImportStats> put_imported_plans(const std::vector<DbPlan>& plans, bool prefer_imported);
   // SQLite's integrity check, then every row's checksum and schema; the first problem found.
   Status verify() const;
 
@@ -91,10 +101,12 @@ Result<std::optional<StoredMeasurement>> find_measurement(const Database& db,
                                                           const std::string& device = "cpu");
 
 // `fusecheck db rebuild`: moves a damaged file aside (PATH.damaged-<date>), creates an empty
-// database at PATH and copies every row of the old file that can still be read and verified.
+// database at PATH and copies every row of the old file (records and plans) that can still be read
+// and verified.
 struct RebuildStats {
   std::string moved_to;
   int salvaged = 0;
+  int plans_salvaged = 0;  // plan rows whose checksum still matches
 };
 Result<RebuildStats> rebuild_database(const std::string& path);
 

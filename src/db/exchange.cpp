@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "util/atomic_file.h"
+#include "util/hash.h"
 
 namespace fusecheck {
 
@@ -17,11 +18,60 @@ DbRecord as_imported(DbRecord r, const std::string& file) {
   return r;
 }
 
+// o[k] when it is a string, else "" (never throws on a mistyped field).
+std::string string_at(const json& o, const char* k) {
+  auto it = o.find(k);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+json plan_line(const DbPlan& p) {
+  return {{"schema", kDbPlanSchema},  {"fingerprint", p.key.fingerprint},
+          {"kernels", p.key.kernels}, {"profile_hash", p.key.profile_hash},
+          {"device", p.key.device},   {"probe_revision", p.key.probe_revision},
+          {"plan", p.plan_json},      {"checksum", hash_hex(p.plan_json)}};
+}
+
+// A kDbPlanSchema line back to a plan row: every field typed, the checksum matching the plan text,
+// and the plan a fusecheck.plan/1 object for the same checkpoint and profile. (src/plan validates
+// the plan fully when the load-time decision reads it.)
+Result<DbPlan> plan_from_line(const json& j) {
+  auto str = [&](const char* k) -> Result<std::string> {
+    std::string v = string_at(j, k);
+    if (v.empty()) return make_error("\"{}\" is not a non-empty string", k);
+    return v;
+  };
+  DbPlan p;
+  FC_ASSIGN(fp, str("fingerprint"));
+  FC_ASSIGN(kernels, str("kernels"));
+  FC_ASSIGN(hash, str("profile_hash"));
+  FC_ASSIGN(device, str("device"));
+  FC_ASSIGN(text, str("plan"));
+  FC_ASSIGN(sum, str("checksum"));
+  auto rev = j.find("probe_revision");
+  if (rev == j.end() || !rev->is_number_integer() || rev->get<int64_t>() < 0 ||
+      rev->get<int64_t>() > 1000000)
+    return make_error("\"probe_revision\" is not a revision number");
+  if (hash_hex(text) != sum) return make_error("the plan does not match its checksum");
+  const json plan = json::parse(text, nullptr, false);
+  if (!plan.is_object() || string_at(plan, "schema") != "fusecheck.plan/1")
+    return make_error("\"plan\" is not a fusecheck.plan/1 object");
+  const auto prof = plan.find("profile");
+  const bool same_profile = prof != plan.end() && prof->is_object() &&
+                            string_at(*prof, "name") == kernels && string_at(*prof, "hash") == hash;
+  if (string_at(plan, "fingerprint") != fp || !same_profile)
+    return make_error("the plan is for another checkpoint or profile than its key");
+  p.key.fingerprint = fp, p.key.kernels = kernels, p.key.profile_hash = hash;
+  p.key.device = device, p.key.probe_revision = static_cast<int>(rev->get<int64_t>());
+  p.plan_json = std::move(text);
+  return p;
+}
+
 }  // namespace
 
-std::string export_jsonl(const std::vector<DbRecord>& records) {
+std::string export_jsonl(const std::vector<DbRecord>& records, const std::vector<DbPlan>& plans) {
   std::string out;
   for (const auto& r : records) out += record_to_json(r).dump() + "\n";
+  for (const auto& p : plans) out += plan_line(p).dump() + "\n";
   return out;
 }
 
@@ -44,6 +94,13 @@ Result<ParsedImport> parse_import_file(const std::string& file, size_t max_error
       json j = json::parse(line, nullptr, false);
       if (j.is_discarded()) {
         why = "not a JSON value";
+      } else if (j.is_object() && string_at(j, "schema") == kDbPlanSchema) {
+        auto p = plan_from_line(j);
+        if (p) {
+          out.plans.push_back(std::move(*p));
+          continue;
+        }
+        why = "plan: " + p.error().message;
       } else if (auto r = record_from_json(j); !r) {
         why = r.error().message;
       } else {
@@ -63,7 +120,8 @@ Result<ImportReport> import_file(Database& db, const std::string& file, bool pre
   ImportReport out;
   out.rejected = std::move(parsed.errors);
   FC_ASSIGN(stats, db.put_imported(parsed.records, prefer_imported));
-  out.stats = stats;
+  FC_ASSIGN(plan_stats, db.put_imported_plans(parsed.plans, prefer_imported));
+  out.stats = stats, out.plan_stats = plan_stats;
   return out;
 }
 
@@ -76,7 +134,11 @@ Result<ImportStats> merge_database(Database& db, const std::string& other_path,
   FC_ASSIGN(records, other.find("", ""));
   const std::string name = std::filesystem::path(other_path).filename().string();
   for (auto& r : records) r = as_imported(std::move(r), name);
-  return db.put_imported(records, prefer_imported);
+  FC_ASSIGN(plans, other.plans());
+  FC_ASSIGN(stats, db.put_imported(records, prefer_imported));
+  FC_ASSIGN(ps, db.put_imported_plans(plans, prefer_imported));
+  stats.added += ps.added, stats.replaced += ps.replaced, stats.kept_local += ps.kept_local;
+  return stats;
 }
 
 }  // namespace fusecheck

@@ -2,7 +2,9 @@
 // import of such a file, and merging another database file. Imported records are data only: each
 // line is parsed and validated (record_from_json), nothing in it is run or opened; a bad line is
 // rejected with its line number and the valid ones are imported in one transaction. An import
-// never replaces a local measurement unless prefer_imported.
+// never replaces a local measurement unless prefer_imported. Stored per-layer plans travel as lines
+// of their own (kDbPlanSchema: the key, the fusecheck.plan/1 text and its checksum); an imported
+// plan whose checksum does not match its text is rejected like a bad record.
 #pragma once
 
 #include <string>
@@ -16,23 +18,28 @@ namespace fusecheck {
 constexpr size_t kMaxImportBytes = 256u << 20;
 constexpr size_t kMaxRecordBytes = 16u << 20;
 
-std::string export_jsonl(const std::vector<DbRecord>& records);
+constexpr const char* kDbPlanSchema = "fusecheck.db-plan/1";
+
+std::string export_jsonl(const std::vector<DbRecord>& records,
+                         const std::vector<DbPlan>& plans = {});
 
 // Each line one record; blank lines are skipped. Errors: "FILE:LINE: why", one per bad line (at
 // most `max_errors`, then a count); records get source "imported from FILE" unless they were
 // already imported from elsewhere (the original origin stays).
 struct ParsedImport {
   std::vector<DbRecord> records;
+  std::vector<DbPlan> plans;
   std::vector<std::string> errors;
 };
 Result<ParsedImport> parse_import_file(const std::string& file, size_t max_errors = 20);
 
 struct ImportReport {
-  ImportStats stats;
+  ImportStats stats, plan_stats;
   std::vector<std::string> rejected;  // "FILE:LINE: why"
 };
 Result<ImportReport> import_file(Database& db, const std::string& file, bool prefer_imported);
-// `db merge OTHER`: every record of another database (verified as when read), as an import.
+// `db merge OTHER`: every record and plan of another database (verified as when read), as an import
+// (plan counts added into the stats).
 Result<ImportStats> merge_database(Database& db, const std::string& other_path,
                                    bool prefer_imported);
 

@@ -64,25 +64,33 @@ std::optional<Measured> stored_measurement(const std::string& db_path,
                                : "measurement in the database, " + r.source};
 }
 
+// (layer, group) pairs the plan fuses, of those the profile offers.
+std::pair<int64_t, int64_t> fused_groups(const KernelPlan& plan, const NumericsProfile& profile) {
+  int64_t kept = 0, total = 0;
+  for (int64_t l = 0; l < static_cast<int64_t>(plan.layers.size()); ++l)
+    for (FusedGroup g : profile.fusion) ++total, kept += plan.fuses(l, g) ? 1 : 0;
+  return {kept, total};
+}
+
 // The stored per-layer plan for an INCOMPATIBLE model, when it was measured within its budget and
 // runs on this build; sets the decision and returns true.
-bool offer_stored_plan(KernelDecision& d, const Model& m, const KernelRequest& req,
-                       const CheckResult& check, const NumericsProfile& profile) {
+bool offer_stored_plan(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
+                       const NumericsProfile& profile, const DecisionSite& at) {
   if (!req.use_cache || req.db_path.empty()) return false;
   std::string note;
-  auto p = find_stored_plan(req.db_path, check.fingerprint, profile, m.device(), note);
+  auto p = find_stored_plan(req.db_path, check.fingerprint, profile, at.device, note);
   if (!note.empty()) d.message += "fusecheck: note: " + note + "\n";
   if (!p || !p->measured.within(p->budget)) return false;
   auto plan = runnable_plan(*p, req.db_path + " (stored plan)");
-  if (!plan || static_cast<int64_t>(plan->layers.size()) != m.config().num_layers) return false;
-  const PlanKept kept = kept_work(m, profile, *plan, 64);
+  if (!plan || static_cast<int64_t>(plan->layers.size()) != at.layers) return false;
+  const auto [kept, total] = fused_groups(*plan, profile);
   d.outcome = KernelOutcome::kPlan, d.plan = std::move(*plan), d.source = "plan";
   d.message += fmt::format(
       "fusecheck: {} is INCOMPATIBLE with {} as a whole ({}); using the stored per-layer plan "
       "instead: {} of {} layer groups fused, measured {:.3g} added KL and {:.2f} top-1 points "
       "(budget {:.3g}, {:.2f}). See: fusecheck plan {} --kernels {}",
-      m.dir(), req.kernels, d.basis, kept.groups, kept.groups_total, p->measured.added_kl,
-      p->measured.top1_loss_points, p->budget.kl, p->budget.top1_points, m.dir(), req.kernels);
+      at.dir, req.kernels, d.basis, kept, total, p->measured.added_kl, p->measured.top1_loss_points,
+      p->budget.kl, p->budget.top1_points, at.dir, req.kernels);
   return true;
 }
 
@@ -107,49 +115,17 @@ Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const Che
   return stored->verdict;
 }
 
-Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) {
-  const auto t0 = std::chrono::steady_clock::now();
-  KernelDecision d;
-  d.plan = m.standard_plan();
-  if (!req.use_custom_kernels) return d;
-  FC_ASSIGN(registry, NumericsRegistry::load(""));
-  FC_ASSIGN(profile, registry.find(req.kernels));
-  const KernelPlan fused = KernelPlan::from_profile(profile, m.config().num_layers);
-  const bool force = req.force;
-  auto finish = [&]() {
-    d.check_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    return d;
-  };
-
-  CheckOptions co;
-  co.kernels = req.kernels;
-  co.use_cache = req.use_cache;
-  co.cache_dir = req.cache_dir;
-  co.force_verdict = req.force_verdict;
-  auto check = check_checkpoint(m.checkpoint(), co);  // the model's open checkpoint, not reread
-  if (!check.ok()) {
-    if (force) {
-      d.outcome = KernelOutcome::kForced, d.plan = fused, d.source = "forced";
-      d.message = "NOTICE: fused kernels FORCED; the compatibility check could not run: " +
-                  check.error().message;
-      return finish();
-    }
-    if (req.strict)
-      return make_error("--strict: cannot check the model: {}", check.error().message);
-    d.outcome = KernelOutcome::kFallback;
-    d.message =
-        "fusecheck: cannot check the model (" + check.error().message + "); using standard kernels";
-    return finish();
-  }
-  const Verdict verdict = apply_measurement(d, req, *check, profile, m.device());
-  if (force) {
+std::string decide_over_check(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
+                              const NumericsProfile& profile, const DecisionSite& at) {
+  const Verdict verdict = apply_measurement(d, req, check, profile, at.device);
+  const KernelPlan fused = KernelPlan::from_profile(profile, at.layers);
+  if (req.force) {
     d.outcome = KernelOutcome::kForced, d.plan = fused, d.source = "forced";
     d.message += fmt::format(
         "NOTICE: fused kernels ({}) FORCED on a model the check calls {} ({}). Outputs may "
         "differ from the standard kernels; run: fusecheck check {} --kernels {}",
-        req.kernels, verdict_name(verdict), d.basis, m.dir(), req.kernels);
-    return finish();
+        req.kernels, verdict_name(verdict), d.basis, at.dir, req.kernels);
+    return "";
   }
   switch (verdict) {
     case Verdict::kCompatible:
@@ -161,25 +137,63 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
       d.outcome = KernelOutcome::kFusedWithWarning, d.plan = fused;
       d.message += fmt::format(
           "WARNING: {} fused kernels ({}) change its outputs measurably ({}).\nUsing fused "
-          "kernels. To see the report, run: fusecheck check {} "
-          "--kernels {}",
+          "kernels. To see the report, run: fusecheck check {} --kernels {}",
           d.measured_verdict ? "a probe measurement of this model found that"
                              : "this model's normalization weights make",
-          req.kernels, d.basis, m.dir(), req.kernels);
+          req.kernels, d.basis, at.dir, req.kernels);
       break;
     case Verdict::kIncompatible:
-      if (offer_stored_plan(d, m, req, *check, profile)) break;
-      if (req.strict)
-        return make_error(
-            "--strict: {} is INCOMPATIBLE with fused kernels ({}) by the {}; run: fusecheck check "
-            "{} --kernels {}",
-            m.dir(), req.kernels, d.basis, m.dir(), req.kernels);
+      if (offer_stored_plan(d, req, check, profile, at)) break;
       d.outcome = KernelOutcome::kFallback;
-      d.message += fallback_warning(m.dir(), d.measured_verdict.has_value()) + " --kernels " +
+      if (req.strict)
+        return fmt::format(
+            "{} is INCOMPATIBLE with fused kernels ({}) by the {}; run: fusecheck check {} "
+            "--kernels {}",
+            at.dir, req.kernels, d.basis, at.dir, req.kernels);
+      d.message += fallback_warning(at.dir, d.measured_verdict.has_value()) + " --kernels " +
                    req.kernels + "\n(decided by the " + d.basis + ")";
       break;
   }
-  return finish();
+  return "";
+}
+
+void decide_unchecked(KernelDecision& d, const KernelRequest& req, const std::string& error,
+                      const NumericsProfile& profile, int64_t layers) {
+  if (req.force) {
+    d.outcome = KernelOutcome::kForced, d.source = "forced";
+    d.plan = KernelPlan::from_profile(profile, layers);
+    d.message = "NOTICE: fused kernels FORCED; the compatibility check could not run: " + error;
+    return;
+  }
+  d.outcome = KernelOutcome::kFallback;
+  d.message = "fusecheck: cannot check the model (" + error + "); using standard kernels";
+}
+
+Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) {
+  const auto t0 = std::chrono::steady_clock::now();
+  KernelDecision d;
+  d.plan = m.standard_plan();
+  if (!req.use_custom_kernels) return d;
+  FC_ASSIGN(registry, NumericsRegistry::load(""));
+  FC_ASSIGN(profile, registry.find(req.kernels));
+  CheckOptions co;
+  co.kernels = req.kernels;
+  co.use_cache = req.use_cache;
+  co.cache_dir = req.cache_dir;
+  co.force_verdict = req.force_verdict;
+  auto check = check_checkpoint(m.checkpoint(), co);  // the model's open checkpoint, not reread
+  if (!check.ok() && req.strict && !req.force)
+    return make_error("--strict: cannot check the model: {}", check.error().message);
+  if (!check.ok()) {
+    decide_unchecked(d, req, check.error().message, profile, m.config().num_layers);
+  } else {
+    const DecisionSite at{m.dir(), m.config().num_layers, m.device()};
+    const std::string refusal = decide_over_check(d, req, *check, profile, at);
+    if (!refusal.empty()) return make_error("--strict: {}", refusal);
+  }
+  d.check_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return d;
 }
 
 }  // namespace fusecheck

@@ -62,6 +62,27 @@ struct KernelDecision {
 Verdict apply_measurement(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
                           const NumericsProfile& profile, const std::string& device = "cpu");
 
+// Where a decision is made: the checkpoint directory (named in messages), its layer count and the
+// device it runs on (a stored measurement or plan for another device never decides here).
+struct DecisionSite {
+  std::string dir;
+  int64_t layers = 0;
+  std::string device = "cpu";
+};
+
+// The decision over a check result and what the database stores for it (measurement, plan):
+// forced > stored plan (INCOMPATIBLE only) > the verdict. The one copy of the outcome and message
+// rules, shared by decide_kernels and decide_kernels_for_dir so the two cannot drift. Returns ""
+// or, under strict on an INCOMPATIBLE model with no usable stored plan, the one-line refusal (d is
+// then the fallback, without the refusal in its message).
+std::string decide_over_check(KernelDecision& d, const KernelRequest& req, const CheckResult& check,
+                              const NumericsProfile& profile, const DecisionSite& at);
+
+// The decision when the checker could not read the model: forced (the profile over `layers`), or
+// the fallback; strict is the caller's (the engine refuses, the directory form reports it).
+void decide_unchecked(KernelDecision& d, const KernelRequest& req, const std::string& error,
+                      const NumericsProfile& profile, int64_t layers);
+
 // Errors: an unknown profile; under strict, an INCOMPATIBLE model or one the checker cannot read.
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req);
 

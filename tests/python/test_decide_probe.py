@@ -194,3 +194,28 @@ def test_force_status_env_reaches_the_decision(cache_dir):
                                                "FUSECHECK_FORCE_STATUS": "INCOMPATIBLE"})
     assert d.verdict == "INCOMPATIBLE" and not d.use_fused
     assert f"kernels: {d.outcome} (" in cli.stderr and outcome == "fused"
+
+
+def test_decision_offers_a_stored_plan_like_the_engine(tmp_path, cache_dir):
+    """The full profile measured INCOMPATIBLE, then `fusecheck plan` stores a plan in the default
+    database: decide_kernels reports that plan, layer by layer as the plan file has it, and the
+    engine runs it at load."""
+    path = hf_checkpoint(*EXTREME)
+    env = {"XDG_CACHE_HOME": os.path.dirname(cache_dir)}
+    probe = run_cli("probe", path, "--kernels", "fused-int8kv", "--greedy-tokens", "0", env=env)
+    assert probe.returncode == 2, probe.stderr  # INCOMPATIBLE, recorded in the database
+    before = fusecheck.decide_kernels(path, "fused-int8kv", cache_dir=cache_dir)
+    assert before.outcome == "standard (fallback)" and before.plan is None
+    out = str(tmp_path / "plan.json")
+    plan = run_cli("plan", path, "--kernels", "fused-int8kv", "-q", "--out", out, env=env)
+    assert plan.returncode == 0, plan.stderr
+    with open(out) as f:
+        written = json.load(f)
+    d = fusecheck.decide_kernels(path, "fused-int8kv", cache_dir=cache_dir, strict=True)
+    assert d.outcome == "fused (per-layer plan)" and d.source == "plan" and not d.use_fused
+    assert d.verdict == "INCOMPATIBLE" and "using the stored per-layer plan" in d.message
+    assert [(sorted(l["fused"]), l["kv"]) for l in d.plan] == \
+        [(sorted(l["fused"]), l["kv"]) for l in written["layers"]]
+    cli, outcome = engine_outcome(path, "--kernels", "fused-int8kv", cache_dir=cache_dir)
+    assert cli.returncode == 0, cli.stderr
+    assert outcome == d.outcome and d.message in cli.stderr
