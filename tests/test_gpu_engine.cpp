@@ -128,8 +128,15 @@ TEST(GpuEngine, GraphDecodeEqualsForwardStepByStep) {
   auto fused = plans(*gpu);
   ASSERT_FALSE(fused.empty());
   const KernelPlan standard = gpu->standard_plan();
+  // A per-layer plan (fusecheck plan): layer 0 standard with a bf16 cache, layer 1 fused with a
+  // per-channel int8 cache, the rest as fused-int8kv (per-tensor int8).
+  KernelPlan mixed = fused[1].second;
+  mixed.profile = "plan:fused-int8kv";
+  mixed.layers[0] = standard.layers[0];
+  mixed.layers[1].kv = {KvFormat::kInt8, KvScale::kPerChannel};
   for (const KernelPlan* plan :
-       std::vector<const KernelPlan*>{&standard, &fused[0].second, &fused[1].second}) {
+       std::vector<const KernelPlan*>{&standard, &fused[0].second, &fused[1].second, &mixed}) {
+    SCOPED_TRACE(plan->profile);
     std::vector<int32_t> prompt = {1, 17, 42, 99, 7, 3, 250, 64, 11};
     Session s(*gpu, Precision::kModel, 0, plan);
     KvCache cache = gpu->new_cache(Precision::kModel, 0, plan);

@@ -369,8 +369,8 @@ Status Model::decode_step(int32_t token, Precision p, KvCache& cache, const Kern
     return make_error("decode_greedy: the kernel plan has {} layers, the model {}",
                       plan.layers.size(), c.num_layers);
   const ActType t = act_type(p);
-  if (cache.act() != t || cache.format() != plan.kv_format)
-    return make_error("decode_greedy: the KV cache was made for another precision or kernel plan");
+  if (cache.act() != t || cache.formats() != plan.kv_formats())  // per layer, as forward() checks
+    return make_error("decode_step: the KV cache was made for another precision or kernel plan");
   const int64_t pos0 = cache.size();
   FC_TRY(cache.reserve_more(1));
   prepare(a, 1, pos0 + 1);
