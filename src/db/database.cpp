@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "util/hash.h"
@@ -194,10 +195,19 @@ std::optional<std::string> pragma_text(sqlite3* db, const char* sql) {
 
 }  // namespace
 
+// Runs `body` under a write lock (BEGIN IMMEDIATE): committed if it succeeds, rolled back if not.
+Status Database::in_transaction(const std::function<Status()>& body) const {
+  FC_TRY(exec("BEGIN IMMEDIATE"));
+  if (auto st = body(); !st) {
+    (void)exec("ROLLBACK");
+    return st;
+  }
+  return exec("COMMIT");
+}
+
 Status Database::init_schema() {
   // Under a write lock, so that concurrent first opens do not race.
   FC_TRY(exec("PRAGMA synchronous=NORMAL"));
-  FC_TRY(exec("BEGIN IMMEDIATE"));
   auto body = [&]() -> Status {
     const auto v = pragma_text(db_, "PRAGMA user_version");
     if (!v) return sql_error("read the database");
@@ -207,11 +217,7 @@ Status Database::init_schema() {
     FC_TRY(exec(kSchema));
     return exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
   };
-  if (auto st = body(); !st) {
-    (void)exec("ROLLBACK");
-    return st;
-  }
-  return exec("COMMIT");
+  return in_transaction(body);
 }
 
 bool Database::ensure_wal() {
@@ -351,7 +357,6 @@ Result<std::vector<DbPlan>> Database::plans() const {
 Result<ImportStats> Database::put_imported_plans(const std::vector<DbPlan>& plans,
                                                  bool prefer_imported) {
   if (read_only_) return make_error("{}: read-only ({})", path_, read_only_reason_);
-  FC_TRY(exec("BEGIN IMMEDIATE"));
   ImportStats stats;
   auto body = [&]() -> Status {
     for (const DbPlan& p : plans) {
@@ -366,11 +371,7 @@ Result<ImportStats> Database::put_imported_plans(const std::vector<DbPlan>& plan
     }
     return ok_status();
   };
-  if (auto st = body(); !st) {
-    (void)exec("ROLLBACK");
-    return st.error();
-  }
-  FC_TRY(exec("COMMIT"));
+  FC_TRY(in_transaction(body));
   return stats;
 }
 
@@ -409,24 +410,18 @@ Status write_row(sqlite3* db, const DbRecord& r, const std::string& path) {
 
 Status Database::put_local(const DbRecord& r) {
   if (read_only_) return make_error("{}: read-only ({})", path_, read_only_reason_);
-  FC_TRY(exec("BEGIN IMMEDIATE"));
   auto body = [&]() -> Status {
     DbRecord fresh = r;
     fresh.source = "local";
     if (auto old = get(r.key); old.ok() && old->has_value()) fresh = merge_local(fresh, **old);
     return write_row(db_, fresh, path_);  // a damaged old row is replaced by the fresh result
   };
-  if (auto st = body(); !st) {
-    (void)exec("ROLLBACK");
-    return st;
-  }
-  return exec("COMMIT");
+  return in_transaction(body);
 }
 
 Result<ImportStats> Database::put_imported(const std::vector<DbRecord>& records,
                                            bool prefer_imported) {
   if (read_only_) return make_error("{}: read-only ({})", path_, read_only_reason_);
-  FC_TRY(exec("BEGIN IMMEDIATE"));
   ImportStats stats;
   auto body = [&]() -> Status {
     for (const DbRecord& r : records) {
@@ -450,11 +445,7 @@ Result<ImportStats> Database::put_imported(const std::vector<DbRecord>& records,
     }
     return ok_status();
   };
-  if (auto st = body(); !st) {
-    (void)exec("ROLLBACK");
-    return st.error();
-  }
-  FC_TRY(exec("COMMIT"));
+  FC_TRY(in_transaction(body));
   return stats;
 }
 

@@ -9,6 +9,7 @@
 // Library code reads no environment: default_db_path takes the variables from the caller.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,6 +82,7 @@ class Database {
   Status init_schema();
   bool ensure_wal();
   Status exec(const char* sql) const;
+  Status in_transaction(const std::function<Status()>& body) const;
   Error sql_error(const char* what) const;
 
   std::string path_;

@@ -13,11 +13,8 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
   KernelDecision& d = out.decision;
   FC_ASSIGN(registry, NumericsRegistry::load(""));
   FC_ASSIGN(profile, registry.find(req.kernels));
-  CheckOptions co;
-  co.kernels = req.kernels;
-  co.use_cache = req.use_cache;
-  co.cache_dir = req.cache_dir;
-  co.force_verdict = force_verdict ? force_verdict : req.force_verdict;
+  CheckOptions co = check_options_for(req);
+  if (force_verdict) co.force_verdict = force_verdict;
   auto check = check_model(dir, co);
   if (!check.ok()) {
     // Strict is the caller's here: check_error tells "cannot check" from "incompatible".

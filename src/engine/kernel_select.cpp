@@ -169,6 +169,15 @@ void decide_unchecked(KernelDecision& d, const KernelRequest& req, const std::st
   d.message = "fusecheck: cannot check the model (" + error + "); using standard kernels";
 }
 
+CheckOptions check_options_for(const KernelRequest& req) {
+  CheckOptions co;
+  co.kernels = req.kernels;
+  co.use_cache = req.use_cache;
+  co.cache_dir = req.cache_dir;
+  co.force_verdict = req.force_verdict;
+  return co;
+}
+
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) {
   const auto t0 = std::chrono::steady_clock::now();
   KernelDecision d;
@@ -176,12 +185,8 @@ Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req) 
   if (!req.use_custom_kernels) return d;
   FC_ASSIGN(registry, NumericsRegistry::load(""));
   FC_ASSIGN(profile, registry.find(req.kernels));
-  CheckOptions co;
-  co.kernels = req.kernels;
-  co.use_cache = req.use_cache;
-  co.cache_dir = req.cache_dir;
-  co.force_verdict = req.force_verdict;
-  auto check = check_checkpoint(m.checkpoint(), co);  // the model's open checkpoint, not reread
+  auto check = check_checkpoint(m.checkpoint(),
+                                check_options_for(req));  // the model's open checkpoint, not reread
   if (!check.ok() && req.strict && !req.force)
     return make_error("--strict: cannot check the model: {}", check.error().message);
   if (!check.ok()) {

@@ -84,6 +84,9 @@ void decide_unchecked(KernelDecision& d, const KernelRequest& req, const std::st
                       const NumericsProfile& profile, int64_t layers);
 
 // Errors: an unknown profile; under strict, an INCOMPATIBLE model or one the checker cannot read.
+// The check the decision runs: the request's profile, cache and forced verdict.
+CheckOptions check_options_for(const KernelRequest& req);
+
 Result<KernelDecision> decide_kernels(const Model& m, const KernelRequest& req);
 
 }  // namespace fusecheck

@@ -101,8 +101,8 @@ int embed(float* out, const int32_t* ids, int64_t T, const DevWeight& table, Str
 int argmax(int32_t* out, const float* x, int64_t n, Stream stream, int32_t* advance = nullptr);
 
 // ---- sampling (sample.cu) ----
-// The CPU Sampler's parameters (model/sampler.h) less the seed: temperature > 0; top_k 0 = off;
-// top_p 1 = off; min_p 0 = off.
+// The CPU Sampler's parameters (model/sampler.h) without the random seed: temperature > 0; top_k 0
+// = off; top_p 1 = off; min_p 0 = off.
 struct SampleArgs {
   float temperature = 1.0f;
   int64_t top_k = 0;
