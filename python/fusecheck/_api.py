@@ -275,7 +275,8 @@ class Database:
 
     def export(self, file: PathLike, model: str = "") -> int:
         """Writes the records (of ``model``: a name or fingerprint prefix; "" = all) to ``file`` as
-        JSON lines, atomically, as ``fusecheck db export``; returns how many."""
+        JSON lines, atomically, as ``fusecheck db export``, with the stored per-layer plans of
+        those checkpoints; returns how many records."""
         return _call(_native.db_export, self.path, _path(file), model)
 
     def import_file(self, file: PathLike, prefer_imported: bool = False) -> Dict[str, Any]:

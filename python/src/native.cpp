@@ -225,7 +225,8 @@ size_t db_export(const std::string& db_path, const std::string& file, const std:
     r = [&]() -> Result<size_t> {
       FC_ASSIGN(db, Database::open(db_path, DbMode::kReadOnly));
       FC_ASSIGN(rs, db.find(query, ""));
-      FC_TRY(write_file_atomic(file, export_jsonl(rs)));
+      FC_ASSIGN(plans, plans_for_export(db, rs, !query.empty(), ""));
+      FC_TRY(write_file_atomic(file, export_jsonl(rs, plans)));
       return rs.size();
     }();
   }

@@ -213,21 +213,6 @@ std::string html_for(const std::vector<DbRecord>& rs, const std::string& path) {
   return render_html(secs, "fusecheck database: " + path);
 }
 
-// The stored plans an export carries: all of them, or with --model / --kernels those of the
-// exported records' checkpoints and that profile.
-Result<std::vector<DbPlan>> plans_for(const Database& db, const std::vector<DbRecord>& records,
-                                      const std::string& query, const std::string& kernels) {
-  FC_ASSIGN(all, db.plans());
-  std::set<std::string> fps;
-  for (const auto& r : records) fps.insert(r.key.fingerprint);
-  std::vector<DbPlan> out;
-  for (auto& p : all)
-    if ((query.empty() || fps.count(p.key.fingerprint)) &&
-        (kernels.empty() || p.key.kernels == kernels))
-      out.push_back(std::move(p));
-  return out;
-}
-
 int run_export(const DbArgs& a) {
   if (a.model_card && a.html) return fail("--model-card and --html exclude each other", kExitUsage);
   const std::string path = resolve_db_path(a.db);
@@ -257,7 +242,7 @@ int run_export(const DbArgs& a) {
   } else if (a.html) {
     text = html_for(keep, path);
   } else {
-    auto plans = plans_for(*db, keep, q, a.kernels);
+    auto plans = plans_for_export(*db, keep, !q.empty(), a.kernels);
     if (!plans) return fail(plans.error().message);
     text = export_jsonl(keep, *plans);
     n_plans = plans->size();

@@ -1,6 +1,7 @@
 #include "db/exchange.h"
 
 #include <filesystem>
+#include <set>
 
 #include "util/atomic_file.h"
 #include "util/hash.h"
@@ -67,6 +68,19 @@ Result<DbPlan> plan_from_line(const json& j) {
 }
 
 }  // namespace
+
+Result<std::vector<DbPlan>> plans_for_export(const Database& db,
+                                             const std::vector<DbRecord>& records, bool by_model,
+                                             const std::string& kernels) {
+  FC_ASSIGN(all, db.plans());
+  std::set<std::string> fps;
+  for (const auto& r : records) fps.insert(r.key.fingerprint);
+  std::vector<DbPlan> out;
+  for (auto& p : all)
+    if ((!by_model || fps.count(p.key.fingerprint)) && (kernels.empty() || p.key.kernels == kernels))
+      out.push_back(std::move(p));
+  return out;
+}
 
 std::string export_jsonl(const std::vector<DbRecord>& records, const std::vector<DbPlan>& plans) {
   std::string out;

@@ -23,6 +23,13 @@ constexpr const char* kDbPlanSchema = "fusecheck.db-plan/1";
 std::string export_jsonl(const std::vector<DbRecord>& records,
                          const std::vector<DbPlan>& plans = {});
 
+// The stored plans an export carries beside `records`: all of them, or when the records were
+// selected by a model query (`by_model`) only those of their checkpoints; with `kernels` only
+// that profile's. `db export` and the Python `Database.export` both write these.
+Result<std::vector<DbPlan>> plans_for_export(const Database& db,
+                                             const std::vector<DbRecord>& records, bool by_model,
+                                             const std::string& kernels);
+
 // Each line one record; blank lines are skipped. Errors: "FILE:LINE: why", one per bad line (at
 // most `max_errors`, then a count); records get source "imported from FILE" unless they were
 // already imported from elsewhere (the original origin stays).

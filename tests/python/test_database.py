@@ -56,3 +56,21 @@ def test_damaged_database_is_a_check_error(tmp_path):
         fusecheck.Database(db).list()
     cli = run_cli("db", "list", "--db", str(db))
     assert cli.returncode != 0 and str(e.value) in cli.stderr
+
+
+def test_export_carries_stored_plans_like_the_cli(tmp_path):
+    """A plan stored by `fusecheck plan --db` travels in the Python export exactly as in
+    `fusecheck db export` (the oracle): the same lines, plan lines included."""
+    db = str(tmp_path / "a.db")
+    path = hf_checkpoint(*EXTREME)
+    fusecheck.Database(db).add(path, "fused-int8kv", probe=True)
+    plan = run_cli("plan", path, "--kernels", "fused-int8kv", "-q", "--out",
+                   str(tmp_path / "plan.json"), "--db", db)
+    assert plan.returncode == 0, plan.stderr
+    ours, theirs = tmp_path / "py.jsonl", tmp_path / "cli.jsonl"
+    assert fusecheck.Database(db).export(ours) == 1
+    cli = run_cli("db", "export", str(theirs), "--db", db)
+    assert cli.returncode == 0, cli.stderr
+    lines = ours.read_text().splitlines()
+    assert lines == theirs.read_text().splitlines()
+    assert sum('"fusecheck.db-plan/1"' in l for l in lines) == 1
