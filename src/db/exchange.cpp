@@ -77,7 +77,8 @@ Result<std::vector<DbPlan>> plans_for_export(const Database& db,
   for (const auto& r : records) fps.insert(r.key.fingerprint);
   std::vector<DbPlan> out;
   for (auto& p : all)
-    if ((!by_model || fps.count(p.key.fingerprint)) && (kernels.empty() || p.key.kernels == kernels))
+    if ((!by_model || fps.count(p.key.fingerprint)) &&
+        (kernels.empty() || p.key.kernels == kernels))
       out.push_back(std::move(p));
   return out;
 }
