@@ -208,6 +208,7 @@ def decide_kernels(
     use_cache: bool = True,
     cache_dir: Optional[PathLike] = None,
     db: Optional[PathLike] = None,
+    device: str = "cpu",
 ) -> Decision:
     """Decides fused vs standard kernels before any weight is read (forced > measured > static).
 
@@ -215,12 +216,16 @@ def decide_kernels(
     kernels with the fallback warning, or :class:`IncompatibleModelError` under ``strict``. A
     checkpoint that cannot be checked falls back, or raises :class:`CheckError` under ``strict``.
     ``force`` (or FUSECHECK_FORCE_FUSED=1) fuses whatever the verdict, with a notice.
+    ``device`` ("cpu" or "cuda"): the backend the model will run on; stored per-layer plans and
+    measurements are those made on it, as the engine's own decision on that device reads them.
     """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
     force = force or os.environ.get(FORCE_FUSED_ENV) == "1"
     cache = "" if cache_dir is None else _path(cache_dir)
     status = os.environ.get(FORCE_STATUS_ENV) or None  # the check's testing override, as the CLI
     r = _call(_native.decide, _path(path), kernels, strict, force, use_cache, cache, status,
-              _db_path(db, use_cache))
+              _db_path(db, use_cache), device)
     d = Decision(
         use_fused=bool(r["use_fused"]),
         verdict=r["verdict"],

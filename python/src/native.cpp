@@ -127,7 +127,8 @@ std::string probe(const std::string& path, const std::string& kernels,
 
 py::dict decide(const std::string& path, const std::string& kernels, bool strict, bool force,
                 bool use_cache, const std::string& cache_dir,
-                const std::optional<std::string>& force_status, const std::string& db_path) {
+                const std::optional<std::string>& force_status, const std::string& db_path,
+                const std::string& device) {
   std::optional<Verdict> forced_verdict;
   if (force_status) forced_verdict = take(parse_verdict(*force_status));
   KernelRequest req;
@@ -141,7 +142,7 @@ py::dict decide(const std::string& path, const std::string& kernels, bool strict
   Result<DirDecision> r = Error{};
   {
     py::gil_scoped_release nogil;
-    r = decide_kernels_for_dir(path, req, forced_verdict);
+    r = decide_kernels_for_dir(path, req, forced_verdict, device);
   }
   DirDecision d = take(std::move(r));
   const KernelDecision& k = d.decision;
@@ -296,5 +297,6 @@ PYBIND11_MODULE(_native, m) {
   m.def("db_export", &db_export, py::arg("db_path"), py::arg("file"), py::arg("query"));
   m.def("db_import", &db_import, py::arg("db_path"), py::arg("file"), py::arg("prefer_imported"));
   m.def("decide", &decide, py::arg("path"), py::arg("kernels"), py::arg("strict"), py::arg("force"),
-        py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"), py::arg("db_path"));
+        py::arg("use_cache"), py::arg("cache_dir"), py::arg("force_status"), py::arg("db_path"),
+        py::arg("device"));
 }

@@ -7,7 +7,8 @@
 namespace fusecheck {
 
 Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelRequest& req,
-                                           std::optional<Verdict> force_verdict) {
+                                           std::optional<Verdict> force_verdict,
+                                           const std::string& device) {
   const auto t0 = std::chrono::steady_clock::now();
   DirDecision out;
   KernelDecision& d = out.decision;
@@ -24,9 +25,9 @@ Result<DirDecision> decide_kernels_for_dir(const std::string& dir, const KernelR
   } else {
     const int64_t layers = check->config.num_layers;
     d.plan = KernelPlan::standard(layers);
-    // The same rules as the engine's load-time decision (kernel_select.h), stored plans included;
-    // before any weight is read the device is the CPU's.
-    const std::string refusal = decide_over_check(d, req, *check, profile, {dir, layers, "cpu"});
+    // The same rules as the engine's load-time decision (kernel_select.h), stored plans included,
+    // for the device the caller names.
+    const std::string refusal = decide_over_check(d, req, *check, profile, {dir, layers, device});
     out.source = d.source;
     out.verdict = d.measured_verdict ? *d.measured_verdict : check->verdict;
     if (!refusal.empty()) out.strict_refusal = true, d.message += refusal;

@@ -23,7 +23,10 @@ struct DirDecision {
 // Errors: an unknown kernel profile. A checkpoint the checker cannot read is not an error here: the
 // decision falls back (or is forced) and check_error says why. force_verdict: the check's testing
 // override (CheckOptions::force_verdict), for callers that read kForceStatusEnv themselves.
+// device: the backend the caller will load on ("cpu" or "cuda"): stored plans and measurements
+// are looked up for it, as the engine does on that device.
 Result<DirDecision> decide_kernels_for_dir(const std::string& model_dir, const KernelRequest& req,
-                                           std::optional<Verdict> force_verdict = std::nullopt);
+                                           std::optional<Verdict> force_verdict = std::nullopt,
+                                           const std::string& device = "cpu");
 
 }  // namespace fusecheck

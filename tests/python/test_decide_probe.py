@@ -219,3 +219,9 @@ def test_decision_offers_a_stored_plan_like_the_engine(tmp_path, cache_dir):
     cli, outcome = engine_outcome(path, "--kernels", "fused-int8kv", cache_dir=cache_dir)
     assert cli.returncode == 0, cli.stderr
     assert outcome == d.outcome and d.message in cli.stderr
+    # Plans and measurements are per device: on "cuda" neither the CPU's plan nor its probe
+    # measurement applies, so the static verdict decides there.
+    gpu = fusecheck.decide_kernels(path, "fused-int8kv", cache_dir=cache_dir, device="cuda")
+    assert gpu.plan is None and gpu.source == "static", (gpu.source, gpu.message)
+    with pytest.raises(ValueError):
+        fusecheck.decide_kernels(path, "fused-int8kv", cache_dir=cache_dir, device="tpu")
