@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "util/atomic_file.h"
 
@@ -64,19 +65,18 @@ struct Reader {
 };
 
 Result<PlanMeasure> read_measure(const Reader& rd, simdjson::dom::object o, const std::string& p) {
+  static constexpr std::pair<const char*, double PlanMeasure::*> kFields[] = {
+      {"added_kl", &PlanMeasure::added_kl},
+      {"kl_vs_fp32", &PlanMeasure::kl_vs_fp32},
+      {"standard_kl_vs_fp32", &PlanMeasure::standard_kl},
+      {"top1", &PlanMeasure::top1},
+      {"standard_top1", &PlanMeasure::standard_top1},
+      {"top1_loss_points", &PlanMeasure::top1_loss_points}};
   PlanMeasure m;
-  FC_ASSIGN(a, rd.num(o, "added_kl", p));
-  m.added_kl = a;
-  FC_ASSIGN(k, rd.num(o, "kl_vs_fp32", p));
-  m.kl_vs_fp32 = k;
-  FC_ASSIGN(s, rd.num(o, "standard_kl_vs_fp32", p));
-  m.standard_kl = s;
-  FC_ASSIGN(t, rd.num(o, "top1", p));
-  m.top1 = t;
-  FC_ASSIGN(st, rd.num(o, "standard_top1", p));
-  m.standard_top1 = st;
-  FC_ASSIGN(tl, rd.num(o, "top1_loss_points", p));
-  m.top1_loss_points = tl;
+  for (const auto& [key, field] : kFields) {
+    FC_ASSIGN(v, rd.num(o, key, p));
+    m.*field = v;
+  }
   FC_ASSIGN(n, rd.integer(o, "positions", p));
   m.positions = n;
   return m;
