@@ -1,7 +1,7 @@
 // The logit-noise model (src/analysis/logit_noise.cpp) against an independent Monte Carlo oracle:
 // random unit-RMS activations, real bf16 / int8 / fp8-like rounding of q and k, RoPE rotation of
-// the pair channels (i, i + d/2), and the measured standard deviation of the attention-logit
-// change.
+// the pair channels (i, i + d/2), a sequentially rounded fp16 accumulator, and the measured
+// standard deviation of the attention-logit change.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -134,6 +134,41 @@ TEST(LogitNoise, Int8KeyCacheMatchesSimulation) {
         logit_noise(gq, gk, profile(0, KvFormat::kInt8, KvScale::kPerChannel)).sigma;
     const double per_channel_mc = simulate_sigma(gq, gk, Lossy::kInt8PerChannelKeys);
     EXPECT_NEAR(per_channel / per_channel_mc, 1.0, 0.05) << "per-channel, outlier " << outlier;
+  }
+}
+
+// Term 3 (docs/ANALYSIS.md 4.8) against a simulated fp16 accumulator: every partial sum of q.k
+// rounded to fp16 in order, as the model assumes (sequential accumulation). The oracle rounds
+// with util/half.h's IEEE binary16 conversion; the model only counts the partial sums' rounding.
+double simulate_fp16_accumulation_sigma(const std::vector<float>& gq, const std::vector<float>& gk,
+                                        int samples = 6000) {
+  const size_t d = gq.size();
+  std::mt19937_64 rng(99);
+  std::normal_distribution<double> normal;
+  double sum_sq = 0;
+  for (int s = 0; s < samples; ++s) {
+    double exact = 0;
+    float acc = 0;
+    for (size_t i = 0; i < d; ++i) {
+      const double p = gq[i] * normal(rng) * gk[i] * normal(rng);
+      exact += p;
+      acc = f16_to_f32(f32_to_f16(float(double(acc) + p)));
+    }
+    const double delta = (double(acc) - exact) / std::sqrt(double(d));
+    sum_sq += delta * delta;
+  }
+  return std::sqrt(sum_sq / samples);
+}
+
+TEST(LogitNoise, Fp16AccumulationMatchesSimulation) {
+  NumericsProfile p = profile(0, KvFormat::kSame);
+  p.accumulation_unit_roundoff = 1.0 / 2048.0;
+  for (size_t d : {64, 128, 256}) {
+    auto gq = gains(d, 0, 5), gk = gains(d, 0, 6);
+    const double model = logit_noise(gq, gk, p).sigma;
+    const double measured = simulate_fp16_accumulation_sigma(gq, gk);
+    EXPECT_NEAR(model / measured, 1.0, 0.05)
+        << "d " << d << ": model " << model << " measured " << measured;
   }
 }
 

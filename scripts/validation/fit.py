@@ -20,7 +20,7 @@ MARGIN_WARN, MARGIN_INC = 0.8, 1.25
 FORMS = {
     "generic": [],
     "fused": [],
-    "fused-fp16acc": [],
+    "fused-fp16acc": [("warning_above_floor_accumulation", "floor_accumulation_loss")],
     "fused-fp16kv": [],
     "fused-int8kv": [("incompatible_above_depth_key_loss", "depth_key_loss"),
                      ("warning_above_floor_key_loss", "floor_key_loss")],
@@ -34,6 +34,12 @@ FORMS = {
 # lossy profile only what it adds above the standard path, and an f16 checkpoint's floor is 64x
 # lower in KL than bf16's. Per-channel int8 keeps depth_key_loss for WARNING: its failures in the
 # fit part that set the threshold are bf16 models (equal figures), so the floor cannot help.
+# fp16 accumulation (fused-fp16acc) reads floor_accumulation_loss for WARNING (docs/ANALYSIS.md
+# 4.15): what an fp16 accumulator's rounding of the partial sums of q.k adds to the logits, from
+# the q/k gains and head_dim, accumulated over depth like the key loss and set against the model
+# dtype's floor like floor_key_loss (the accumulator rounds at 2^-11: a bf16 checkpoint's own
+# rounding hides it, an f16 one's does not). No INCOMPATIBLE rule: its one failing fit model
+# fails for reasons of its own (its standard path is 0.54 nats from fp32).
 # Rules that are not thresholds: the score alone (the original max-gain screen) gives nothing
 # worse than COMPATIBLE for a kernel-specific profile; its verdict comes from the fitted figures.
 # Lossless profiles: fused measured closer to fp32 than standard on every model it failed by

@@ -3,6 +3,9 @@ every profile, appending one CSV row per (model, profile). Resumable: pairs alre
 skipped. Standard library only.
   /usr/bin/python3 scripts/validation/measure.py probe  OUT_DIR [-j N]   -> OUT_DIR/measured.csv
   /usr/bin/python3 scripts/validation/measure.py static OUT_DIR [-j N]   -> OUT_DIR/static.csv
+  /usr/bin/python3 scripts/validation/measure.py committed OUT_DIR       -> OUT_DIR/measured.csv
+  (committed: no probe runs; the measurement columns of docs/validation/study.csv, for a study
+  that re-runs only the static side over the committed measurements: run_study.sh --static-only)
   (--bin PATH: another fusecheck binary than OUT_DIR/fusecheck; --rerun-same-plan: probe a profile
   whose plan equals an earlier one's instead of copying its rows, see same_plan_as; --copy-only:
   no probe runs, only those copies)
@@ -23,7 +26,8 @@ MEASURED = ["model", "profile", "measured_verdict", "std_kl", "fused_kl", "fused
 STATIC = ["model", "profile", "static_verdict", "static_score", "amplification",
           "rounding_amplification", "cache_amplification", "key_cache_loss", "depth_key_loss",
           "depth_rounding_amplification", "floor_key_loss", "model_unit_roundoff", "num_layers",
-          "has_qk_norm", "k_proj_layers_read"]
+          "has_qk_norm", "k_proj_layers_read", "accumulation_amplification",
+          "depth_accumulation_amplification", "floor_accumulation_loss"]
 
 
 def same_plan_as():
@@ -72,11 +76,29 @@ def static(binary, d, prof):
                                  "key_cache_loss", "depth_key_loss", "depth_rounding_amplification",
                                  "floor_key_loss")
     ] + [f'{a["model_unit_roundoff"]:.6g}', a["num_layers"], int(any(l["has_qk_norm"] for l in a["layers"])),
-         a["k_proj"]["layers_read"]]
+         a["k_proj"]["layers_read"]] + [
+        round(a[k], 4) for k in ("accumulation_amplification", "depth_accumulation_amplification",
+                                 "floor_accumulation_loss")]
+
+
+def committed(out):
+    """OUT_DIR/measured.csv from the committed study (docs/validation/study.csv): the probe is
+    deterministic, so a binary whose probe and kernels are unchanged measures the same rows."""
+    src = os.path.join(ROOT, "docs/validation/study.csv")
+    with open(os.path.join(out, "measured.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(MEASURED)
+        n = 0
+        for r in csv.DictReader(open(src)):
+            w.writerow([r[k] for k in MEASURED])
+            n += 1
+    print(f"{out}/measured.csv: {n} rows from {src}", file=sys.stderr)
 
 
 def main():
     mode, out = sys.argv[1], sys.argv[2]
+    if mode == "committed":
+        return committed(out)
     jobs = int(sys.argv[sys.argv.index("-j") + 1]) if "-j" in sys.argv else 1
     binary = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else os.path.join(out, "fusecheck")
     fields, fn = (MEASURED, probe) if mode == "probe" else (STATIC, static)

@@ -3,17 +3,22 @@
 # the probe's measurement and the static check's prediction for every model under every kernel
 # profile, the fit of the static rules on the fit part, and the confusion matrices on the held-out
 # part.
-#   scripts/validation/run_study.sh [OUT_DIR] [-j N]      (default build/validation, N = 2)
+#   scripts/validation/run_study.sh [OUT_DIR] [-j N] [--static-only]   (default build/validation, N = 2)
+# --static-only: no probe runs; the measurements are the committed ones (docs/validation/study.csv,
+# measure.py committed), and only the static check and the fit are redone: for a change of the
+# static figures or rules (minutes, not the probe sweep's 70-95 min). Valid while the probe and
+# the kernel plans are those that measured the committed rows.
 # Needs build/fusecheck and ../shared (the transformers-made checkpoints and stories260K).
 # Resumable: the probe and check rows already in OUT_DIR are kept (delete OUT_DIR for a fresh run).
 # Writes OUT_DIR/study.csv (every row), OUT_DIR/fit.json (the fitted rules), OUT_DIR/tables.md.
 # Run time: see docs/VALIDATION.md ("Reproducing").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-out="$root/build/validation" jobs=2
+out="$root/build/validation" jobs=2 static_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -j) jobs="$2"; shift 2 ;;
+    --static-only) static_only=1; shift ;;
     *) out="$1"; shift ;;
   esac
 done
@@ -44,7 +49,11 @@ for z in csv.DictReader(open(os.path.join(out, "zoo.csv"))):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 PY
 echo "zoo written ($(( $(date +%s) - start )) s)" >&2
-"$py" "$here/measure.py" probe "$out" -j "$jobs"
+if [ "$static_only" = 1 ]; then
+  "$py" "$here/measure.py" committed "$out"
+else
+  "$py" "$here/measure.py" probe "$out" -j "$jobs"
+fi
 echo "probe done ($(( $(date +%s) - start )) s)" >&2
 rm -f "$out/static.csv"   # the prediction is cheap and follows the current rules: always redone
 "$py" "$here/measure.py" static "$out" -j "$jobs"

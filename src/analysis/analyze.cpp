@@ -87,7 +87,7 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
   for (const auto& r : a.norms)
     if (r.layer >= 0) by_role[r.role].push_back(&r);
 
-  double sum_sq = 0, key_sq = 0, round_sq = 0;
+  double sum_sq = 0, key_sq = 0, round_sq = 0, acc_sq = 0;
   int64_t known = 0;
   const bool any_rows = std::any_of(rows_of.begin(), rows_of.end(), [](auto* r) { return r; });
   for (int64_t l = 0; l < config.num_layers; ++l) {
@@ -111,6 +111,10 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
       round_sq += lr.key_noise.rounding_amplification * lr.key_noise.rounding_amplification;
       ++known;
     }
+    // The accumulator sums q.k with the norms' gains on both sides: read from `noise`.
+    const double acc = lr.noise.accumulation_amplification;
+    a.accumulation_amplification = std::max(a.accumulation_amplification, acc);
+    acc_sq += acc * acc;
     const double amp = lr.noise.amplification;
     sum_sq += amp * amp;
     if (l == 0 || amp > a.amplification || std::isnan(amp)) {
@@ -122,6 +126,7 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
   const double depth = double(config.num_layers) / double(std::max<int64_t>(1, known));
   a.depth_key_loss = std::sqrt(key_sq * depth);
   a.depth_rounding_amplification = std::sqrt(round_sq * depth);
+  a.depth_accumulation_amplification = std::sqrt(acc_sq);
   set_model_rounding(a, kBf16UnitRoundoff);
 
   for (const auto& [role, reports] : by_role) {
@@ -147,8 +152,9 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
 
 void set_model_rounding(Analysis& a, double model_unit_roundoff) {
   a.model_unit_roundoff = model_unit_roundoff;
-  a.floor_key_loss =
-      model_unit_roundoff > 0 ? a.depth_key_loss * kBf16UnitRoundoff / model_unit_roundoff : 0;
+  const double floor = model_unit_roundoff > 0 ? kBf16UnitRoundoff / model_unit_roundoff : 0;
+  a.floor_key_loss = a.depth_key_loss * floor;
+  a.floor_accumulation_loss = a.depth_accumulation_amplification * floor;
 }
 
 }  // namespace fusecheck

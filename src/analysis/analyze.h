@@ -102,10 +102,20 @@ struct Analysis {
   // rounding the standard path already does at the model's own dtype rather than at bf16. Equal
   // to depth_key_loss for bf16 checkpoints; 8x for f16, whose finer floor hides less.
   double floor_key_loss = 0;
+  // A narrow (fp16) attention accumulator's term (3) of LogitNoise, from the q/k norm gains: its
+  // maximum over layers, accumulated over depth as above (each layer's partial sums round
+  // independently, so variances add: sqrt(L * mean_l a_l^2)), and that depth figure against the
+  // standard path's floor at the model's dtype (times 2^-8 / model_unit_roundoff, as
+  // floor_key_loss): an fp16 accumulator rounds at 2^-11, which a bf16 checkpoint's own rounding
+  // hides and an f16 checkpoint's does not (docs/ANALYSIS.md, section 4.15). 0 without one.
+  double accumulation_amplification = 0;
+  double depth_accumulation_amplification = 0;
+  double floor_accumulation_loss = 0;
   KProjRead k_proj;
 };
 
-// Sets model_unit_roundoff and floor_key_loss from the standard path's unit roundoff (> 0).
+// Sets model_unit_roundoff, floor_key_loss and floor_accumulation_loss from the standard path's
+// unit roundoff (> 0).
 void set_model_rounding(Analysis& a, double model_unit_roundoff);
 
 // key_rows: per-layer k_proj key magnitudes (may be empty or cover some layers only); used only

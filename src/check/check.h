@@ -17,7 +17,9 @@ namespace fusecheck {
 constexpr const char* kCheckerVersion = FUSECHECK_VERSION;
 // Bumped whenever the analysis or scoring changes results, so cached results from an older build of
 // the same version are never served.
-constexpr int kAnalysisRevision = 4;  // 4: the model dtype's floor (floor_key_loss) in the rules
+// 4: the model dtype's floor (floor_key_loss) in the rules; 5: the fp16 accumulator's loss against
+// that floor (floor_accumulation_loss, fused-fp16acc's rule)
+constexpr int kAnalysisRevision = 5;
 // Environment variable with which the CLI forces the verdict, for testing engines' fallback
 // paths: FUSECHECK_FORCE_STATUS=COMPATIBLE|WARNING|INCOMPATIBLE. The library never reads it; the
 // CLI passes it down as CheckOptions::force_verdict.

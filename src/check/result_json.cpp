@@ -67,7 +67,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StaticRules, incompatible_above_amplification
                                    warning_above_amplification, incompatible_above_key_loss,
                                    warning_above_key_loss, incompatible_above_depth_key_loss,
                                    warning_above_depth_key_loss, warning_above_floor_key_loss,
-                                   warning_above_rounding, best_without_qk_norm, worst)
+                                   warning_above_rounding, warning_above_floor_accumulation,
+                                   best_without_qk_norm, worst)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NumericsProfile, name, description, activation_unit_roundoff,
                                    kv_format, kv_scale, accumulation_unit_roundoff, fusion,
                                    static_rules)
@@ -93,7 +94,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Analysis, num_layers, head_dim, norms, layers
                                    amplification, worst_layer, cumulative_amplification,
                                    rounding_amplification, cache_amplification, key_cache_loss,
                                    key_loss_layer, depth_key_loss, depth_rounding_amplification,
-                                   model_unit_roundoff, floor_key_loss, k_proj)
+                                   model_unit_roundoff, floor_key_loss, accumulation_amplification,
+                                   depth_accumulation_amplification, floor_accumulation_loss,
+                                   k_proj)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScoreComponent, name, metric, threshold, score, weight)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Finding, severity, layer, message)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Score, total, verdict, components, issues, findings,

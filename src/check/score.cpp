@@ -228,6 +228,14 @@ void apply_profile_rules(const Analysis& a, const NumericsProfile& kernels, bool
                         "exceeds {:g}, where profile \"{}\" starts to be measured incompatible",
                         a.num_layers, a.model_unit_roundoff, a.floor_key_loss, keys_from,
                         rules.warning_above_floor_key_loss, kernels.name));
+  if (over(a.floor_accumulation_loss, rules.warning_above_floor_accumulation))
+    finding(Verdict::kWarning, a.worst_layer,
+            fmt::format("The narrow attention accumulator's noise accumulated over {} layers "
+                        "against the standard path's own rounding at the model's dtype (unit "
+                        "roundoff {:.3g}) {:.1f} exceeds {:g}, where profile \"{}\" starts to be "
+                        "measured incompatible",
+                        a.num_layers, a.model_unit_roundoff, a.floor_accumulation_loss,
+                        rules.warning_above_floor_accumulation, kernels.name));
   if (over(a.rounding_amplification, rules.warning_above_rounding))
     finding(Verdict::kWarning, a.worst_layer,
             fmt::format("The model's own bf16 rounding noise is {:.1f}x the unit-gain floor (over "

@@ -115,7 +115,8 @@ Status parse_static_rules(const json& sr, StaticRules& r, const std::string& whe
         {"incompatible_above_depth_key_loss", &r.incompatible_above_depth_key_loss},
         {"warning_above_depth_key_loss", &r.warning_above_depth_key_loss},
         {"warning_above_floor_key_loss", &r.warning_above_floor_key_loss},
-        {"warning_above_rounding", &r.warning_above_rounding}}) {
+        {"warning_above_rounding", &r.warning_above_rounding},
+        {"warning_above_floor_accumulation", &r.warning_above_floor_accumulation}}) {
     auto it = sr.find(key);
     if (it == sr.end()) continue;
     if (!it->is_number() || it->get<double>() < 0)

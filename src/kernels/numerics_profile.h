@@ -32,6 +32,7 @@ struct StaticRules {
   double warning_above_depth_key_loss = 0;
   double warning_above_floor_key_loss = 0;  // Analysis::floor_key_loss above it: WARNING
   double warning_above_rounding = 0;        // Analysis::rounding_amplification above it: WARNING
+  double warning_above_floor_accumulation = 0;  // Analysis::floor_accumulation_loss: WARNING
   // The best verdict when the model has no q/k norms and no k_proj rows were read.
   int best_without_qk_norm = 0;
   int worst = 2;  // the worst verdict the score alone can give (errors still force 2)
