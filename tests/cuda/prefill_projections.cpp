@@ -60,9 +60,10 @@ int prefill_projections_benchmark(cudaStream_t st, std::mt19937& g) {
   const cu::Act bf = cu::Act::BF16;
   for (int64_t T : {int64_t{8}, int64_t{128}, int64_t{512}}) {
     auto per_layer = [&](const std::function<void(const LayerW&)>& f) {
-      return bw_median_ms(st, 7, [&] {
-               for (const LayerW& l : L) f(l);
-             }) *
+      return bw_median_ms(st, 7,
+                          [&] {
+                            for (const LayerW& l : L) f(l);
+                          }) *
              1e3 / kLayers;
     };
     const double std_qkv = per_layer([&](const LayerW& l) {

@@ -36,7 +36,8 @@ std::vector<float> split_sum(const std::vector<float>& x, std::vector<uint16_t>*
 
 // Every mantissa of several exponents, both signs: hi + mid + lo == x bit for bit for
 // 2^-110 <= |x| < 2^128 - 2^119; below, lo's bits fall into bf16's subnormals (the error stays
-// under 2^-133 absolute); above, hi rounds to infinity. The range is what the header documents.
+// under 2^-133 absolute); above, hi rounds to infinity; -0 sums to +0. The range is what the
+// header documents.
 TEST_F(CudaOps, BfloatSplitIsExact) {
   size_t checked = 0;
   for (uint32_t e : {17u, 18u, 40u, 100u, 126u, 127u, 128u, 150u, 200u, 253u, 254u})
@@ -77,11 +78,20 @@ TEST_F(CudaOps, BfloatSplitIsExact) {
   std::vector<float> ord = {0.0f, -0.0f, 1.0f, -1.0f, 3.0e38f, -1.0e-33f};
   std::normal_distribution<float> d(0.0f, 3.0f);
   for (int i = 0; i < 100000; ++i) ord.push_back(d(g));
-  const std::vector<float> so = split_sum(ord);
-  for (size_t i = 0; i < ord.size(); ++i) ASSERT_EQ(f_bits(so[i]), f_bits(ord[i])) << ord[i];
-  std::printf("[split] %zu values over 22 exponent/sign sweeps exact; %zu of %zu below 2^-110 "
-              "inexact (error < 2^-133)\n",
-              checked, inexact, tiny.size());
+  std::vector<uint16_t> po;
+  const std::vector<float> so = split_sum(ord, &po);
+  for (size_t i = 0; i < ord.size(); ++i) {
+    if (ord[i] == 0.0f) {  // -0: hi keeps the sign, hi + (+0) + (+0) is +0; a dot sees no sign
+      EXPECT_EQ(so[i], 0.0f);
+      EXPECT_EQ(po[i], std::signbit(ord[i]) ? 0x8000u : 0u);
+      continue;
+    }
+    ASSERT_EQ(f_bits(so[i]), f_bits(ord[i])) << ord[i];
+  }
+  std::printf(
+      "[split] %zu values over 22 exponent/sign sweeps exact; %zu of %zu below 2^-110 "
+      "inexact (error < 2^-133)\n",
+      checked, inexact, tiny.size());
 }
 
 struct Shape {
@@ -139,10 +149,10 @@ TEST_F(CudaOps, FusedPrefillGemmWithinTolerance) {
                                xn.data(), nullptr);
         const double bound = act == ActType::F32 ? 1e-11 : 1e-6;
         double& worst = act == ActType::F32 ? worst_f32 : worst_bf16;
-        const std::string sh = shape_str(
-            "%s dim=%ld q=%ld kv=%ld T=%ld%s %s", act_name(act), long(c.dim), long(c.q_rows),
-            long(c.kv_rows), long(c.T), c.bias ? " bias" : "",
-            mode == cu::SplitGemm::kStacked ? "stacked" : "beta1");
+        const std::string sh =
+            shape_str("%s dim=%ld q=%ld kv=%ld T=%ld%s %s", act_name(act), long(c.dim),
+                      long(c.q_rows), long(c.kv_rows), long(c.T), c.bias ? " bias" : "",
+                      mode == cu::SplitGemm::kStacked ? "stacked" : "beta1");
         for (auto [name, got, want] :
              {std::tuple{"qkv_gemm.q", dq.host(), q}, std::tuple{"qkv_gemm.k", dk.host(), k},
               std::tuple{"qkv_gemm.v", dvv.host(), v}}) {

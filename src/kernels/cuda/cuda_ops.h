@@ -94,8 +94,8 @@ int rmsnorm_qkv_gemm(GemmContext* ctx, float* q, float* k, float* v, const float
                      Act act, SplitGemm mode = SplitGemm::kDefault);
 // Same contract as gate_up_silu above. x_exact: every x is a bf16 value (the bf16 path's rounded
 // activations), so one piece carries it exactly and the split is skipped.
-int gate_up_silu_gemm(GemmContext* ctx, float* out, const float* x, int64_t T,
-                      const DevWeight& wg, const DevWeight& wu, Act act, bool x_exact,
+int gate_up_silu_gemm(GemmContext* ctx, float* out, const float* x, int64_t T, const DevWeight& wg,
+                      const DevWeight& wu, Act act, bool x_exact,
                       SplitGemm mode = SplitGemm::kDefault);
 // The split alone (tests): pieces[0, n) = hi, [n, 2n) = mid, [2n, 3n) = lo of x[0, n), bf16 bits.
 int split_bf16(uint16_t* pieces, const float* x, int64_t n, Stream stream);

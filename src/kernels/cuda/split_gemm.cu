@@ -6,9 +6,10 @@
 // significant bits cover fp32's 24, so hi + mid + lo == x bit for bit whenever 2^-110 <= |x| <
 // 2^128 - 2^119 (every fp32 value in that range, checked exhaustively on the host; below it lo
 // falls into bf16's subnormals and keeps fewer bits, an absolute error under 2^-133; at the top hi
-// rounds to infinity; docs/NUMERICS.md). Each bf16 × bf16 product is exact in fp32 and cuBLASLt
-// accumulates in fp32, so the result is an fp32-accumulated dot of the fp32 x — in the tensor
-// cores' order, not the lane contract: a tolerance op.
+// rounds to infinity; -0 sums to +0, which no dot product can tell apart; docs/NUMERICS.md). Each
+// bf16 × bf16 product is exact in fp32 and cuBLASLt accumulates in fp32, so the result is an
+// fp32-accumulated dot of the fp32 x — in the tensor cores' order, not the lane contract: a
+// tolerance op.
 //
 // Layout: the pieces are stacked as [P·T, K] (piece p of token t is row p·T + t) and one GEMM per
 // weight gives D[P·T, rows]; the epilogue sums a token's partial rows in a fixed order (smallest
@@ -142,11 +143,12 @@ int rmsnorm_qkv_gemm(GemmContext* c, float* q, float* k, float* v, const float* 
   if (const int e = ensure_xw(c, s.bytes(T, cols))) return e;
   if (const int e = ensure_acc(c, size_t(s.pieces * T * max_rows))) return e;
   stage_rows<<<unsigned(T), kSplitThreads, 0, c->stream>>>(c->xw, x, gain, eps, T, cols, s.pieces,
-                                                          s.f32);
+                                                           s.f32);
   if (const int e = launch_status()) return e;
   const int pr = partial_rows(s, mode);
   // One accumulator, reused: the stream orders each epilogue before the next projection's GEMM.
-  for (auto [out, w, bias] : {std::tuple{q, &wq, bq}, std::tuple{k, &wk, bk}, std::tuple{v, &wv, bv}}) {
+  for (auto [out, w, bias] :
+       {std::tuple{q, &wq, bq}, std::tuple{k, &wk, bk}, std::tuple{v, &wv, bv}}) {
     if (const int e = project(c, c->acc, T, *w, s, mode)) return e;
     const int64_t n = T * w->rows;
     sum_pieces_round<<<blocks_for(n), 256, 0, c->stream>>>(out, c->acc, n, w->rows, pr, bias, act);
@@ -165,7 +167,7 @@ int gate_up_silu_gemm(GemmContext* c, float* out, const float* x, int64_t T, con
   if (const int e = ensure_xw(c, s.bytes(T, wg.cols))) return e;
   if (const int e = ensure_acc(c, size_t(2 * s.pieces * n))) return e;
   stage_rows<<<unsigned(T), kSplitThreads, 0, c->stream>>>(c->xw, x, nullptr, 0.0f, T, wg.cols,
-                                                          s.pieces, s.f32);
+                                                           s.pieces, s.f32);
   if (const int e = launch_status()) return e;
   float* dg = c->acc;
   float* du = c->acc + s.pieces * n;
