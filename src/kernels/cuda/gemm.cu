@@ -33,17 +33,29 @@ cudaDataType_t dtype_of(WType w) {
 
 }  // namespace
 
-int lt_matmul(GemmContext* c, float* d, const void* x, int64_t n, const DevWeight& w, float beta) {
-  const cudaDataType_t ab = dtype_of(w.type);
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+namespace {
+
+void destroy_plan(LtPlan& p) {
+  if (p.ld) cublasLtMatrixLayoutDestroy(p.ld);
+  if (p.lb) cublasLtMatrixLayoutDestroy(p.lb);
+  if (p.la) cublasLtMatrixLayoutDestroy(p.la);
+  if (p.op) cublasLtMatmulDescDestroy(p.op);
+  p = LtPlan{};
+}
+
+// The descriptors and the heuristic's algorithm for one shape. Made once per shape: creating
+// them and asking the heuristic on every call cost more host time than the small GEMMs of a
+// prefill layer take on the GPU.
+int make_plan(GemmContext* c, LtPlan& p) {
+  const cudaDataType_t ab = dtype_of(p.type);
   cublasLtMatmulPreference_t pref = nullptr;
-  int st = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);  // no TF32
+  int st = cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F);  // no TF32
   const cublasOperation_t tr = CUBLAS_OP_T;
-  if (!st) st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr));
-  if (!st) st = cublasLtMatrixLayoutCreate(&la, ab, uint64_t(w.cols), uint64_t(w.rows), w.cols);
-  if (!st) st = cublasLtMatrixLayoutCreate(&lb, ab, uint64_t(w.cols), uint64_t(n), w.cols);
-  if (!st) st = cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, uint64_t(w.rows), uint64_t(n), w.rows);
+  if (!st) st = cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof(tr));
+  if (!st) st = cublasLtMatrixLayoutCreate(&p.la, ab, uint64_t(p.cols), uint64_t(p.rows), p.cols);
+  if (!st) st = cublasLtMatrixLayoutCreate(&p.lb, ab, uint64_t(p.cols), uint64_t(p.n), p.cols);
+  if (!st)
+    st = cublasLtMatrixLayoutCreate(&p.ld, CUDA_R_32F, uint64_t(p.rows), uint64_t(p.n), p.rows);
   if (!st) st = cublasLtMatmulPreferenceCreate(&pref);
   const uint64_t ws = kGemmWorkspace;
   if (!st)
@@ -51,18 +63,39 @@ int lt_matmul(GemmContext* c, float* d, const void* x, int64_t n, const DevWeigh
                                               sizeof(ws));
   cublasLtMatmulHeuristicResult_t h{};
   int found = 0;
-  if (!st) st = cublasLtMatmulAlgoGetHeuristic(c->handle, op, la, lb, ld, ld, pref, 1, &h, &found);
-  if (!st && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
-  const float one = 1.0f;
   if (!st)
-    st = cublasLtMatmul(c->handle, op, &one, w.data, la, x, lb, &beta, d, ld, d, ld, &h.algo,
-                        c->workspace, kGemmWorkspace, c->stream);
+    st = cublasLtMatmulAlgoGetHeuristic(c->handle, p.op, p.la, p.lb, p.ld, p.ld, pref, 1, &h,
+                                        &found);
+  if (!st && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  if (ld) cublasLtMatrixLayoutDestroy(ld);
-  if (lb) cublasLtMatrixLayoutDestroy(lb);
-  if (la) cublasLtMatrixLayoutDestroy(la);
-  if (op) cublasLtMatmulDescDestroy(op);
-  return st ? 1000 + st : 0;  // cuBLAS statuses offset from cudaError_t values
+  if (!st) p.algo = h.algo;
+  return st;
+}
+
+}  // namespace
+
+int lt_matmul(GemmContext* c, float* d, const void* x, int64_t n, const DevWeight& w, float beta) {
+  LtPlan* p = nullptr;
+  for (LtPlan& q : c->plans)
+    if (q.type == w.type && q.n == n && q.rows == w.rows && q.cols == w.cols) p = &q;
+  if (!p) {
+    if (c->plans.size() >= 64) {  // many prompt lengths (a long chat): start over
+      for (LtPlan& q : c->plans) destroy_plan(q);
+      c->plans.clear();
+    }
+    LtPlan fresh;
+    fresh.type = w.type, fresh.n = n, fresh.rows = w.rows, fresh.cols = w.cols;
+    if (const int st = make_plan(c, fresh)) {
+      destroy_plan(fresh);
+      return 1000 + st;  // cuBLAS statuses offset from cudaError_t values
+    }
+    c->plans.push_back(fresh);
+    p = &c->plans.back();
+  }
+  const float one = 1.0f;
+  const int st = cublasLtMatmul(c->handle, p->op, &one, w.data, p->la, x, p->lb, &beta, d, p->ld, d,
+                                p->ld, &p->algo, c->workspace, kGemmWorkspace, c->stream);
+  return st ? 1000 + st : 0;
 }
 
 int ensure_acc(GemmContext* c, size_t floats) {
@@ -101,6 +134,7 @@ GemmContext* gemm_create(int64_t max_tokens, int64_t max_cols, Stream stream) {
 
 void gemm_destroy(GemmContext* c) {
   if (!c) return;
+  for (LtPlan& p : c->plans) destroy_plan(p);
   cudaFree(c->acc);
   cudaFree(c->xw);
   cudaFree(c->workspace);

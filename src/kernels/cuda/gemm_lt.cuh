@@ -5,9 +5,20 @@
 
 #include <cublasLt.h>
 
+#include <vector>
+
 #include "kernels/cuda/common.cuh"
 
 namespace fusecheck::cuda {
+
+// One GEMM shape's cuBLASLt descriptors and the algorithm the heuristic chose for it.
+struct LtPlan {
+  WType type = WType::BF16;
+  int64_t n = 0, rows = 0, cols = 0;  // x rows, weight rows, weight cols
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
 
 struct GemmContext {
   cublasLtHandle_t handle = nullptr;
@@ -18,6 +29,7 @@ struct GemmContext {
   float* acc = nullptr;  // fp32 GEMM results — sized on demand
   size_t acc_floats = 0;
   int64_t max_tokens = 0, max_cols = 0;
+  std::vector<LtPlan> plans;  // one per shape seen (a model has a handful per prompt length)
 };
 
 constexpr size_t kGemmWorkspace = size_t{32} << 20;

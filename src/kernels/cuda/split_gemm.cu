@@ -165,12 +165,13 @@ int gate_up_silu_gemm(GemmContext* c, float* out, const float* x, int64_t T, con
   const Staging s = staging_for(wg.type, x_exact);
   const int64_t n = T * wg.rows;
   if (const int e = ensure_xw(c, s.bytes(T, wg.cols))) return e;
-  if (const int e = ensure_acc(c, size_t(2 * s.pieces * n))) return e;
+  const int64_t up_at = (s.pieces * n + 63) / 64 * 64;  // up's result 256-byte aligned
+  if (const int e = ensure_acc(c, size_t(up_at + s.pieces * n))) return e;
   stage_rows<<<unsigned(T), kSplitThreads, 0, c->stream>>>(c->xw, x, nullptr, 0.0f, T, wg.cols,
                                                            s.pieces, s.f32);
   if (const int e = launch_status()) return e;
   float* dg = c->acc;
-  float* du = c->acc + s.pieces * n;
+  float* du = c->acc + up_at;
   if (const int e = project(c, dg, T, wg, s, mode)) return e;
   if (const int e = project(c, du, T, wu, s, mode)) return e;
   silu_pieces<<<blocks_for(n), 256, 0, c->stream>>>(out, dg, du, n, partial_rows(s, mode), act);
