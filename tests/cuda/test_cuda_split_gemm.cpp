@@ -107,11 +107,95 @@ std::vector<Shape> shapes() {
   return s;
 }
 
-// rmsnorm_qkv_gemm and gate_up_silu_gemm against the CPU twins, in both GEMM layouts. bf16 out:
-// one-ulp flips where the tensor cores' fp32 sum lands on the other side of a bf16 tie; fp32
-// out: the sums' order alone. The control case feeds the unrounded x to the 1-piece path (as if
-// x were exact in bf16): it must be far off, or this test could not tell the split from a plain
-// bf16 GEMM.
+struct Run {
+  cu::GemmContext* ctx;
+  ActType act;
+  cu::SplitGemm mode;
+  double bound;
+  double* worst;
+  const char* mode_name() const { return mode == cu::SplitGemm::kStacked ? "stacked" : "beta1"; }
+};
+
+cu::DevWeight dw(const HostWeight& w, const Dev<uint8_t>& d) {
+  return cu::DevWeight{cu::WType::BF16, d.get(), w.rows, w.cols};
+}
+
+// rmsnorm_qkv_gemm against cpu::fused_rmsnorm_qkv; returns the twin's fp32 normalised input.
+std::vector<float> check_qkv(const Run& run, const Shape& c, std::mt19937& g) {
+  const auto x = randv(size_t(c.T * c.dim), g, ActType::BF16, 2.0f);
+  const auto gain = randv(size_t(c.dim), g, ActType::BF16, 1.0f);
+  HostWeight wq = rand_weight(DType::BF16, c.q_rows, c.dim, g, 0.03f);
+  HostWeight wk = rand_weight(DType::BF16, c.kv_rows, c.dim, g, 0.03f);
+  HostWeight wv = rand_weight(DType::BF16, c.kv_rows, c.dim, g, 0.03f);
+  const auto bq = randv(size_t(c.q_rows), g, ActType::BF16, 0.1f);
+  const auto bk = randv(size_t(c.kv_rows), g, ActType::BF16, 0.1f);
+  const auto bv = randv(size_t(c.kv_rows), g, ActType::BF16, 0.1f);
+  Dev<uint8_t> dwq(wq.bytes), dwk(wk.bytes), dwv(wv.bytes);
+  Dev<float> dx(x), dgain(gain), dbq(bq), dbk(bk), dbv(bv);
+  Dev<float> dq(size_t(c.T * c.q_rows)), dk(size_t(c.T * c.kv_rows)), dvv(size_t(c.T * c.kv_rows));
+  std::vector<float> xn(size_t(c.T * c.dim));
+  const int e = cu::rmsnorm_qkv_gemm(run.ctx, dq.get(), dk.get(), dvv.get(), dx.get(), c.T,
+                                     dgain.get(), 1e-6f, dw(wq, dwq), dw(wk, dwk), dw(wv, dwv),
+                                     c.bias ? dbq.get() : nullptr, c.bias ? dbk.get() : nullptr,
+                                     c.bias ? dbv.get() : nullptr, to_cu(run.act), run.mode);
+  EXPECT_EQ(e, 0) << cu::error_string(e);
+  std::vector<float> q(size_t(c.T * c.q_rows)), k(size_t(c.T * c.kv_rows)), v(k.size());
+  auto bw = [&](const std::vector<float>& b) {
+    return c.bias ? cpu::Weight{DType::F32, b.data(), 1, int64_t(b.size())} : cpu::Weight{};
+  };
+  cpu::fused_rmsnorm_qkv(q.data(), k.data(), v.data(), x.data(), c.T, gain.data(), 1e-6f, cpu_w(wq),
+                         cpu_w(wk), cpu_w(wv), bw(bq), bw(bk), bw(bv), run.act, xn.data(), nullptr);
+  const std::string sh =
+      shape_str("%s dim=%ld q=%ld kv=%ld T=%ld%s %s", act_name(run.act), long(c.dim),
+                long(c.q_rows), long(c.kv_rows), long(c.T), c.bias ? " bias" : "", run.mode_name());
+  for (auto [name, got, want] :
+       {std::tuple{"qkv_gemm.q", dq.host(), q}, std::tuple{"qkv_gemm.k", dk.host(), k},
+        std::tuple{"qkv_gemm.v", dvv.host(), v}}) {
+    const Cmp r = compare(got, want);
+    print(name, sh, r);
+    EXPECT_LT(r.nmse, run.bound) << name << " " << sh;
+    *run.worst = std::max(*run.worst, r.nmse);
+  }
+  return xn;
+}
+
+// gate_up_silu_gemm on the normalised fp32 input (not exact in bf16: three pieces) and on a
+// bf16-rounded one (exact: one piece), against cpu::fused_gate_up_silu.
+void check_gate_up(const Run& run, const Shape& c, const std::vector<float>& xn, std::mt19937& g) {
+  HostWeight wg = rand_weight(DType::BF16, c.ffn, c.dim, g, 0.05f);
+  HostWeight wu = rand_weight(DType::BF16, c.ffn, c.dim, g, 0.05f);
+  Dev<uint8_t> dwg(wg.bytes), dwu(wu.bytes);
+  const size_t F = size_t(c.T * c.ffn);
+  std::vector<float> want(F), gs(F), us(F);
+  const std::string sh = shape_str("%s dim=%ld ffn=%ld T=%ld %s", act_name(run.act), long(c.dim),
+                                   long(c.ffn), long(c.T), run.mode_name());
+  for (bool exact : {false, true}) {
+    std::vector<float> xin = xn;
+    if (exact)
+      for (float& f : xin) f = cpu::round_one(ActType::BF16, f);
+    Dev<float> dxin(xin), dout(F);
+    CU_OK(cu::gate_up_silu_gemm(run.ctx, dout.get(), dxin.get(), c.T, dw(wg, dwg), dw(wu, dwu),
+                                to_cu(run.act), exact, run.mode));
+    cpu::fused_gate_up_silu(want.data(), xin.data(), c.T, cpu_w(wg), cpu_w(wu), run.act, gs.data(),
+                            us.data(), nullptr);
+    const Cmp r = compare(dout.host(), want);
+    print(exact ? "gate_up_gemm.x1" : "gate_up_gemm.x3", sh, r);
+    EXPECT_LT(r.nmse, run.bound) << sh;
+    *run.worst = std::max(*run.worst, r.nmse);
+    if (exact || run.act != ActType::F32) continue;
+    // Control: the unrounded x through the one-piece path rounds it to bf16.
+    CU_OK(cu::gate_up_silu_gemm(run.ctx, dout.get(), dxin.get(), c.T, dw(wg, dwg), dw(wu, dwu),
+                                to_cu(run.act), true, run.mode));
+    const Cmp ctl = compare(dout.host(), want);
+    print("gate_up_gemm.ctl", sh + " x unsplit", ctl);
+    EXPECT_GT(ctl.nmse, 1000 * run.bound) << "a plain bf16 GEMM passes too: " << sh;
+  }
+}
+
+// Both GEMM layouts, bf16 and fp32 outputs. bf16 out: one-ulp flips where the tensor cores' fp32
+// sum lands on the other side of a bf16 tie; fp32 out: the sums' order alone. The control case
+// feeds the unrounded x to the 1-piece path (as if x were exact in bf16): it must be far off, or
+// this test could not tell the split from a plain bf16 GEMM.
 TEST_F(CudaOps, FusedPrefillGemmWithinTolerance) {
   std::mt19937 g(41);
   cu::GemmContext* ctx = cu::gemm_create(8, 64, nullptr);
@@ -120,78 +204,10 @@ TEST_F(CudaOps, FusedPrefillGemmWithinTolerance) {
   for (const Shape& c : shapes())
     for (ActType act : {ActType::BF16, ActType::F32})
       for (cu::SplitGemm mode : {cu::SplitGemm::kStacked, cu::SplitGemm::kBetaOne}) {
-        const auto x = randv(size_t(c.T * c.dim), g, ActType::BF16, 2.0f);
-        const auto gain = randv(size_t(c.dim), g, ActType::BF16, 1.0f);
-        HostWeight wq = rand_weight(DType::BF16, c.q_rows, c.dim, g, 0.03f);
-        HostWeight wk = rand_weight(DType::BF16, c.kv_rows, c.dim, g, 0.03f);
-        HostWeight wv = rand_weight(DType::BF16, c.kv_rows, c.dim, g, 0.03f);
-        const auto bq = randv(size_t(c.q_rows), g, ActType::BF16, 0.1f);
-        const auto bk = randv(size_t(c.kv_rows), g, ActType::BF16, 0.1f);
-        const auto bv = randv(size_t(c.kv_rows), g, ActType::BF16, 0.1f);
-        Dev<uint8_t> dwq(wq.bytes), dwk(wk.bytes), dwv(wv.bytes);
-        Dev<float> dx(x), dgain(gain), dbq(bq), dbk(bk), dbv(bv);
-        Dev<float> dq(size_t(c.T * c.q_rows)), dk(size_t(c.T * c.kv_rows)),
-            dvv(size_t(c.T * c.kv_rows));
-        auto dw = [](const HostWeight& w, const Dev<uint8_t>& d) {
-          return cu::DevWeight{cu::WType::BF16, d.get(), w.rows, w.cols};
-        };
-        CU_OK(cu::rmsnorm_qkv_gemm(ctx, dq.get(), dk.get(), dvv.get(), dx.get(), c.T, dgain.get(),
-                                   1e-6f, dw(wq, dwq), dw(wk, dwk), dw(wv, dwv),
-                                   c.bias ? dbq.get() : nullptr, c.bias ? dbk.get() : nullptr,
-                                   c.bias ? dbv.get() : nullptr, to_cu(act), mode));
-        std::vector<float> q(size_t(c.T * c.q_rows)), k(size_t(c.T * c.kv_rows)), v(k.size()),
-            xn(size_t(c.T * c.dim));
-        auto bw = [&](const std::vector<float>& b) {
-          return c.bias ? cpu::Weight{DType::F32, b.data(), 1, int64_t(b.size())} : cpu::Weight{};
-        };
-        cpu::fused_rmsnorm_qkv(q.data(), k.data(), v.data(), x.data(), c.T, gain.data(), 1e-6f,
-                               cpu_w(wq), cpu_w(wk), cpu_w(wv), bw(bq), bw(bk), bw(bv), act,
-                               xn.data(), nullptr);
-        const double bound = act == ActType::F32 ? 1e-11 : 1e-6;
-        double& worst = act == ActType::F32 ? worst_f32 : worst_bf16;
-        const std::string sh =
-            shape_str("%s dim=%ld q=%ld kv=%ld T=%ld%s %s", act_name(act), long(c.dim),
-                      long(c.q_rows), long(c.kv_rows), long(c.T), c.bias ? " bias" : "",
-                      mode == cu::SplitGemm::kStacked ? "stacked" : "beta1");
-        for (auto [name, got, want] :
-             {std::tuple{"qkv_gemm.q", dq.host(), q}, std::tuple{"qkv_gemm.k", dk.host(), k},
-              std::tuple{"qkv_gemm.v", dvv.host(), v}}) {
-          const Cmp r = compare(got, want);
-          print(name, sh, r);
-          EXPECT_LT(r.nmse, bound) << name << " " << sh;
-          worst = std::max(worst, r.nmse);
-        }
-
-        // gate_up_silu on the normalised fp32 input (not exact in bf16: three pieces) and on a
-        // bf16-rounded one (exact: one piece).
-        HostWeight wg = rand_weight(DType::BF16, c.ffn, c.dim, g, 0.05f);
-        HostWeight wu = rand_weight(DType::BF16, c.ffn, c.dim, g, 0.05f);
-        Dev<uint8_t> dwg(wg.bytes), dwu(wu.bytes);
-        const size_t F = size_t(c.T * c.ffn);
-        std::vector<float> want(F), gs(F), us(F);
-        for (bool exact : {false, true}) {
-          std::vector<float> xin = xn;
-          if (exact)
-            for (float& f : xin) f = cpu::round_one(ActType::BF16, f);
-          Dev<float> dxin(xin), dout(F);
-          CU_OK(cu::gate_up_silu_gemm(ctx, dout.get(), dxin.get(), c.T, dw(wg, dwg), dw(wu, dwu),
-                                      to_cu(act), exact, mode));
-          cpu::fused_gate_up_silu(want.data(), xin.data(), c.T, cpu_w(wg), cpu_w(wu), act,
-                                  gs.data(), us.data(), nullptr);
-          const Cmp r = compare(dout.host(), want);
-          print(exact ? "gate_up_gemm.x1" : "gate_up_gemm.x3",
-                shape_str("%s dim=%ld ffn=%ld T=%ld %s", act_name(act), long(c.dim), long(c.ffn),
-                          long(c.T), mode == cu::SplitGemm::kStacked ? "stacked" : "beta1"),
-                r);
-          EXPECT_LT(r.nmse, bound) << sh;
-          worst = std::max(worst, r.nmse);
-          if (exact || act != ActType::F32) continue;
-          // Control: the unrounded x through the one-piece path rounds it to bf16.
-          CU_OK(cu::gate_up_silu_gemm(ctx, dout.get(), dxin.get(), c.T, dw(wg, dwg), dw(wu, dwu),
-                                      to_cu(act), true, mode));
-          const Cmp ctl = compare(dout.host(), want);
-          EXPECT_GT(ctl.nmse, 1000 * bound) << "a plain bf16 GEMM passes too: " << sh;
-        }
+        const bool f32 = act == ActType::F32;
+        const Run run{ctx, act, mode, f32 ? 1e-11 : 1e-6, f32 ? &worst_f32 : &worst_bf16};
+        const std::vector<float> xn = check_qkv(run, c, g);
+        check_gate_up(run, c, xn, g);
       }
   std::printf("[split] worst NMSE: bf16 out %.3e, fp32 out %.3e\n", worst_bf16, worst_f32);
   cu::gemm_destroy(ctx);

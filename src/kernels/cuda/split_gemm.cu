@@ -4,7 +4,7 @@
 // normalised input); a bf16 GEMM would round it and lose what the fusion means. So x is split
 // exactly into bf16 pieces: hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid). 3 × 8
 // significant bits cover fp32's 24, so hi + mid + lo == x bit for bit whenever 2^-110 <= |x| <
-// 2^128 - 2^119 (every fp32 value in that range, checked exhaustively on the host; below it lo
+// 2^128 - 2^119 (every fp32 value in that range: tests/cuda/split_exhaustive.cpp; below it lo
 // falls into bf16's subnormals and keeps fewer bits, an absolute error under 2^-133; at the top hi
 // rounds to infinity; -0 sums to +0, which no dot product can tell apart; docs/NUMERICS.md). Each
 // bf16 × bf16 product is exact in fp32 and cuBLASLt accumulates in fp32, so the result is an
