@@ -107,7 +107,7 @@ std::vector<Shape> shapes() {
   return s;
 }
 
-struct Run {
+struct GemmRun {
   cu::GemmContext* ctx;
   ActType act;
   cu::SplitGemm mode;
@@ -121,7 +121,7 @@ cu::DevWeight dw(const HostWeight& w, const Dev<uint8_t>& d) {
 }
 
 // rmsnorm_qkv_gemm against cpu::fused_rmsnorm_qkv; returns the twin's fp32 normalised input.
-std::vector<float> check_qkv(const Run& run, const Shape& c, std::mt19937& g) {
+std::vector<float> check_qkv(const GemmRun& run, const Shape& c, std::mt19937& g) {
   const auto x = randv(size_t(c.T * c.dim), g, ActType::BF16, 2.0f);
   const auto gain = randv(size_t(c.dim), g, ActType::BF16, 1.0f);
   HostWeight wq = rand_weight(DType::BF16, c.q_rows, c.dim, g, 0.03f);
@@ -161,7 +161,8 @@ std::vector<float> check_qkv(const Run& run, const Shape& c, std::mt19937& g) {
 
 // gate_up_silu_gemm on the normalised fp32 input (not exact in bf16: three pieces) and on a
 // bf16-rounded one (exact: one piece), against cpu::fused_gate_up_silu.
-void check_gate_up(const Run& run, const Shape& c, const std::vector<float>& xn, std::mt19937& g) {
+void check_gate_up(const GemmRun& run, const Shape& c, const std::vector<float>& xn,
+                   std::mt19937& g) {
   HostWeight wg = rand_weight(DType::BF16, c.ffn, c.dim, g, 0.05f);
   HostWeight wu = rand_weight(DType::BF16, c.ffn, c.dim, g, 0.05f);
   Dev<uint8_t> dwg(wg.bytes), dwu(wu.bytes);
@@ -205,7 +206,7 @@ TEST_F(CudaOps, FusedPrefillGemmWithinTolerance) {
     for (ActType act : {ActType::BF16, ActType::F32})
       for (cu::SplitGemm mode : {cu::SplitGemm::kStacked, cu::SplitGemm::kBetaOne}) {
         const bool f32 = act == ActType::F32;
-        const Run run{ctx, act, mode, f32 ? 1e-11 : 1e-6, f32 ? &worst_f32 : &worst_bf16};
+        const GemmRun run{ctx, act, mode, f32 ? 1e-11 : 1e-6, f32 ? &worst_f32 : &worst_bf16};
         const std::vector<float> xn = check_qkv(run, c, g);
         check_gate_up(run, c, xn, g);
       }
