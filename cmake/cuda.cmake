@@ -23,6 +23,7 @@ add_library(fusecheck_cuda STATIC
   src/kernels/cuda/device.cpp
   src/kernels/cuda/gemv.cu
   src/kernels/cuda/gemm.cu
+  src/kernels/cuda/split_gemm.cu
   src/kernels/cuda/norm.cu
   src/kernels/cuda/elementwise.cu
   src/kernels/cuda/sample.cu

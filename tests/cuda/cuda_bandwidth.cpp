@@ -3,6 +3,7 @@
 // L2, so every launch reads HBM), each as plain stream launches and as CUDA-graph replays, and a
 // whole fused decode step of a Qwen3-0.6B-shaped layer stack on random weights, as a graph.
 // Medians of repeated timings with CUDA events. Usage: fusecheck_cuda_bandwidth [--quick]
+// --prefill: only the prefill projections' timings (prefill_projections.cpp).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -144,9 +145,11 @@ void gemv_bandwidth(cudaStream_t st, int64_t rows, int64_t cols, std::mt19937& g
 }  // namespace
 
 int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g);  // decode_step.cpp
+int prefill_projections_benchmark(cudaStream_t st, std::mt19937& g);  // prefill_projections.cpp
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const bool prefill = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
   if (cu::device_count() == 0) {
     std::printf("no CUDA GPU present; nothing measured\n");
     return 0;
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   std::mt19937 g(7);
+  if (prefill) return prefill_projections_benchmark(st, g);
   const double copy = copy_bandwidth(st, size_t{2} << 30);
   std::printf("device-to-device copy, 2 GiB, read + write: %.1f GB/s\n", copy);
   const int64_t shapes[][2] = {{151936, 1024}, {8192, 8192}, {2048, 1024}, {1024, 1024},

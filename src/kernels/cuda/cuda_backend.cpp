@@ -106,6 +106,11 @@ class CudaBackend final : public Backend {
               ActType t) override;
   void rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                    float eps, const QkvWeights& w, ActType t, float*) override {
+    if (cu::GemmContext* g = fused_gemm(T, w.q)) {
+      check(cu::rmsnorm_qkv_gemm(g, q, k, v, x, T, gain, eps, dev(w.q), dev(w.k), dev(w.v),
+                                 bias_f32(w.bq), bias_f32(w.bk), bias_f32(w.bv), act_of(t)));
+      return;
+    }
     check(cu::rmsnorm_qkv(q, k, v, x, T, gain, eps, dev(w.q), dev(w.k), dev(w.v), bias_f32(w.bq),
                           bias_f32(w.bk), bias_f32(w.bv), act_of(t), stream_));
   }
@@ -125,6 +130,11 @@ class CudaBackend final : public Backend {
   }
   void gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
                     ActType t, float*, float*) override {
+    if (cu::GemmContext* g = fused_gemm(T, wg)) {
+      check(cu::gate_up_silu_gemm(g, out, x, T, dev(wg), dev(wu), act_of(t),
+                                  t == ActType::BF16 && wg.dtype == DType::BF16));
+      return;
+    }
     check(cu::gate_up_silu(out, x, T, dev(wg), dev(wu), act_of(t), stream_));
   }
   void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) override {
@@ -196,6 +206,15 @@ class CudaBackend final : public Backend {
     return it == bias_f32_.end() ? nullptr : it->second;
   }
   float* workspace(float*& buf, size_t& have, size_t floats);
+  cu::GemmContext* gemm_for(int64_t T, int64_t cols);
+  // The context for a fused projection's split GEMM (split_gemm.cu), or nullptr for the GEMV:
+  // decode shapes, --no-prefill-gemm, and f16 weights (fp16's 5 exponent bits put the third
+  // piece of an ordinary value in its subnormals, so the split would not be exact; not done).
+  cu::GemmContext* fused_gemm(int64_t T, const Weight& w) {
+    const bool ok = opt_.prefill_gemm && T >= kGemmMinTokens &&
+                    (w.dtype == DType::BF16 || w.dtype == DType::F32);
+    return ok ? gemm_for(T, w.cols) : nullptr;
+  }
 
   CudaBackendOptions opt_;
   cudaStream_t stream_;
@@ -285,18 +304,22 @@ void CudaBackend::linear(float* out, const float* x, int64_t T, const Weight& w,
   const bool exact_input = (t == ActType::BF16 && w.dtype == DType::BF16) ||
                            (t == ActType::F16 && w.dtype == DType::F16);
   if (opt_.prefill_gemm && T >= kGemmMinTokens && exact_input) {
-    if (!gemm_ || T > gemm_tokens_ || w.cols > gemm_cols_) {  // a prompt shape, not a step
-      cu::gemm_destroy(gemm_);
-      gemm_tokens_ = std::max<int64_t>({T, gemm_tokens_, 512});
-      gemm_cols_ = std::max<int64_t>({w.cols, gemm_cols_, 8192});
-      gemm_ = cu::gemm_create(gemm_tokens_, gemm_cols_, stream_);
-    }
-    if (gemm_) {
-      check(cu::gemm(gemm_, out, x, T, dev(w), bias_f32(bias), act_of(t)));
+    if (cu::GemmContext* g = gemm_for(T, w.cols)) {
+      check(cu::gemm(g, out, x, T, dev(w), bias_f32(bias), act_of(t)));
       return;
     }
   }
   check(cu::gemv(out, x, T, dev(w), bias_f32(bias), act_of(t), stream_));
+}
+
+cu::GemmContext* CudaBackend::gemm_for(int64_t T, int64_t cols) {
+  if (!gemm_ || T > gemm_tokens_ || cols > gemm_cols_) {  // a prompt shape, not a step
+    cu::gemm_destroy(gemm_);
+    gemm_tokens_ = std::max<int64_t>({T, gemm_tokens_, 512});
+    gemm_cols_ = std::max<int64_t>({cols, gemm_cols_, 8192});
+    gemm_ = cu::gemm_create(gemm_tokens_, gemm_cols_, stream_);
+  }
+  return gemm_;
 }
 
 void CudaBackend::qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim,

@@ -77,6 +77,29 @@ void gemm_destroy(GemmContext* ctx);
 int gemm(GemmContext* ctx, float* out, const float* x, int64_t T, const DevWeight& w,
          const float* bias, Act act);
 
+// ---- fused prefill projections on the tensor cores (split_gemm.cu) ----
+// The fused groups' fp32 x split exactly into three bf16 pieces (hi + mid + lo == x for
+// 2^-110 <= |x| < 2^128 - 2^119), one cuBLASLt GEMM per weight over the stacked pieces [3T, K]
+// with fp32 accumulation, and an epilogue that sums a token's partial rows in a fixed order,
+// adds the bias in fp32 and rounds once where the CPU twin does. Tolerance ops (the tensor cores'
+// order, not the lane contract). Weights bf16 or fp32 (an fp32 GEMM, TF32 off, no split); f16
+// weights are refused (cudaErrorInvalidValue): their split needs range handling, they stay on
+// the GEMV kernels above.
+// kStacked: one GEMM of 3T rows per weight; kBetaOne: three GEMMs of T rows, beta = 1.
+enum class SplitGemm : uint8_t { kStacked, kBetaOne, kDefault = kStacked };
+// Same contract as rmsnorm_qkv above. ctx: the prefill GEMM's context (its buffers grow here).
+int rmsnorm_qkv_gemm(GemmContext* ctx, float* q, float* k, float* v, const float* x, int64_t T,
+                     const float* gain, float eps, const DevWeight& wq, const DevWeight& wk,
+                     const DevWeight& wv, const float* bq, const float* bk, const float* bv,
+                     Act act, SplitGemm mode = SplitGemm::kDefault);
+// Same contract as gate_up_silu above. x_exact: every x is a bf16 value (the bf16 path's rounded
+// activations), so one piece carries it exactly and the split is skipped.
+int gate_up_silu_gemm(GemmContext* ctx, float* out, const float* x, int64_t T, const DevWeight& wg,
+                      const DevWeight& wu, Act act, bool x_exact,
+                      SplitGemm mode = SplitGemm::kDefault);
+// The split alone (tests): pieces[0, n) = hi, [n, 2n) = mid, [2n, 3n) = lo of x[0, n), bf16 bits.
+int split_bf16(uint16_t* pieces, const float* x, int64_t n, Stream stream);
+
 // ---- norms (norm.cu) ----
 // Standard RMSNorm as transformers writes it, per row: y = round(x · rsqrt(mean(x²) + eps)),
 // out = round(gain · y); mean(x²) in double. x, out: [rows, n]; gain: [n] fp32.
