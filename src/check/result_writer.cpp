@@ -2,12 +2,13 @@
 // result_to_json(r).dump(2) (ResultWriter.* compares the two on real and edge-case results), at a
 // fraction of the cost (building, dumping and freeing the tree was 8.7 M of the 0.6B check's 29 M
 // instructions, docs/PERFORMANCE.md). nlohmann's std::map orders keys by byte value, so each
-// object's fields are sorted before they are written; numbers go through nlohmann's own
-// shortest-round-trip formatter, enums through its enum tables.
+// object's fields are listed in that order; numbers go through nlohmann's own shortest-round-trip
+// formatter, enums through its enum tables.
 #include <simdjson.h>
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cmath>
 
 #include "check/result_json.h"
@@ -73,6 +74,14 @@ void newline(Writer& w) {
 void put_string(Writer& w, std::string_view s) {
   if (!simdjson::validate_utf8(s.data(), s.size())) w.valid = false;
   w.out += '"';
+  // Most strings need no escape: copied whole.
+  if (std::none_of(s.begin(), s.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\';
+      })) {
+    w.out += s;
+    w.out += '"';
+    return;
+  }
   for (const char c : s) {
     switch (c) {
       case '"':
@@ -112,14 +121,15 @@ void put_string(Writer& w, std::string_view s) {
 
 template <size_t N>
 void object(Writer& w, std::array<Field, N> fields) {
-  std::sort(fields.begin(), fields.end(),
-            [](const Field& a, const Field& b) { return a.key < b.key; });
+  assert(std::is_sorted(fields.begin(), fields.end(),
+                        [](const Field& a, const Field& b) { return a.key < b.key; }));
   w.out += '{';
   w.indent += 2;
   for (size_t i = 0; i < N; ++i) {
     newline(w);
-    put_string(w, fields[i].key);
-    w.out += ": ";
+    w.out += '"';  // keys are ASCII names: nothing to escape
+    w.out += fields[i].key;
+    w.out += "\": ";
     fields[i].put(w, fields[i].value);
     if (i + 1 < N) w.out += ',';
   }
@@ -178,126 +188,129 @@ void put(Writer& w, const std::vector<T>& v) {
   w.out += ']';
 }
 
-// The fields of NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE in result_json.cpp, in any order.
+// The fields of NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE in result_json.cpp, in key order (nlohmann's
+// std::map orders them so; object() asserts it, ReportJsonWriter.* holds the bytes to the tree's).
 void put(Writer& w, const RopeConfig& v) {
-  object(w,
-         fields(F("theta", v.theta), F("type", v.type), F("factor", v.factor),
-                F("low_freq_factor", v.low_freq_factor), F("high_freq_factor", v.high_freq_factor),
-                F("original_max_position_embeddings", v.original_max_position_embeddings)));
+  object(w, fields(F("factor", v.factor), F("high_freq_factor", v.high_freq_factor),
+                   F("low_freq_factor", v.low_freq_factor),
+                   F("original_max_position_embeddings", v.original_max_position_embeddings),
+                   F("theta", v.theta), F("type", v.type)));
 }
 void put(Writer& w, const ModelConfig& v) {
-  object(
-      w,
-      fields(F("model_type", v.model_type), F("architecture", v.architecture),
-             F("hidden_size", v.hidden_size), F("num_layers", v.num_layers),
-             F("num_heads", v.num_heads), F("num_kv_heads", v.num_kv_heads),
-             F("head_dim", v.head_dim), F("intermediate_size", v.intermediate_size),
-             F("vocab_size", v.vocab_size), F("max_position_embeddings", v.max_position_embeddings),
-             F("rms_norm_eps", v.rms_norm_eps), F("tie_word_embeddings", v.tie_word_embeddings),
-             F("attention_bias", v.attention_bias), F("rope", v.rope),
-             F("num_experts", v.num_experts), F("num_experts_per_tok", v.num_experts_per_tok),
-             F("moe_intermediate_size", v.moe_intermediate_size), F("torch_dtype", v.torch_dtype)));
+  object(w,
+         fields(F("architecture", v.architecture), F("attention_bias", v.attention_bias),
+                F("head_dim", v.head_dim), F("hidden_size", v.hidden_size),
+                F("intermediate_size", v.intermediate_size),
+                F("max_position_embeddings", v.max_position_embeddings),
+                F("model_type", v.model_type), F("moe_intermediate_size", v.moe_intermediate_size),
+                F("num_experts", v.num_experts), F("num_experts_per_tok", v.num_experts_per_tok),
+                F("num_heads", v.num_heads), F("num_kv_heads", v.num_kv_heads),
+                F("num_layers", v.num_layers), F("rms_norm_eps", v.rms_norm_eps), F("rope", v.rope),
+                F("tie_word_embeddings", v.tie_word_embeddings), F("torch_dtype", v.torch_dtype),
+                F("vocab_size", v.vocab_size)));
 }
 void put(Writer& w, const StaticRules& v) {
-  object(w, fields(F("incompatible_above_amplification", v.incompatible_above_amplification),
-                   F("warning_above_amplification", v.warning_above_amplification),
-                   F("incompatible_above_key_loss", v.incompatible_above_key_loss),
-                   F("warning_above_key_loss", v.warning_above_key_loss),
+  object(w, fields(F("best_without_qk_norm", v.best_without_qk_norm),
+                   F("incompatible_above_amplification", v.incompatible_above_amplification),
                    F("incompatible_above_depth_key_loss", v.incompatible_above_depth_key_loss),
+                   F("incompatible_above_key_loss", v.incompatible_above_key_loss),
+                   F("warning_above_amplification", v.warning_above_amplification),
                    F("warning_above_depth_key_loss", v.warning_above_depth_key_loss),
                    F("warning_above_floor_key_loss", v.warning_above_floor_key_loss),
-                   F("warning_above_rounding", v.warning_above_rounding),
-                   F("best_without_qk_norm", v.best_without_qk_norm), F("worst", v.worst)));
+                   F("warning_above_key_loss", v.warning_above_key_loss),
+                   F("warning_above_rounding", v.warning_above_rounding), F("worst", v.worst)));
 }
 void put(Writer& w, const NumericsProfile& v) {
-  object(w, fields(F("name", v.name), F("description", v.description),
-                   F("activation_unit_roundoff", v.activation_unit_roundoff),
-                   F("kv_format", v.kv_format), F("kv_scale", v.kv_scale),
-                   F("accumulation_unit_roundoff", v.accumulation_unit_roundoff),
-                   F("fusion", v.fusion), F("static_rules", v.static_rules)));
+  object(w,
+         fields(F("accumulation_unit_roundoff", v.accumulation_unit_roundoff),
+                F("activation_unit_roundoff", v.activation_unit_roundoff),
+                F("description", v.description), F("fusion", v.fusion), F("kv_format", v.kv_format),
+                F("kv_scale", v.kv_scale), F("name", v.name), F("static_rules", v.static_rules)));
 }
 void put(Writer& w, const ScoreWeights& v) {
-  object(w, fields(F("weight_ratio", v.weight_ratio), F("amplification", v.amplification),
-                   F("extreme_layers", v.extreme_layers), F("variance", v.variance)));
+  object(w, fields(F("amplification", v.amplification), F("extreme_layers", v.extreme_layers),
+                   F("variance", v.variance), F("weight_ratio", v.weight_ratio)));
 }
 void put(Writer& w, const Thresholds& v) {
-  object(w, fields(F("max_safe_weight_ratio", v.max_safe_weight_ratio),
-                   F("max_safe_amplification", v.max_safe_amplification),
+  object(w, fields(F("compatible_score", v.compatible_score),
                    F("extreme_weight_threshold", v.extreme_weight_threshold),
-                   F("max_safe_gain_cv", v.max_safe_gain_cv), F("weights", v.weights),
-                   F("compatible_score", v.compatible_score), F("warning_score", v.warning_score)));
+                   F("max_safe_amplification", v.max_safe_amplification),
+                   F("max_safe_gain_cv", v.max_safe_gain_cv),
+                   F("max_safe_weight_ratio", v.max_safe_weight_ratio),
+                   F("warning_score", v.warning_score), F("weights", v.weights)));
 }
 void put(Writer& w, const GainStats& v) {
-  object(w, fields(F("n", v.n), F("max_abs", v.max_abs), F("median_abs", v.median_abs),
-                   F("ratio", v.ratio), F("mean_abs", v.mean_abs), F("variance", v.variance),
-                   F("cv", v.cv), F("min", v.min), F("p01", v.p01), F("p05", v.p05),
-                   F("p25", v.p25), F("p75", v.p75), F("p95", v.p95), F("p99", v.p99),
-                   F("count_above_extreme", v.count_above_extreme), F("n_nan", v.n_nan),
-                   F("n_inf", v.n_inf), F("n_negative", v.n_negative),
-                   F("n_subnormal", v.n_subnormal), F("argmax", v.argmax)));
+  object(w,
+         fields(F("argmax", v.argmax), F("count_above_extreme", v.count_above_extreme),
+                F("cv", v.cv), F("max_abs", v.max_abs), F("mean_abs", v.mean_abs),
+                F("median_abs", v.median_abs), F("min", v.min), F("n", v.n), F("n_inf", v.n_inf),
+                F("n_nan", v.n_nan), F("n_negative", v.n_negative), F("n_subnormal", v.n_subnormal),
+                F("p01", v.p01), F("p05", v.p05), F("p25", v.p25), F("p75", v.p75), F("p95", v.p95),
+                F("p99", v.p99), F("ratio", v.ratio), F("variance", v.variance)));
 }
 void put(Writer& w, const NormReport& v) {
-  object(w, fields(F("role", v.role), F("tensor", v.tensor), F("kind", v.kind), F("layer", v.layer),
-                   F("stats", v.stats)));
+  object(w, fields(F("kind", v.kind), F("layer", v.layer), F("role", v.role), F("stats", v.stats),
+                   F("tensor", v.tensor)));
 }
 void put(Writer& w, const LogitNoise& v) {
-  object(w, fields(F("amplification", v.amplification), F("sigma", v.sigma),
-                   F("pair_gain_product", v.pair_gain_product),
-                   F("max_key_estimate", v.max_key_estimate),
-                   F("max_logit_sum_estimate", v.max_logit_sum_estimate),
-                   F("fp16_overflow_risk", v.fp16_overflow_risk),
-                   F("rounding_amplification", v.rounding_amplification),
+  object(w, fields(F("accumulation_amplification", v.accumulation_amplification),
+                   F("amplification", v.amplification),
                    F("cache_amplification", v.cache_amplification),
-                   F("accumulation_amplification", v.accumulation_amplification),
-                   F("key_cache_loss", v.key_cache_loss)));
+                   F("fp16_overflow_risk", v.fp16_overflow_risk),
+                   F("key_cache_loss", v.key_cache_loss), F("max_key_estimate", v.max_key_estimate),
+                   F("max_logit_sum_estimate", v.max_logit_sum_estimate),
+                   F("pair_gain_product", v.pair_gain_product),
+                   F("rounding_amplification", v.rounding_amplification), F("sigma", v.sigma)));
 }
 void put(Writer& w, const LayerReport& v) {
-  object(w, fields(F("layer", v.layer), F("has_qk_norm", v.has_qk_norm),
-                   F("worst_head", v.worst_head), F("noise", v.noise),
-                   F("keys_from_k_proj", v.keys_from_k_proj), F("key_noise", v.key_noise)));
+  object(w, fields(F("has_qk_norm", v.has_qk_norm), F("key_noise", v.key_noise),
+                   F("keys_from_k_proj", v.keys_from_k_proj), F("layer", v.layer),
+                   F("noise", v.noise), F("worst_head", v.worst_head)));
 }
 void put(Writer& w, const KProjRead& v) {
-  object(w, fields(F("tensor", v.tensor), F("layers_read", v.layers_read), F("layers", v.layers),
-                   F("bytes_read", v.bytes_read), F("note", v.note)));
+  object(w, fields(F("bytes_read", v.bytes_read), F("layers", v.layers),
+                   F("layers_read", v.layers_read), F("note", v.note), F("tensor", v.tensor)));
 }
 void put(Writer& w, const RoleSummary& v) {
-  object(w, fields(F("role", v.role), F("layers", v.layers), F("max_of_max", v.max_of_max),
-                   F("max_layer", v.max_layer), F("median_of_max", v.median_of_max),
-                   F("layers_above_extreme", v.layers_above_extreme)));
+  object(w, fields(F("layers", v.layers), F("layers_above_extreme", v.layers_above_extreme),
+                   F("max_layer", v.max_layer), F("max_of_max", v.max_of_max),
+                   F("median_of_max", v.median_of_max), F("role", v.role)));
 }
 void put(Writer& w, const Analysis& v) {
-  object(w, fields(F("num_layers", v.num_layers), F("head_dim", v.head_dim), F("norms", v.norms),
-                   F("layers", v.layers), F("roles", v.roles), F("amplification", v.amplification),
-                   F("worst_layer", v.worst_layer),
-                   F("cumulative_amplification", v.cumulative_amplification),
-                   F("rounding_amplification", v.rounding_amplification),
+  object(w, fields(F("amplification", v.amplification),
                    F("cache_amplification", v.cache_amplification),
-                   F("key_cache_loss", v.key_cache_loss), F("key_loss_layer", v.key_loss_layer),
+                   F("cumulative_amplification", v.cumulative_amplification),
                    F("depth_key_loss", v.depth_key_loss),
                    F("depth_rounding_amplification", v.depth_rounding_amplification),
-                   F("model_unit_roundoff", v.model_unit_roundoff),
-                   F("floor_key_loss", v.floor_key_loss), F("k_proj", v.k_proj)));
+                   F("floor_key_loss", v.floor_key_loss), F("head_dim", v.head_dim),
+                   F("k_proj", v.k_proj), F("key_cache_loss", v.key_cache_loss),
+                   F("key_loss_layer", v.key_loss_layer), F("layers", v.layers),
+                   F("model_unit_roundoff", v.model_unit_roundoff), F("norms", v.norms),
+                   F("num_layers", v.num_layers), F("roles", v.roles),
+                   F("rounding_amplification", v.rounding_amplification),
+                   F("worst_layer", v.worst_layer)));
 }
 void put(Writer& w, const ScoreComponent& v) {
-  object(w, fields(F("name", v.name), F("metric", v.metric), F("threshold", v.threshold),
-                   F("score", v.score), F("weight", v.weight)));
+  object(w, fields(F("metric", v.metric), F("name", v.name), F("score", v.score),
+                   F("threshold", v.threshold), F("weight", v.weight)));
 }
 void put(Writer& w, const Finding& v) {
-  object(w, fields(F("severity", v.severity), F("layer", v.layer), F("message", v.message)));
+  object(w, fields(F("layer", v.layer), F("message", v.message), F("severity", v.severity)));
 }
 void put(Writer& w, const Score& v) {
-  object(w, fields(F("total", v.total), F("verdict", v.verdict), F("components", v.components),
-                   F("issues", v.issues), F("findings", v.findings),
-                   F("recommendations", v.recommendations)));
+  object(w, fields(F("components", v.components), F("findings", v.findings), F("issues", v.issues),
+                   F("recommendations", v.recommendations), F("total", v.total),
+                   F("verdict", v.verdict)));
 }
 void put_result(Writer& w, const CheckResult& v) {
-  object(w, fields(F("schema", v.schema), F("checker_version", v.checker_version),
-                   F("model_path", v.model_path), F("architecture", v.architecture),
-                   F("model_type", v.model_type), F("gain_convention", v.gain_convention),
-                   F("config", v.config), F("kernels", v.kernels), F("thresholds", v.thresholds),
-                   F("analysis", v.analysis), F("score", v.score), F("verdict", v.verdict),
-                   F("overridden", v.overridden), F("from_cache", v.from_cache),
-                   F("fingerprint", v.fingerprint), F("cache_note", v.cache_note)));
+  object(w,
+         fields(F("analysis", v.analysis), F("architecture", v.architecture),
+                F("cache_note", v.cache_note), F("checker_version", v.checker_version),
+                F("config", v.config), F("fingerprint", v.fingerprint),
+                F("from_cache", v.from_cache), F("gain_convention", v.gain_convention),
+                F("kernels", v.kernels), F("model_path", v.model_path),
+                F("model_type", v.model_type), F("overridden", v.overridden), F("schema", v.schema),
+                F("score", v.score), F("thresholds", v.thresholds), F("verdict", v.verdict)));
 }
 
 }  // namespace
