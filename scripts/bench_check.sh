@@ -26,10 +26,18 @@ for r in json.load(open(sys.argv[1]))["results"]:
     print("  %-70s median %7.2f ms  (user %.2f ms, sys %.2f ms)" % (
         r["command"], 1000 * r["median"], 1000 * r["user"], 1000 * r["system"]))' "$1"
 }
+# The floor: exec of a static C program that prints one line (the kernel's exec, mmap and exit on
+# this machine), when a C compiler is at hand.
+floor=""
+if command -v cc >/dev/null && [ ! -x "$dir/hello-static" ]; then
+  printf '#include <stdio.h>\nint main(void) { puts("fusecheck"); return 0; }\n' >"$dir/hello.c"
+  cc -O2 -static "$dir/hello.c" -o "$dir/hello-static" 2>/dev/null || true
+fi
+[ -x "$dir/hello-static" ] && floor="$dir/hello-static"
 # Process start alone, for reference: what no check can go below.
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$dir/version.hyperfine.json" \
-  ${base:+"$base --version"} "$bin --version" >/dev/null
-echo "fusecheck --version:"; median "$dir/version.hyperfine.json"
+  ${floor:+"$floor"} ${base:+"$base --version"} "$bin --version" >/dev/null
+echo "process start (static hello, fusecheck --version):"; median "$dir/version.hyperfine.json"
 for m in qwen3-0.6b qwen3-235b-a22b; do
   # -i: check exits 1 or 2 for WARNING/INCOMPATIBLE, which is not a failure here.
   hyperfine -N -i --warmup 5 --runs "$runs" --export-json "$dir/$m.hyperfine.json" \

@@ -190,13 +190,16 @@ Result<CheckResult> check_checkpoint(const Checkpoint& ck, const CheckOptions& o
   CheckResult r;
   r.model_path = model_dir;
   r.fingerprint = fp.hex();
-  const nlohmann::json key = {
-      {"checker_version", kCheckerVersion},           {"fingerprint", r.fingerprint},
-      {"thresholds", thresholds_to_json(thresholds)}, {"kernels", numerics_to_json(kernels)},
-      {"analysis_revision", kAnalysisRevision},       {"architecture", arch->name},
-      {"arch_profiles", arch_profiles_hash}};
+  // The cache key, built only when there is a cache (--no-cache skips it and its JSON).
+  nlohmann::json key;
   std::optional<ResultCache> cache;
-  if (o.use_cache) cache.emplace(o.cache_dir);
+  if (o.use_cache) {
+    cache.emplace(o.cache_dir);
+    key = {{"checker_version", kCheckerVersion},           {"fingerprint", r.fingerprint},
+           {"thresholds", thresholds_to_json(thresholds)}, {"kernels", numerics_to_json(kernels)},
+           {"analysis_revision", kAnalysisRevision},       {"architecture", arch->name},
+           {"arch_profiles", arch_profiles_hash}};
+  }
   bool hit = false;
   if (cache) {
     if (auto v = cache->load(key)) {

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "check/result_json_enums.h"
+
 namespace nlohmann {
 // JSON has no Inf/NaN; a zero median makes a ratio infinite, a NaN gain makes statistics NaN.
 template <>
@@ -35,26 +37,6 @@ struct adl_serializer<double> {
 }  // namespace nlohmann
 
 namespace fusecheck {
-
-NLOHMANN_JSON_SERIALIZE_ENUM(Verdict, {{Verdict::kCompatible, "COMPATIBLE"},
-                                       {Verdict::kWarning, "WARNING"},
-                                       {Verdict::kIncompatible, "INCOMPATIBLE"}})
-NLOHMANN_JSON_SERIALIZE_ENUM(NormKind, {{NormKind::kBlock, "block"},
-                                        {NormKind::kQ, "q"},
-                                        {NormKind::kK, "k"},
-                                        {NormKind::kFinal, "final"}})
-NLOHMANN_JSON_SERIALIZE_ENUM(KvFormat, {{KvFormat::kSame, "same"},
-                                        {KvFormat::kFp16, "fp16"},
-                                        {KvFormat::kInt8, "int8"},
-                                        {KvFormat::kFp8E4M3, "fp8_e4m3"}})
-NLOHMANN_JSON_SERIALIZE_ENUM(KvScale, {{KvScale::kPerTensor, "per_tensor"},
-                                       {KvScale::kPerChannel, "per_channel"}})
-
-NLOHMANN_JSON_SERIALIZE_ENUM(FusedGroup, {{FusedGroup::kAddRmsnorm, "add_rmsnorm"},
-                                          {FusedGroup::kRmsnormQkv, "rmsnorm_qkv"},
-                                          {FusedGroup::kQkNormRope, "qk_norm_rope"},
-                                          {FusedGroup::kAttention, "attention"},
-                                          {FusedGroup::kGateUpSilu, "gate_up_silu"}})
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RopeConfig, theta, type, factor, low_freq_factor,
                                    high_freq_factor, original_max_position_embeddings)

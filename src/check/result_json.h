@@ -10,6 +10,8 @@
 namespace fusecheck {
 
 nlohmann::json result_to_json(const CheckResult& r);
+// The report as text: byte for byte result_to_json(r).dump(2), written without building the tree.
+std::string result_to_json_text(const CheckResult& r);
 // Fails (no exception) when the JSON does not have the schema.
 Result<CheckResult> result_from_json(const nlohmann::json& j);
 

@@ -133,8 +133,11 @@ std::string render_report(const CheckResult& r, ReportFormat format, const Repor
   switch (format) {
     case ReportFormat::kText:
       return render_text(r, o);
-    case ReportFormat::kJson:
-      return result_to_json(r).dump(2) + "\n";
+    case ReportFormat::kJson: {
+      std::string text = result_to_json_text(r);
+      text += '\n';
+      return text;
+    }
     case ReportFormat::kMarkdown:
       return render_markdown(r, o.verbose);
     case ReportFormat::kModelCard:
