@@ -216,6 +216,7 @@ void put(Writer& w, const StaticRules& v) {
                    F("incompatible_above_key_loss", v.incompatible_above_key_loss),
                    F("warning_above_amplification", v.warning_above_amplification),
                    F("warning_above_depth_key_loss", v.warning_above_depth_key_loss),
+                   F("warning_above_floor_accumulation", v.warning_above_floor_accumulation),
                    F("warning_above_floor_key_loss", v.warning_above_floor_key_loss),
                    F("warning_above_key_loss", v.warning_above_key_loss),
                    F("warning_above_rounding", v.warning_above_rounding), F("worst", v.worst)));
@@ -277,11 +278,14 @@ void put(Writer& w, const RoleSummary& v) {
                    F("median_of_max", v.median_of_max), F("role", v.role)));
 }
 void put(Writer& w, const Analysis& v) {
-  object(w, fields(F("amplification", v.amplification),
+  object(w, fields(F("accumulation_amplification", v.accumulation_amplification),
+                   F("amplification", v.amplification),
                    F("cache_amplification", v.cache_amplification),
                    F("cumulative_amplification", v.cumulative_amplification),
+                   F("depth_accumulation_amplification", v.depth_accumulation_amplification),
                    F("depth_key_loss", v.depth_key_loss),
                    F("depth_rounding_amplification", v.depth_rounding_amplification),
+                   F("floor_accumulation_loss", v.floor_accumulation_loss),
                    F("floor_key_loss", v.floor_key_loss), F("head_dim", v.head_dim),
                    F("k_proj", v.k_proj), F("key_cache_loss", v.key_cache_loss),
                    F("key_loss_layer", v.key_loss_layer), F("layers", v.layers),
