@@ -72,9 +72,9 @@ struct Shape {
 };
 const std::vector<Shape>& shapes() {
   static const std::vector<Shape> s = {
-      {1, 1, 1},     {1, 3, 2},     {2, 5, 31},    {3, 4, 32},   {5, 7, 33},     {6, 12, 64},
-      {7, 13, 95},   {1, 37, 1024}, {13, 29, 257}, {31, 17, 96}, {64, 24, 130},  {127, 9, 63},
-      {130, 50, 64}, {129, 11, 1}, {17, 100, 1100}, {2, 300, 40}, {12, 4, 1023}};
+      {1, 1, 1},     {1, 3, 2},     {2, 5, 31},      {3, 4, 32},   {5, 7, 33},    {6, 12, 64},
+      {7, 13, 95},   {1, 37, 1024}, {13, 29, 257},   {31, 17, 96}, {64, 24, 130}, {127, 9, 63},
+      {130, 50, 64}, {129, 11, 1},  {17, 100, 1100}, {2, 300, 40}, {12, 4, 1023}};
   return s;
 }
 
@@ -185,7 +185,6 @@ TEST_P(Bf16DotOracle, GreedyTokensMatchTransformersUpToNearTies) {
   const json ref = json::parse(testing::read_text(dir + "/reference_ext.json"));
   KernelPlan plan = m->standard_plan();
   plan.dot = DotChoice::kBf16Pairs;
-  const int64_t vocab = m->config().vocab_size;
   size_t steps = 0, differing_logits = 0;
   for (size_t i = 0; i < ref["greedy_bf16"].size(); ++i) {
     const auto want = ref["greedy_bf16"][i].get<std::vector<int32_t>>();
@@ -193,9 +192,9 @@ TEST_P(Bf16DotOracle, GreedyTokensMatchTransformersUpToNearTies) {
     KvCache cache = m->new_cache(Precision::kModel, 0, &plan);
     KvCache cache_c = m->new_cache(Precision::kModel, 0);
     std::vector<float> logits, contract;
-    ASSERT_TRUE(m->forward(prompt, Precision::kModel, cache, LogitsFor::kLast, logits, nullptr,
-                           &plan)
-                    .ok());
+    ASSERT_TRUE(
+        m->forward(prompt, Precision::kModel, cache, LogitsFor::kLast, logits, nullptr, &plan)
+            .ok());
     ASSERT_TRUE(m->forward(prompt, Precision::kModel, cache_c, LogitsFor::kLast, contract).ok());
     for (size_t k = 0; k < logits.size(); ++k) differing_logits += logits[k] != contract[k];
     for (size_t step = 0; step < want.size(); ++step, ++steps) {
@@ -208,9 +207,9 @@ TEST_P(Bf16DotOracle, GreedyTokensMatchTransformersUpToNearTies) {
         break;
       }
       int32_t next = ours;
-      ASSERT_TRUE(m->forward({&next, 1}, Precision::kModel, cache, LogitsFor::kLast, logits,
-                             nullptr, &plan)
-                      .ok());
+      ASSERT_TRUE(
+          m->forward({&next, 1}, Precision::kModel, cache, LogitsFor::kLast, logits, nullptr, &plan)
+              .ok());
     }
   }
   EXPECT_GT(steps, 20u);
@@ -225,16 +224,18 @@ TEST(Bf16DotCli, RefusedForFp32WeightsOnCudaAndOnTheFp32Path) {
   const std::string hf = testing::data_dir() + "/hf/qwen3-tiny";
   auto f32 = testing::run_cli("generate " + hf + "/fp32 --token-ids 1,2,3 -n 2 --dot bf16-pairs");
   EXPECT_EQ(f32.exit_code, 3) << f32.err;
-  EXPECT_NE(f32.err.find("runs on bf16 weights only; this checkpoint's are f32"),
-            std::string::npos)
+  EXPECT_NE(f32.err.find("runs on bf16 weights only; this checkpoint's are f32"), std::string::npos)
       << f32.err;
   auto cuda = testing::run_cli("bench " + hf + "/bf16 --device cuda --dot bf16-pairs");
   EXPECT_EQ(cuda.exit_code, 64) << cuda.err;
-  EXPECT_NE(cuda.err.find("the CUDA backend runs the contract dot product only"),
-            std::string::npos)
+  EXPECT_NE(cuda.err.find("the CUDA backend runs the contract dot product only"), std::string::npos)
       << cuda.err;
-  auto fp32 = testing::run_cli("eval " + hf + "/bf16 --precision fp32 --dot bf16-pairs");
+  testing::TempDir tmp;
+  auto fp32 = testing::run_cli("eval " + hf + "/bf16 --token-ids 1,2 --out " +
+                               (tmp / "o.safetensors") + " --precision fp32 --dot bf16-pairs");
   EXPECT_EQ(fp32.exit_code, 64) << fp32.err;
+  EXPECT_NE(fp32.err.find("the fp32 reference path always runs the contract"), std::string::npos)
+      << fp32.err;
   auto unknown = testing::run_cli("bench " + hf + "/bf16 --dot fast --repeat 1");
   EXPECT_EQ(unknown.exit_code, 3) << unknown.err;
   EXPECT_NE(unknown.err.find("known: contract, bf16-pairs"), std::string::npos) << unknown.err;
@@ -251,7 +252,8 @@ TEST(Bf16DotCli, BenchJsonReportsTheDot) {
   const json j = json::parse(r.out);
   EXPECT_EQ(j["dot"], "bf16-pairs");
   EXPECT_EQ(j["dot_impl"], cpu::bf16dot_impl_name());
-  auto c = testing::run_cli("bench " + bf16 + " --prompt-tokens 8 --gen-tokens 2 --repeat 1 --json");
+  auto c =
+      testing::run_cli("bench " + bf16 + " --prompt-tokens 8 --gen-tokens 2 --repeat 1 --json");
   ASSERT_EQ(c.exit_code, 0) << c.err;
   EXPECT_EQ(json::parse(c.out)["dot"], "contract");
 }

@@ -1,10 +1,11 @@
 // `fusecheck bench MODEL [--prompt-tokens 128] [--gen-tokens 64] [--threads N] [--kernels NAME]
-// [--repeat R] [--compare] [--dot NAME] [--json]`: prefill and decode speed of the engine on a model (medians
-// and spread over R passes), resident memory, and the fraction of the decode roofline reached:
-// every weight is streamed once per decoded token, so bandwidth / weight bytes bounds decode
-// tokens/s; the bandwidth is measured here, on the machine that runs the benchmark. --compare runs
-// the standard and the fused plan alternately, side by side, and reports their ratio; --plan FILE
-// runs a per-layer plan (fusecheck plan) beside both all-standard and all-fused (its profile).
+// [--repeat R] [--compare] [--dot NAME] [--json]`: prefill and decode speed of the engine on a
+// model (medians and spread over R passes), resident memory, and the fraction of the decode
+// roofline reached: every weight is streamed once per decoded token, so bandwidth / weight bytes
+// bounds decode tokens/s; the bandwidth is measured here, on the machine that runs the benchmark.
+// --compare runs the standard and the fused plan alternately, side by side, and reports their
+// ratio; --plan FILE runs a per-layer plan (fusecheck plan) beside both all-standard and all-fused
+// (its profile).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>

@@ -1,11 +1,10 @@
 #include "kernels/numerics_profile.h"
 
-#include "kernels/dot_choice.h"
-
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "kernels/dot_choice.h"
 #include "util/atomic_file.h"
 #include "util/embedded.h"
 

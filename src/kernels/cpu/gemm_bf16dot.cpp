@@ -77,6 +77,20 @@ uint16_t load_u16(const void* base, int64_t i) {
 }
 
 #if FC_BF16DOT_NATIVE
+// GCC 12's extract intrinsics pass _mm256_undefined_ps() as the merge source, which -Wuninitialized
+// reports wherever they are inlined into a target("...") function; the value is never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+// The definition's fold of 16 lanes in registers: lane j += lane j + h for h = 8, 4, 2, 1.
+FC_BF16_TARGET __attribute__((always_inline)) inline float fold16(__m512 v) {
+  const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+  const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));         // lanes 0, 1 += lanes 2, 3
+  const __m128 h1 = _mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 0x55));  // lane 0 += lane 1
+  return _mm_cvtss_f32(h1);
+}
+
 // One step of 32 bf16 elements at i: TB activation vectors, R weight vectors (masked by m: the
 // masked-off lanes are zero and never fault), R * TB vdpbf16ps.
 template <int R, int TB, bool kMasked>
@@ -114,13 +128,13 @@ FC_BF16_TARGET __attribute__((noinline)) void micro_kernel(const uint16_t* const
   for (int64_t i = 0; i < full; i += kStep) step<R, TB, false>(acc, w, x, i, 0);
   if (full < cols)
     step<R, TB, true>(acc, w, x, full, static_cast<__mmask32>((1u << (cols - full)) - 1u));
-  alignas(64) float lane[kPairLanes];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TB; ++t) {
-      _mm512_store_ps(lane, acc[r][t]);
-      res[r * TB + t] = fold_lanes(lane);
-    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TB; ++t) res[r * TB + t] = fold16(acc[r][t]);
 }
+
+#pragma GCC diagnostic pop
 
 // micro_kernel with a run-time token count tb in [1, TB].
 template <int R, int TB>
@@ -148,7 +162,9 @@ void native_rows(float* out, const uint16_t* xb, int64_t stride, int64_t T, cons
       const uint16_t* x[kTileTokensNative];
       for (int t = 0; t < tb; ++t) x[t] = xb + (t0 + t) * stride;
       for (int64_t r = rt; r < re;) {
-        const int rr = re - r >= kTileRowsNative ? static_cast<int>(kTileRowsNative) : 1;
+        // Decode (T == 1) streams one row at a time: one sequential stream of weights is what
+        // the prefetchers serve best (simd-inl.h's kGemvRows); prefill takes 4 rows per step.
+        const int rr = T > 1 && re - r >= kTileRowsNative ? static_cast<int>(kTileRowsNative) : 1;
         const uint16_t* w[kTileRowsNative];
         for (int i = 0; i < rr; ++i) w[i] = W + (r + i) * cols;
         if (rr == kTileRowsNative)

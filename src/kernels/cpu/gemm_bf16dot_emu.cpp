@@ -4,6 +4,7 @@
 // agrees with the scalar reference by NMSE, not bit for bit.
 #define HWY_COMPILE_ALL_ATTAINABLE
 
+#include <cmath>
 #include <cstring>
 
 #undef HWY_TARGET_INCLUDE
@@ -11,6 +12,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "kernels/cpu/gemm_bf16dot_emu.h"
+#include "util/half.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace fusecheck::cpu::HWY_NAMESPACE {
@@ -18,6 +20,15 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // sum over pairs of x[i] * w[i], i < n (n a multiple of 32). x, w: [n] bf16 bit patterns.
 HWY_INLINE float DotPairs(const uint16_t* x, const uint16_t* w, int64_t n) {
+#if HWY_TARGET == HWY_SCALAR
+  // One lane has no bf16 pair vector: the same two chains (even, odd products), per element.
+  float sum0 = 0, sum1 = 0;
+  for (int64_t i = 0; i < n; i += 2) {
+    sum0 = std::fma(bf16_to_f32(x[i]), bf16_to_f32(w[i]), sum0);
+    sum1 = std::fma(bf16_to_f32(x[i + 1]), bf16_to_f32(w[i + 1]), sum1);
+  }
+  return sum0 + sum1;
+#else
   const hn::CappedTag<float, 16> df;
   const hn::Repartition<hwy::bfloat16_t, decltype(df)> dbf;
   const int64_t step = static_cast<int64_t>(hn::Lanes(dbf));
@@ -28,6 +39,7 @@ HWY_INLINE float DotPairs(const uint16_t* x, const uint16_t* w, int64_t n) {
     sum0 = hn::ReorderWidenMulAccumulate(df, hn::LoadU(dbf, xb + i), hn::LoadU(dbf, wb + i), sum0,
                                          sum1);
   return hn::GetLane(hn::SumOfLanes(df, hn::Add(sum0, sum1)));
+#endif
 }
 
 // res[t * rows + r] for t < T, r in [r0, r1): the raw dot (no bias, no rounding).
