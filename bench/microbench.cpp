@@ -159,9 +159,7 @@ void BM_Dot(benchmark::State& state) {
   state.counters["GFLOP"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(n) / 1e9,
       benchmark::Counter::kIsRate);
-  state.SetLabel(pairs  ? "bf16-pairs " + fc::cpu::bf16dot_impl_name()
-                 : simd ? std::string(fc::cpu::simd_target_name())
-                        : std::string("scalar"));
+  state.SetLabel(simd ? fc::cpu::simd_target_name() : "scalar");
 }
 BENCHMARK(BM_Dot)->ArgsProduct({{128, 1024}, {0, 1}})->ArgNames({"n", "simd"});
 
@@ -182,9 +180,7 @@ void BM_AttentionHead(benchmark::State& state) {
                               ActType::BF16, scores.data());
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetLabel(pairs  ? "bf16-pairs " + fc::cpu::bf16dot_impl_name()
-                 : simd ? std::string(fc::cpu::simd_target_name())
-                        : std::string("scalar"));
+  state.SetLabel(simd ? fc::cpu::simd_target_name() : "scalar");
 }
 BENCHMARK(BM_AttentionHead)
     ->ArgsProduct({{512}, {0, 1}})
