@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """fusecheck bench and llama.cpp's llama-bench side by side in one run, on the same model.
 
-Passes are interleaved (per pass and thread count, the engine that runs first alternates), and
+Passes are interleaved (per pass and thread count, the engine that runs first rotates), and
 each pass records the 1-minute load average before it: on a shared machine quote the ratios, not
 the absolute times. Medians are over --passes (>= 3 recommended). With --busy, one extra process
 (a `yes >/dev/null` loop, started and stopped here) keeps a core busy for every pass: the
@@ -15,7 +15,7 @@ so for the 0.6B shape it does ~2% more memory traffic per decoded token than lla
 
 Usage: bench/compare_llamacpp.py --fusecheck build/fusecheck --model-dir DIR
          [--llama-bench BIN --gguf FILE] [--threads 1,2] [--passes 3] [--prompt 128] [--gen 64]
-         [--busy] [--json OUT]
+         [--busy] [--dots contract,bf16-pairs] [--json OUT]
 """
 import argparse
 import json
@@ -31,14 +31,17 @@ def loadavg():
         return float(f.read().split()[0])
 
 
-def run_fusecheck(a, threads):
+def run_fusecheck(a, threads, dot="contract"):
     cmd = [a.fusecheck, "bench", a.model_dir, "--threads", str(threads), "--prompt-tokens",
            str(a.prompt), "--gen-tokens", str(a.gen), "--repeat", "1", "--json"]
+    if dot != "contract":
+        cmd += ["--dot", dot]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     j = json.loads(r.stdout)
     return {"prefill": j["prefill_tokens_per_s"], "decode": j["decode_tokens_per_s"],
             "bandwidth_gbs": j["bandwidth_gbs"], "roofline": j["decode_roofline_tokens_per_s"],
-            "simd_target": j["simd_target"]}
+            "simd_target": j["simd_target"], "dot": j.get("dot", "contract"),
+            "dot_impl": j.get("dot_impl")}
 
 
 def run_llama(a, threads):
@@ -67,9 +70,15 @@ def main():
     p.add_argument("--prompt", type=int, default=128)
     p.add_argument("--gen", type=int, default=64)
     p.add_argument("--busy", action="store_true", help="keep one core busy (yes >/dev/null)")
+    p.add_argument("--dots", default="contract",
+                   help="fusecheck's --dot choices to time, comma separated (e.g. "
+                        "contract,bf16-pairs); each other than contract is the engine "
+                        "fusecheck:NAME")
     p.add_argument("--json", help="write every pass and the summary here")
     a = p.parse_args()
-    engines = ["fusecheck"] + (["llama.cpp"] if a.llama_bench and a.gguf else [])
+    dots = a.dots.split(",")
+    engines = ["fusecheck" if d == "contract" else "fusecheck:" + d for d in dots]
+    engines += ["llama.cpp"] if a.llama_bench and a.gguf else []
     threads = [int(t) for t in a.threads.split(",")]
     busy = None
     # SIGTERM unwinds through the finally below, so the busy loop never outlives this script.
@@ -80,13 +89,18 @@ def main():
     try:
         for i in range(a.passes):
             for t in threads:
-                order = engines if (i + t) % 2 == 0 else engines[::-1]
+                # Who goes first rotates with the pass and the thread count.
+                k = (i + t) % len(engines)
+                order = engines[k:] + engines[:k]
                 for e in order:
                     la = loadavg()
-                    res = run_fusecheck(a, t) if e == "fusecheck" else run_llama(a, t)
+                    if e.startswith("fusecheck"):
+                        res = run_fusecheck(a, t, e.split(":")[1] if ":" in e else "contract")
+                    else:
+                        res = run_llama(a, t)
                     res.update(engine=e, threads=t, pass_=i, loadavg=la)
                     passes.append(res)
-                    print(f"pass {i} {e:9s} t={t} load {la:5.2f}: prefill {res['prefill']:8.2f} "
+                    print(f"pass {i} {e:20s} t={t} load {la:5.2f}: prefill {res['prefill']:8.2f} "
                           f"decode {res['decode']:7.2f} tok/s", file=sys.stderr, flush=True)
     finally:
         if busy is not None:
@@ -100,14 +114,18 @@ def main():
             s[e] = {k: median([r[k] for r in rows]) for k in ("prefill", "decode")}
             s[e]["loadavg"] = [r["loadavg"] for r in rows]
         if "llama.cpp" in s:
-            for k in ("prefill", "decode"):
-                s[f"{k}_ratio"] = s["fusecheck"][k] / s["llama.cpp"][k]
+            for e in engines[:-1]:
+                suffix = "" if e == "fusecheck" else "_" + e.split(":")[1]
+                for k in ("prefill", "decode"):
+                    s[f"{k}_ratio{suffix}"] = s[e][k] / s["llama.cpp"][k]
         summary[str(t)] = s
     fc = [r for r in passes if r["engine"] == "fusecheck"]
     meta = {"busy_core": a.busy, "passes": a.passes, "prompt": a.prompt, "gen": a.gen,
+            "dots": dots,
+            "dot_impl": next((r["dot_impl"] for r in passes if r.get("dot_impl")), None),
             "bandwidth_gbs_median": median([r["bandwidth_gbs"] for r in fc]),
             "simd_target": fc[0]["simd_target"] if fc else None, "nproc": os.cpu_count()}
-    if len(threads) == 2 and all(str(t) in summary for t in threads):
+    if fc and len(threads) == 2 and all(str(t) in summary for t in threads):
         lo, hi = str(min(threads)), str(max(threads))
         meta["fusecheck_decode_hi_over_lo_threads"] = (
             summary[hi]["fusecheck"]["decode"] / summary[lo]["fusecheck"]["decode"])

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/gemm_bf16dot.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/thread_pool.h"
@@ -86,11 +87,12 @@ void scalar_linear(float* out, const float* x, int64_t T, const Weight& w, Threa
   });
 }
 
-// args: rows, cols, T, threads, simd (0/1)
+// args: rows, cols, T, threads, simd (0: the scalar oracle, 1: the SIMD contract kernel, 2: the
+// opt-in bf16-pair dot, --dot bf16-pairs)
 void BM_Linear(benchmark::State& state) {
   const int64_t rows = state.range(0), cols = state.range(1), T = state.range(2);
   const int threads = static_cast<int>(state.range(3));
-  const bool simd = state.range(4) != 0;
+  const bool simd = state.range(4) != 0, pairs = state.range(4) == 2;
   const Matrices& m = matrices(rows, cols, /*rotate=*/T == 1);
   const auto x = activations(T * cols);
   std::vector<float> out(static_cast<size_t>(T * rows));
@@ -100,7 +102,9 @@ void BM_Linear(benchmark::State& state) {
   int64_t i = 0;
   for (auto _ : state) {
     const Weight w = m.at(i++);
-    if (simd)
+    if (pairs)
+      fc::cpu::linear_bf16dot(out.data(), x.data(), T, w, Weight{}, ActType::BF16, pool);
+    else if (simd)
       fc::cpu::linear_simd(out.data(), x.data(), T, w, Weight{}, ActType::BF16, pool);
     else
       scalar_linear(out.data(), x.data(), T, w, pool, scratch);
@@ -112,14 +116,16 @@ void BM_Linear(benchmark::State& state) {
                                             benchmark::Counter::kIsRate);
   state.counters["GFLOP"] = benchmark::Counter(
       calls * 2.0 * static_cast<double>(T * rows * cols) / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(simd ? fc::cpu::simd_target_name() : "scalar");
+  state.SetLabel(pairs  ? "bf16-pairs " + fc::cpu::bf16dot_impl_name()
+                 : simd ? std::string(fc::cpu::simd_target_name())
+                        : std::string("scalar"));
 }
 
 void GemvArgs(benchmark::internal::Benchmark* b) {
   for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
            {2048, 1024}, {1024, 1024}, {3072, 1024}, {1024, 3072}, {151936, 1024}})
     for (int threads : {1, 2})
-      for (int simd : {0, 1}) b->Args({rows, cols, 1, threads, simd});
+      for (int simd : {0, 1, 2}) b->Args({rows, cols, 1, threads, simd});
   b->ArgNames({"rows", "cols", "T", "threads", "simd"})
       ->UseRealTime()
       ->Unit(benchmark::kMicrosecond);
@@ -131,7 +137,8 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
            {2048, 1024}, {1024, 1024}, {3072, 1024}, {1024, 3072}}) {
     // The scalar oracle is single-threaded for T > 1 (scalar_linear splits rows only for T == 1).
     b->Args({rows, cols, 128, 1, 0});
-    for (int threads : {1, 2}) b->Args({rows, cols, 128, threads, 1});
+    for (int threads : {1, 2})
+      for (int simd : {1, 2}) b->Args({rows, cols, 128, threads, simd});
   }
   b->ArgNames({"rows", "cols", "T", "threads", "simd"})
       ->UseRealTime()

@@ -1,10 +1,11 @@
 // `fusecheck bench MODEL [--prompt-tokens 128] [--gen-tokens 64] [--threads N] [--kernels NAME]
-// [--repeat R] [--compare] [--json]`: prefill and decode speed of the engine on a model (medians
-// and spread over R passes), resident memory, and the fraction of the decode roofline reached:
-// every weight is streamed once per decoded token, so bandwidth / weight bytes bounds decode
-// tokens/s; the bandwidth is measured here, on the machine that runs the benchmark. --compare runs
-// the standard and the fused plan alternately, side by side, and reports their ratio; --plan FILE
-// runs a per-layer plan (fusecheck plan) beside both all-standard and all-fused (its profile).
+// [--repeat R] [--compare] [--dot NAME] [--json]`: prefill and decode speed of the engine on a
+// model (medians and spread over R passes), resident memory, and the fraction of the decode
+// roofline reached: every weight is streamed once per decoded token, so bandwidth / weight bytes
+// bounds decode tokens/s; the bandwidth is measured here, on the machine that runs the benchmark.
+// --compare runs the standard and the fused plan alternately, side by side, and reports their
+// ratio; --plan FILE runs a per-layer plan (fusecheck plan) beside both all-standard and all-fused
+// (its profile).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -15,6 +16,7 @@
 
 #include "cli/commands.h"
 #include "cli/engine_cli.h"
+#include "kernels/cpu/gemm_bf16dot.h"
 #include "kernels/cpu/simd.h"
 #include "plan/plan.h"
 
@@ -190,8 +192,9 @@ nlohmann::json plan_figures(const std::vector<Timed>& plans, double roofline, bo
 
 void print_text(const BenchArgs& a, const Model& m, const nlohmann::json& j, bool with_plan) {
   // The backend names what runs: "cpu AVX3, 2 threads" or "cuda NVIDIA H200".
-  std::printf("fusecheck bench: %s (%s, %s)\n", a.engine.model_dir.c_str(),
-              a.engine.precision.c_str(), m.backend().name().c_str());
+  std::printf("fusecheck bench: %s (%s, %s, dot %s)\n", a.engine.model_dir.c_str(),
+              a.engine.precision.c_str(), m.backend().name().c_str(),
+              j["dot"].get<std::string>().c_str());
   auto line = [&](const nlohmann::json& r) {
     std::printf(
         "  %-22s prefill %7.1f tok/s [%.1f, %.1f]  decode %6.2f tok/s [%.2f, %.2f]  %.1f ms/tok  "
@@ -244,6 +247,8 @@ int run_bench(const BenchArgs& a) {
   for (auto& x : prompt) x = id(rng);
   auto plans = plans_to_time(a, *engine);
   if (!plans.ok()) return fail(plans.error());
+  // --dot applies to every timed plan (load_engine set it on the decided one).
+  for (Timed& t : *plans) t.plan.dot = engine->kernels.plan.dot;
   auto first = time_passes(a, *engine, prompt, *plans);
   if (!first.ok()) return fail(first.error());
   const int64_t rss = proc_status_bytes("VmRSS:"), peak = proc_status_bytes("VmHWM:");
@@ -256,6 +261,8 @@ int run_bench(const BenchArgs& a) {
   j["threads"] = m.backend().threads();
   j["backend"] = m.backend().name();
   j["simd_target"] = cpu::simd_target_name();
+  j["dot"] = std::string(dot_choice_name(engine->kernels.plan.dot));
+  if (engine->kernels.plan.dot == DotChoice::kBf16Pairs) j["dot_impl"] = cpu::bf16dot_impl_name();
   j["precision"] = a.engine.precision;
   j["prompt_tokens"] = a.prompt_tokens;
   j["gen_tokens"] = a.gen_tokens;

@@ -10,6 +10,7 @@
 
 #include "check/check.h"
 #include "cli/commands.h"
+#include "cli/engine_cli.h"
 #include "db/store.h"
 #include "plan/plan_search.h"
 #include "probe/probe_report.h"
@@ -23,6 +24,7 @@ namespace {
 struct ProbeArgs {
   std::string model_dir, kernels = "fused", prompts, report, report_format, cache_dir, db;
   std::string device = "cpu";
+  std::string dot = "contract";  // --dot NAME: the standard and fused paths' dot product
   std::string plan;  // --plan FILE: measure a per-layer plan (not recorded in the database)
   int64_t tokens = 64, greedy_tokens = 32;
   bool json = false, no_cache = false;
@@ -64,12 +66,15 @@ int run_probe_command(const ProbeArgs& a) {
   load_opt.device = a.device;
   auto model = Model::load(a.model_dir, load_opt);
   if (!model.ok()) return bad(model.error());
+  auto dot = resolve_dot(a.dot, *model, a.model_dir);
+  if (!dot.ok()) return bad(dot.error());
   auto inputs = calibration_inputs(*model, a.tokens, a.prompts);
   if (!inputs.ok()) return bad(inputs.error());
 
   ProbeOptions opt;
   opt.profile = *profile;
   opt.criteria = a.criteria;
+  opt.dot = *dot;
   if (plan_file)
     if (auto st = use_plan(*plan_file, a.plan, check->fingerprint, *model, opt); !st)
       return bad(st.error());
@@ -86,13 +91,18 @@ int run_probe_command(const ProbeArgs& a) {
   auto r = run_probe(*model, opt);
   if (!r.ok()) return bad(r.error());
   if (plan_file) r->profile = "plan:" + kernels + " (" + a.plan + ")";
+  const bool contract = opt.dot == DotChoice::kContract;
+  if (!contract) r->profile += " (dot " + a.dot + ")";
 
   nlohmann::json j = probe_to_json(*r);
   j["model_path"] = a.model_dir;
   j["static_verdict"] = verdict_name(check->verdict);
   if (plan_file) j["plan"] = a.plan;
+  j["dot"] = a.dot;
   j["static_score"] = check->score.total;
-  if (!a.no_cache && !plan_file) {  // a plan's measurement is not the profile's
+  // A plan's measurement is not the profile's, nor is one with another dot product: only the
+  // contract's is recorded, so the database's verdicts never move with --dot.
+  if (!a.no_cache && !plan_file && contract) {
     const std::string db_path = resolve_db_path(a.db);
     auto rec_note = record_locally(
         db_path, local_record(*check, &*r, identity_from_path(a.model_dir), a.device));
@@ -136,6 +146,10 @@ void register_probe_command(CLI::App& app, int& exit_code) {
       ->check(non_empty());
   cmd->add_option("--device", a->device, "where the three paths run: cpu (default) or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--dot", a->dot,
+                  "the standard and fused paths' dot product: contract (default) or bf16-pairs "
+                  "(opt-in; measured, never recorded in the database)")
+      ->check(non_empty());
   cmd->add_option("--prompts", a->prompts, "calibration prompts, one per line (needs a tokenizer)");
   cmd->add_option("--tokens", a->tokens, "tokens per calibration sequence (default 64)")
       ->check(int_in(2, 4096));
@@ -172,6 +186,8 @@ void register_probe_command(CLI::App& app, int& exit_code) {
       usage_error("--plan and --kernels contradict each other (a plan names its profile)");
     if (!a->report_format.empty() && a->report.empty())
       usage_error("--report-format goes with --report FILE");
+    if (a->dot != "contract" && a->device == "cuda")
+      usage_error("--dot " + a->dot + ": the CUDA backend runs the contract dot product only");
     exit_code = run_probe_command(*a);
   });
 }

@@ -1,11 +1,14 @@
 #include "cli/engine_cli.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
 #include "cli/commands.h"
+#include "fmt/ranges.h"
+#include "kernels/numerics_profile.h"
 #include "plan/plan_store.h"
 
 namespace fusecheck::cli {
@@ -36,12 +39,21 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
       ->check(int_in(1, 1024));
   cmd->add_option("--device", a.device, "where the ops run: cpu (default) or cuda (GPU 0)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--dot", a.dot,
+                  "the projections' dot product: contract (default, bit-identical on every ISA) or "
+                  "bf16-pairs (opt-in: bf16 activations, AVX512-BF16; bf16 checkpoints only)")
+      ->check(non_empty());
   cmd->add_option("--db", a.kernels.db_path,
                   "compatibility database whose measurements the decision uses (default " +
                       default_db_hint() + ")");
 }
 
 void check_engine_flags(const EngineArgs& a) {
+  if (a.dot != "contract" && a.device == "cuda")
+    usage_error("--dot " + a.dot + ": the CUDA backend runs the contract dot product only");
+  if (a.dot != "contract" && a.precision == "fp32")
+    usage_error("--dot " + a.dot +
+                ": the fp32 reference path always runs the contract; use --precision model");
   if (!a.plan_file.empty() && !a.kernels_name.empty())
     usage_error("--plan and --kernels contradict each other (a plan names its profile)");
   if (!a.plan_file.empty() && a.kernels.force)
@@ -76,12 +88,25 @@ int64_t available_memory() {
 
 }  // namespace
 
+Result<DotChoice> resolve_dot(const std::string& name, const Model& model,
+                              const std::string& model_dir) {
+  FC_ASSIGN(reg, NumericsRegistry::load(""));
+  FC_ASSIGN(spec, reg.find_dot(name));
+  const DType dt = model.weights().dtype;
+  const std::string dtype = dt == DType::BF16 ? "bf16" : dt == DType::F16 ? "f16" : "f32";
+  if (std::find(spec.weights.begin(), spec.weights.end(), dtype) == spec.weights.end())
+    return make_error("{}: --dot {} runs on {} weights only; this checkpoint's are {}", model_dir,
+                      name, fmt::format("{}", fmt::join(spec.weights, "/")), dtype);
+  return *parse_dot_choice(spec.name);
+}
+
 Result<LoadedEngine> load_engine(const EngineArgs& a) {
   FC_ASSIGN(precision, parse_precision(a.precision));
   LoadOptions load_opt;
   load_opt.threads = a.threads;
   load_opt.device = a.device;
   FC_ASSIGN(model, Model::load(a.model_dir, load_opt));
+  FC_ASSIGN(dot, resolve_dot(a.dot, model, a.model_dir));
   int64_t model_max = model.config().max_position_embeddings;
   if (model_max <= 0) model_max = 4096;
   const int64_t per_pos = model.new_cache(precision, 1).bytes_per_position();
@@ -108,12 +133,14 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
     FC_ASSIGN(plan, plan_for_model(model, a.plan_file));
     KernelDecision d;
     d.outcome = KernelOutcome::kPlan, d.plan = std::move(plan), d.source = "plan";
+    d.plan.dot = dot;
     std::fprintf(stderr, "kernels: %s (%s, from %s)\n",
                  std::string(kernel_outcome_name(d.outcome)).c_str(), d.plan.profile.c_str(),
                  a.plan_file.c_str());
     return LoadedEngine{std::move(model), precision, ctx, std::move(d)};
   }
   FC_ASSIGN(decision, decide_kernels(model, req));
+  decision.plan.dot = dot;
   if (req.use_custom_kernels) {
     if (!decision.message.empty()) std::fprintf(stderr, "%s\n", decision.message.c_str());
     // A profile that fuses nothing (`--kernels standard`) runs the standard path; say so.

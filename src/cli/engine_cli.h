@@ -29,6 +29,7 @@ struct EngineArgs {
   bool no_fusion = false;           // the one switch that turns all fusion off
   int threads = 0;                  // 0: the physical cores
   std::string device = "cpu";       // --device cpu | cuda: where the ops run
+  std::string dot = "contract";     // --dot NAME: the projections' dot product (kernels.json dots)
 };
 void add_engine_options(CLI::App* cmd, EngineArgs& a);
 // Usage errors (thrown as CLI::ValidationError) for contradictory kernel flags; a note when
@@ -42,6 +43,10 @@ struct LoadedEngine {
   KernelDecision kernels;  // the load-time decision and the plan to run
 };
 Result<LoadedEngine> load_engine(const EngineArgs& a);
+// --dot NAME for `model`: the choice, or an error when the table (data/kernels.json "dots") has
+// no such name or the checkpoint's projections are of a dtype it does not run on.
+Result<DotChoice> resolve_dot(const std::string& name, const Model& model,
+                              const std::string& model_dir);
 
 // "1,2,3" (spaces allowed) -> ids; each must be a non-negative 32-bit integer.
 Result<std::vector<int32_t>> parse_token_ids(const std::string& text);

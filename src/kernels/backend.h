@@ -28,6 +28,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/dot_choice.h"
 #include "kernels/numerics_profile.h"
 #include "kernels/types.h"
 #include "util/result.h"
@@ -124,6 +125,11 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // run asynchronously): the model checks it after each download and returns it as an error. A
   // failed backend's later results are not to be used (the CUDA backend fills them with NaN).
   virtual Status status() const { return ok_status(); }
+  // The dot product linear, logits, rmsnorm_qkv and gate_up_silu use from now on (the model sets
+  // its plan's before each pass). Every backend runs the contract; false: `d` is not supported
+  // (the contract keeps running). The CPU backend also runs kBf16Pairs, on bf16 weights of the
+  // model-dtype (ActType::BF16) path only.
+  virtual bool set_dot(DotChoice d) { return d == DotChoice::kContract; }
 
   // --- memory ---
   // `bytes` of backend memory, zero-filled, aligned to at least 64 bytes.

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dot_choice.h"
 #include "kernels/numerics_profile.h"
 
 namespace fusecheck {
@@ -35,6 +36,9 @@ struct KernelPlan {
   KvFormat kv_format = KvFormat::kSame;
   KvScale kv_scale = KvScale::kPerTensor;
   bool fp16_accumulation = false;  // attention q.k accumulated in fp16
+  // The projections' dot product (--dot): the contract, or the bf16-pair dot on the model-dtype
+  // path of a bf16 checkpoint. The fp32 reference path always runs the contract.
+  DotChoice dot = DotChoice::kContract;
 
   // The unfused path: the oracle every fused kernel is compared with.
   static KernelPlan standard(int64_t n_layers);

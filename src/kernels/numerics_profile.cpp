@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "kernels/dot_choice.h"
 #include "util/atomic_file.h"
 #include "util/embedded.h"
 
@@ -142,6 +143,41 @@ Status parse_static_rules(const json& sr, StaticRules& r, const std::string& whe
   return ok_status();
 }
 
+// "dots": the dot-product choices; each name must be one the engine runs (dot_choice.h).
+Status parse_dots(const json& dots, std::vector<DotSpec>& out, const std::string& source) {
+  if (!dots.is_array()) return make_error("{}: \"dots\" must be an array", source);
+  for (const auto& d : dots) {
+    if (!d.is_object() || !d.contains("name") || !d["name"].is_string())
+      return make_error("{}: every \"dots\" entry needs a \"name\"", source);
+    DotSpec s;
+    s.name = d["name"].get<std::string>();
+    const std::string where = source + ": dot \"" + s.name + "\"";
+    if (!parse_dot_choice(s.name))
+      return make_error("{}: not a dot product the engine runs (contract, bf16-pairs)", where);
+    FC_ASSIGN(description, read_string(d, "description", "", where));
+    FC_ASSIGN(isa, read_string(d, "isa", "", where));
+    FC_ASSIGN(rounds, read_string(d, "rounds", "", where));
+    s.description = description, s.isa = isa, s.rounds = rounds;
+    if (auto w = d.find("weights"); w != d.end()) {
+      if (!w->is_array()) return make_error("{}: \"weights\" must be an array of dtypes", where);
+      for (const auto& x : *w) {
+        const std::string v = x.is_string() ? x.get<std::string>() : "";
+        if (v != "bf16" && v != "f16" && v != "f32")
+          return make_error("{}: weights: expected bf16, f16 or f32, found {}", where,
+                            printable(x.dump()));
+        s.weights.push_back(v);
+      }
+    }
+    if (auto b = d.find("bit_identical_across_isas"); b != d.end()) {
+      if (!b->is_boolean())
+        return make_error("{}: \"bit_identical_across_isas\" must be true or false", where);
+      s.bit_identical_across_isas = b->get<bool>();
+    }
+    out.push_back(std::move(s));
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const std::string& source) {
@@ -166,6 +202,7 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
       FC_TRY(parse_static_rules(*sr, np.static_rules, where));
     reg.profiles_.push_back(std::move(np));
   }
+  if (auto d = root.find("dots"); d != root.end()) FC_TRY(parse_dots(*d, reg.dots_, source));
   return reg;
 }
 
@@ -173,6 +210,15 @@ Result<NumericsRegistry> NumericsRegistry::load(const std::string& file) {
   if (file.empty()) return parse(embedded_data("kernels.json"), "built-in kernels.json");
   FC_ASSIGN(text, read_small_file(file, kMaxConfigBytes));
   return parse(text, file);
+}
+
+Result<DotSpec> NumericsRegistry::find_dot(const std::string& name) const {
+  std::string known;
+  for (const auto& d : dots_) {
+    if (d.name == name) return d;
+    known += known.empty() ? d.name : ", " + d.name;
+  }
+  return make_error("--dot {}: unknown dot product; known: {}", printable(name), known);
 }
 
 Result<NumericsProfile> NumericsRegistry::find(const std::string& name) const {

@@ -52,6 +52,13 @@ struct NumericsProfile {
   bool lossy() const { return kv_format != KvFormat::kSame || accumulation_unit_roundoff > 0; }
 };
 
+// One dot-product choice of the "dots" table (--dot NAME; kernels/dot_choice.h runs it).
+struct DotSpec {
+  std::string name, description, isa, rounds;
+  std::vector<std::string> weights;  // weight dtypes it runs on: "bf16", "f16", "f32"
+  bool bit_identical_across_isas = true;
+};
+
 class NumericsRegistry {
  public:
   static Result<NumericsRegistry> parse(std::string_view json_text, const std::string& source);
@@ -59,9 +66,13 @@ class NumericsRegistry {
   static Result<NumericsRegistry> load(const std::string& file);
   Result<NumericsProfile> find(const std::string& name) const;
   const std::vector<NumericsProfile>& profiles() const { return profiles_; }
+  // The "dots" entry named `name`; the error lists the known ones.
+  Result<DotSpec> find_dot(const std::string& name) const;
+  const std::vector<DotSpec>& dots() const { return dots_; }
 
  private:
   std::vector<NumericsProfile> profiles_;
+  std::vector<DotSpec> dots_;
 };
 
 std::string_view kv_format_name(KvFormat f);

@@ -278,6 +278,7 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
   Activations& a = ws ? *ws : local;
   prepare(a, T, pos0 + T);
   Backend& b = *backend_;
+  b.set_dot(plan.dot);
   const int32_t pos0_i32 = static_cast<int32_t>(pos0);
   b.upload(a.pos0, 0, &pos0_i32, sizeof(int32_t));
   b.upload(a.tokens, 0, tokens.data(), tokens.size() * sizeof(int32_t));
@@ -331,6 +332,7 @@ void DecodeGraph::reset() {
 void Model::step_ops(Activations& a, KvCache& cache, ActType t, const KernelPlan& plan,
                      const SamplingParams& s) const {
   Backend& b = *backend_;
+  b.set_dot(plan.dot);
   b.embed(a.hidden.f32(), a.tokens.i32(), 1, embed_);
   for (int64_t l = 0; l < config_.num_layers; ++l) layer_forward(l, a, cache, t, plan);
   final_norm(a, t);
@@ -428,6 +430,7 @@ Status Model::run_layer(int64_t layer, const std::vector<float>& in, std::vector
   backend_->upload(a.pos0, 0, &pos0_i32, sizeof(int32_t));
   backend_->upload(a.hidden, 0, x.data(), x.size() * sizeof(float));
   a.dev_token = -1, a.dev_pos = -1;
+  backend_->set_dot(plan.dot);
   layer_forward(layer, a, cache, t, plan);
   residual_after(a, t, out);
   return backend_->status();

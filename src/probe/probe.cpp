@@ -155,9 +155,9 @@ void shadow_errors(const Model& m, const std::vector<int32_t>& ids, const PathRu
 
 // First generated position where the two paths' greedy continuations differ, or -1.
 Result<int64_t> greedy_divergence(const Model& m, const std::vector<int32_t>& prompt, int64_t n,
-                                  const KernelPlan& fused) {
+                                  const KernelPlan& standard, const KernelPlan& fused) {
   std::vector<std::vector<int32_t>> outs;
-  for (const KernelPlan* plan : {static_cast<const KernelPlan*>(nullptr), &fused}) {
+  for (const KernelPlan* plan : {&standard, &fused}) {
     Session s(m, Precision::kModel, static_cast<int64_t>(prompt.size()) + n + 1, plan);
     FC_TRY(s.feed(prompt));
     Sampler greedy(SamplingParams{});
@@ -213,8 +213,9 @@ Result<ProbeResult> run_probe(const Model& m, const ProbeOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   if (opt.inputs.empty()) return make_error("probe: no calibration input");
   const int64_t L = m.config().num_layers, vocab = m.config().vocab_size;
-  const KernelPlan standard = m.standard_plan();
-  const KernelPlan fused = opt.plan ? *opt.plan : KernelPlan::from_profile(opt.profile, L);
+  KernelPlan standard = m.standard_plan();
+  KernelPlan fused = opt.plan ? *opt.plan : KernelPlan::from_profile(opt.profile, L);
+  standard.dot = fused.dot = opt.dot;  // the fp32 reference (Precision::kFp32) runs the contract
   if (static_cast<int64_t>(fused.layers.size()) != L)
     return make_error("probe: the plan has {} layers, the model {}", fused.layers.size(), L);
   ProbeResult r;
@@ -258,7 +259,7 @@ Result<ProbeResult> run_probe(const Model& m, const ProbeOptions& opt) {
   std::vector<int32_t> prompt(first.begin(), first.begin() + std::min<size_t>(first.size(), 16));
   r.greedy_tokens = opt.greedy_tokens;
   if (opt.greedy_tokens > 0) {
-    FC_ASSIGN(div, greedy_divergence(m, prompt, opt.greedy_tokens, fused));
+    FC_ASSIGN(div, greedy_divergence(m, prompt, opt.greedy_tokens, standard, fused));
     r.greedy_divergence = div;
   }
   decide_probe_verdict(r, opt.criteria);

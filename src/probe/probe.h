@@ -40,6 +40,9 @@ struct ProbeOptions {
   // A per-layer plan (src/plan) to measure instead of the profile's uniform one. A plan is judged
   // by the lossy rule (criteria.lossy_*: the plan's absolute budget), whatever it fuses.
   std::optional<KernelPlan> plan;
+  // The projections' dot product on the standard and the fused path (--dot); the fp32 reference
+  // always runs the contract. kBf16Pairs measures what the opt-in choice costs against fp32.
+  DotChoice dot = DotChoice::kContract;
   std::vector<std::vector<int32_t>> inputs;  // calibration sequences (see calibration_inputs)
   int64_t greedy_tokens = 32;                // generated to find the first divergence
   ProbeCriteria criteria;

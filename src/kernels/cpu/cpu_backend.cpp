@@ -9,6 +9,7 @@
 
 #include "fmt/format.h"
 #include "kernels/cpu/fused.h"
+#include "kernels/cpu/gemm_bf16dot.h"
 #include "kernels/cpu/quant.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/thread_pool.h"
@@ -99,8 +100,14 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int threads) : pool_(threads) {}
 
   std::string name() const override {
-    return fmt::format("cpu {}, {} thread{}", cpu::simd_target_name(), pool_.threads(),
-                       pool_.threads() == 1 ? "" : "s");
+    return fmt::format(
+        "cpu {}{}, {} thread{}", cpu::simd_target_name(),
+        dot_ == DotChoice::kBf16Pairs ? ", bf16-pairs " + cpu::bf16dot_impl_name() : std::string(),
+        pool_.threads(), pool_.threads() == 1 ? "" : "s");
+  }
+  bool set_dot(DotChoice d) override {
+    dot_ = d;
+    return true;
   }
   int threads() const override { return pool_.threads(); }
   double read_bandwidth_gbs() override {
@@ -139,12 +146,15 @@ class CpuBackend final : public Backend {
   }
   void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
               ActType t) override {
-    cpu::linear_simd(out, x, T, w, bias, t, &pool_);
+    if (pairs(t, w))
+      cpu::linear_bf16dot(out, x, T, w, bias, t, &pool_);
+    else
+      cpu::linear_simd(out, x, T, w, bias, t, &pool_);
   }
   void rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                    float eps, const QkvWeights& w, ActType t, float* xn) override {
-    cpu::fused_rmsnorm_qkv(q, k, v, x, T, gain, eps, w.q, w.k, w.v, w.bq, w.bk, w.bv, t, xn,
-                           &pool_);
+    cpu::fused_rmsnorm_qkv(q, k, v, x, T, gain, eps, w.q, w.k, w.v, w.bq, w.bk, w.bv, t, xn, &pool_,
+                           pairs(t, w.q));
   }
   void qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t hd, const float* gain, float eps,
                     const RopeTable& rope, const int32_t* pos0, ActType t, bool fused) override;
@@ -160,10 +170,13 @@ class CpuBackend final : public Backend {
   }
   void gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
                     ActType t, float* gate, float* up) override {
-    cpu::fused_gate_up_silu(out, x, T, wg, wu, t, gate, up, &pool_);
+    cpu::fused_gate_up_silu(out, x, T, wg, wu, t, gate, up, &pool_, pairs(t, wg));
   }
   void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) override {
-    cpu::linear_simd(out, x, T, lm_head, Weight{}, t, &pool_);
+    if (pairs(t, lm_head))
+      cpu::linear_bf16dot(out, x, T, lm_head, Weight{}, t, &pool_);
+    else
+      cpu::linear_simd(out, x, T, lm_head, Weight{}, t, &pool_);
   }
 
  private:
@@ -172,7 +185,14 @@ class CpuBackend final : public Backend {
     std::vector<float> scores, acc, k_tile, v_tile;
   };
 
+  // The bf16-pair dot runs on the model-dtype path of bf16 weights only: the fp32 reference path
+  // (ActType::F32) and other weight dtypes keep the contract.
+  bool pairs(ActType t, const Weight& w) const {
+    return dot_ == DotChoice::kBf16Pairs && t == ActType::BF16 && w.dtype == DType::BF16;
+  }
+
   ThreadPool pool_;
+  DotChoice dot_ = DotChoice::kContract;
   std::vector<float> cos_, sin_;  // [hd / 2] the standard path's rounded cos/sin
   std::vector<Scratch> scratch_;
 };

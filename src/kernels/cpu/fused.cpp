@@ -3,10 +3,24 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/gemm_bf16dot.h"
 #include "kernels/cpu/simd.h"
 #include "util/half.h"
 
 namespace fusecheck::cpu {
+
+namespace {
+
+// One projection of a fused group, by the chosen dot product.
+void project(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias, ActType t,
+             ThreadPool* pool, bool bf16_pairs) {
+  if (bf16_pairs && w.dtype == DType::BF16)
+    linear_bf16dot(out, x, T, w, bias, t, pool);
+  else
+    linear_simd(out, x, T, w, bias, t, pool);
+}
+
+}  // namespace
 
 void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out,
                        const float* gain, int64_t n, float eps, ActType t) {
@@ -22,16 +36,16 @@ void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_o
 void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                        float eps, const Weight& wq, const Weight& wk, const Weight& wv,
                        const Weight& bq, const Weight& bk, const Weight& bv, ActType t, float* xn,
-                       ThreadPool* pool) {
+                       ThreadPool* pool, bool bf16_pairs) {
   const int64_t dim = wq.cols;
   for (int64_t tok = 0; tok < T; ++tok) {
     const float* xt = x + tok * dim;
     const float inv = inv_rms(xt, dim, eps);
     for (int64_t i = 0; i < dim; ++i) xn[tok * dim + i] = gain[i] * (xt[i] * inv);  // stays fp32
   }
-  linear_simd(q, xn, T, wq, bq, t, pool);
-  linear_simd(k, xn, T, wk, bk, t, pool);
-  linear_simd(v, xn, T, wv, bv, t, pool);
+  project(q, xn, T, wq, bq, t, pool, bf16_pairs);
+  project(k, xn, T, wk, bk, t, pool, bf16_pairs);
+  project(v, xn, T, wv, bv, t, pool, bf16_pairs);
 }
 
 void fused_qk_norm_rope(float* x, int64_t n_heads, int64_t head_dim, const float* gain, float eps,
@@ -106,9 +120,10 @@ void fused_attention(float* out, const float* q, const float* keys, const float*
 }
 
 void fused_gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
-                        ActType t, float* gate, float* up, ThreadPool* pool) {
-  linear_simd(gate, x, T, wg, Weight{}, ActType::F32, pool);  // fp32 outputs: no rounding
-  linear_simd(up, x, T, wu, Weight{}, ActType::F32, pool);
+                        ActType t, float* gate, float* up, ThreadPool* pool, bool bf16_pairs) {
+  // fp32 outputs: no rounding
+  project(gate, x, T, wg, Weight{}, ActType::F32, pool, bf16_pairs);
+  project(up, x, T, wu, Weight{}, ActType::F32, pool, bf16_pairs);
   const int64_t n = T * wg.rows;
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];

@@ -12,6 +12,10 @@
 
 namespace fusecheck::cpu {
 
+// bf16_pairs (rmsnorm_qkv, gate_up_silu): the projections of bf16 weights use the bf16-pair dot
+// (gemm_bf16dot.h, the opt-in --dot bf16-pairs), which rounds their input to bf16 first; false:
+// the 32-lane contract (linear_simd).
+
 // Residual add and RMSNorm in one pass (vLLM's fused_add_rms_norm):
 //   s = h + delta (fp32); h = round(s) (the stored residual stream);
 //   normed = round_to(t, gain * s * rsqrt(mean(s^2) + eps)): one rounding, from the
@@ -27,7 +31,7 @@ void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_o
 void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                        float eps, const Weight& wq, const Weight& wk, const Weight& wv,
                        const Weight& bq, const Weight& bk, const Weight& bv, ActType t, float* xn,
-                       ThreadPool* pool);
+                       ThreadPool* pool, bool bf16_pairs = false);
 
 // Per-head q/k RMSNorm (when gain != nullptr), its gain and RoPE in one pass, all fp32 with fp32
 // cos/sin; one rounding at the end. x: [n_heads, head_dim] in place; gain: [head_dim];
@@ -51,6 +55,7 @@ void fused_attention(float* out, const float* q, const float* keys, const float*
 // F32, i.e. not at all), one rounding at the end. x: [T, dim]; out: [T, wg.rows];
 // gate, up: scratch [T, wg.rows] each.
 void fused_gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
-                        ActType t, float* gate, float* up, ThreadPool* pool);
+                        ActType t, float* gate, float* up, ThreadPool* pool,
+                        bool bf16_pairs = false);
 
 }  // namespace fusecheck::cpu
