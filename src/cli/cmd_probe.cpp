@@ -42,6 +42,34 @@ Status use_plan(const PlanFile& p, const std::string& path, const std::string& f
   return ok_status();
 }
 
+// A progress bar on stderr (a terminal only), erased when the probe finishes.
+void progress_bar(double f, const std::string& stage) {
+  const int width = 30, done = static_cast<int>(f * width + 0.5);
+  std::fprintf(stderr, "\r[%s%s] %3.0f%% %-24s", std::string(done, '#').c_str(),
+               std::string(width - done, ' ').c_str(), 100 * f, stage.c_str());
+  if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 32, "");
+}
+
+// --report FILE, as check's: the format from --report-format, else the extension (.txt text,
+// .html the HTML page, else JSON). Returns 0, or the exit code of a write that failed.
+int write_probe_report(const ProbeArgs& a, const CheckResult& check, const ProbeResult& r,
+                       const std::string& text, const std::string& json_text) {
+  const std::string rf = !a.report_format.empty()      ? a.report_format
+                         : a.report.ends_with(".txt")  ? "text"
+                         : a.report.ends_with(".html") ? "html"
+                                                       : "json";
+  std::string file_text = rf == "text" ? text : json_text;
+  if (rf == "html") {
+    HtmlSection sec{&check, &r, a.model_dir, "probe measurement", {}};
+    sec.commands = {"fusecheck probe " + a.model_dir + " --kernels " + a.kernels + " --tokens " +
+                    std::to_string(a.tokens)};
+    file_text = render_html({sec}, "fusecheck probe: " + a.model_dir);
+  }
+  if (auto st = write_file_atomic(a.report, file_text); !st)
+    return fail(kExitWriteError, st.error().message);
+  return 0;
+}
+
 int run_probe_command(const ProbeArgs& a) {
   auto bad = [](const Error& e) { return input_error(e); };
   auto registry = NumericsRegistry::load("");
@@ -80,14 +108,7 @@ int run_probe_command(const ProbeArgs& a) {
       return bad(st.error());
   opt.inputs = std::move(*inputs);
   opt.greedy_tokens = a.greedy_tokens;
-  const bool tty = isatty(STDERR_FILENO);
-  if (tty)
-    opt.progress = [](double f, const std::string& stage) {
-      const int width = 30, done = static_cast<int>(f * width + 0.5);
-      std::fprintf(stderr, "\r[%s%s] %3.0f%% %-24s", std::string(done, '#').c_str(),
-                   std::string(width - done, ' ').c_str(), 100 * f, stage.c_str());
-      if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 32, "");
-    };
+  if (isatty(STDERR_FILENO)) opt.progress = progress_bar;
   auto r = run_probe(*model, opt);
   if (!r.ok()) return bad(r.error());
   if (plan_file) r->profile = "plan:" + kernels + " (" + a.plan + ")";
@@ -113,23 +134,8 @@ int run_probe_command(const ProbeArgs& a) {
                                        verdict_name(check->verdict), check->score.total);
   const std::string json_text = j.dump(2) + "\n";
   std::fputs((a.json ? json_text : text).c_str(), stdout);
-  if (!a.report.empty()) {
-    // As check's --report: the format from --report-format, else the extension (.txt text,
-    // .html the HTML page, else JSON).
-    const std::string rf = !a.report_format.empty()      ? a.report_format
-                           : a.report.ends_with(".txt")  ? "text"
-                           : a.report.ends_with(".html") ? "html"
-                                                         : "json";
-    std::string file_text = rf == "text" ? text : json_text;
-    if (rf == "html") {
-      HtmlSection sec{&*check, &*r, a.model_dir, "probe measurement", {}};
-      sec.commands = {"fusecheck probe " + a.model_dir + " --kernels " + a.kernels + " --tokens " +
-                      std::to_string(a.tokens)};
-      file_text = render_html({sec}, "fusecheck probe: " + a.model_dir);
-    }
-    if (auto st = write_file_atomic(a.report, file_text); !st)
-      return fail(kExitWriteError, st.error().message);
-  }
+  if (!a.report.empty())
+    if (int rc = write_probe_report(a, *check, *r, text, json_text); rc) return rc;
   return r->verdict == Verdict::kCompatible ? 0 : 2;
 }
 

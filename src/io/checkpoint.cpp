@@ -60,6 +60,54 @@ std::string subdirectory_hint(const std::string& dir) {
 
 }  // namespace
 
+namespace {
+
+// Reads model.safetensors.index.json's weight_map: its (tensor, shard) entries, viewing the
+// document `parser` holds (so listing ~37k entries allocates no strings), and the distinct
+// shard names, each checked to be a plain file name in the model directory.
+Status read_weight_map(const std::string& index_path, simdjson::dom::parser& parser,
+                       std::vector<std::pair<std::string_view, std::string_view>>& weight_map,
+                       std::vector<std::string>& shard_names) {
+  // Read with simdjson's padding after the text, so the parser reads it in place (a 235B
+  // index is 3 MB: a padded copy of it cost ~800 page faults).
+  FC_ASSIGN(text, read_small_file(index_path, kMaxIndexBytes, simdjson::SIMDJSON_PADDING));
+  simdjson::dom::element root;
+  simdjson::dom::object map;
+  if (parser.parse(text.data(), text.size(), /*realloc_if_needed=*/false).get(root) ||
+      !root.is_object())
+    return make_error("{}: not a valid JSON object", index_path);
+  if (root["weight_map"].get_object().get(map))
+    return make_error("{}: expected a \"weight_map\" object of tensor name -> shard file",
+                      index_path);
+  weight_map.reserve(map.size());
+  // Each shard name is checked once, at its first entry (~120 names for ~37k entries; entries
+  // of one shard mostly follow each other, so a repeat of the last name is not even hashed).
+  std::unordered_map<std::string_view, bool> seen;
+  std::string_view last;
+  for (auto [name, file] : map) {
+    std::string_view f;
+    if (file.get_string().get(f))
+      return make_error("{}: weight_map[\"{}\"] must be a file name string", index_path,
+                        printable(name));
+    if (f != last || shard_names.empty()) {
+      if (seen.emplace(f, true).second) {
+        if (!is_plain_file_name(f))
+          return make_error(
+              "{}: weight_map[\"{}\"] = \"{}\" is not a plain file name in the model "
+              "directory; refusing to follow it",
+              index_path, printable(name), printable(f));
+        shard_names.emplace_back(f);
+      }
+      last = f;
+    }
+    weight_map.emplace_back(name, f);
+  }
+  if (shard_names.empty()) return make_error("{}: weight_map is empty", index_path);
+  return ok_status();
+}
+
+}  // namespace
+
 Result<Checkpoint> Checkpoint::open(const std::string& dir, int threads) {
   Checkpoint ck;
   ck.dir_ = dir;
@@ -86,42 +134,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir, int threads) {
   std::vector<std::pair<std::string_view, std::string_view>> weight_map;
   simdjson::dom::parser index_parser;
   if (exists(index_path)) {
-    // Read with simdjson's padding after the text, so the parser reads it in place (a 235B
-    // index is 3 MB: a padded copy of it cost ~800 page faults).
-    FC_ASSIGN(text, read_small_file(index_path, kMaxIndexBytes, simdjson::SIMDJSON_PADDING));
-    simdjson::dom::parser& parser = index_parser;
-    simdjson::dom::element root;
-    simdjson::dom::object map;
-    if (parser.parse(text.data(), text.size(), /*realloc_if_needed=*/false).get(root) ||
-        !root.is_object())
-      return make_error("{}: not a valid JSON object", index_path);
-    if (root["weight_map"].get_object().get(map))
-      return make_error("{}: expected a \"weight_map\" object of tensor name -> shard file",
-                        index_path);
-    weight_map.reserve(map.size());
-    // Each shard name is checked once, at its first entry (~120 names for ~37k entries; entries
-    // of one shard mostly follow each other, so a repeat of the last name is not even hashed).
-    std::unordered_map<std::string_view, bool> seen;
-    std::string_view last;
-    for (auto [name, file] : map) {
-      std::string_view f;
-      if (file.get_string().get(f))
-        return make_error("{}: weight_map[\"{}\"] must be a file name string", index_path,
-                          printable(name));
-      if (f != last || shard_names.empty()) {
-        if (seen.emplace(f, true).second) {
-          if (!is_plain_file_name(f))
-            return make_error(
-                "{}: weight_map[\"{}\"] = \"{}\" is not a plain file name in the model "
-                "directory; refusing to follow it",
-                index_path, printable(name), printable(f));
-          shard_names.emplace_back(f);
-        }
-        last = f;
-      }
-      weight_map.emplace_back(name, f);
-    }
-    if (shard_names.empty()) return make_error("{}: weight_map is empty", index_path);
+    FC_TRY(read_weight_map(index_path, index_parser, weight_map, shard_names));
   } else if (exists(single_path)) {
     shard_names.push_back("model.safetensors");
   } else {

@@ -67,7 +67,15 @@ struct Chart {
 
 constexpr double kW = 900, kH = 240, kLeft = 60, kRight = 190, kTop = 28, kBottom = 34;
 
-std::string render_chart(const Chart& c, size_t layers) {
+// The plot's frame: a log10 y axis over [10^llo, 10^lhi], one column per layer.
+struct Plot {
+  double llo, lhi, pw, ph, step;
+  double ypos(double v) const { return kTop + ph * (1 - (std::log10(v) - llo) / (lhi - llo)); }
+  double xpos(size_t l) const { return kLeft + step * (double(l) + 0.5); }
+  double base() const { return kTop + ph; }
+};
+
+Plot frame_for(const Chart& c, size_t layers) {
   double lo = INFINITY, hi = -INFINITY;
   auto take = [&](double v) {
     if (std::isfinite(v) && v > 0) lo = std::min(lo, v), hi = std::max(hi, v);
@@ -80,16 +88,49 @@ std::string render_chart(const Chart& c, size_t layers) {
   double llo = std::floor(std::log10(lo * 0.9)), lhi = std::ceil(std::log10(hi * 1.1));
   if (lhi - llo < 1) lhi = llo + 1;
   const double pw = kW - kLeft - kRight, ph = kH - kTop - kBottom;
-  auto ypos = [&](double v) { return kTop + ph * (1 - (std::log10(v) - llo) / (lhi - llo)); };
-  const double step = pw / double(std::max<size_t>(layers, 1));
-  auto xpos = [&](size_t l) { return kLeft + step * (double(l) + 0.5); };
+  return {llo, lhi, pw, ph, pw / double(std::max<size_t>(layers, 1))};
+}
+
+// One series: a bar per layer (the first series of a bar chart), else points and a polyline.
+void draw_series(std::string& o, const Plot& p, const Series& s, bool bars, size_t layers) {
+  if (bars) {
+    for (size_t l = 0; l < layers && l < s.y.size(); ++l) {
+      const double v = s.y[l];
+      const double y = std::isfinite(v) && v > 0 ? std::max(kTop, p.ypos(v)) : p.base();
+      o += fmt::format(
+          "<rect class=\"layer-mark\" data-layer=\"{}\" x=\"{:.1f}\" y=\"{:.1f}\" "
+          "width=\"{:.1f}\" "
+          "height=\"{:.1f}\" fill=\"{}\"><title>layer {}: {} {}</title></rect>\n",
+          l, p.xpos(l) - p.step * 0.4, y, p.step * 0.8, std::max(0.0, p.base() - y), s.color, l,
+          esc(s.name), num(v));
+    }
+    return;
+  }
+  std::string pts;
+  for (size_t l = 0; l < s.y.size(); ++l) {
+    const double v = s.y[l];
+    if (!std::isfinite(v) || v <= 0) continue;
+    pts += fmt::format("{:.1f},{:.1f} ", p.xpos(l), p.ypos(v));
+    o += fmt::format(
+        "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"><title>layer {}: {} {}</title>"
+        "</circle>\n",
+        p.xpos(l), p.ypos(v), s.color, l, esc(s.name), num(v));
+  }
+  if (!pts.empty())
+    o += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\n",
+                     pts, s.color);
+}
+
+std::string render_chart(const Chart& c, size_t layers) {
+  const Plot p = frame_for(c, layers);
+  const double pw = p.pw;
   std::string o = fmt::format(
       "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {}\" "
       "width=\"{}\" height=\"{}\" role=\"img\"><title>{}</title>\n",
       kW, kH, kW, kH, esc(c.title));
   o += fmt::format("<text x=\"{}\" y=\"18\" class=\"ct\">{}</text>\n", kLeft, esc(c.title));
-  for (double e = llo; e <= lhi; ++e) {  // decade grid
-    const double y = ypos(std::pow(10.0, e));
+  for (double e = p.llo; e <= p.lhi; ++e) {  // decade grid
+    const double y = p.ypos(std::pow(10.0, e));
     o += fmt::format(
         "<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" class=\"grid\"/><text x=\"{}\" "
         "y=\"{:.1f}\" class=\"ax\" text-anchor=\"end\">1e{}</text>\n",
@@ -98,42 +139,13 @@ std::string render_chart(const Chart& c, size_t layers) {
   const size_t every = std::max<size_t>(1, layers / 16);
   for (size_t l = 0; l < layers; l += every)
     o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" class=\"ax\" text-anchor=\"middle\">{}</text>\n",
-                     xpos(l), kH - kBottom + 14, l);
+                     p.xpos(l), kH - kBottom + 14, l);
   o += fmt::format("<text x=\"{}\" y=\"{}\" class=\"ax\" text-anchor=\"middle\">layer</text>\n",
                    kLeft + pw / 2, kH - 4);
-  const double base = kTop + ph;
-  for (size_t si = 0; si < c.series.size(); ++si) {
-    const Series& s = c.series[si];
-    if (si == 0 && c.first_as_bars) {
-      for (size_t l = 0; l < layers && l < s.y.size(); ++l) {
-        const double v = s.y[l];
-        const double y = std::isfinite(v) && v > 0 ? std::max(kTop, ypos(v)) : base;
-        o += fmt::format(
-            "<rect class=\"layer-mark\" data-layer=\"{}\" x=\"{:.1f}\" y=\"{:.1f}\" "
-            "width=\"{:.1f}\" "
-            "height=\"{:.1f}\" fill=\"{}\"><title>layer {}: {} {}</title></rect>\n",
-            l, xpos(l) - step * 0.4, y, step * 0.8, std::max(0.0, base - y), s.color, l,
-            esc(s.name), num(v));
-      }
-      continue;
-    }
-    std::string pts;
-    for (size_t l = 0; l < s.y.size(); ++l) {
-      const double v = s.y[l];
-      if (!std::isfinite(v) || v <= 0) continue;
-      pts += fmt::format("{:.1f},{:.1f} ", xpos(l), ypos(v));
-      o += fmt::format(
-          "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"><title>layer {}: {} {}</title>"
-          "</circle>\n",
-          xpos(l), ypos(v), s.color, l, esc(s.name), num(v));
-    }
-    if (!pts.empty())
-      o += fmt::format(
-          "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\n", pts,
-          s.color);
-  }
+  for (size_t si = 0; si < c.series.size(); ++si)
+    draw_series(o, p, c.series[si], si == 0 && c.first_as_bars, layers);
   if (std::isfinite(c.limit) && c.limit > 0) {
-    const double y = ypos(c.limit);
+    const double y = p.ypos(c.limit);
     o += fmt::format(
         "<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" class=\"limit\"/><text x=\"{}\" "
         "y=\"{:.1f}\" class=\"ax\">{}</text>\n",
