@@ -16,6 +16,7 @@
 #include "db/model_id.h"
 #include "db/store.h"
 #include "engine/decide_path.h"
+#include "kernels/dot_choice.h"
 #include "plan/plan.h"
 #include "probe/probe_report.h"
 #include "report/report.h"
@@ -106,6 +107,7 @@ Result<std::string> probe_json(const std::string& path, const std::string& kerne
   j["model_path"] = path;
   j["static_verdict"] = verdict_name(check.verdict);
   j["static_score"] = check.score.total;
+  j["dot"] = std::string(dot_choice_name(opt.dot));  // as the CLI's JSON; Python runs the default
   // As the CLI: the measurement goes into the compatibility database, where the load-time
   // decision finds it; a database that cannot be written costs the reuse, not the measurement.
   if (use_cache && !db_path.empty())
