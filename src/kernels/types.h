@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "io/safetensors.h"
 #include "util/half.h"
@@ -23,6 +24,25 @@ struct Weight {
   int64_t cols = 0;  // input features (the vector length for vectors)
   explicit operator bool() const { return data != nullptr; }
 };
+
+// Element i of a vector weight (a bias), widened exactly to fp32; memcpy, since a checkpoint's
+// tensors need not be aligned.
+inline float element_f32(const Weight& w, int64_t i) {
+  const auto* p = static_cast<const unsigned char*>(w.data);
+  uint16_t h;
+  float f;
+  switch (w.dtype) {
+    case DType::BF16:
+      std::memcpy(&h, p + 2 * i, 2);
+      return bf16_to_f32(h);
+    case DType::F16:
+      std::memcpy(&h, p + 2 * i, 2);
+      return f16_to_f32(h);
+    default:
+      std::memcpy(&f, p + 4 * i, 4);
+      return f;
+  }
+}
 
 // Rounds one value to `t` (round to nearest even; identity for F32): where an op stores its
 // output. Inline: every op calls it per element.

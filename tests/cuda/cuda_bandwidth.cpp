@@ -14,26 +14,14 @@
 #include <random>
 #include <vector>
 
+#include "bandwidth_tool.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace cu = fusecheck::cuda;
 
-namespace {
-
-#define CK(expr)                                                                                \
-  do {                                                                                          \
-    const int e_ = int(expr);                                                                   \
-    if (e_) {                                                                                   \
-      std::fprintf(stderr, "%s failed: %s (line %d)\n", #expr, cu::error_string(e_), __LINE__); \
-      std::exit(1);                                                                             \
-    }                                                                                           \
-  } while (0)
-
-}  // namespace
-
 void* bw_dalloc(size_t bytes) {
   void* p = nullptr;
-  CK(cudaMalloc(&p, bytes));
+  BW_CHECK(cudaMalloc(&p, bytes));
   return p;
 }
 
@@ -50,36 +38,36 @@ void bw_fill_bf16(void* d, size_t n, float scale, std::mt19937& g) {
   }
   for (size_t done = 0; done < n; done += h.size()) {
     const size_t m = std::min(h.size(), n - done);
-    CK(cudaMemcpy(static_cast<uint16_t*>(d) + done, h.data(), m * 2, cudaMemcpyHostToDevice));
+    BW_CHECK(cudaMemcpy(static_cast<uint16_t*>(d) + done, h.data(), m * 2, cudaMemcpyHostToDevice));
   }
 }
 void bw_fill_f32(float* d, size_t n, float scale, float mean, std::mt19937& g) {
   std::normal_distribution<float> dist(mean, scale);
   std::vector<float> h(n);
   for (float& x : h) x = dist(g);
-  CK(cudaMemcpy(d, h.data(), n * 4, cudaMemcpyHostToDevice));
+  BW_CHECK(cudaMemcpy(d, h.data(), n * 4, cudaMemcpyHostToDevice));
 }
 
 // Median milliseconds of `reps` timings of fn() (each timing one call of fn).
 double bw_median_ms(cudaStream_t st, int reps, const std::function<void()>& fn) {
   cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
+  BW_CHECK(cudaEventCreate(&a));
+  BW_CHECK(cudaEventCreate(&b));
   fn();  // warm-up
-  CK(cudaStreamSynchronize(st));
+  BW_CHECK(cudaStreamSynchronize(st));
   std::vector<double> ms;
   for (int r = 0; r < reps; ++r) {
-    CK(cudaEventRecord(a, st));
+    BW_CHECK(cudaEventRecord(a, st));
     fn();
-    CK(cudaEventRecord(b, st));
-    CK(cudaEventSynchronize(b));
+    BW_CHECK(cudaEventRecord(b, st));
+    BW_CHECK(cudaEventSynchronize(b));
     float t = 0;
-    CK(cudaEventElapsedTime(&t, a, b));
+    BW_CHECK(cudaEventElapsedTime(&t, a, b));
     ms.push_back(t);
   }
   std::sort(ms.begin(), ms.end());
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
+  BW_CHECK(cudaEventDestroy(a));
+  BW_CHECK(cudaEventDestroy(b));
   return ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
 }
 
@@ -87,11 +75,11 @@ double bw_median_ms(cudaStream_t st, int reps, const std::function<void()>& fn) 
 cudaGraphExec_t bw_capture(cudaStream_t st, const std::function<void()>& fn) {
   cudaGraph_t g;
   cudaGraphExec_t ge;
-  CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+  BW_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
   fn();
-  CK(cudaStreamEndCapture(st, &g));
-  CK(cudaGraphInstantiate(&ge, g, 0));
-  CK(cudaGraphDestroy(g));
+  BW_CHECK(cudaStreamEndCapture(st, &g));
+  BW_CHECK(cudaGraphInstantiate(&ge, g, 0));
+  BW_CHECK(cudaGraphDestroy(g));
   return ge;
 }
 
@@ -100,11 +88,11 @@ namespace {
 double copy_bandwidth(cudaStream_t st, size_t bytes) {
   void* a = bw_dalloc(bytes);
   void* b = bw_dalloc(bytes);
-  CK(cudaMemset(a, 1, bytes));
-  const double ms =
-      bw_median_ms(st, 20, [&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st)); });
-  CK(cudaFree(a));
-  CK(cudaFree(b));
+  BW_CHECK(cudaMemset(a, 1, bytes));
+  const double ms = bw_median_ms(
+      st, 20, [&] { BW_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st)); });
+  BW_CHECK(cudaFree(a));
+  BW_CHECK(cudaFree(b));
   return 2.0 * double(bytes) / (ms * 1e-3) / 1e9;
 }
 
@@ -123,23 +111,23 @@ void gemv_bandwidth(cudaStream_t st, int64_t rows, int64_t cols, std::mt19937& g
   for (int vi = 1; vi <= 2; ++vi) {
     auto pass = [&] {
       for (int c = 0; c < copies; ++c)
-        CK(cu::gemv(out, x, 1,
-                    {cu::WType::BF16, static_cast<char*>(w) + size_t(c) * wbytes, rows, cols},
-                    nullptr, cu::Act::BF16, st, static_cast<cu::GemvVariant>(vi)));
+        BW_CHECK(cu::gemv(out, x, 1,
+                          {cu::WType::BF16, static_cast<char*>(w) + size_t(c) * wbytes, rows, cols},
+                          nullptr, cu::Act::BF16, st, static_cast<cu::GemvVariant>(vi)));
     };
     const double ms = bw_median_ms(st, 7, pass);
     cudaGraphExec_t ge = bw_capture(st, pass);
-    const double gms = bw_median_ms(st, 7, [&] { CK(cudaGraphLaunch(ge, st)); });
-    CK(cudaGraphExecDestroy(ge));
+    const double gms = bw_median_ms(st, 7, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
+    BW_CHECK(cudaGraphExecDestroy(ge));
     std::printf(
         "gemv bf16 [%6ld, %5ld] %6.1f MB x %3d, %-11s: %7.2f us/launch %7.1f GB/s | "
         "graph %7.2f us %7.1f GB/s\n",
         long(rows), long(cols), wbytes / 1e6, copies, names[vi], ms * 1e3 / copies,
         bytes / (ms * 1e-3) / 1e9, gms * 1e3 / copies, bytes / (gms * 1e-3) / 1e9);
   }
-  CK(cudaFree(w));
-  CK(cudaFree(x));
-  CK(cudaFree(out));
+  BW_CHECK(cudaFree(w));
+  BW_CHECK(cudaFree(x));
+  BW_CHECK(cudaFree(out));
 }
 
 }  // namespace
@@ -155,10 +143,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   cudaDeviceProp p{};
-  CK(cudaGetDeviceProperties(&p, 0));
+  BW_CHECK(cudaGetDeviceProperties(&p, 0));
   std::printf("device: %s, %d SMs, L2 %d MB\n", p.name, p.multiProcessorCount, p.l2CacheSize >> 20);
   cudaStream_t st;
-  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  BW_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   std::mt19937 g(7);
   if (prefill) return prefill_projections_benchmark(st, g);
   const double copy = copy_bandwidth(st, size_t{2} << 30);

@@ -14,30 +14,16 @@
 #include <string>
 #include <vector>
 
+#include "bandwidth_tool.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace cu = fusecheck::cuda;
-
-void* bw_dalloc(size_t bytes);
-void bw_fill_bf16(void* d, size_t n, float scale, std::mt19937& g);
-void bw_fill_f32(float* d, size_t n, float scale, float mean, std::mt19937& g);
-double bw_median_ms(cudaStream_t st, int reps, const std::function<void()>& fn);
-cudaGraphExec_t bw_capture(cudaStream_t st, const std::function<void()>& fn);
 
 namespace {
 
 constexpr int64_t kLayers = 28, kDim = 1024, kHeads = 16, kKvHeads = 8, kHd = 128, kFfn = 3072,
                   kVocab = 151936, kCtx = 200, kMaxCtx = 512, kSplits = 8;
 constexpr int64_t kQ = kHeads * kHd, kKv = kKvHeads * kHd;
-
-#define CK2(expr)                                                           \
-  do {                                                                      \
-    const int e_ = int(expr);                                               \
-    if (e_) {                                                               \
-      std::fprintf(stderr, "%s failed: %s\n", #expr, cu::error_string(e_)); \
-      std::exit(1);                                                         \
-    }                                                                       \
-  } while (0)
 
 struct Layer {
   cu::DevWeight q, k, v, o, gate, up, down;
@@ -90,8 +76,8 @@ Stack build(std::mt19937& g) {
   s.sin_tab = vec(kMaxCtx * kHd / 2, 0.5f, 0.0f, g);
   s.pos = static_cast<int32_t*>(bw_dalloc(4)), s.token = static_cast<int32_t*>(bw_dalloc(4));
   const int32_t pos = int32_t(kCtx), tok = 42;
-  CK2(cudaMemcpy(s.pos, &pos, 4, cudaMemcpyHostToDevice));
-  CK2(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
+  BW_CHECK(cudaMemcpy(s.pos, &pos, 4, cudaMemcpyHostToDevice));
+  BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
   s.h = vec(kDim, 1, 0, g), s.delta = vec(kDim, 1, 0, g), s.normed = vec(kDim, 1, 0, g);
   s.sum = vec(kDim, 1, 0, g), s.q = vec(kQ, 1, 0, g), s.k = vec(kKv, 1, 0, g);
   s.v = vec(kKv, 1, 0, g), s.attn = vec(kQ, 1, 0, g), s.ffn = vec(kFfn, 1, 0, g);
@@ -107,31 +93,31 @@ constexpr cu::Act A = cu::Act::BF16;
 
 // PyTorch eager's sequence of ops (docs/NUMERICS.md, standard path).
 void standard_step(const Stack& s, cudaStream_t st) {
-  CK2(cu::embed(s.h, s.token, 1, s.embed, st));
+  BW_CHECK(cu::embed(s.h, s.token, 1, s.embed, st));
   for (const Layer& L : s.layers) {
-    CK2(cu::rmsnorm(s.normed, s.h, L.in_gain, 1, kDim, 1e-6f, A, st));
-    CK2(cu::gemv(s.q, s.normed, 1, L.q, nullptr, A, st));
-    CK2(cu::gemv(s.k, s.normed, 1, L.k, nullptr, A, st));
-    CK2(cu::gemv(s.v, s.normed, 1, L.v, nullptr, A, st));
-    CK2(cu::rmsnorm(s.q, s.q, L.q_gain, kHeads, kHd, 1e-6f, A, st));
-    CK2(cu::rmsnorm(s.k, s.k, L.k_gain, kKvHeads, kHd, 1e-6f, A, st));
-    CK2(cu::rope(s.q, 1, kHeads, kHd, s.cos_tab, s.sin_tab, s.pos, A, st));
-    CK2(cu::rope(s.k, 1, kKvHeads, kHd, s.cos_tab, s.sin_tab, s.pos, A, st));
-    CK2(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
-    CK2(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
-    CK2(cu::attention_eager(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, s.scores, st));
-    CK2(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
-    CK2(cu::add(s.h, s.h, s.delta, kDim, A, st));
-    CK2(cu::rmsnorm(s.normed, s.h, L.post_gain, 1, kDim, 1e-6f, A, st));
-    CK2(cu::gemv(s.gate, s.normed, 1, L.gate, nullptr, A, st));
-    CK2(cu::gemv(s.up, s.normed, 1, L.up, nullptr, A, st));
-    CK2(cu::silu_mul(s.ffn, s.gate, s.up, kFfn, A, st));
-    CK2(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
-    CK2(cu::add(s.h, s.h, s.delta, kDim, A, st));
+    BW_CHECK(cu::rmsnorm(s.normed, s.h, L.in_gain, 1, kDim, 1e-6f, A, st));
+    BW_CHECK(cu::gemv(s.q, s.normed, 1, L.q, nullptr, A, st));
+    BW_CHECK(cu::gemv(s.k, s.normed, 1, L.k, nullptr, A, st));
+    BW_CHECK(cu::gemv(s.v, s.normed, 1, L.v, nullptr, A, st));
+    BW_CHECK(cu::rmsnorm(s.q, s.q, L.q_gain, kHeads, kHd, 1e-6f, A, st));
+    BW_CHECK(cu::rmsnorm(s.k, s.k, L.k_gain, kKvHeads, kHd, 1e-6f, A, st));
+    BW_CHECK(cu::rope(s.q, 1, kHeads, kHd, s.cos_tab, s.sin_tab, s.pos, A, st));
+    BW_CHECK(cu::rope(s.k, 1, kKvHeads, kHd, s.cos_tab, s.sin_tab, s.pos, A, st));
+    BW_CHECK(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
+    BW_CHECK(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
+    BW_CHECK(cu::attention_eager(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, s.scores, st));
+    BW_CHECK(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
+    BW_CHECK(cu::add(s.h, s.h, s.delta, kDim, A, st));
+    BW_CHECK(cu::rmsnorm(s.normed, s.h, L.post_gain, 1, kDim, 1e-6f, A, st));
+    BW_CHECK(cu::gemv(s.gate, s.normed, 1, L.gate, nullptr, A, st));
+    BW_CHECK(cu::gemv(s.up, s.normed, 1, L.up, nullptr, A, st));
+    BW_CHECK(cu::silu_mul(s.ffn, s.gate, s.up, kFfn, A, st));
+    BW_CHECK(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
+    BW_CHECK(cu::add(s.h, s.h, s.delta, kDim, A, st));
   }
-  CK2(cu::rmsnorm(s.normed, s.h, s.final_gain, 1, kDim, 1e-6f, A, st));
-  CK2(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
-  CK2(cu::argmax(s.token, s.logits, kVocab, st));
+  BW_CHECK(cu::rmsnorm(s.normed, s.h, s.final_gain, 1, kDim, 1e-6f, A, st));
+  BW_CHECK(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
+  BW_CHECK(cu::argmax(s.token, s.logits, kVocab, st));
 }
 
 // The fused groups: add_rmsnorm (residual deferred into the next layer's norm), rmsnorm_qkv on the
@@ -141,38 +127,41 @@ void standard_step(const Stack& s, cudaStream_t st) {
 constexpr int kProj = 1, kAttnPart = 2, kSmall = 4, kAll = 7;
 void fused_step(const Stack& s, cudaStream_t st, int parts = kAll) {
   const bool P = parts & kProj, At = parts & kAttnPart, Sm = parts & kSmall;
-  if (Sm) CK2(cu::embed(s.h, s.token, 1, s.embed, st));
+  if (Sm) BW_CHECK(cu::embed(s.h, s.token, 1, s.embed, st));
   const float* delta = nullptr;
   for (const Layer& L : s.layers) {
-    if (Sm) CK2(cu::add_rmsnorm(s.h, delta, s.normed, s.sum, L.in_gain, 1, kDim, 1e-6f, A, A, st));
+    if (Sm)
+      BW_CHECK(cu::add_rmsnorm(s.h, delta, s.normed, s.sum, L.in_gain, 1, kDim, 1e-6f, A, A, st));
     if (P)
-      CK2(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr,
-                          nullptr, nullptr, A, st));
+      BW_CHECK(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr,
+                               nullptr, nullptr, A, st));
     if (Sm) {
-      CK2(cu::qk_norm_rope(s.q, 1, kHeads, kHd, L.q_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A,
-                           st));
-      CK2(cu::qk_norm_rope(s.k, 1, kKvHeads, kHd, L.k_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A,
-                           st));
+      BW_CHECK(cu::qk_norm_rope(s.q, 1, kHeads, kHd, L.q_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos,
+                                A, st));
+      BW_CHECK(cu::qk_norm_rope(s.k, 1, kKvHeads, kHd, L.k_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos,
+                                A, st));
     }
     if (At) {
-      CK2(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
-      CK2(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
-      CK2(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits), s.work,
-                              st));
+      BW_CHECK(cu::kv_append(L.kc, s.k, 1, kKv, s.pos, st));
+      BW_CHECK(cu::kv_append(L.vc, s.v, 1, kKv, s.pos, st));
+      BW_CHECK(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits),
+                                   s.work, st));
     }
-    if (P) CK2(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
+    if (P) BW_CHECK(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
     if (Sm)
-      CK2(cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, L.post_gain, 1, kDim, 1e-6f, A, A, st));
+      BW_CHECK(
+          cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, L.post_gain, 1, kDim, 1e-6f, A, A, st));
     if (P) {
-      CK2(cu::gate_up_silu(s.ffn, s.normed, 1, L.gate, L.up, A, st));
-      CK2(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
+      BW_CHECK(cu::gate_up_silu(s.ffn, s.normed, 1, L.gate, L.up, A, st));
+      BW_CHECK(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
     }
     delta = s.delta;
   }
   if (Sm)
-    CK2(cu::add_rmsnorm(s.h, delta, s.normed, nullptr, s.final_gain, 1, kDim, 1e-6f, A, A, st));
-  if (P) CK2(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
-  if (Sm) CK2(cu::argmax(s.token, s.logits, kVocab, st));
+    BW_CHECK(
+        cu::add_rmsnorm(s.h, delta, s.normed, nullptr, s.final_gain, 1, kDim, 1e-6f, A, A, st));
+  if (P) BW_CHECK(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
+  if (Sm) BW_CHECK(cu::argmax(s.token, s.logits, kVocab, st));
 }
 
 }  // namespace
@@ -191,8 +180,8 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
     auto step = [&] { fused ? fused_step(s, st) : standard_step(s, st); };
     const double plain = bw_median_ms(st, 20, step);
     cudaGraphExec_t ge = bw_capture(st, step);
-    const double graph = bw_median_ms(st, 50, [&] { CK2(cudaGraphLaunch(ge, st)); });
-    CK2(cudaGraphExecDestroy(ge));
+    const double graph = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
+    BW_CHECK(cudaGraphExecDestroy(ge));
     if (!fused) std_ms = graph;
     std::printf(
         "  %-8s stream %.3f ms (%.0f tok/s) | graph %.3f ms = %.0f tok/s, %.1f%% of roofline%s\n",
@@ -211,12 +200,12 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
                  {"small ops (embed, add_rmsnorm, qk_norm_rope, argmax)", kSmall}};
   for (const auto& c : classes) {
     cudaGraphExec_t ge = bw_capture(st, [&] { fused_step(s, st, c.parts); });
-    const double ms = bw_median_ms(st, 50, [&] { CK2(cudaGraphLaunch(ge, st)); });
-    CK2(cudaGraphExecDestroy(ge));
+    const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
+    BW_CHECK(cudaGraphExecDestroy(ge));
     std::printf("    fused step, %-52s alone: %.3f ms\n", c.name, ms);
   }
   int32_t tok = -1;
-  CK2(cudaMemcpy(&tok, s.token, 4, cudaMemcpyDeviceToHost));
+  BW_CHECK(cudaMemcpy(&tok, s.token, 4, cudaMemcpyDeviceToHost));
   std::printf("  last argmax token %d (in [0, %ld): %s)\n", tok, long(kVocab),
               tok >= 0 && tok < kVocab ? "ok" : "BAD");
   return tok >= 0 && tok < kVocab ? 0 : 1;

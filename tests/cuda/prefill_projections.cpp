@@ -10,27 +10,14 @@
 #include <random>
 #include <vector>
 
+#include "bandwidth_tool.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace cu = fusecheck::cuda;
 
-void* bw_dalloc(size_t bytes);
-void bw_fill_bf16(void* d, size_t n, float scale, std::mt19937& g);
-void bw_fill_f32(float* d, size_t n, float scale, float mean, std::mt19937& g);
-double bw_median_ms(cudaStream_t st, int reps, const std::function<void()>& fn);
-
 namespace {
 
 constexpr int64_t kLayers = 28, kDim = 1024, kQ = 2048, kKv = 1024, kFfn = 3072;
-
-#define CK3(expr)                                                           \
-  do {                                                                      \
-    const int e_ = int(expr);                                               \
-    if (e_) {                                                               \
-      std::fprintf(stderr, "%s failed: %s\n", #expr, cu::error_string(e_)); \
-      std::exit(1);                                                         \
-    }                                                                       \
-  } while (0)
 
 struct LayerW {
   cu::DevWeight q, k, v, gate, up;
@@ -67,37 +54,38 @@ int prefill_projections_benchmark(cudaStream_t st, std::mt19937& g) {
              1e3 / kLayers;
     };
     const double std_qkv = per_layer([&](const LayerW& l) {
-      CK3(cu::rmsnorm(xn, x, gain, T, kDim, 1e-6f, bf, st));
-      CK3(cu::gemm(ctx, q, xn, T, l.q, nullptr, bf));
-      CK3(cu::gemm(ctx, k, xn, T, l.k, nullptr, bf));
-      CK3(cu::gemm(ctx, v, xn, T, l.v, nullptr, bf));
+      BW_CHECK(cu::rmsnorm(xn, x, gain, T, kDim, 1e-6f, bf, st));
+      BW_CHECK(cu::gemm(ctx, q, xn, T, l.q, nullptr, bf));
+      BW_CHECK(cu::gemm(ctx, k, xn, T, l.k, nullptr, bf));
+      BW_CHECK(cu::gemm(ctx, v, xn, T, l.v, nullptr, bf));
     });
     const double gemv_qkv = per_layer([&](const LayerW& l) {
-      CK3(cu::rmsnorm_qkv(q, k, v, x, T, gain, 1e-6f, l.q, l.k, l.v, nullptr, nullptr, nullptr, bf,
-                          st));
+      BW_CHECK(cu::rmsnorm_qkv(q, k, v, x, T, gain, 1e-6f, l.q, l.k, l.v, nullptr, nullptr, nullptr,
+                               bf, st));
     });
     double split_qkv[2], split_gu[2];
     for (int m = 0; m < 2; ++m) {
       const auto mode = m == 0 ? cu::SplitGemm::kStacked : cu::SplitGemm::kBetaOne;
       split_qkv[m] = per_layer([&](const LayerW& l) {
-        CK3(cu::rmsnorm_qkv_gemm(ctx, q, k, v, x, T, gain, 1e-6f, l.q, l.k, l.v, nullptr, nullptr,
-                                 nullptr, bf, mode));
+        BW_CHECK(cu::rmsnorm_qkv_gemm(ctx, q, k, v, x, T, gain, 1e-6f, l.q, l.k, l.v, nullptr,
+                                      nullptr, nullptr, bf, mode));
       });
       // gate_up_silu's engine input is bf16-rounded (exact: one piece); the 3-piece figure is the
       // cost when it is not (an fp32-activation run with bf16 weights).
       split_gu[m] = per_layer([&](const LayerW& l) {
-        CK3(cu::gate_up_silu_gemm(ctx, out, xn, T, l.gate, l.up, bf, false, mode));
+        BW_CHECK(cu::gate_up_silu_gemm(ctx, out, xn, T, l.gate, l.up, bf, false, mode));
       });
     }
     const double std_gu = per_layer([&](const LayerW& l) {
-      CK3(cu::gemm(ctx, gt, xn, T, l.gate, nullptr, bf));
-      CK3(cu::gemm(ctx, up, xn, T, l.up, nullptr, bf));
-      CK3(cu::silu_mul(out, gt, up, T * kFfn, bf, st));
+      BW_CHECK(cu::gemm(ctx, gt, xn, T, l.gate, nullptr, bf));
+      BW_CHECK(cu::gemm(ctx, up, xn, T, l.up, nullptr, bf));
+      BW_CHECK(cu::silu_mul(out, gt, up, T * kFfn, bf, st));
     });
     const double gemv_gu = per_layer(
-        [&](const LayerW& l) { CK3(cu::gate_up_silu(out, xn, T, l.gate, l.up, bf, st)); });
+        [&](const LayerW& l) { BW_CHECK(cu::gate_up_silu(out, xn, T, l.gate, l.up, bf, st)); });
     const double split_gu1 = per_layer([&](const LayerW& l) {
-      CK3(cu::gate_up_silu_gemm(ctx, out, xn, T, l.gate, l.up, bf, true, cu::SplitGemm::kStacked));
+      BW_CHECK(
+          cu::gate_up_silu_gemm(ctx, out, xn, T, l.gate, l.up, bf, true, cu::SplitGemm::kStacked));
     });
     std::printf(
         "prefill T=%3ld, us per layer | qkv: standard %7.1f  fused gemv %8.1f  split stacked %7.1f"

@@ -29,26 +29,9 @@ constexpr int64_t kTileRowsNative = 4;      // rows x tokens of the micro-kernel
 constexpr int64_t kTileTokensNative = 6;    // accumulators + 6 x + 1 w registers of 32
 constexpr int64_t kTileBytes = 128 * 1024;  // weight rows per tile: stays in L2 across tokens
 
-float bias_at(const Weight& b, int64_t r) {
-  uint16_t h;
-  switch (b.dtype) {
-    case DType::BF16:
-      std::memcpy(&h, static_cast<const unsigned char*>(b.data) + 2 * r, 2);
-      return bf16_to_f32(h);
-    case DType::F16:
-      std::memcpy(&h, static_cast<const unsigned char*>(b.data) + 2 * r, 2);
-      return f16_to_f32(h);
-    default: {
-      float f;
-      std::memcpy(&f, static_cast<const unsigned char*>(b.data) + 4 * r, 4);
-      return f;
-    }
-  }
-}
-
 // out = round(s + bias[r]) (no + 0 without a bias: it would turn -0 into +0).
 inline float finish(const Weight& bias, int64_t r, float s, ActType act) {
-  if (bias) s += bias_at(bias, r);
+  if (bias) s += element_f32(bias, r);
   return round_one(act, s);
 }
 

@@ -41,7 +41,7 @@ void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight
   float bias_r = 0.0f;
   for (int64_t r = 0; r < rows; ++r) {
     weight_row_f32(w, r, scratch);  // one row, reused across all T tokens
-    if (bias) weight_row_f32(Weight{bias.dtype, bias.data, bias.cols, 1}, r, &bias_r);
+    if (bias) bias_r = element_f32(bias, r);
     for (int64_t tok = 0; tok < T; ++tok) {
       float s = dot_lanes(x + tok * cols, scratch, cols);
       if (bias) s += bias_r;

@@ -217,30 +217,10 @@ struct LinearJob {
   ActType act;
 };
 
-inline float BiasAt(const Weight& b, int64_t r) {
-  switch (b.dtype) {
-    case DType::BF16: {
-      uint16_t h;
-      std::memcpy(&h, static_cast<const unsigned char*>(b.data) + 2 * r, 2);
-      return bf16_to_f32(h);
-    }
-    case DType::F16: {
-      uint16_t h;
-      std::memcpy(&h, static_cast<const unsigned char*>(b.data) + 2 * r, 2);
-      return f16_to_f32(h);
-    }
-    default: {
-      float f;
-      std::memcpy(&f, static_cast<const unsigned char*>(b.data) + 4 * r, 4);
-      return f;
-    }
-  }
-}
-
 // out[t, r] = round(s + bias[r]) exactly as cpu::linear writes it (no +0 when there is no bias:
 // that would turn a -0 sum into +0).
 HWY_INLINE void StoreOut(const LinearJob& j, int64_t t, int64_t r, float s) {
-  if (*j.bias) s += BiasAt(*j.bias, r);
+  if (*j.bias) s += element_f32(*j.bias, r);
   j.out[t * j.rows + r] = round_one(j.act, s);
 }
 
