@@ -108,6 +108,62 @@ TEST(GainStats, LargeNormsMatchASortedOracle) {
   }
 }
 
+// The mean and variance are summed in sorted order, ties and signed zeros resolve to the first
+// channel, and the path for all-finite gains (branch-free loops) gives what the path that skips
+// inf/NaN gives for the same finite values. Oracle: std::sort and in-order sums in double.
+TEST(GainStats, SortedSumsFirstOfTiesAndBothPathsAgree) {
+  std::mt19937 rng(11);
+  std::lognormal_distribution<float> wide(0.0f, 2.0f);
+  for (size_t n : {100u, 300u, 4096u}) {
+    for (int zero_first = 0; zero_first < 2; ++zero_first) {
+      std::vector<float> g(n);
+      for (auto& x : g) x = bf16_to_f32(f32_to_bf16(wide(rng)));
+      const float peak = 1e6f;
+      g[n / 5] = peak;
+      g[n / 2] = peak;  // a tie: the first channel counts
+      g[n / 3] = zero_first ? 0.0f : -0.0f;
+      g[n / 3 + 1] = zero_first ? -0.0f : 0.0f;  // the smallest value, both zeros: the first one
+      std::vector<double> m;
+      for (float x : g) m.push_back(std::fabs(double(x)));
+      std::sort(m.begin(), m.end());
+      double sum = 0;
+      for (double x : m) sum += x;
+      const double mean = sum / double(n);
+      double ss = 0;
+      for (double x : m) ss += (x - mean) * (x - mean);
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " zero_first=" << zero_first);
+      const GainStats s = compute_gain_stats(g, 10);
+      EXPECT_EQ(s.mean_abs, mean);
+      EXPECT_EQ(s.variance, ss / double(n));
+      EXPECT_EQ(s.argmax, int64_t(n / 5));
+      EXPECT_EQ(s.min, 0.0);
+      EXPECT_EQ(std::signbit(s.min), !zero_first);
+      EXPECT_EQ(s.count_above_extreme,
+                std::count_if(m.begin(), m.end(), [](double x) { return x > 10; }));
+      std::vector<float> with_nan = g;
+      with_nan.insert(with_nan.begin() + 7, NAN);
+      with_nan.push_back(-INFINITY);
+      const GainStats t = compute_gain_stats(with_nan, 10);
+      EXPECT_EQ(t.n_nan, 1);
+      EXPECT_EQ(t.n_inf, 1);
+      EXPECT_EQ(t.argmax, s.argmax + 1);  // one NaN before it
+      for (auto [a, b] : {std::pair{s.mean_abs, t.mean_abs},
+                          {s.variance, t.variance},
+                          {s.min, t.min},
+                          {s.max_abs, t.max_abs},
+                          {s.p05, t.p05},
+                          {s.median_abs, t.median_abs},
+                          {s.p95, t.p95}}) {
+        EXPECT_EQ(a, b);
+        EXPECT_EQ(std::signbit(a), std::signbit(b));
+      }
+      EXPECT_EQ(s.n_negative, t.n_negative);
+      EXPECT_EQ(s.n_subnormal, t.n_subnormal);
+      EXPECT_EQ(s.count_above_extreme, t.count_above_extreme);
+    }
+  }
+}
+
 TEST(Score, ComponentAndVerdictBoundaries) {
   Thresholds t;
   EXPECT_EQ(component_score(20.0, 20), 1.0);

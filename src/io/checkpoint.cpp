@@ -70,10 +70,10 @@ Status read_weight_map(const std::string& index_path, simdjson::dom::parser& par
                        std::vector<std::string>& shard_names) {
   // Read with simdjson's padding after the text, so the parser reads it in place (a 235B
   // index is 3 MB: a padded copy of it cost ~800 page faults).
-  FC_ASSIGN(text, read_small_file(index_path, kMaxIndexBytes, simdjson::SIMDJSON_PADDING));
+  FC_ASSIGN(text, read_small_file_padded(index_path, kMaxIndexBytes, simdjson::SIMDJSON_PADDING));
   simdjson::dom::element root;
   simdjson::dom::object map;
-  if (parser.parse(text.data(), text.size(), /*realloc_if_needed=*/false).get(root) ||
+  if (parser.parse(text.data.get(), text.size, /*realloc_if_needed=*/false).get(root) ||
       !root.is_object())
     return make_error("{}: not a valid JSON object", index_path);
   if (root["weight_map"].get_object().get(map))

@@ -118,6 +118,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
     fd_ = std::exchange(o.fd_, -1);
     file_size_ = o.file_size_;
     header_ = std::move(o.header_);
+    header_size_ = std::exchange(o.header_size_, 0);
     tensors_ = std::move(o.tensors_);
     index_ = std::move(o.index_);
     metadata_ = std::move(o.metadata_);
@@ -166,12 +167,15 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path, HeaderPar
         "download?)",
         path, n, f.file_size_);
   if (n < 2) return make_error("{}: header length {} is too small for a JSON object", path, n);
-  f.header_.reserve(n + simdjson::SIMDJSON_PADDING);  // parsed in place: see parse_header
-  f.header_.resize(n);
-  if (!pread_all(f.fd_, f.header_.data(), n, 8))
+  // Parsed in place (see parse_header): only the padding is zero-filled, the header is read
+  // straight into the buffer.
+  f.header_ = std::make_unique_for_overwrite<char[]>(n + simdjson::SIMDJSON_PADDING);
+  std::memset(f.header_.get() + n, 0, simdjson::SIMDJSON_PADDING);
+  f.header_size_ = n;
+  if (!pread_all(f.fd_, f.header_.get(), n, 8))
     return make_error("{}: file ended while reading the {}-byte header", path, n);
   HeaderParser local;
-  FC_TRY(f.parse_header(f.header_, f.file_size_ - 8 - n, parser ? *parser : local));
+  FC_TRY(f.parse_header(f.header_json(), f.file_size_ - 8 - n, parser ? *parser : local));
   return f;
 }
 

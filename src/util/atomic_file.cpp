@@ -48,7 +48,10 @@ Status write_file_atomic(const std::string& path, std::string_view contents) {
   return ok_status();
 }
 
-Result<std::string> read_small_file(const std::string& path, size_t max_bytes, size_t padding) {
+namespace {
+
+// Opens `path` as a regular file of at most max_bytes; returns the descriptor and its size.
+Result<std::pair<int, size_t>> open_small_file(const std::string& path, size_t max_bytes) {
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; fstat rejects it.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return make_error("{}: cannot open: {}", path, strerror(errno));
@@ -62,19 +65,39 @@ Result<std::string> read_small_file(const std::string& path, size_t max_bytes, s
     return make_error("{}: {} bytes, more than the {} allowed for this kind of file", path,
                       st.st_size, max_bytes);
   }
-  // `padding` bytes past the end stay allocated (a shrinking resize keeps the capacity): a parser
-  // that reads ahead (simdjson) can then parse the text in place instead of copying it.
-  std::string out(size_t(st.st_size) + padding, '\0');
-  const size_t want = size_t(st.st_size);
+  return std::pair<int, size_t>{fd, size_t(st.st_size)};
+}
+
+// Reads up to `want` bytes into `out` and closes fd; returns how many were read (a file that
+// shrank while read is read as what is there).
+size_t read_and_close(int fd, char* out, size_t want) {
   size_t got = 0;
   while (got < want) {
-    ssize_t n = ::pread(fd, out.data() + got, want - got, off_t(got));
+    ssize_t n = ::pread(fd, out + got, want - got, off_t(got));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += size_t(n);
   }
   ::close(fd);
-  out.resize(got);  // a file that shrank while read is read as what is there
+  return got;
+}
+
+}  // namespace
+
+Result<std::string> read_small_file(const std::string& path, size_t max_bytes) {
+  FC_ASSIGN(opened, open_small_file(path, max_bytes));
+  std::string out(opened.second, '\0');
+  out.resize(read_and_close(opened.first, out.data(), opened.second));
+  return out;
+}
+
+Result<PaddedBytes> read_small_file_padded(const std::string& path, size_t max_bytes,
+                                           size_t padding) {
+  FC_ASSIGN(opened, open_small_file(path, max_bytes));
+  PaddedBytes out;
+  out.data = std::make_unique_for_overwrite<char[]>(opened.second + padding);
+  out.size = read_and_close(opened.first, out.data.get(), opened.second);
+  std::memset(out.data.get() + out.size, 0, opened.second + padding - out.size);
   return out;
 }
 
