@@ -107,8 +107,8 @@ void gemv_bandwidth(cudaStream_t st, int64_t rows, int64_t cols, std::mt19937& g
   float* out = static_cast<float*>(bw_dalloc(size_t(rows) * 4));
   bw_fill_f32(x, size_t(cols), 1.0f, 0.0f, g);
   const double bytes = double(wbytes) * copies;
-  const char* names[] = {"", "u8 x-early", "u16 x-early"};
-  for (int vi = 1; vi <= 2; ++vi) {
+  const char* names[] = {"", "u8 x-early", "u16 x-early", "staged"};
+  for (int vi = 1; vi <= 3; ++vi) {
     auto pass = [&] {
       for (int c = 0; c < copies; ++c)
         BW_CHECK(cu::gemv(out, x, 1,

@@ -59,6 +59,17 @@ std::vector<float> cpu_store(cu::KvType t, bool per_channel, std::vector<float> 
   return x;
 }
 
+// The CPU cache's stored values after a prompt store of `prompt` and a later store of `later`
+// (which keeps the prompt's scales): [rows(prompt) + rows(later), kv_dim].
+std::vector<float> cpu_store_then(cu::KvType t, bool per_channel, const std::vector<float>& prompt,
+                                  const std::vector<float>& later, int64_t kv_dim) {
+  std::vector<float> sc;
+  std::vector<float> all = cpu_store(t, per_channel, prompt, kv_dim, &sc);
+  const std::vector<float> tail = cpu_store(t, per_channel, later, kv_dim, &sc);
+  all.insert(all.end(), tail.begin(), tail.end());
+  return all;
+}
+
 // A device cache side of max_ctx rows filled with rows [0, n) of x, calibrated on all n rows (as
 // one prompt store).
 struct DevKv {
@@ -112,14 +123,27 @@ TEST_F(CudaOps, KvStoreMatchesCpuCacheEmulation) {
       CU_OK(cu::kv_calibrate(kv.view, dy.get(), 3, kv_dim, nullptr));  // must be a no-op now
       CU_OK(cu::kv_append(kv.view, dy.get(), 3, kv_dim, at.get(), nullptr));
       CU_OK(cu::kv_read(back2.get(), kv.view, n + 3, kv_dim, nullptr));
-      std::vector<float> sc;
-      std::vector<float> want = cpu_store(t, per_channel, x, kv_dim, &sc);
-      const std::vector<float> later = cpu_store(t, per_channel, y, kv_dim, &sc);
-      want.insert(want.end(), later.begin(), later.end());
+      const std::vector<float> want = cpu_store_then(t, per_channel, x, y, kv_dim);
       const Cmp r2 = compare(back2.host(), want, zero_sign_free);
       print("kv_store_later",
             shape_str("%s%s +3 rows x8", kv_name(t), per_channel ? " per-channel" : ""), r2);
       EXPECT_EQ(r2.mismatches, 0u) << kv_name(t);
+
+      // K and V in one launch (kv_append_pair): each cache gets its own rows and scales.
+      auto x2 = randv(size_t(n * kv_dim), g, ActType::F32, 2.0f);
+      auto z = randv(size_t(3 * kv_dim), g, ActType::F32, 8.0f);
+      DevKv ka(t, per_channel, x, n, 64, kv_dim), va(t, per_channel, x2, n, 64, kv_dim);
+      Dev<float> dz(z), kback(size_t((n + 3) * kv_dim)), vback(size_t((n + 3) * kv_dim));
+      CU_OK(cu::kv_append_pair(ka.view, dy.get(), va.view, dz.get(), 3, kv_dim, at.get(), nullptr));
+      CU_OK(cu::kv_read(kback.get(), ka.view, n + 3, kv_dim, nullptr));
+      CU_OK(cu::kv_read(vback.get(), va.view, n + 3, kv_dim, nullptr));
+      const std::vector<float> vwant = cpu_store_then(t, per_channel, x2, z, kv_dim);
+      const Cmp rk = compare(kback.host(), want, zero_sign_free);
+      const Cmp rv = compare(vback.host(), vwant, zero_sign_free);
+      print("kv_append_pair",
+            shape_str("%s%s +3 rows k and v", kv_name(t), per_channel ? " per-channel" : ""), rv);
+      EXPECT_EQ(rk.mismatches, 0u) << kv_name(t);
+      EXPECT_EQ(rv.mismatches, 0u) << kv_name(t);
     }
 }
 
@@ -193,6 +217,14 @@ TEST_F(CudaOps, FlashDecodingMatchesCpuFusedAttention) {
   for (const AttnCase& c : kCases)
     for (int splits : {1, 4, 16})
       run_attention(c, ActType::BF16, true, cu::KvType::BF16, false, false, splits, g);
+  // The bench's decode shape (capacity 384, 129-384 keys) in the backend's decode splits, some of
+  // them empty at 129 keys and 64 splits.
+  for (const AttnCase& cd : {AttnCase{384, 1, 16, 8, 128}, AttnCase{129, 1, 16, 8, 128}})
+    for (int splits : {12, 24, 48, 64})
+      for (cu::KvType t : {cu::KvType::BF16, cu::KvType::FP8})
+        run_attention(cd, ActType::BF16, true, t, false, false, splits, g);
+  run_attention(AttnCase{384, 1, 16, 8, 128}, ActType::BF16, true, cu::KvType::BF16, false, true,
+                48, g);
   const AttnCase c{513, 2, 16, 8, 128};
   run_attention(c, ActType::F32, true, cu::KvType::F32, false, false, 8, g);
   for (cu::KvType t : {cu::KvType::F16, cu::KvType::INT8, cu::KvType::FP8})

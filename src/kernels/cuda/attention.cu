@@ -40,9 +40,13 @@ __global__ void calibrate_kernel(float* scale, const float* x, int64_t T, int64_
   }
 }
 
-// Row t of x: [T, kv_dim] goes to cache row *pos + t.
-__global__ void append_kernel(KvView kv, const float* x, int64_t T, int64_t kv_dim,
-                              const int32_t* pos) {
+// Row t of x: [T, kv_dim] goes to cache row *pos + t; blockIdx.y == 1 stores xv into v (K and V
+// in one launch), else xk into k.
+__global__ void append_kernel(KvView kk, const float* xk, KvView vv, const float* xv, int64_t T,
+                              int64_t kv_dim, const int32_t* pos) {
+  pdl_start();
+  const KvView& kv = blockIdx.y ? vv : kk;
+  const float* x = blockIdx.y ? xv : xk;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= T * kv_dim) return;
   const int64_t c = i % kv_dim, dst = int64_t(*pos) * kv_dim + i;
@@ -98,6 +102,7 @@ __device__ float key_dot_fp16(const float* q, const KvView& k, int64_t row_off, 
 // grid (heads, T), kWarps·32 threads. scores: [T, heads, max_ctx].
 __global__ void eager_kernel(float* out, const float* q, KvView k, KvView v, const int32_t* pos,
                              AttnShape s, Act act, float* scores) {
+  pdl_start();
   __shared__ double dred[32];
   __shared__ float fred[32];
   const int64_t h = blockIdx.x, t = blockIdx.y, kvh = h / (s.heads / s.kv_heads);
@@ -147,6 +152,7 @@ __global__ void eager_kernel(float* out, const float* q, KvView k, KvView v, con
 // work: [T, heads, splits, head_dim + 2] = (m, l, acc[head_dim]). grid (heads, T, splits).
 __global__ void flash_split_kernel(const float* q, KvView k, KvView v, const int32_t* pos,
                                    AttnShape s, bool fp16_acc, float* work) {
+  pdl_start();
   __shared__ float part[kWarps][kMaxHeadDim + 2];
   const int64_t h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z, splits = gridDim.z;
   const int64_t kvh = h / (s.heads / s.kv_heads), kv_dim = s.kv_heads * s.head_dim;
@@ -199,6 +205,7 @@ __global__ void flash_split_kernel(const float* q, KvView k, KvView v, const int
 // Merges the splits and rounds once: out = round(acc · (1 / l)). grid (heads, T).
 __global__ void flash_reduce_kernel(float* out, const float* work, AttnShape s, int splits,
                                     Act act) {
+  pdl_start();
   const int64_t h = blockIdx.x, t = blockIdx.y;
   const float* w = work + (t * s.heads + h) * splits * (s.head_dim + 2);
   const int64_t stride = s.head_dim + 2;
@@ -229,7 +236,17 @@ int kv_append(KvView kv, const float* x, int64_t T, int64_t kv_dim, const int32_
               Stream stream) {
   const int64_t n = T * kv_dim;
   if (n <= 0) return 0;
-  append_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(kv, x, T, kv_dim, pos);
+  launch_pdl(append_kernel, unsigned((n + 255) / 256), 256, 0, stream, kv, x, kv, x, T, kv_dim,
+             pos);
+  return launch_status();
+}
+
+int kv_append_pair(KvView k, const float* xk, KvView v, const float* xv, int64_t T, int64_t kv_dim,
+                   const int32_t* pos, Stream stream) {
+  const int64_t n = T * kv_dim;
+  if (n <= 0) return 0;
+  launch_pdl(append_kernel, dim3(unsigned((n + 255) / 256), 2), 256, 0, stream, k, xk, v, xv, T,
+             kv_dim, pos);
   return launch_status();
 }
 
@@ -242,8 +259,8 @@ int kv_read(float* out, KvView kv, int64_t n, int64_t kv_dim, Stream stream) {
 int attention_eager(float* out, const float* q, KvView k, KvView v, const int32_t* pos,
                     const AttnShape& s, Act act, float* scores, Stream stream) {
   if (s.head_dim > kMaxHeadDim || s.heads % s.kv_heads) return int(cudaErrorInvalidValue);
-  eager_kernel<<<dim3(unsigned(s.heads), unsigned(s.T)), kWarps * 32, 0, stream>>>(
-      out, q, k, v, pos, s, act, scores);
+  launch_pdl(eager_kernel, dim3(unsigned(s.heads), unsigned(s.T)), kWarps * 32, 0, stream, out, q,
+             k, v, pos, s, act, scores);
   return launch_status();
 }
 
@@ -256,11 +273,11 @@ int attention_flash(float* out, const float* q, KvView k, KvView v, const int32_
                     Stream stream) {
   if (s.head_dim > kMaxHeadDim || s.heads % s.kv_heads || splits < 1)
     return int(cudaErrorInvalidValue);
-  flash_split_kernel<<<dim3(unsigned(s.heads), unsigned(s.T), unsigned(splits)), kWarps * 32, 0,
-                       stream>>>(q, k, v, pos, s, fp16_acc, work);
+  launch_pdl(flash_split_kernel, dim3(unsigned(s.heads), unsigned(s.T), unsigned(splits)),
+             kWarps * 32, 0, stream, q, k, v, pos, s, fp16_acc, work);
   if (const int e = launch_status()) return e;
-  flash_reduce_kernel<<<dim3(unsigned(s.heads), unsigned(s.T)), 128, 0, stream>>>(out, work, s,
-                                                                                  splits, act);
+  launch_pdl(flash_reduce_kernel, dim3(unsigned(s.heads), unsigned(s.T)), 128, 0, stream, out, work,
+             s, splits, act);
   return launch_status();
 }
 

@@ -112,4 +112,44 @@ inline int launch_status() {
   return int(cudaGetLastError());
 }
 
+// Programmatic dependent launch (Hopper; no-ops on older GPUs and when the kernel was launched
+// without the attribute). pdl_trigger lets the next kernel in the stream, if it was launched with
+// launch_pdl, start before this one ends: only its prologue (weight loads, which depend on no
+// kernel) runs early, because pdl_wait blocks until every earlier kernel in the stream has
+// finished and its writes are visible. A kernel launched with launch_pdl must call pdl_wait
+// before it reads an activation or writes anything.
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// The first statement of every kernel launched with launch_pdl that loads nothing early: the
+// next kernel may be scheduled now (its blocks wait in pdl_wait), and this one waits for the
+// previous. Chained, it hides each launch behind the kernel before it.
+__device__ __forceinline__ void pdl_start() {
+  pdl_trigger();
+  pdl_wait();
+}
+
+// Launches `kernel` allowed to overlap the previous kernel in `stream` (programmatic stream
+// serialization; captured into graphs as a programmatic edge). On the legacy default stream
+// (nullptr) it is an ordinary launch.
+template <typename... KArgs, typename... Args>
+int launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Stream stream,
+               Args... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr, cfg.numAttrs = stream ? 1 : 0;
+  return int(cudaLaunchKernelEx(&cfg, kernel, KArgs(args)...));
+}
+
 }  // namespace fusecheck::cuda

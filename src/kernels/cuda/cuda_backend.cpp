@@ -17,6 +17,8 @@ namespace {
 namespace cu = fusecheck::cuda;
 
 constexpr int64_t kGemmMinTokens = 8;
+// Rows of cache capacity per attention split in a decode step (see attention()).
+constexpr int64_t kDecodeKeysPerSplit = 16;
 
 cu::Act act_of(ActType t) {
   return t == ActType::BF16 ? cu::Act::BF16 : t == ActType::F16 ? cu::Act::F16 : cu::Act::F32;
@@ -342,8 +344,7 @@ void CudaBackend::kv_append(const KvLayer& kv, const float* k, const float* v, i
   const cu::KvView vview{kv_type(kv.storage), kv.v, kv.v_scale, per_channel};
   check(cu::kv_calibrate(kview, k, T, kv_dim, stream_));  // no-op once calibrated (on device)
   check(cu::kv_calibrate(vview, v, T, kv_dim, stream_));
-  check(cu::kv_append(kview, k, T, kv_dim, pos0, stream_));
-  check(cu::kv_append(vview, v, T, kv_dim, pos0, stream_));
+  check(cu::kv_append_pair(kview, k, vview, v, T, kv_dim, pos0, stream_));
 }
 
 float* CudaBackend::workspace(float*& buf, size_t& have, size_t floats) {
@@ -370,13 +371,27 @@ void CudaBackend::attention(float* out, const float* q, const KvLayer& kv, const
     if (sc) check(cu::attention_eager(out, q, kview, vview, pos0, s, act_of(p.act), sc, stream_));
     return;
   }
-  // A split is one block per head walking its keys a warp per key: at capacity / 128 a 0.6B-shaped
-  // decode step (16 heads, ~150 keys) ran 16 blocks on 132 SMs and the split kernel took ~36 us a
-  // layer (ncu, H200). One split per 32 rows of capacity, up to the 16 the tests sweep; each split
-  // takes ceil(n_ctx / splits) keys, read from the device position.
-  const int splits = opt_.attention_splits > 0 ? opt_.attention_splits
-                                               : int(std::clamp<int64_t>(kv.capacity / 32, 1, 16));
-  float* w = workspace(work_, work_floats_, size_t(cu::attention_flash_work_floats(s, splits)));
+  // A split is one block per head walking its keys a warp per key, each key two dependent memory
+  // round trips. 0.6B-shaped decode (16 heads, capacity 384), ncu on the H200, split + reduce a
+  // layer: capacity / 32 (12 splits, 8 keys a warp) 17.8 + 5.0 us; / 16 (24 splits) 9.0 + 7.4 us;
+  // / 8 (48 splits) 7.0 + 12.6 us, the reduce's serial walk over the splits eating the gain. A
+  // decode step (T == 1) takes one split per kDecodeKeysPerSplit rows of capacity, up to 64 (the
+  // tests sweep 1-64); a prompt (T > 1) already has T times the blocks and keeps capacity / 32, up
+  // to 16. Each split takes ceil(n_ctx / splits) keys, read from the device position.
+  // The workspace is sized for the larger of this call and a decode step, so a decode step after
+  // a short prompt never grows it (a growth synchronises, which a graph capture cannot).
+  const auto pick = [&](int64_t T) {
+    const int64_t per_split = T == 1 ? kDecodeKeysPerSplit : 32, max_splits = T == 1 ? 64 : 16;
+    return opt_.attention_splits > 0
+               ? opt_.attention_splits
+               : int(std::clamp<int64_t>(kv.capacity / per_split, 1, max_splits));
+  };
+  const int splits = pick(p.T);
+  cu::AttnShape step = s;
+  step.T = 1;
+  const int64_t need = std::max(cu::attention_flash_work_floats(s, splits),
+                                cu::attention_flash_work_floats(step, pick(1)));
+  float* w = workspace(work_, work_floats_, size_t(need));
   if (w)
     check(cu::attention_flash(out, q, kview, vview, pos0, s, act_of(p.act), p.fp16_accumulation,
                               splits, w, stream_));

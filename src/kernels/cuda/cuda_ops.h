@@ -41,15 +41,20 @@ int free_device(void* p);
 int copy_to_device(void* dst, const void* src, size_t bytes);  // synchronous
 int copy_to_host(void* dst, const void* src, size_t bytes);    // synchronous
 int synchronize();
+int stream_create(Stream* s);  // a non-blocking stream (staged GEMVs overlap only off nullptr)
+int stream_destroy(Stream s);
 
 // ---- GEMV following the 32-lane dot-product contract (gemv.cu) ----
 // out[t, r] = round(dot_lanes(x[t, :], W[r, :]) + bias[r]): bit-identical to cpu::linear.
 // Four threads per row, each loading 16 bytes per 32-element block and owning 8 contract lanes;
 // the fold is done by shuffles within the group. x: [T, cols] fp32; out: [T, rows];
 // bias: [rows] fp32 or nullptr. `variant` is the load schedule (same results, other speed):
-// U blocks of 32 elements whose weights and x are loaded before their FMAs. kDefault = kU16Early,
-// measured fastest (docs/NUMERICS.md, CUDA section).
-enum class GemvVariant : uint8_t { kDefault, kU8Early, kU16Early };
+// U blocks of 32 elements whose weights and x are loaded before their FMAs; kStaged: each block's
+// whole [8, cols] tile in flight at once through shared memory (bf16/f16 weights, 16-byte aligned
+// x and w, cols % 8 == 0; else u16), launched so that it overlaps the previous kernel on a
+// non-default stream (programmatic dependent launch). kDefault = kStaged up to 32768 rows, else
+// kU16Early (docs/NUMERICS.md, CUDA section). rmsnorm_qkv and gate_up_silu stage the same way.
+enum class GemvVariant : uint8_t { kDefault, kU8Early, kU16Early, kStaged };
 int gemv(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
          Stream stream, GemvVariant variant = GemvVariant::kDefault);
 
@@ -169,6 +174,9 @@ int kv_calibrate(KvView kv, const float* x, int64_t T, int64_t kv_dim, Stream st
 // Stores T rows at positions *pos .. *pos+T-1 (quantising INT8/FP8, rounding F16/BF16).
 int kv_append(KvView kv, const float* x, int64_t T, int64_t kv_dim, const int32_t* pos,
               Stream stream);
+// kv_append of K (xk into k) and V (xv into v) in one launch; the same stores.
+int kv_append_pair(KvView k, const float* xk, KvView v, const float* xv, int64_t T, int64_t kv_dim,
+                   const int32_t* pos, Stream stream);
 // Dequantises rows [0, n) of the cache to fp32 (tests and the probe). out: [n, kv_dim].
 int kv_read(float* out, KvView kv, int64_t n, int64_t kv_dim, Stream stream);
 

@@ -35,5 +35,11 @@ int copy_to_host(void* dst, const void* src, size_t bytes) {
 int synchronize() {
   return int(cudaDeviceSynchronize());
 }
+int stream_create(Stream* s) {
+  return int(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
+}
+int stream_destroy(Stream s) {
+  return int(cudaStreamDestroy(s));
+}
 
 }  // namespace fusecheck::cuda

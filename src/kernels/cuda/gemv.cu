@@ -57,6 +57,23 @@ __device__ __forceinline__ void load_x(const float* x, float* xf) {
   }
 }
 
+// The contract's fold of a row's 32 lanes held E per thread by TPR threads: lanes k and k + w are
+// in threads g and g + w / E while w >= E, then in registers. The result is valid in g == 0.
+template <int E, int TPR>
+__device__ __forceinline__ float fold(float* acc) {
+#pragma unroll
+  for (int w = 16; w >= 1; w /= 2) {
+    if (w >= E) {
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[e] += __shfl_down_sync(0xffffffffu, acc[e], w / E, TPR);
+    } else {
+#pragma unroll
+      for (int e = 0; e < w; ++e) acc[e] += acc[e + w];
+    }
+  }
+  return acc[0];
+}
+
 // The contract dot of x[0, cols) with one weight row, for thread g of the row's group; the result
 // is valid in g == 0. `vec`: cols % 8 == 0 and x, w 16-byte aligned (else element loads, same
 // arithmetic).
@@ -102,18 +119,7 @@ __device__ float row_dot(const void* wrow, const float* x, int64_t cols, int g, 
         if (i < cols) acc[e] = fmaf(x[i], load_w<W>(wrow, i), acc[e]);
       }
   }
-  // Fold: lanes k and k + w are in threads g and g + w / E while w >= E, then in registers.
-#pragma unroll
-  for (int w = 16; w >= 1; w /= 2) {
-    if (w >= E) {
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[e] += __shfl_down_sync(0xffffffffu, acc[e], w / E, TPR);
-    } else {
-#pragma unroll
-      for (int e = 0; e < w; ++e) acc[e] += acc[e + w];
-    }
-  }
-  return acc[0];
+  return fold<E, TPR>(acc);
 }
 
 template <WType W>
@@ -127,6 +133,7 @@ template <WType W, int U>
 __global__ void __launch_bounds__(kThreads)
     gemv_kernel(float* out, const float* x, const void* w, int64_t rows, int64_t cols,
                 const float* bias, Act act, bool vec) {
+  pdl_start();
   constexpr int TPR = Cfg<W>::kTpr;
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
   const int g = threadIdx.x % TPR;
@@ -157,6 +164,7 @@ template <WType W, int U>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_qkv_kernel(Segs segs, const float* x, const float* gain, float eps, int64_t cols,
                        Act act, bool vec) {
+  pdl_start();
   extern __shared__ float4 smem4[];
   float* xn = reinterpret_cast<float*>(smem4);
   __shared__ double red[32];
@@ -186,6 +194,7 @@ template <WType W, int U>
 __global__ void __launch_bounds__(kThreads)
     gate_up_silu_kernel(float* out, const float* x, const void* wg, const void* wu, int64_t rows,
                         int64_t cols, Act act, bool vec) {
+  pdl_start();
   constexpr int TPR = Cfg<W>::kTpr;
   const int64_t r = int64_t(blockIdx.x) * Cfg<W>::kRowsPerBlock + threadIdx.x / TPR;
   const int g = threadIdx.x % TPR;
@@ -197,6 +206,185 @@ __global__ void __launch_bounds__(kThreads)
     const float e = float(exp(-double(gs)));
     out[t * rows + r] = round_act(act, gs / (1.0f + e) * us);
   }
+}
+
+// ---- Staged kernels: a block's whole weight tile in flight at once (bf16 / f16, vec only) ----
+// The u8/u16 schedules keep 16 · U bytes in flight per thread, refilled after each batch's FMAs:
+// a 1024-row matrix has 4096 threads, so a [1024, 3072] weight takes 6 sequential HBM round
+// trips. Here each block of R = 8 rows (8 warps) first issues cp.async for every 16-byte piece
+// of its tile [R, cols] (and of the gain), in kStages groups along K; only then does it wait for
+// the previous kernel (pdl_wait: the weights depend on no kernel, so under launch_pdl the tile
+// streams in while the previous kernel still runs), stages x in shared memory as fp32, and runs
+// the contract out of shared memory, group by group as it lands: lane k of a row's warp FMAs
+// elements k, k + 32, ... in increasing i, then the warp folds (lane k += lane k + w, w = 16..1).
+constexpr int kStagedRows = 8;  // rows per block: 1024 rows are 128 blocks on the H200's 132 SMs
+constexpr int kStages = 4;      // K quarters, one cp.async group each
+constexpr size_t kStagedMaxSmem = 200 * 1024;
+
+enum class Kind { kPlain, kQkv, kGateUp };
+
+struct Staged {
+  Segs segs;           // plain: s[0]; qkv: s[0..2] stacked by rows; gate_up: s[0] gate, s[1] up
+  int64_t rows = 0;    // output rows in all (qkv: the three segments' sum)
+  int64_t cols = 0;    // % 8 == 0
+  int64_t stride = 0;  // shared bytes per tile row (16-byte multiple)
+  const float* x = nullptr;     // [T, cols], 16-byte aligned
+  const float* gain = nullptr;  // qkv: [cols] RMSNorm gain, 16-byte aligned
+  float eps = 0.0f;
+  Act act = Act::F32;
+};
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+// Waits until groups 0 .. s (of kStages) have landed.
+__device__ __forceinline__ void wait_stage(int s) {
+  static_assert(kStages == 4);
+  if (s == 0)
+    cp_async_wait<3>();
+  else if (s == 1)
+    cp_async_wait<2>();
+  else if (s == 2)
+    cp_async_wait<1>();
+  else
+    cp_async_wait<0>();
+}
+
+// Matrix m's segment holding global row r (r becomes the segment's own row).
+template <Kind K>
+__device__ __forceinline__ Seg seg_of(const Segs& segs, int m, int64_t& r) {
+  if constexpr (K == Kind::kGateUp) {
+    return m == 0 ? segs.s[0] : segs.s[1];
+  } else if constexpr (K == Kind::kQkv) {
+    Seg sg = segs.s[0];
+    if (r >= sg.rows) r -= sg.rows, sg = segs.s[1];
+    if (r >= sg.rows) r -= sg.rows, sg = segs.s[2];
+    return sg;
+  } else {
+    return segs.s[0];
+  }
+}
+
+// src (global) → dst (shared), n4 16-byte pieces, every load issued before the first store.
+__device__ __forceinline__ void stage_f32(float* dst, const float* src, int64_t n4) {
+  const float4* s4 = reinterpret_cast<const float4*>(src);
+  float4* d4 = reinterpret_cast<float4*>(dst);
+  constexpr int B = 16;
+  for (int64_t base = threadIdx.x; base < n4; base += B * blockDim.x) {
+    float4 v[B];
+#pragma unroll
+    for (int u = 0; u < B; ++u)
+      if (base + u * blockDim.x < n4) v[u] = s4[base + u * blockDim.x];
+#pragma unroll
+    for (int u = 0; u < B; ++u)
+      if (base + u * blockDim.x < n4) d4[base + u * blockDim.x] = v[u];
+  }
+}
+
+// Shared memory: xs [cols] fp32 | gs [cols] fp32 (qkv) | tile [M · R rows, stride bytes].
+// grid (ceil(rows / R), T), block 32 · R threads: warp w owns tile row w (and w + R), lane k is
+// contract lane k, so the fold is warp_fold's. Index math is 32-bit (cols < 2^26 here): a 64-bit
+// division per piece made the loader the slowest part.
+template <WType W, Kind K>
+__global__ void __launch_bounds__(32 * kStagedRows) staged_kernel(Staged a) {
+  constexpr int R = kStagedRows, M = K == Kind::kGateUp ? 2 : 1;
+  extern __shared__ float4 smem4[];
+  const int cols = int(a.cols), stride = int(a.stride), nthr = int(blockDim.x);
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  float* xs = reinterpret_cast<float*>(smem4);
+  float* gs = xs + cols;
+  char* tile = reinterpret_cast<char*>(gs + (K == Kind::kQkv ? cols : 0));
+  const int64_t r0 = int64_t(blockIdx.x) * R, t = blockIdx.y;
+  const int nchunk = cols / 8, nb = (cols + 31) / 32;
+  pdl_trigger();  // the next kernel may start its own weight loads while this one runs
+  for (int s = 0; s < kStages; ++s) {
+    if constexpr (K == Kind::kQkv)
+      if (s == 0)
+        for (int c = tid; c < cols / 4; c += nthr) cp_async16(gs + 4 * c, a.gain + 4 * c);
+    const int c0 = min(nchunk, s * nb / kStages * 4), c1 = min(nchunk, (s + 1) * nb / kStages * 4);
+    for (int j = warp; j < M * R; j += R) {  // warp w issues tile rows w, w + R
+      int64_t r = r0 + j % R;
+      const Seg sg = seg_of<K>(a.segs, j / R, r);
+      if (r >= sg.rows) continue;
+      const char* src = static_cast<const char*>(row_ptr<W>(sg.w, r, a.cols));
+      for (int c = c0 + lane; c < c1; c += 32) cp_async16(tile + j * stride + c * 16, src + c * 16);
+    }
+    cp_async_commit();
+  }
+  pdl_wait();
+  stage_f32(xs, a.x + t * a.cols, a.cols / 4);
+  __syncthreads();
+  if constexpr (K == Kind::kQkv) {
+    __shared__ double red[32];
+    const float inv = inv_rms_from(block_sum_squares(xs, a.cols, red), a.cols, a.eps);
+    wait_stage(0);  // the gain is in group 0
+    __syncthreads();
+    for (int i = tid; i < cols; i += nthr) xs[i] = gs[i] * (xs[i] * inv);
+  }
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = 0.0f;
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) {
+    wait_stage(s);
+    __syncthreads();
+    const int i1 = min(cols, (s + 1) * nb / kStages * 32);
+    for (int i = s * nb / kStages * 32 + lane; i < i1; i += 32) {
+      const float xv = xs[i];
+#pragma unroll
+      for (int m = 0; m < M; ++m)
+        acc[m] = fmaf(xv, load_w<W>(tile + (m * R + warp) * stride, i), acc[m]);
+    }
+  }
+  float d[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) d[m] = warp_fold(acc[m]);
+  int64_t r = r0 + warp;
+  const Seg sg = seg_of<K>(a.segs, 0, r);
+  if (lane != 0 || r >= sg.rows) return;
+  if constexpr (K == Kind::kGateUp) {
+    // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
+    const float e = float(exp(-double(d[0])));
+    sg.out[t * sg.rows + r] = round_act(a.act, d[0] / (1.0f + e) * d[M - 1]);
+  } else {
+    float v = d[0];
+    if (sg.bias) v += sg.bias[r];
+    sg.out[t * sg.rows + r] = round_act(a.act, v);
+  }
+}
+
+// Shared bytes of a staged launch, or 0 when the tile does not fit (then the u16 kernels run).
+size_t staged_smem(Kind k, int64_t cols, int64_t& stride) {
+  stride = (cols * 2 + 15) / 16 * 16;
+  const int m = k == Kind::kGateUp ? 2 : 1;
+  const size_t bytes =
+      size_t(cols) * 4 * (k == Kind::kQkv ? 2 : 1) + size_t(m) * kStagedRows * size_t(stride);
+  return bytes <= kStagedMaxSmem ? bytes : 0;
+}
+
+template <WType W, Kind K>
+int staged_launch(Staged& a, int64_t T, size_t smem, Stream st) {
+  if (smem > 48 * 1024) {
+    const int e = int(cudaFuncSetAttribute(staged_kernel<W, K>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    if (e) return e;
+  }
+  const dim3 grid(unsigned((a.rows + kStagedRows - 1) / kStagedRows), unsigned(T));
+  if (int e = launch_pdl(staged_kernel<W, K>, grid, dim3(32 * kStagedRows), smem, st, a)) return e;
+  return launch_status();
+}
+template <Kind K>
+int staged(WType w, Staged& a, int64_t T, size_t smem, Stream st) {
+  if (w == WType::BF16) return staged_launch<WType::BF16, K>(a, T, smem, st);
+  return staged_launch<WType::F16, K>(a, T, smem, st);
 }
 
 bool aligned16(const void* p) {
@@ -213,13 +401,28 @@ dim3 grid_for(int64_t rows, int64_t T) {
 template <WType W, int U>
 int gemv_u(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
            Stream st) {
-  gemv_kernel<W, U><<<grid_for<W>(w.rows, T), kThreads, 0, st>>>(
-      out, x, w.data, w.rows, w.cols, bias, act, vec_ok(w.data, x, w.cols));
+  launch_pdl(gemv_kernel<W, U>, grid_for<W>(w.rows, T), kThreads, 0, st, out, x, w.data, w.rows,
+             w.cols, bias, act, vec_ok(w.data, x, w.cols));
   return launch_status();
 }
+// The staged kernels beat u16 on the layer-sized shapes; the LM head-sized ones already run at
+// the copy roofline with u16 (docs/NUMERICS.md, CUDA section).
+constexpr int64_t kStagedDefaultMaxRows = 32768;
+
 template <WType W>
 int gemv_t(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
            Stream st, GemvVariant v) {
+  if constexpr (W != WType::F32) {
+    const bool want = v == GemvVariant::kStaged ||
+                      (v == GemvVariant::kDefault && w.rows <= kStagedDefaultMaxRows);
+    Staged a;
+    const size_t smem = staged_smem(Kind::kPlain, w.cols, a.stride);
+    if (want && smem && vec_ok(w.data, x, w.cols)) {
+      a.segs.s[0] = {w.data, bias, out, w.rows};
+      a.rows = w.rows, a.cols = w.cols, a.x = x, a.act = act;
+      return staged<Kind::kPlain>(W, a, T, smem, st);
+    }
+  }
   // u16 x-early was the fastest schedule on every decode shape measured on the H200 (u8 within
   // 1.3% on the lm_head); docs/NUMERICS.md's CUDA section has the table.
   if (v == GemvVariant::kU8Early) return gemv_u<W, 8>(out, x, T, w, bias, act, st);
@@ -236,13 +439,22 @@ int rmsnorm_qkv_u(const Segs& segs, const float* x, int64_t T, const float* gain
     if (e) return e;
   }
   const int64_t rows = segs.s[0].rows + segs.s[1].rows + segs.s[2].rows;
-  rmsnorm_qkv_kernel<W, U>
-      <<<grid_for<W>(rows, T), kThreads, smem, st>>>(segs, x, gain, eps, cols, act, vec);
+  launch_pdl(rmsnorm_qkv_kernel<W, U>, grid_for<W>(rows, T), kThreads, smem, st, segs, x, gain, eps,
+             cols, act, vec);
   return launch_status();
 }
 template <WType W>
 int rmsnorm_qkv_t(const Segs& segs, const float* x, int64_t T, const float* gain, float eps,
                   int64_t cols, Act act, bool vec, Stream st) {
+  if constexpr (W != WType::F32) {
+    Staged a;
+    const size_t smem = staged_smem(Kind::kQkv, cols, a.stride);
+    if (smem && vec && aligned16(x) && aligned16(gain)) {
+      a.segs = segs, a.rows = segs.s[0].rows + segs.s[1].rows + segs.s[2].rows;
+      a.cols = cols, a.x = x, a.gain = gain, a.eps = eps, a.act = act;
+      return staged<Kind::kQkv>(W, a, T, smem, st);
+    }
+  }
   return rmsnorm_qkv_u<W, 16>(segs, x, T, gain, eps, cols, act, vec, st);
 }
 
@@ -250,13 +462,23 @@ template <WType W, int U>
 int gate_up_u(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
               Act act, Stream st) {
   const bool vec = vec_ok(wg.data, x, wg.cols) && aligned16(wu.data);
-  gate_up_silu_kernel<W, U><<<grid_for<W>(wg.rows, T), kThreads, 0, st>>>(
-      out, x, wg.data, wu.data, wg.rows, wg.cols, act, vec);
+  launch_pdl(gate_up_silu_kernel<W, U>, grid_for<W>(wg.rows, T), kThreads, 0, st, out, x, wg.data,
+             wu.data, wg.rows, wg.cols, act, vec);
   return launch_status();
 }
 template <WType W>
 int gate_up_t(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
               Act act, Stream st) {
+  if constexpr (W != WType::F32) {
+    Staged a;
+    const size_t smem = staged_smem(Kind::kGateUp, wg.cols, a.stride);
+    if (smem && vec_ok(wg.data, x, wg.cols) && aligned16(wu.data)) {
+      a.segs.s[0] = {wg.data, nullptr, out, wg.rows};
+      a.segs.s[1] = {wu.data, nullptr, out, wu.rows};
+      a.rows = wg.rows, a.cols = wg.cols, a.x = x, a.act = act;
+      return staged<Kind::kGateUp>(W, a, T, smem, st);
+    }
+  }
   return gate_up_u<W, 16>(out, x, T, wg, wu, act, st);
 }
 

@@ -13,6 +13,7 @@ int threads_for(int64_t n) {
 // x, out: [rows, n]. y = round(x · inv); out = round(gain · y).
 __global__ void rmsnorm_kernel(float* out, const float* x, const float* gain, int64_t n, float eps,
                                Act act) {
+  pdl_start();
   __shared__ double red[32];
   const float* xr = x + int64_t(blockIdx.x) * n;
   float* o = out + int64_t(blockIdx.x) * n;
@@ -27,6 +28,7 @@ __global__ void rmsnorm_kernel(float* out, const float* x, const float* gain, in
 __global__ void add_rmsnorm_kernel(float* h, const float* delta, float* normed, float* sum_out,
                                    const float* gain, int64_t n, float eps, Act act,
                                    Act act_normed) {
+  pdl_start();
   __shared__ double red[32];
   const int64_t off = int64_t(blockIdx.x) * n;
   float* s = (sum_out ? sum_out : normed) + off;  // the fp32 sum lives in one of the outputs
@@ -46,15 +48,15 @@ __global__ void add_rmsnorm_kernel(float* h, const float* delta, float* normed, 
 int rmsnorm(float* out, const float* x, const float* gain, int64_t rows, int64_t n, float eps,
             Act act, Stream stream) {
   if (rows <= 0) return 0;
-  rmsnorm_kernel<<<unsigned(rows), threads_for(n), 0, stream>>>(out, x, gain, n, eps, act);
+  launch_pdl(rmsnorm_kernel, unsigned(rows), threads_for(n), 0, stream, out, x, gain, n, eps, act);
   return launch_status();
 }
 
 int add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out, const float* gain,
                 int64_t rows, int64_t n, float eps, Act act, Act act_normed, Stream stream) {
   if (rows <= 0) return 0;
-  add_rmsnorm_kernel<<<unsigned(rows), threads_for(n), 0, stream>>>(h, delta, normed, sum_out, gain,
-                                                                    n, eps, act, act_normed);
+  launch_pdl(add_rmsnorm_kernel, unsigned(rows), threads_for(n), 0, stream, h, delta, normed,
+             sum_out, gain, n, eps, act, act_normed);
   return launch_status();
 }
 

@@ -10,6 +10,7 @@ namespace {
 // x: [T, heads, head_dim]; cos_tab, sin_tab: [max_pos, head_dim / 2]. grid (heads, T), 32 threads.
 __global__ void rope_kernel(float* x, int64_t heads, int64_t head_dim, const float* cos_tab,
                             const float* sin_tab, const int32_t* pos, Act act) {
+  pdl_start();
   const int64_t t = blockIdx.y, half = head_dim / 2;
   float* xh = x + (t * heads + blockIdx.x) * head_dim;
   const int64_t p = int64_t(*pos) + t;
@@ -29,6 +30,7 @@ __global__ void rope_kernel(float* x, int64_t heads, int64_t head_dim, const flo
 __global__ void qk_norm_rope_kernel(float* x, int64_t heads, int64_t head_dim, const float* gain,
                                     float eps, const float* cos_tab, const float* sin_tab,
                                     const int32_t* pos, Act act) {
+  pdl_start();
   const int64_t t = blockIdx.y, half = head_dim / 2;
   float* xh = x + (t * heads + blockIdx.x) * head_dim;
   const int64_t p = int64_t(*pos) + t;
@@ -52,8 +54,8 @@ __global__ void qk_norm_rope_kernel(float* x, int64_t heads, int64_t head_dim, c
 int rope(float* x, int64_t T, int64_t heads, int64_t head_dim, const float* cos_tab,
          const float* sin_tab, const int32_t* pos, Act act, Stream stream) {
   if (T <= 0) return 0;
-  rope_kernel<<<dim3(unsigned(heads), unsigned(T)), 32, 0, stream>>>(x, heads, head_dim, cos_tab,
-                                                                     sin_tab, pos, act);
+  launch_pdl(rope_kernel, dim3(unsigned(heads), unsigned(T)), 32, 0, stream, x, heads, head_dim,
+             cos_tab, sin_tab, pos, act);
   return launch_status();
 }
 
@@ -61,8 +63,8 @@ int qk_norm_rope(float* x, int64_t T, int64_t heads, int64_t head_dim, const flo
                  const float* cos_tab, const float* sin_tab, const int32_t* pos, Act act,
                  Stream stream) {
   if (T <= 0) return 0;
-  qk_norm_rope_kernel<<<dim3(unsigned(heads), unsigned(T)), 32, 0, stream>>>(
-      x, heads, head_dim, gain, eps, cos_tab, sin_tab, pos, act);
+  launch_pdl(qk_norm_rope_kernel, dim3(unsigned(heads), unsigned(T)), 32, 0, stream, x, heads,
+             head_dim, gain, eps, cos_tab, sin_tab, pos, act);
   return launch_status();
 }
 
