@@ -5,8 +5,8 @@ Passes are interleaved (per pass and thread count, the engine that runs first ro
 each pass records the 1-minute load average before it: on a shared machine quote the ratios, not
 the absolute times. Medians are over --passes (>= 3 recommended). With --busy, one extra process
 (a `yes >/dev/null` loop, started and stopped here) keeps a core busy for every pass: the
-under-load case. llama.cpp's peer is built by scripts/peer/build_llamacpp.sh and its GGUF written
-by scripts/peer/fixture_to_gguf.py; --llama-bench/--gguf may be omitted to time fusecheck alone
+under-load case. llama.cpp's peer is built as docs/PERFORMANCE.md says (outside git) and its GGUF
+written by scripts/peer/fixture_to_gguf.py; --llama-bench/--gguf may be omitted to time fusecheck alone
 (e.g. stories260K, which has no GGUF here).
 
 llama-bench -p P -n G times prefill of P tokens and G decoded tokens from an empty context;
@@ -15,7 +15,10 @@ so for the 0.6B shape it does ~2% more memory traffic per decoded token than lla
 
 Usage: bench/compare_llamacpp.py --fusecheck build/fusecheck --model-dir DIR
          [--llama-bench BIN --gguf FILE] [--threads 1,2] [--passes 3] [--prompt 128] [--gen 64]
-         [--busy] [--dots contract,bf16-pairs] [--json OUT]
+         [--busy] [--dots contract,bf16-pairs] [--baseline OTHER_FUSECHECK] [--json OUT]
+
+--baseline adds a second fusecheck binary (e.g. main's build, before a change) as the engines
+baseline[:NAME] for every --dots choice, in the same rotation: an A/B of two builds in one run.
 """
 import argparse
 import json
@@ -31,8 +34,8 @@ def loadavg():
         return float(f.read().split()[0])
 
 
-def run_fusecheck(a, threads, dot="contract"):
-    cmd = [a.fusecheck, "bench", a.model_dir, "--threads", str(threads), "--prompt-tokens",
+def run_fusecheck(a, threads, dot="contract", binary=None):
+    cmd = [binary or a.fusecheck, "bench", a.model_dir, "--threads", str(threads), "--prompt-tokens",
            str(a.prompt), "--gen-tokens", str(a.gen), "--repeat", "1", "--json"]
     if dot != "contract":
         cmd += ["--dot", dot]
@@ -74,10 +77,13 @@ def main():
                    help="fusecheck's --dot choices to time, comma separated (e.g. "
                         "contract,bf16-pairs); each other than contract is the engine "
                         "fusecheck:NAME")
+    p.add_argument("--baseline", help="a second fusecheck binary timed as baseline[:NAME]")
     p.add_argument("--json", help="write every pass and the summary here")
     a = p.parse_args()
     dots = a.dots.split(",")
     engines = ["fusecheck" if d == "contract" else "fusecheck:" + d for d in dots]
+    if a.baseline:
+        engines += ["baseline" if d == "contract" else "baseline:" + d for d in dots]
     engines += ["llama.cpp"] if a.llama_bench and a.gguf else []
     threads = [int(t) for t in a.threads.split(",")]
     busy = None
@@ -94,8 +100,9 @@ def main():
                 order = engines[k:] + engines[:k]
                 for e in order:
                     la = loadavg()
-                    if e.startswith("fusecheck"):
-                        res = run_fusecheck(a, t, e.split(":")[1] if ":" in e else "contract")
+                    if e.startswith(("fusecheck", "baseline")):
+                        res = run_fusecheck(a, t, e.split(":")[1] if ":" in e else "contract",
+                                            a.baseline if e.startswith("baseline") else None)
                     else:
                         res = run_llama(a, t)
                     res.update(engine=e, threads=t, pass_=i, loadavg=la)
@@ -115,9 +122,16 @@ def main():
             s[e]["loadavg"] = [r["loadavg"] for r in rows]
         if "llama.cpp" in s:
             for e in engines[:-1]:
-                suffix = "" if e == "fusecheck" else "_" + e.split(":")[1]
+                suffix = {"fusecheck": ""}.get(e, "_" + e.replace("fusecheck:", ""))
                 for k in ("prefill", "decode"):
                     s[f"{k}_ratio{suffix}"] = s[e][k] / s["llama.cpp"][k]
+        if a.baseline:  # this build over the baseline build, per --dots choice
+            for d in dots:
+                suffix = "" if d == "contract" else "_" + d
+                tail = "" if d == "contract" else ":" + d
+                for k in ("prefill", "decode"):
+                    s[f"{k}_over_baseline{suffix}"] = (s["fusecheck" + tail][k] /
+                                                       s["baseline" + tail][k])
         summary[str(t)] = s
     fc = [r for r in passes if r["engine"] == "fusecheck"]
     meta = {"busy_core": a.busy, "passes": a.passes, "prompt": a.prompt, "gen": a.gen,

@@ -265,8 +265,10 @@ TEST(SimdAttention, MatchesAttentionHead) {
   for (int64_t target : simd_targets()) {
     TargetScope scope(target);
     int i = 0;
-    for (int64_t head_dim : {1, 3, 8, 17, 64, 100, 128})
-      for (int64_t n_ctx : {1, 2, 7, 33}) {
+    // 257: more than one block of P.V accumulators held in registers (8 vectors) and a tail;
+    // n_ctx 70: two whole tiles of 32 rows, then a tile of 6 (a 4-key dot block and 2 singles).
+    for (int64_t head_dim : {1, 3, 8, 17, 64, 100, 128, 257})
+      for (int64_t n_ctx : {1, 2, 7, 33, 70}) {
         const ActType act = kActs[i++ % 3];
         const int64_t stride = head_dim * 3 + 1;  // k/v heads interleaved, misaligned rows
         auto q = random_vector(static_cast<size_t>(head_dim), rng);

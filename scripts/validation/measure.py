@@ -6,6 +6,10 @@ skipped. Standard library only.
   /usr/bin/python3 scripts/validation/measure.py committed OUT_DIR       -> OUT_DIR/measured.csv
   (committed: no probe runs; the measurement columns of docs/validation/study.csv, for a study
   that re-runs only the static side over the committed measurements: run_study.sh --static-only)
+  /usr/bin/python3 scripts/validation/measure.py reproduce OUT_DIR [-j N] [--every K]
+  (reproduce: re-probes every K-th committed row (default 25) that was measured, not copied, and
+  compares it field by field with docs/validation/study.csv; exit 1 on any difference: shows
+  that a changed engine still measures the committed study)
   (--bin PATH: another fusecheck binary than OUT_DIR/fusecheck; --rerun-same-plan: probe a profile
   whose plan equals an earlier one's instead of copying its rows, see same_plan_as; --copy-only:
   no probe runs, only those copies)
@@ -95,12 +99,40 @@ def committed(out):
     print(f"{out}/measured.csv: {n} rows from {src}", file=sys.stderr)
 
 
+def reproduce(out, binary, jobs, every):
+    """Re-measures a sample of the committed study with `binary`; returns the number of rows that
+    differ. The CSV holds the probe's JSON numbers as Python prints them, so equal means equal."""
+    alias = same_plan_as()
+    zoo = {z["model"]: z for z in csv.DictReader(open(os.path.join(out, "zoo.csv")))}
+    rows = [r for r in csv.DictReader(open(os.path.join(ROOT, "docs/validation/study.csv")))
+            if r["profile"] not in alias]
+    sample = rows[::every]
+
+    def one(r):
+        got = [str(v) for v in probe(binary, model_dir(out, zoo[r["model"]]), r["profile"])]
+        want = [r[k] for k in MEASURED[2:]]
+        return r["model"], r["profile"], got, want
+
+    bad = 0
+    with ThreadPoolExecutor(jobs) as ex:
+        for model, prof, got, want in ex.map(one, sample):
+            if got != want:
+                bad += 1
+                print(f"differs: {model} {prof}: {got} against committed {want}", file=sys.stderr)
+    print(f"reproduce: {len(sample) - bad} of {len(sample)} sampled rows (every {every}th of "
+          f"{len(rows)} measured) equal the committed study", file=sys.stderr)
+    return bad
+
+
 def main():
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "committed":
         return committed(out)
     jobs = int(sys.argv[sys.argv.index("-j") + 1]) if "-j" in sys.argv else 1
     binary = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else os.path.join(out, "fusecheck")
+    if mode == "reproduce":
+        every = int(sys.argv[sys.argv.index("--every") + 1]) if "--every" in sys.argv else 25
+        return 1 if reproduce(out, binary, jobs, every) else 0
     fields, fn = (MEASURED, probe) if mode == "probe" else (STATIC, static)
     path = os.path.join(out, "measured.csv" if mode == "probe" else "static.csv")
     zoo = list(csv.DictReader(open(os.path.join(out, "zoo.csv"))))
@@ -140,4 +172,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -178,7 +178,8 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // Rows must fit kv.capacity.
   virtual void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
                          const int32_t* pos0) = 0;
-  // Causal attention reading the cache in place (no fp32 copy of the context): token t at
+  // Causal attention reading the cache (the CPU converts a 16/8-bit layer's context to fp32 once
+  // per call, shared by all heads and tokens; CUDA reads it in place, tile by tile): token t at
   // position pos0 + t attends to positions [0, pos0 + t], query head h to kv head
   // h / (nh / nkv). q: [T, nh*hd]; out: [T, nh*hd]; the cache holds this call's rows already.
   virtual void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,

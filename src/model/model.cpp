@@ -113,7 +113,7 @@ KvCache Model::new_cache(Precision p, int64_t max_context, const KernelPlan* pla
                  formats);
 }
 
-void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
+void Model::prepare(Activations& a, int64_t T, int64_t n_ctx, int64_t logit_rows) const {
   const auto& c = config_;
   Backend& b = *backend_;
   a.T = T;
@@ -129,9 +129,13 @@ void Model::prepare(Activations& a, int64_t T, int64_t n_ctx) const {
     a.attn_out = f32(dim), a.mlp_out = f32(dim), a.resid = f32(dim);
     a.q = f32(q_dim), a.attn = f32(q_dim), a.k = f32(kv_dim), a.v = f32(kv_dim);
     a.gate = f32(ffn), a.up = f32(ffn), a.mlp_act = f32(ffn);
-    a.logits = f32(c.vocab_size);
     a.tokens = b.alloc(static_cast<size_t>(T) * sizeof(int32_t));
     a.t_cap = T;
+    ++a.epoch;
+  }
+  if (logit_rows > a.logits_cap) {  // [logit_rows, vocab]: a prefill wants only its last row's
+    a.logits = b.alloc(static_cast<size_t>(logit_rows * c.vocab_size) * sizeof(float));
+    a.logits_cap = logit_rows;
     ++a.epoch;
   }
   if (n_ctx > a.ctx_cap) {
@@ -276,7 +280,7 @@ Status Model::forward(std::span<const int32_t> tokens, Precision p, KvCache& cac
   FC_TRY(cache.reserve_more(T));
   Activations local;
   Activations& a = ws ? *ws : local;
-  prepare(a, T, pos0 + T);
+  prepare(a, T, pos0 + T, which == LogitsFor::kLast ? 1 : T);
   Backend& b = *backend_;
   b.set_dot(plan.dot);
   const int32_t pos0_i32 = static_cast<int32_t>(pos0);

@@ -52,14 +52,14 @@ class Activations {
 
  private:
   friend class Model;
-  int64_t T = 0, t_cap = 0, ctx_cap = 0;
+  int64_t T = 0, t_cap = 0, ctx_cap = 0, logits_cap = 0;
   Buffer hidden, normed, sum;       // [T, dim]  the residual stream; a norm's output; fp32 sum
   Buffer xn;                        // [T, dim]  rmsnorm_qkv's fp32 normalised input
   Buffer q, k, v;                   // [T, nh*hd], [T, nkv*hd], [T, nkv*hd]
   Buffer attn;                      // [T, nh*hd] attention output before o_proj
   Buffer attn_out, mlp_out, resid;  // [T, dim]  o_proj, down_proj outputs; a residual copy
   Buffer gate, up, mlp_act;         // [T, ffn]
-  Buffer logits;                    // [T, vocab]
+  Buffer logits;                    // [logits_cap, vocab]: the rows a call asks for
   Buffer tokens;                    // [T] int32
   Buffer pos0;                      // [1] int32: the first position of the call
   Buffer rope_cos, rope_sin;        // [ctx_cap, hd/2] fp32
@@ -169,8 +169,9 @@ class Model {
 
   Model() = default;
   Status adopt_weights();
-  // Sizes `ws` for T tokens attending over n_ctx positions (grows only).
-  void prepare(Activations& ws, int64_t T, int64_t n_ctx) const;
+  // Sizes `ws` for T tokens attending over n_ctx positions and logit_rows rows of logits (grows
+  // only).
+  void prepare(Activations& ws, int64_t T, int64_t n_ctx, int64_t logit_rows = 1) const;
   void layer_forward(int64_t layer, Activations& ws, KvCache& cache, ActType t,
                      const KernelPlan& plan) const;
   // The residual stream after the last layer run (a deferred mlp_out added), into out [T, dim].

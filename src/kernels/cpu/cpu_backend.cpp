@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fmt/format.h"
+#include "kernels/cpu/batched.h"
 #include "kernels/cpu/fused.h"
 #include "kernels/cpu/gemm_bf16dot.h"
 #include "kernels/cpu/quant.h"
@@ -21,66 +22,45 @@ namespace {
 using cpu::chunks_for_work;
 using cpu::ThreadPool;
 
-// One kv head of a cache layer read in place: a tile of rows dequantised into this reader's
-// scratch (fp32 storage is returned as it is, with the row stride of the cache).
-class CacheRows final : public cpu::KvRows {
- public:
-  CacheRows(const KvLayer& kv, int64_t kv_head, float* k_tile, float* v_tile)
-      : kv_(kv),
-        kv_dim_(kv.n_kv_heads * kv.head_dim),
-        c0_(kv_head * kv.head_dim),
-        k_tile_(k_tile),
-        v_tile_(v_tile) {}
-  const float* keys(int64_t j0, int64_t nb, int64_t* stride) const override {
-    return rows(kv_.k, kv_.k_scale, j0, nb, k_tile_, stride);
-  }
-  const float* values(int64_t j0, int64_t nb, int64_t* stride) const override {
-    return rows(kv_.v, kv_.v_scale, j0, nb, v_tile_, stride);
-  }
-
- private:
-  const float* rows(const void* base, const float* scale, int64_t j0, int64_t nb, float* tile,
-                    int64_t* stride) const {
-    const int64_t hd = kv_.head_dim;
-    if (kv_.storage == KvStorage::F32) {
-      *stride = kv_dim_;
-      return static_cast<const float*>(base) + j0 * kv_dim_ + c0_;
-    }
-    *stride = hd;
-    const bool per_channel = kv_.scale_kind == KvScale::kPerChannel;
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t e = (j0 + b) * kv_dim_ + c0_;
-      float* dst = tile + b * hd;
-      switch (kv_.storage) {
+// Positions [p0, p1) of one side (keys or values) of a cache layer as fp32, head-major, into dst:
+// [n_kv_heads, n_ctx, hd] (fp32 storage copied; bf16 / f16 converted exactly; int8 / fp8
+// dequantised with their scales). Attention converts each layer's context once, for every query
+// head and token that reads it, not once per query head and token; head-major, so one kv head's
+// rows are contiguous (rows kv_dim floats apart, 4 KiB for 8 heads of 128, map to the same L1
+// sets and evict each other).
+void dequant_positions(const KvLayer& kv, const void* base, const float* scale, int64_t p0,
+                       int64_t p1, int64_t n_ctx, float* dst) {
+  const int64_t hd = kv.head_dim, kv_dim = kv.n_kv_heads * hd;
+  const bool per_channel = kv.scale_kind == KvScale::kPerChannel;
+  for (int64_t p = p0; p < p1; ++p)
+    for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
+      const int64_t e = p * kv_dim + h * hd, c0 = h * hd;
+      float* out = dst + (h * n_ctx + p) * hd;
+      switch (kv.storage) {
+        case KvStorage::F32:
+          std::memcpy(out, static_cast<const float*>(base) + e, static_cast<size_t>(hd) * 4);
+          break;
         case KvStorage::BF16:
-          cpu::bf16_to_f32_simd(static_cast<const uint16_t*>(base) + e, hd, dst);
+          cpu::bf16_to_f32_simd(static_cast<const uint16_t*>(base) + e, hd, out);
           break;
         case KvStorage::F16:
-          cpu::f16_to_f32_simd(static_cast<const uint16_t*>(base) + e, hd, dst);
+          cpu::f16_to_f32_simd(static_cast<const uint16_t*>(base) + e, hd, out);
           break;
         case KvStorage::Int8: {
           const int8_t* src = static_cast<const int8_t*>(base) + e;
           for (int64_t i = 0; i < hd; ++i)
-            dst[i] = static_cast<float>(src[i]) * scale[per_channel ? c0_ + i : 0];
+            out[i] = static_cast<float>(src[i]) * scale[per_channel ? c0 + i : 0];
           break;
         }
         case KvStorage::Fp8E4M3: {
           const uint8_t* src = static_cast<const uint8_t*>(base) + e;
           for (int64_t i = 0; i < hd; ++i)
-            dst[i] = fp8_e4m3_decode(src[i]) * scale[per_channel ? c0_ + i : 0];
+            out[i] = fp8_e4m3_decode(src[i]) * scale[per_channel ? c0 + i : 0];
           break;
         }
-        case KvStorage::F32:
-          break;
       }
     }
-    return tile;
-  }
-
-  const KvLayer& kv_;
-  int64_t kv_dim_, c0_;
-  float *k_tile_, *v_tile_;
-};
+}
 
 // Sets uncalibrated scales (all zero) to amax / qmax over x: [T, kv_dim] (1 where amax is 0).
 void calibrate(float* scale, bool per_channel, const float* x, int64_t T, int64_t kv_dim,
@@ -136,7 +116,9 @@ class CpuBackend final : public Backend {
   }
   void rmsnorm(float* out, const float* x, const float* gain, int64_t rows, int64_t n, float eps,
                ActType t) override {
-    for (int64_t r = 0; r < rows; ++r) cpu::rmsnorm(out + r * n, x + r * n, gain, n, eps, t);
+    split(rows, n * kNormCost, [&](int64_t r0, int64_t r1) {
+      cpu::rmsnorm_rows(out + r0 * n, x + r0 * n, gain, r1 - r0, n, eps, t);
+    });
   }
   void add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out, const float* gain,
                    int64_t rows, int64_t n, float eps, ActType t) override {
@@ -147,7 +129,7 @@ class CpuBackend final : public Backend {
   void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
               ActType t) override {
     if (pairs(t, w))
-      cpu::linear_bf16dot(out, x, T, w, bias, t, &pool_);
+      cpu::linear_bf16dot(out, x, T, w, bias, t, &pool_, cpu::Bf16DotImpl::kAuto, &xb_);
     else
       cpu::linear_simd(out, x, T, w, bias, t, &pool_);
   }
@@ -163,10 +145,12 @@ class CpuBackend final : public Backend {
   void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
                  const AttentionParams& p) override;
   void add(float* out, const float* a, const float* b, int64_t n, ActType t) override {
-    cpu::add(out, a, b, static_cast<size_t>(n), t);
+    cpu::add_rows(out, a, b, n, t);
   }
   void silu_mul(float* out, const float* gate, const float* up, int64_t n, ActType t) override {
-    cpu::silu_mul(out, gate, up, static_cast<size_t>(n), t);
+    split(n, kSiluCost, [&](int64_t i0, int64_t i1) {
+      cpu::silu_mul_rows(out + i0, gate + i0, up + i0, i1 - i0, t);
+    });
   }
   void gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
                     ActType t, float* gate, float* up) override {
@@ -174,15 +158,27 @@ class CpuBackend final : public Backend {
   }
   void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) override {
     if (pairs(t, lm_head))
-      cpu::linear_bf16dot(out, x, T, lm_head, Weight{}, t, &pool_);
+      cpu::linear_bf16dot(out, x, T, lm_head, Weight{}, t, &pool_, cpu::Bf16DotImpl::kAuto, &xb_);
     else
       cpu::linear_simd(out, x, T, lm_head, Weight{}, t, &pool_);
   }
 
  private:
+  // Work per element of the row ops in thread_pool.h's units (GEMV multiply-adds, ~0.2 ns each):
+  // an rmsnorm element costs about two, a SiLU (std::exp) about twenty, a RoPE'd q/k value four.
+  static constexpr int64_t kNormCost = 2, kSiluCost = 20, kRopeCost = 4;
+  // fn(i0, i1) over [0, n) on as many threads as the work (n * cost) is worth; results do not
+  // depend on the split (every element or row is computed on its own).
+  template <typename F>
+  void split(int64_t n, int64_t cost, F&& fn) {
+    const int64_t chunks = std::min<int64_t>(pool_.threads(), cpu::chunks_for_work(n * cost));
+    if (chunks <= 1) return fn(int64_t{0}, n);
+    pool_.parallel_for(n, fn, chunks);
+  }
+
   // Per-thread attention scratch, grown (rarely) to the longest context seen.
   struct Scratch {
-    std::vector<float> scores, acc, k_tile, v_tile;
+    std::vector<float> scores, acc;
   };
 
   // The bf16-pair dot runs on the model-dtype path of bf16 weights only: the fp32 reference path
@@ -193,31 +189,36 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   DotChoice dot_ = DotChoice::kContract;
-  std::vector<float> cos_, sin_;  // [hd / 2] the standard path's rounded cos/sin
+  std::vector<float> cos_sin_;  // [chunks, hd] the standard path's rounded cos and sin, per chunk
   std::vector<Scratch> scratch_;
+  std::vector<uint16_t> xb_;   // the bf16-pair projections' bf16 copy of their input
+  std::vector<float> kv_f32_;  // [2, n_kv_heads, n_ctx, hd] a cache layer's context as fp32
 };
 
 void CpuBackend::qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t hd, const float* gain,
                               float eps, const RopeTable& rope, const int32_t* pos0, ActType t,
                               bool fused) {
   const int64_t half = hd / 2;
-  cos_.resize(static_cast<size_t>(half)), sin_.resize(static_cast<size_t>(half));
-  for (int64_t tok = 0; tok < T; ++tok) {
-    float* xt = x + tok * n_heads * hd;
-    const float* c = rope.cos + (pos0[0] + tok) * half;
-    const float* s = rope.sin + (pos0[0] + tok) * half;
-    if (fused) {
-      cpu::fused_qk_norm_rope(xt, n_heads, hd, gain, eps, c, s, t);
-      continue;
-    }
-    for (int64_t i = 0; i < half; ++i)  // transformers casts cos/sin to the model dtype
-      cos_[static_cast<size_t>(i)] = round_one(t, c[i]),
-      sin_[static_cast<size_t>(i)] = round_one(t, s[i]);
-    for (int64_t h = 0; h < n_heads; ++h) {
-      if (gain) cpu::rmsnorm(xt + h * hd, xt + h * hd, gain, hd, eps, t);
-      cpu::rope_rotate_half(xt + h * hd, hd, cos_.data(), sin_.data(), t);
-    }
+  const float* c = rope.cos + pos0[0] * half;  // [T, hd / 2] from the call's first position
+  const float* s = rope.sin + pos0[0] * half;
+  if (!fused) {
+    const int64_t chunks =
+        std::min<int64_t>({T, pool_.threads(), chunks_for_work(T * n_heads * hd * kRopeCost)});
+    if (static_cast<int64_t>(cos_sin_.size()) < chunks * hd)
+      cos_sin_.resize(static_cast<size_t>(chunks * hd));
+    // Tokens are independent; chunk k's rounded cos/sin go to its own hd floats of scratch.
+    const auto run = [&](int64_t t0, int64_t t1) {
+      // parallel_for's chunk c starts at t0 = floor(T c / chunks), so c = ceil(t0 chunks / T).
+      const int64_t k = (t0 * chunks + T - 1) / T;
+      cpu::qk_norm_rope_rows(x + t0 * n_heads * hd, t1 - t0, n_heads, hd, gain, eps, c + t0 * half,
+                             s + t0 * half, t, cos_sin_.data() + k * hd);
+    };
+    if (chunks <= 1) return run(0, T);
+    return pool_.parallel_for(T, run, chunks);
   }
+  for (int64_t tok = 0; tok < T; ++tok)
+    cpu::fused_qk_norm_rope(x + tok * n_heads * hd, n_heads, hd, gain, eps, c + tok * half,
+                            s + tok * half, t);
 }
 
 void CpuBackend::kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
@@ -258,7 +259,19 @@ void CpuBackend::kv_append(const KvLayer& kv, const float* k, const float* v, in
 void CpuBackend::attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
                            const AttentionParams& p) {
   const int64_t hd = p.head_dim, q_dim = p.n_heads * hd, n_rep = p.n_heads / p.n_kv_heads;
-  const int64_t n_ctx = pos0[0] + p.T, units = p.n_heads * p.T;
+  const int64_t n_ctx = pos0[0] + p.T, units = p.n_heads * p.T, kv_dim = p.n_kv_heads * hd;
+  // The context as fp32, head-major [n_kv_heads, n_ctx, hd] per side: one exact conversion (or
+  // copy) per layer, shared by every query head and token.
+  const size_t side = static_cast<size_t>(n_ctx * kv_dim);
+  if (kv_f32_.size() < 2 * side) kv_f32_.resize(2 * side);
+  float* keys = kv_f32_.data();
+  float* values = keys + side;
+  const auto convert = [&](int64_t j0, int64_t j1) {
+    dequant_positions(kv, kv.k, kv.k_scale, j0, j1, n_ctx, keys);
+    dequant_positions(kv, kv.v, kv.v_scale, j0, j1, n_ctx, values);
+  };
+  pool_.parallel_for(n_ctx, convert,
+                     std::min<int64_t>(pool_.threads(), chunks_for_work(2 * n_ctx * kv_dim)));
   // One unit = one (query head, token) output; units are split into as many contiguous ranges as
   // threads, each with its own scratch, so a range always uses the same scratch.
   // Threads by the size of the work: q.k and p.v over every position for every unit.
@@ -269,16 +282,14 @@ void CpuBackend::attention(float* out, const float* q, const KvLayer& kv, const 
     Scratch& s = scratch_[static_cast<size_t>(r)];
     if (static_cast<int64_t>(s.scores.size()) < n_ctx) s.scores.resize(static_cast<size_t>(n_ctx));
     s.acc.resize(static_cast<size_t>(hd));
-    s.k_tile.resize(static_cast<size_t>(cpu::kKvTile * hd));
-    s.v_tile.resize(static_cast<size_t>(cpu::kKvTile * hd));
   }
   const auto run = [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       Scratch& s = scratch_[static_cast<size_t>(r)];
       for (int64_t u = units * r / ranges; u < units * (r + 1) / ranges; ++u) {
         // Units in head-major order, so a range reads one kv head's rows for many tokens.
-        const int64_t h = u / p.T, tok = u % p.T;
-        const CacheRows rows(kv, h / n_rep, s.k_tile.data(), s.v_tile.data());
+        const int64_t h = u / p.T, tok = u % p.T, c0 = (h / n_rep) * n_ctx * hd;
+        const cpu::StridedRows rows(keys + c0, values + c0, hd);
         float* o = out + tok * q_dim + h * hd;
         const float* qh = q + tok * q_dim + h * hd;
         const int64_t n = pos0[0] + tok + 1;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "kernels/cpu/batched.h"
 #include "kernels/cpu/gemm_bf16dot.h"
 #include "kernels/cpu/simd.h"
 #include "util/half.h"
@@ -38,10 +40,12 @@ void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, 
                        const Weight& bq, const Weight& bk, const Weight& bv, ActType t, float* xn,
                        ThreadPool* pool, bool bf16_pairs) {
   const int64_t dim = wq.cols;
+  std::vector<float> inv(static_cast<size_t>(T));  // [T] every token's inv_rms, rows interleaved
+  inv_rms_rows(x, T, dim, eps, inv.data());
   for (int64_t tok = 0; tok < T; ++tok) {
     const float* xt = x + tok * dim;
-    const float inv = inv_rms(xt, dim, eps);
-    for (int64_t i = 0; i < dim; ++i) xn[tok * dim + i] = gain[i] * (xt[i] * inv);  // stays fp32
+    const float s = inv[static_cast<size_t>(tok)];
+    for (int64_t i = 0; i < dim; ++i) xn[tok * dim + i] = gain[i] * (xt[i] * s);  // stays fp32
   }
   project(q, xn, T, wq, bq, t, pool, bf16_pairs);
   project(k, xn, T, wk, bk, t, pool, bf16_pairs);

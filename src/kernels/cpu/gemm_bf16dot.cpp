@@ -35,15 +35,18 @@ inline float finish(const Weight& bias, int64_t r, float s, ActType act) {
   return round_one(act, s);
 }
 
-// The activations rounded to bf16 (RNE, NaN kept quiet) once per row, zero padded to whole steps.
-// x: [T, cols] -> [T, stride], stride = cols rounded up to 32.
-std::vector<uint16_t> round_rows(const float* x, int64_t T, int64_t cols, int64_t* stride) {
+// The activations rounded to bf16 (RNE, NaN kept quiet) once per row, zero padded to whole steps,
+// into xb (grown, never shrunk: a caller's buffer is reused across calls instead of allocated and
+// faulted in per call). x: [T, cols] -> xb: [T, stride], stride = cols rounded up to 32.
+void round_rows(const float* x, int64_t T, int64_t cols, int64_t* stride,
+                std::vector<uint16_t>& xb) {
   *stride = (cols + kStep - 1) / kStep * kStep;
-  std::vector<uint16_t> xb(static_cast<size_t>(T * *stride), 0);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < cols; ++i)
-      xb[static_cast<size_t>(t * *stride + i)] = f32_to_bf16(x[t * cols + i]);
-  return xb;
+  if (xb.size() < static_cast<size_t>(T * *stride)) xb.resize(static_cast<size_t>(T * *stride));
+  for (int64_t t = 0; t < T; ++t) {
+    uint16_t* row = xb.data() + t * *stride;
+    for (int64_t i = 0; i < cols; ++i) row[i] = f32_to_bf16(x[t * cols + i]);
+    std::fill(row + cols, row + *stride, uint16_t{0});
+  }
 }
 
 // lane[0] after lane[j] += lane[j + h] for h = 8, 4, 2, 1. lane: [16], overwritten.
@@ -132,9 +135,10 @@ void micro_kernel_upto(int tb, const uint16_t* const* w, const uint16_t* const* 
 
 // Rows [r0, r1) for all T tokens: tiles of weight rows (kTileBytes) swept by blocks of
 // kTileTokensNative tokens, kTileRowsNative rows at a time; weights read in place from the map.
+// A: the activation type, fixed per call so the output stores do not branch on it.
+template <ActType A>
 void native_rows(float* out, const uint16_t* xb, int64_t stride, int64_t T, const uint16_t* W,
-                 int64_t rows, int64_t cols, const Weight& bias, ActType act, int64_t r0,
-                 int64_t r1) {
+                 int64_t rows, int64_t cols, const Weight& bias, int64_t r0, int64_t r1) {
   int64_t tile = kTileBytes / (2 * cols);
   tile = std::max(kTileRowsNative, tile - tile % kTileRowsNative);
   float res[kTileRowsNative * kTileTokensNative];
@@ -154,9 +158,9 @@ void native_rows(float* out, const uint16_t* xb, int64_t stride, int64_t T, cons
           micro_kernel_upto<kTileRowsNative, kTileTokensNative>(tb, w, x, cols, res);
         else
           micro_kernel_upto<1, kTileTokensNative>(tb, w, x, cols, res);
-        for (int i = 0; i < rr; ++i)
-          for (int t = 0; t < tb; ++t)
-            out[(t0 + t) * rows + r + i] = finish(bias, r + i, res[i * tb + t], act);
+        for (int t = 0; t < tb; ++t)  // token-major: each token's rr outputs are adjacent
+          for (int i = 0; i < rr; ++i)
+            out[(t0 + t) * rows + r + i] = finish(bias, r + i, res[i * tb + t], A);
         r += rr;
       }
     }
@@ -180,10 +184,13 @@ std::string bf16dot_impl_name() {
 }
 
 void linear_bf16dot(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
-                    ActType act, ThreadPool* pool, Bf16DotImpl impl) {
+                    ActType act, ThreadPool* pool, Bf16DotImpl impl,
+                    std::vector<uint16_t>* scratch) {
   if (T <= 0 || w.rows <= 0) return;
   int64_t stride = 0;
-  const std::vector<uint16_t> xb = round_rows(x, T, w.cols, &stride);
+  std::vector<uint16_t> local;
+  std::vector<uint16_t>& xb = scratch ? *scratch : local;
+  round_rows(x, T, w.cols, &stride, xb);
   const auto* W = static_cast<const uint16_t*>(w.data);
   const bool native = impl != Bf16DotImpl::kEmulated && bf16dot_native_available();
   const int64_t rows = w.rows, cols = w.cols;
@@ -193,7 +200,16 @@ void linear_bf16dot(float* out, const float* x, int64_t T, const Weight& w, cons
   const auto work = [&](int64_t b, int64_t e) {
     const int64_t r0 = b * kRowQuantum, r1 = std::min(rows, e * kRowQuantum);
 #if FC_BF16DOT_NATIVE
-    if (native) return native_rows(out, xb.data(), stride, T, W, rows, cols, bias, act, r0, r1);
+    if (native) {
+      switch (act) {
+        case ActType::F32:
+          return native_rows<ActType::F32>(out, xb.data(), stride, T, W, rows, cols, bias, r0, r1);
+        case ActType::BF16:
+          return native_rows<ActType::BF16>(out, xb.data(), stride, T, W, rows, cols, bias, r0, r1);
+        case ActType::F16:
+          return native_rows<ActType::F16>(out, xb.data(), stride, T, W, rows, cols, bias, r0, r1);
+      }
+    }
 #endif
     bf16dot_rows_emulated(xb.data(), stride, T, W, rows, cols, r0, r1, out);
     for (int64_t t = 0; t < T; ++t)

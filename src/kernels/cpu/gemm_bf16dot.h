@@ -28,9 +28,12 @@ std::string bf16dot_impl_name();
 // W must be BF16 (read in place from the map, never converted); bias any dtype or absent. x is
 // rounded to bf16 (RNE) once per row. Rows are partitioned over `pool` (nullptr: this thread).
 // kNative on a CPU without AVX512-BF16 runs the emulation.
+// scratch (optional): where the bf16 copy of x goes, [T, cols rounded up to 32], reused across
+// calls (nullptr: a fresh buffer per call).
 // x: [T, W.cols], out: [T, W.rows], bias: [W.rows] or absent.
 void linear_bf16dot(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
-                    ActType act, ThreadPool* pool, Bf16DotImpl impl = Bf16DotImpl::kAuto);
+                    ActType act, ThreadPool* pool, Bf16DotImpl impl = Bf16DotImpl::kAuto,
+                    std::vector<uint16_t>* scratch = nullptr);
 
 // The definition, scalar (the oracle the SIMD kernels are measured against): each of 16 fp32
 // lanes j sums the bf16 pairs m = j, j + 16, ... (elements 2m, 2m + 1, zero padded) in increasing

@@ -50,12 +50,16 @@ void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight
   }
 }
 
-float inv_rms(const float* x, int64_t n, float eps) {
-  double ss = 0.0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+float inv_rms_from_sum(double ss, int64_t n, float eps) {
   // transformers: variance (fp32) = mean(x^2); x * torch.rsqrt(variance + eps).
   const float variance = static_cast<float>(ss / static_cast<double>(n));
   return 1.0f / std::sqrt(variance + eps);
+}
+
+float inv_rms(const float* x, int64_t n, float eps) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  return inv_rms_from_sum(ss, n, eps);
 }
 
 void rmsnorm(float* out, const float* x, const float* gain, int64_t n, float eps, ActType t) {

@@ -39,6 +39,8 @@ void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight
 // 1 / sqrt(mean(x^2) + eps) over x: [n], the sum of squares in double, the rest in fp32 as
 // transformers computes `torch.rsqrt(variance + eps)`. Every RMSNorm kernel uses it.
 float inv_rms(const float* x, int64_t n, float eps);
+// The same from the sum of squares ss (accumulated in double, in increasing i) of n values.
+float inv_rms_from_sum(double ss, int64_t n, float eps);
 
 // PyTorch RMSNorm as transformers writes it: y = round(x * rsqrt(mean(x^2) + eps)) in fp32, then
 // out = round(gain * y). x, out: [n]; gain: [n] fp32 copy of the (exactly representable) weights.

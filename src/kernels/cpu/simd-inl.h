@@ -453,6 +453,61 @@ void AddScaledImpl(float* acc, float p, const float* v, int64_t n) {
   for (; i < n; ++i) acc[i] = acc[i] + p * v[i];
 }
 
+// dots[b] = dot_lanes(q, keys + b * stride, n) for b < nk: four keys per DotBlock (q loaded once
+// for four keys), each output with its own contract lanes, so every score is DotLanesImpl's.
+void DotRowsImpl(const float* q, const float* keys, int64_t stride, int64_t nk, int64_t n,
+                 float* dots) {
+  const int64_t nfull = n - n % kDotLanes;
+  const size_t rem = static_cast<size_t>(n - nfull);
+  alignas(64) float qt[kDotLanes];
+  alignas(64) float kt[4][kDotLanes];
+  if (rem) PadTailX(q + nfull, rem, qt);
+  const float* x[1] = {q};
+  const float* xt[1] = {qt};
+  int64_t b = 0;
+  for (; b + 4 <= nk; b += 4) {
+    const float* w[4];
+    const float* wt[4];
+    for (int i = 0; i < 4; ++i) {
+      w[i] = keys + (b + i) * stride;
+      if (rem) PadTail(w[i] + nfull, rem, kt[i]);
+      wt[i] = kt[i];
+    }
+    DotBlock<4, 1, float>(w, x, nfull, rem ? wt : nullptr, xt, dots + b);
+  }
+  for (; b < nk; ++b) {
+    const float* w[1] = {keys + b * stride};
+    if (rem) PadTail(w[0] + nfull, rem, kt[0]);
+    const float* wt[1] = {kt[0]};
+    DotBlock<1, 1, float>(w, x, nfull, rem ? wt : nullptr, xt, dots + b);
+  }
+}
+
+// acc[d] = acc[d] + p[b] * v[b * stride + d] for b = 0 .. nv - 1 in turn, d < n: AddScaledImpl per
+// row in increasing b, with up to kPvVecs accumulator vectors held in registers across the rows.
+constexpr size_t kPvVecs = 8;
+void AddScaledRowsImpl(float* acc, const float* p, const float* v, int64_t stride, int64_t nv,
+                       int64_t n) {
+  const DF d;
+  int64_t i = 0;
+  for (; i + static_cast<int64_t>(kN) <= n;) {
+    const size_t nvec =
+        std::min<size_t>(kPvVecs, static_cast<size_t>((n - i) / static_cast<int64_t>(kN)));
+    VF a[kPvVecs];
+    for (size_t k = 0; k < nvec; ++k) a[k] = hn::LoadU(d, acc + i + k * kN);
+    for (int64_t b = 0; b < nv; ++b) {
+      const VF pv = hn::Set(d, p[b]);
+      const float* vb = v + b * stride + i;
+      for (size_t k = 0; k < nvec; ++k)
+        a[k] = hn::Add(a[k], hn::Mul(pv, hn::LoadU(d, vb + k * kN)));
+    }
+    for (size_t k = 0; k < nvec; ++k) hn::StoreU(a[k], d, acc + i + k * kN);
+    i += static_cast<int64_t>(nvec * kN);
+  }
+  for (; i < n; ++i)
+    for (int64_t b = 0; b < nv; ++b) acc[i] = acc[i] + p[b] * v[b * stride + i];
+}
+
 // dst[i] = src[i] as fp32 for i < n (bf16 / f16: exact).
 template <typename WT>
 void ConvertRow(const WT* src, int64_t n, float* dst) {

@@ -24,6 +24,8 @@ namespace fusecheck::cpu {
 HWY_EXPORT(LinearImpl);
 HWY_EXPORT(DotLanesImpl);
 HWY_EXPORT(AddScaledImpl);
+HWY_EXPORT(DotRowsImpl);
+HWY_EXPORT(AddScaledRowsImpl);
 HWY_EXPORT(Bf16ToF32Impl);
 HWY_EXPORT(F16ToF32Impl);
 HWY_EXPORT(SumImpl);
@@ -54,21 +56,24 @@ void attention_head_simd(float* out, const float* q, const KvRows& kv, int64_t n
                          int64_t head_dim, float scale, ActType t, float* scores) {
   // The oracle's steps (ops.cpp's attention_head) with the SIMD dot product and P.V update; the
   // softmax is the oracle's own function (std::exp and a double sum).
+  // One dispatched call per tile, not per key: a tile's dot products and its P.V updates (the
+  // accumulator in registers across the tile's rows) give the per-key results bit for bit.
   int64_t stride = 0;
+  const auto dot_rows = HWY_DYNAMIC_DISPATCH(DotRowsImpl);
   for (int64_t j0 = 0; j0 < n_ctx; j0 += kKvTile) {
     const int64_t nb = std::min(kKvTile, n_ctx - j0);
     const float* k = kv.keys(j0, nb, &stride);
+    dot_rows(q, k, stride, nb, head_dim, scores + j0);
     for (int64_t b = 0; b < nb; ++b)
-      scores[j0 + b] =
-          round_one(t, round_one(t, dot_lanes_simd(q, k + b * stride, head_dim)) * scale);
+      scores[j0 + b] = round_one(t, round_one(t, scores[j0 + b]) * scale);
   }
   softmax_rounded(scores, n_ctx, t);
   std::fill(out, out + head_dim, 0.0f);  // the accumulator, rounded at the end
-  const auto add_scaled = HWY_DYNAMIC_DISPATCH(AddScaledImpl);
+  const auto add_scaled_rows = HWY_DYNAMIC_DISPATCH(AddScaledRowsImpl);
   for (int64_t j0 = 0; j0 < n_ctx; j0 += kKvTile) {
     const int64_t nb = std::min(kKvTile, n_ctx - j0);
     const float* v = kv.values(j0, nb, &stride);
-    for (int64_t b = 0; b < nb; ++b) add_scaled(out, scores[j0 + b], v + b * stride, head_dim);
+    add_scaled_rows(out, scores + j0, v, stride, nb, head_dim);
   }
   for (int64_t d = 0; d < head_dim; ++d) out[d] = round_one(t, out[d]);
 }
