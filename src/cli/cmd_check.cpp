@@ -155,7 +155,7 @@ Result<const Checkpoint*> open_kept_to_exit(const std::string& model_dir, int th
   FC_ASSIGN(ck, Checkpoint::open(model_dir, threads));
   // volatile: a write-only static may otherwise be optimised away, and then a leak checker
   // would see no pointer to the checkpoint.
-  static const Checkpoint* volatile kept_to_exit = nullptr;
+  [[maybe_unused]] static const Checkpoint* volatile kept_to_exit = nullptr;
   const Checkpoint* kept = new Checkpoint(std::move(ck));
   kept_to_exit = kept;
   return kept;

@@ -151,8 +151,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir, int threads) {
 
   // Every index entry must be where the index says it is.
   for (const auto& [name, want] : weight_map) {
-    auto it = ck.tensors_.find(name);
-    const TensorRef* r = it == ck.tensors_.end() ? nullptr : &it->second;
+    const TensorRef* r = ck.find(name);
     if (!r || std::string_view(r->file->path()).substr(dir.size() + 1) != want)
       return make_error("{}: index lists tensor \"{}\" in {}, but that shard does not hold it",
                         index_path, printable(name), want);
@@ -189,21 +188,23 @@ Status Checkpoint::open_shards(const std::vector<std::string>& names, int thread
 Status Checkpoint::index_tensors() {
   size_t total = 0;
   for (const auto& f : files_) total += f.tensors().size();
-  tensors_.reserve(total);
+  refs_.reserve(total);
+  names_ = NameIndex(total);
   for (const auto& f : files_) {
     for (const auto& t : f.tensors()) {
-      auto [it, inserted] = tensors_.emplace(std::string_view(t.name), TensorRef{&f, &t});
-      if (!inserted)
+      const uint32_t seen = names_.insert(t.name, t.name_hash, uint32_t(refs_.size()));
+      if (seen != NameIndex::kAbsent)
         return make_error("{}: tensor \"{}\" is also in {}; shards must not repeat tensors",
-                          f.path(), printable(t.name), it->second.file->path());
+                          f.path(), printable(t.name), refs_[seen].file->path());
+      refs_.push_back({&f, &t});
     }
   }
   return ok_status();
 }
 
-const TensorRef* Checkpoint::find(const std::string& name) const {
-  auto it = tensors_.find(name);
-  return it == tensors_.end() ? nullptr : &it->second;
+const TensorRef* Checkpoint::find(std::string_view name) const {
+  const uint32_t i = names_.find(name);
+  return i == NameIndex::kAbsent ? nullptr : &refs_[i];
 }
 
 }  // namespace fusecheck

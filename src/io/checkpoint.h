@@ -6,10 +6,10 @@
 
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "io/safetensors.h"
+#include "util/name_index.h"
 #include "util/result.h"
 
 namespace fusecheck {
@@ -33,8 +33,8 @@ class Checkpoint {
   const std::string& config_json() const { return config_json_; }
   const std::vector<SafetensorsFile>& files() const { return files_; }
   // nullptr if no shard holds `name`.
-  const TensorRef* find(const std::string& name) const;
-  size_t tensor_count() const { return tensors_.size(); }
+  const TensorRef* find(std::string_view name) const;
+  size_t tensor_count() const { return refs_.size(); }
 
  private:
   Status open_shards(const std::vector<std::string>& names, int threads);
@@ -45,8 +45,10 @@ class Checkpoint {
   std::string config_path_;
   std::string config_json_;
   std::vector<SafetensorsFile> files_;
-  // Keys view the shards' TensorInfo names, which live as long as files_ (see SafetensorsFile).
-  std::unordered_map<std::string_view, TensorRef> tensors_;
+  std::vector<TensorRef> refs_;  // every shard's tensors, in shard then header order
+  // name -> position in refs_. Views the shards' TensorInfo names, which live as long as files_
+  // (see SafetensorsFile), with the hashes their parse computed.
+  NameIndex names_;
 };
 
 }  // namespace fusecheck

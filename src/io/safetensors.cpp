@@ -333,7 +333,6 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
   if (doc.get_object().get(root)) return make_error("{}: header must be a JSON object", path_);
 
   tensors_.reserve(root.size());
-  index_.reserve(root.size());
   for (auto [key, val] : root) {
     if (key == "__metadata__") {
       FC_TRY(parse_metadata(path_, val, metadata_));
@@ -343,10 +342,14 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
     tensors_.push_back(std::move(t));
   }
   // Indexed once tensors_ is complete: the keys view its names, which no later growth can move.
-  for (size_t i = 0; i < tensors_.size(); ++i)
-    if (!index_.emplace(tensors_[i].name, i).second)
+  index_ = NameIndex(tensors_.size());
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    TensorInfo& t = tensors_[i];
+    t.name_hash = NameIndex::hash(t.name);
+    if (index_.insert(t.name, t.name_hash, uint32_t(i)) != NameIndex::kAbsent)
       return make_error("{}: tensor \"{}\" appears twice in the header", path_,
-                        printable(tensors_[i].name));
+                        printable(t.name));
+  }
   FC_TRY(check_tiling(path_, tensors_, data_size));
   const uint64_t data_start = 8 + json.size();
   for (auto& t : tensors_) t.offset += data_start;
@@ -354,8 +357,8 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
 }
 
 const TensorInfo* SafetensorsFile::find(std::string_view name) const {
-  auto it = index_.find(name);
-  return it == index_.end() ? nullptr : &tensors_[it->second];
+  const uint32_t i = index_.find(name);
+  return i == NameIndex::kAbsent ? nullptr : &tensors_[i];
 }
 
 Result<std::string> SafetensorsFile::read_bytes(const TensorInfo& t) const {

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "util/name_index.h"
 #include "util/result.h"
 
 namespace fusecheck {
@@ -38,6 +39,7 @@ struct TensorInfo {
   uint64_t numel = 0;
   uint64_t offset = 0;  // absolute byte offset in the file
   uint64_t nbytes = 0;
+  uint64_t name_hash = 0;  // NameIndex::hash(name), computed once at parse
 };
 
 // A reusable header parser: opening many shards with one parser reuses its buffers instead of
@@ -94,7 +96,7 @@ class SafetensorsFile {
   std::vector<TensorInfo> tensors_;
   // name -> position in tensors_. The keys view tensors_[i].name: built once tensors_ is complete,
   // which then never changes, and a move keeps its buffer, so the views stay valid.
-  std::unordered_map<std::string_view, size_t> index_;
+  NameIndex index_;
   std::unordered_map<std::string, std::string> metadata_;
   mutable void* map_ = nullptr;
 };
