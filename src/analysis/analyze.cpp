@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <span>
+#include <thread>
 
 namespace fusecheck {
 
@@ -58,12 +59,36 @@ LogitNoise key_rows_noise(const ModelConfig& c, const KeyRows& rows,
   return worst;
 }
 
+// Below this many channels in all, one thread computes every norm's statistics: starting a
+// thread costs more than it saves (a 0.6B model has ~65,000 channels, a 235B one ~800,000).
+constexpr size_t kParallelStatsMin = 200'000;
+
+// Each norm's statistics, up to `threads` at a time (norm i on thread i % threads); the figures
+// do not depend on the thread count.
+std::vector<GainStats> all_gain_stats(const std::vector<NormGains>& norms,
+                                      double extreme_threshold, int threads) {
+  std::vector<GainStats> stats(norms.size());
+  size_t channels = 0;
+  for (const auto& n : norms) channels += n.gains.size();
+  const size_t workers = channels < kParallelStatsMin
+                             ? 1
+                             : std::clamp<size_t>(size_t(std::max(threads, 1)), 1, norms.size());
+  auto run = [&](size_t first) {
+    for (size_t i = first; i < norms.size(); i += workers)
+      stats[i] = compute_gain_stats(norms[i].gains, extreme_threshold);
+  };
+  std::vector<std::jthread> pool;
+  for (size_t w = 1; w < workers; ++w) pool.emplace_back(run, w);
+  run(0);
+  return stats;  // the jthreads join first
+}
+
 }  // namespace
 
 Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
                        const std::vector<NormGains>& norms, const NumericsProfile& kernels,
                        double extreme_threshold, const std::vector<KeyRows>& key_rows,
-                       const KProjRead& k_proj) {
+                       const KProjRead& k_proj, int threads) {
   Analysis a;
   a.k_proj = k_proj;
   std::vector<const KeyRows*> rows_of(size_t(config.num_layers));
@@ -76,9 +101,10 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
   std::vector<const NormGains*> q_of(size_t(config.num_layers)), k_of(size_t(config.num_layers));
   std::map<std::string, std::vector<const NormReport*>> by_role;
   a.norms.reserve(norms.size());
-  for (const auto& n : norms) {
-    a.norms.push_back(
-        {n.role, n.tensor, n.kind, n.layer, compute_gain_stats(n.gains, extreme_threshold)});
+  std::vector<GainStats> stats = all_gain_stats(norms, extreme_threshold, threads);
+  for (size_t i = 0; i < norms.size(); ++i) {
+    const NormGains& n = norms[i];
+    a.norms.push_back({n.role, n.tensor, n.kind, n.layer, stats[i]});
     if (n.layer >= 0 && n.layer < config.num_layers) {
       if (n.kind == NormKind::kQ) q_of[size_t(n.layer)] = &n;
       if (n.kind == NormKind::kK) k_of[size_t(n.layer)] = &n;

@@ -119,10 +119,12 @@ struct Analysis {
 void set_model_rounding(Analysis& a, double model_unit_roundoff);
 
 // key_rows: per-layer k_proj key magnitudes (may be empty or cover some layers only); used only
-// for layers without q/k norms. k_proj: what was read, copied into the result.
+// for layers without q/k norms. k_proj: what was read, copied into the result. threads: how many
+// threads compute the norms' statistics when there are many channels (the result does not depend
+// on it).
 Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
                        const std::vector<NormGains>& norms, const NumericsProfile& kernels,
                        double extreme_threshold, const std::vector<KeyRows>& key_rows = {},
-                       const KProjRead& k_proj = {});
+                       const KProjRead& k_proj = {}, int threads = 1);
 
 }  // namespace fusecheck
