@@ -217,6 +217,40 @@ TEST_P(BackendOps, FusedProjections) {
       }
 }
 
+// RoPE tables for positions [0, n_pos): [n_pos, hd / 2] each, as Rope::cos_sin forms them.
+void rope_tables(int64_t n_pos, int64_t hd, std::vector<float>& cs, std::vector<float>& sn) {
+  const int64_t half = hd / 2;
+  cs.resize(static_cast<size_t>(n_pos * half)), sn.resize(cs.size());
+  for (int64_t p = 0; p < n_pos; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = static_cast<float>(p) / std::pow(10000.0f, 2.0f * i / hd);
+      cs[p * half + i] = static_cast<float>(std::cos(double(a)));
+      sn[p * half + i] = static_cast<float>(std::sin(double(a)));
+    }
+}
+
+// The CPU reference of Backend::qk_norm_rope: x: [T, heads * hd] in place; gain: [hd] or nullptr.
+void qk_norm_rope_ref(std::vector<float>& x, int64_t T, int64_t heads, int64_t hd,
+                      const float* gain, const std::vector<float>& cs, const std::vector<float>& sn,
+                      int64_t pos0, ActType t, bool fused) {
+  const int64_t half = hd / 2;
+  std::vector<float> c(static_cast<size_t>(half)), s(c.size());
+  for (int64_t tok = 0; tok < T; ++tok) {
+    const float* ct = &cs[(pos0 + tok) * half];
+    const float* st = &sn[(pos0 + tok) * half];
+    float* xt = &x[tok * heads * hd];
+    if (fused) {
+      cpu::fused_qk_norm_rope(xt, heads, hd, gain, 1e-6f, ct, st, t);
+      continue;
+    }
+    for (int64_t i = 0; i < half; ++i) c[i] = round_one(t, ct[i]), s[i] = round_one(t, st[i]);
+    for (int64_t h = 0; h < heads; ++h) {
+      if (gain) cpu::rmsnorm(xt + h * hd, xt + h * hd, gain, hd, 1e-6f, t);
+      cpu::rope_rotate_half(xt + h * hd, hd, c.data(), s.data(), t);
+    }
+  }
+}
+
 TEST_P(BackendOps, QkNormRope) {
   std::mt19937 rng(4);
   for (ActType t : kTypes)
@@ -224,40 +258,61 @@ TEST_P(BackendOps, QkNormRope) {
       for (int64_t T : kTokens)
         for (bool fused : {false, true})
           for (bool gain_on : {false, true}) {
-            const int64_t heads = 3, pos0 = 5, half = hd / 2, n_pos = pos0 + T;
+            const int64_t heads = 3, pos0 = 5, n_pos = pos0 + T;
             auto x = randn(static_cast<size_t>(T * heads * hd), rng, 2.0f, t);
             auto g = randn(hd, rng, 1.0f, t);
-            std::vector<float> cs(static_cast<size_t>(n_pos * half)), sn(cs.size());
-            for (int64_t p = 0; p < n_pos; ++p)
-              for (int64_t i = 0; i < half; ++i) {
-                const float a = static_cast<float>(p) / std::pow(10000.0f, 2.0f * i / hd);
-                cs[p * half + i] = static_cast<float>(std::cos(double(a)));
-                sn[p * half + i] = static_cast<float>(std::sin(double(a)));
-              }
+            std::vector<float> cs, sn;
+            rope_tables(n_pos, hd, cs, sn);
             Buffer xb = up(x), gb = up(g), cb = up(cs), sb = up(sn), pb = b_->alloc(4);
             const int32_t p0 = pos0;
             b_->upload(pb, 0, &p0, 4);
             b_->qk_norm_rope(xb.f32(), T, heads, hd, gain_on ? gb.f32() : nullptr, 1e-6f,
                              RopeTable{cb.f32(), sb.f32(), n_pos}, pb.i32(), t, fused);
-            std::vector<float> ref = x, c(static_cast<size_t>(half)), s(c.size());
-            for (int64_t tok = 0; tok < T; ++tok) {
-              const float* ct = &cs[(pos0 + tok) * half];
-              const float* st = &sn[(pos0 + tok) * half];
-              float* xt = &ref[tok * heads * hd];
-              if (fused) {
-                cpu::fused_qk_norm_rope(xt, heads, hd, gain_on ? g.data() : nullptr, 1e-6f, ct, st,
-                                        t);
-                continue;
-              }
-              for (int64_t i = 0; i < half; ++i)
-                c[i] = round_one(t, ct[i]), s[i] = round_one(t, st[i]);
-              for (int64_t h = 0; h < heads; ++h) {
-                if (gain_on) cpu::rmsnorm(xt + h * hd, xt + h * hd, g.data(), hd, 1e-6f, t);
-                cpu::rope_rotate_half(xt + h * hd, hd, c.data(), s.data(), t);
-              }
-            }
+            std::vector<float> ref = x;
+            qk_norm_rope_ref(ref, T, heads, hd, gain_on ? g.data() : nullptr, cs, sn, pos0, t,
+                             fused);
             expect_close(down(xb, ref.size()), ref,
                          tag(fused ? "qk_norm_rope fused" : "qk_norm_rope", t, T, hd));
+          }
+}
+
+// qk_norm_rope_pair (q and k in one op) against the CPU reference, and bit for bit against the
+// same backend's two one-tensor calls (q: 4 heads, k: 2, each its own gain, or none).
+TEST_P(BackendOps, QkNormRopePairEqualsTwoCalls) {
+  std::mt19937 rng(5);
+  for (ActType t : kTypes)
+    for (int64_t hd : {64, 128})
+      for (int64_t T : kTokens)
+        for (bool fused : {false, true})
+          for (bool gain_on : {false, true}) {
+            const int64_t nh = 4, nkv = 2, pos0 = 7, n_pos = pos0 + T;
+            auto q = randn(static_cast<size_t>(T * nh * hd), rng, 2.0f, t);
+            auto k = randn(static_cast<size_t>(T * nkv * hd), rng, 2.0f, t);
+            auto gq = randn(hd, rng, 1.0f, t), gk = randn(hd, rng, 1.0f, t);
+            std::vector<float> cs, sn;
+            rope_tables(n_pos, hd, cs, sn);
+            Buffer qb = up(q), kb = up(k), q2 = up(q), k2 = up(k), gqb = up(gq), gkb = up(gk);
+            Buffer cb = up(cs), sb = up(sn), pb = b_->alloc(4);
+            const int32_t p0 = pos0;
+            b_->upload(pb, 0, &p0, 4);
+            const RopeTable rope{cb.f32(), sb.f32(), n_pos};
+            const float* gqd = gain_on ? gqb.f32() : nullptr;
+            const float* gkd = gain_on ? gkb.f32() : nullptr;
+            b_->qk_norm_rope_pair({qb.f32(), nh, gqd}, {kb.f32(), nkv, gkd}, T, hd, 1e-6f, rope,
+                                  pb.i32(), t, fused);
+            b_->qk_norm_rope(q2.f32(), T, nh, hd, gqd, 1e-6f, rope, pb.i32(), t, fused);
+            b_->qk_norm_rope(k2.f32(), T, nkv, hd, gkd, 1e-6f, rope, pb.i32(), t, fused);
+            const std::string what =
+                tag(fused ? "qk_norm_rope_pair fused" : "qk_norm_rope_pair", t, T, hd);
+            const auto got_q = down(qb, q.size()), got_k = down(kb, k.size());
+            EXPECT_EQ(std::memcmp(got_q.data(), down(q2, q.size()).data(), q.size() * 4), 0)
+                << what << ": q differs from the one-tensor call";
+            EXPECT_EQ(std::memcmp(got_k.data(), down(k2, k.size()).data(), k.size() * 4), 0)
+                << what << ": k differs from the one-tensor call";
+            qk_norm_rope_ref(q, T, nh, hd, gain_on ? gq.data() : nullptr, cs, sn, pos0, t, fused);
+            qk_norm_rope_ref(k, T, nkv, hd, gain_on ? gk.data() : nullptr, cs, sn, pos0, t, fused);
+            expect_close(got_q, q, what + " q");
+            expect_close(got_k, k, what + " k");
           }
 }
 

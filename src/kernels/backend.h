@@ -173,6 +173,16 @@ class Backend : public std::enable_shared_from_this<Backend> {
   virtual void qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim,
                             const float* gain, float eps, const RopeTable& rope,
                             const int32_t* pos0, ActType t, bool fused) = 0;
+  // qk_norm_rope of a layer's q and k in one op: bit-identical to qk_norm_rope(q.x, T, q.n_heads,
+  // head_dim, q.gain, ...) then the same for k (a GPU runs both in one launch).
+  struct NormRopeHeads {
+    float* x = nullptr;           // [T, n_heads * hd], in place
+    int64_t n_heads = 0;          // nh for q, nkv for k
+    const float* gain = nullptr;  // [hd] or nullptr (no norm)
+  };
+  virtual void qk_norm_rope_pair(const NormRopeHeads& q, const NormRopeHeads& k, int64_t T,
+                                 int64_t head_dim, float eps, const RopeTable& rope,
+                                 const int32_t* pos0, ActType t, bool fused) = 0;
   // Stores T rows of keys and values at positions pos0[0] .. + T in the layer's format
   // (calibrating int8/fp8 scales on the layer's first append, see KvLayer). k, v: [T, kv_dim].
   // Rows must fit kv.capacity.

@@ -188,10 +188,9 @@ void Model::layer_forward(int64_t layer, Activations& a, KvCache& cache, ActType
   // q, k = q_norm(q), k_norm(k) per head (Qwen3); q, k = apply_rotary_pos_emb(q, k, cos, sin).
   // Fused: both in one fp32 pass with fp32 cos/sin.
   const RopeTable rope{a.rope_cos.f32(), a.rope_sin.f32(), a.ctx_cap};
-  b.qk_norm_rope(a.q.f32(), T, c.num_heads, hd, w.q_norm ? w.q_norm.f32() : nullptr, eps, rope,
-                 pos0, t, f_rope);
-  b.qk_norm_rope(a.k.f32(), T, c.num_kv_heads, hd, w.k_norm ? w.k_norm.f32() : nullptr, eps, rope,
-                 pos0, t, f_rope);
+  const Backend::NormRopeHeads qh{a.q.f32(), c.num_heads, w.q_norm ? w.q_norm.f32() : nullptr};
+  const Backend::NormRopeHeads kh{a.k.f32(), c.num_kv_heads, w.k_norm ? w.k_norm.f32() : nullptr};
+  b.qk_norm_rope_pair(qh, kh, T, hd, eps, rope, pos0, t, f_rope);
   // past_key_values.update(k, v)
   const KvLayer& kv = cache.layer(layer);
   b.kv_append(kv, a.k.f32(), a.v.f32(), T, pos0);

@@ -136,10 +136,8 @@ void fused_step(const Stack& s, cudaStream_t st, int parts = kAll,
       BW_CHECK(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr,
                                nullptr, nullptr, A, st));
     if (Sm) {
-      BW_CHECK(cu::qk_norm_rope(s.q, 1, kHeads, kHd, L.q_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos,
-                                A, st));
-      BW_CHECK(cu::qk_norm_rope(s.k, 1, kKvHeads, kHd, L.k_gain, 1e-6f, s.cos_tab, s.sin_tab, s.pos,
-                                A, st));
+      BW_CHECK(cu::qk_norm_rope_pair(s.q, kHeads, L.q_gain, s.k, kKvHeads, L.k_gain, 1, kHd, 1e-6f,
+                                     s.cos_tab, s.sin_tab, s.pos, A, st));
     }
     if (At) {
       BW_CHECK(cu::kv_append_pair(L.kc, s.k, L.vc, s.v, 1, kKv, s.pos, st));

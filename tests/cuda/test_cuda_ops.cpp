@@ -161,6 +161,27 @@ TEST_F(CudaOps, RopeAndQkNormRopeMatchCpu) {
                         act_name(act), with_gain ? " norm" : ""),
               r);
         EXPECT_EQ(r.mismatches, 0u);
+        // q and k in one launch: x as q, then x's first head as a one-head k (the same gain, so
+        // each must equal its one-tensor result, `want`, bit for bit).
+        const std::vector<float> want_q = want;
+        std::vector<float> k1(size_t(T * head_dim)), want_k(k1.size());
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t i = 0; i < head_dim; ++i) {
+            k1[size_t(t * head_dim + i)] = x[size_t(t * heads * head_dim + i)];
+            want_k[size_t(t * head_dim + i)] = want_q[size_t(t * heads * head_dim + i)];
+          }
+        Dev<float> dk(k1);
+        dx.put(x);
+        CU_OK(cu::qk_norm_rope_pair(dx.get(), heads, with_gain ? dgain.get() : nullptr, dk.get(), 1,
+                                    with_gain ? dgain.get() : nullptr, T, head_dim, 1e-6f,
+                                    dcs.get(), dsn.get(), dpos.get(), to_cu(act), nullptr));
+        const Cmp rq = compare(dx.host(), want_q), rk = compare(dk.host(), want_k);
+        print("qk_norm_rope_pair",
+              shape_str("T=%ld heads=%ld+1 hd=%ld %s%s", long(T), long(heads), long(head_dim),
+                        act_name(act), with_gain ? " norm" : ""),
+              rq);
+        EXPECT_EQ(rq.mismatches, 0u);
+        EXPECT_EQ(rk.mismatches, 0u);
       }
     }
 }

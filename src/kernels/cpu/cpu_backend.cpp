@@ -140,6 +140,13 @@ class CpuBackend final : public Backend {
   }
   void qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t hd, const float* gain, float eps,
                     const RopeTable& rope, const int32_t* pos0, ActType t, bool fused) override;
+  // The CPU reference: the two one-tensor calls.
+  void qk_norm_rope_pair(const NormRopeHeads& q, const NormRopeHeads& k, int64_t T, int64_t hd,
+                         float eps, const RopeTable& rope, const int32_t* pos0, ActType t,
+                         bool fused) override {
+    qk_norm_rope(q.x, T, q.n_heads, hd, q.gain, eps, rope, pos0, t, fused);
+    qk_norm_rope(k.x, T, k.n_heads, hd, k.gain, eps, rope, pos0, t, fused);
+  }
   void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
                  const int32_t* pos0) override;
   void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,

@@ -9,6 +9,7 @@ namespace {
 
 constexpr int kMaxHeadDim = 256;  // 8 values per lane
 constexpr int kWarps = 4;
+constexpr int kReduceWarps = 8;  // flash_reduce_kernel's block: 256 threads
 
 float qmax_of(KvType t) {
   return t == KvType::INT8 ? 127.0f : 448.0f;
@@ -202,24 +203,76 @@ __global__ void flash_split_kernel(const float* q, KvView k, KvView v, const int
   }
 }
 
-// Merges the splits and rounds once: out = round(acc · (1 / l)). grid (heads, T).
+// acc[c] += v[c] · e for this lane's values d = lane + 32c < head_dim.
+__device__ __forceinline__ void add_weighted(float* acc, const float* v, float e, int64_t head_dim,
+                                             int lane) {
+#pragma unroll
+  for (int c = 0; c < kMaxHeadDim / 32; ++c)
+    if (lane + 32 * c < head_dim) acc[c] += v[c] * e;
+}
+
+// Loads this lane's values d = lane + 32c of split k's accumulator (0 past the end). w: one
+// (head, token)'s [splits, head_dim + 2] work rows; v: [kMaxHeadDim / 32].
+__device__ __forceinline__ void load_split(float* v, const float* w, int k, int splits,
+                                           int64_t head_dim, int lane) {
+#pragma unroll
+  for (int c = 0; c < kMaxHeadDim / 32; ++c) {
+    const int64_t d = lane + 32 * c;
+    v[c] = k < splits && d < head_dim ? w[k * (head_dim + 2) + 2 + d] : 0.0f;
+  }
+}
+
+// Merges the splits and rounds once: M = max m_k, e_k = exp(m_k - M) (0 for an empty split, whose
+// acc is 0), l = sum l_k e_k, out = round(acc · (1 / l)) with acc = sum acc_k e_k. Parallel over
+// the splits: warp 0 forms e (shared) and l (a warp fold, lane k holding splits k, k + 32, ...);
+// warp w sums acc_k e_k over splits k = w, w + kReduceWarps, ... in increasing k, a lane per 32nd
+// value (the first two splits' values loaded while warp 0 forms e); the warps' partials are then
+// added in warp order. work: [T, heads, splits, head_dim + 2] = (m, l, acc[head_dim]);
+// out: [T, heads, head_dim]. grid (heads, T), kReduceWarps·32 threads, (splits + 1) floats of
+// dynamic shared memory.
 __global__ void flash_reduce_kernel(float* out, const float* work, AttnShape s, int splits,
                                     Act act) {
   pdl_start();
-  const int64_t h = blockIdx.x, t = blockIdx.y;
-  const float* w = work + (t * s.heads + h) * splits * (s.head_dim + 2);
-  const int64_t stride = s.head_dim + 2;
-  float M = -INFINITY;
-  for (int k = 0; k < splits; ++k) M = fmaxf(M, w[k * stride]);
-  float L = 0.0f;
-  for (int k = 0; k < splits; ++k)
-    if (w[k * stride] != -INFINITY) L += w[k * stride + 1] * expf(w[k * stride] - M);
-  const float inv_l = 1.0f / L;
+  extern __shared__ float e_sh[];  // [splits] e_k, then [1] 1 / l
+  __shared__ float part[kReduceWarps][kMaxHeadDim];
+  const int64_t h = blockIdx.x, t = blockIdx.y, stride = s.head_dim + 2;
+  const float* w = work + (t * s.heads + h) * splits * stride;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float v0[kMaxHeadDim / 32], v1[kMaxHeadDim / 32];
+  load_split(v0, w, warp, splits, s.head_dim, lane);
+  load_split(v1, w, warp + kReduceWarps, splits, s.head_dim, lane);
+  if (warp == 0) {
+    float m = -INFINITY;
+    for (int k = lane; k < splits; k += 32) m = fmaxf(m, w[k * stride]);
+    const float M = warp_max(m);
+    float l = 0.0f;
+    for (int k = lane; k < splits; k += 32) {
+      const float mk = w[k * stride];
+      const float e = mk != -INFINITY ? expf(mk - M) : 0.0f;
+      e_sh[k] = e;
+      l += w[k * stride + 1] * e;
+    }
+    l = warp_fold(l);
+    if (lane == 0) e_sh[splits] = 1.0f / l;
+  }
+  __syncthreads();
+  float acc[kMaxHeadDim / 32] = {};
+  if (warp < splits) add_weighted(acc, v0, e_sh[warp], s.head_dim, lane);
+  if (warp + kReduceWarps < splits)
+    add_weighted(acc, v1, e_sh[warp + kReduceWarps], s.head_dim, lane);
+  for (int k = warp + 2 * kReduceWarps; k < splits; k += kReduceWarps) {
+    load_split(v0, w, k, splits, s.head_dim, lane);
+    add_weighted(acc, v0, e_sh[k], s.head_dim, lane);
+  }
+#pragma unroll
+  for (int c = 0; c < kMaxHeadDim / 32; ++c)
+    if (lane + 32 * c < s.head_dim) part[warp][lane + 32 * c] = acc[c];
+  __syncthreads();
+  const float inv_l = e_sh[splits];
   for (int64_t d = threadIdx.x; d < s.head_dim; d += blockDim.x) {
-    float acc = 0.0f;
-    for (int k = 0; k < splits; ++k)
-      if (w[k * stride] != -INFINITY) acc += w[k * stride + 2 + d] * expf(w[k * stride] - M);
-    out[(t * s.heads + h) * s.head_dim + d] = round_act(act, acc * inv_l);
+    float a = part[0][d];
+    for (int k = 1; k < kReduceWarps; ++k) a += part[k][d];
+    out[(t * s.heads + h) * s.head_dim + d] = round_act(act, a * inv_l);
   }
 }
 
@@ -276,8 +329,8 @@ int attention_flash(float* out, const float* q, KvView k, KvView v, const int32_
   launch_pdl(flash_split_kernel, dim3(unsigned(s.heads), unsigned(s.T), unsigned(splits)),
              kWarps * 32, 0, stream, q, k, v, pos, s, fp16_acc, work);
   if (const int e = launch_status()) return e;
-  launch_pdl(flash_reduce_kernel, dim3(unsigned(s.heads), unsigned(s.T)), 128, 0, stream, out, work,
-             s, splits, act);
+  launch_pdl(flash_reduce_kernel, dim3(unsigned(s.heads), unsigned(s.T)), kReduceWarps * 32,
+             size_t(splits + 1) * sizeof(float), stream, out, work, s, splits, act);
   return launch_status();
 }
 

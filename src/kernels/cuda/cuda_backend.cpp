@@ -119,6 +119,9 @@ class CudaBackend final : public Backend {
   void qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim, const float* gain,
                     float eps, const RopeTable& rope, const int32_t* pos0, ActType t,
                     bool fused) override;
+  void qk_norm_rope_pair(const NormRopeHeads& q, const NormRopeHeads& k, int64_t T,
+                         int64_t head_dim, float eps, const RopeTable& rope, const int32_t* pos0,
+                         ActType t, bool fused) override;
   void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
                  const int32_t* pos0) override;
   void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
@@ -334,6 +337,18 @@ void CudaBackend::qk_norm_rope(float* x, int64_t T, int64_t n_heads, int64_t hea
   }
   if (gain) check(cu::rmsnorm(x, x, gain, T * n_heads, head_dim, eps, act_of(t), stream_));
   check(cu::rope(x, T, n_heads, head_dim, rope.cos, rope.sin, pos0, act_of(t), stream_));
+}
+
+void CudaBackend::qk_norm_rope_pair(const NormRopeHeads& q, const NormRopeHeads& k, int64_t T,
+                                    int64_t head_dim, float eps, const RopeTable& rope,
+                                    const int32_t* pos0, ActType t, bool fused) {
+  if (!fused) {  // the standard path's rmsnorm + rope, per tensor
+    qk_norm_rope(q.x, T, q.n_heads, head_dim, q.gain, eps, rope, pos0, t, false);
+    qk_norm_rope(k.x, T, k.n_heads, head_dim, k.gain, eps, rope, pos0, t, false);
+    return;
+  }
+  check(cu::qk_norm_rope_pair(q.x, q.n_heads, q.gain, k.x, k.n_heads, k.gain, T, head_dim, eps,
+                              rope.cos, rope.sin, pos0, act_of(t), stream_));
 }
 
 void CudaBackend::kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,

@@ -157,6 +157,13 @@ int rope(float* x, int64_t T, int64_t heads, int64_t head_dim, const float* cos_
 int qk_norm_rope(float* x, int64_t T, int64_t heads, int64_t head_dim, const float* gain, float eps,
                  const float* cos_tab, const float* sin_tab, const int32_t* pos, Act act,
                  Stream stream);
+// qk_norm_rope of q (q_heads heads, q_gain) and of k (k_heads heads, k_gain) in one launch; each
+// head bit-identical to the two calls. q: [T, q_heads, head_dim]; k: [T, k_heads, head_dim], both
+// in place; q_gain, k_gain: [head_dim] or nullptr.
+int qk_norm_rope_pair(float* q, int64_t q_heads, const float* q_gain, float* k, int64_t k_heads,
+                      const float* k_gain, int64_t T, int64_t head_dim, float eps,
+                      const float* cos_tab, const float* sin_tab, const int32_t* pos, Act act,
+                      Stream stream);
 
 // ---- KV cache and attention (attention.cu) ----
 // One layer's cache side (keys or values): [max_ctx, kv_dim] elements of `type`, kv_dim =

@@ -25,15 +25,13 @@ __global__ void rope_kernel(float* x, int64_t heads, int64_t head_dim, const flo
   }
 }
 
-// As rope_kernel, with the head's RMSNorm and gain first (gain == nullptr: RoPE only), fp32 cos
-// and sin, and one rounding.
-__global__ void qk_norm_rope_kernel(float* x, int64_t heads, int64_t head_dim, const float* gain,
-                                    float eps, const float* cos_tab, const float* sin_tab,
-                                    const int32_t* pos, Act act) {
-  pdl_start();
-  const int64_t t = blockIdx.y, half = head_dim / 2;
-  float* xh = x + (t * heads + blockIdx.x) * head_dim;
-  const int64_t p = int64_t(*pos) + t;
+// One head's RMSNorm and gain (gain == nullptr: RoPE only), then RoPE with fp32 cos and sin,
+// rounded once; run by one warp. xh: [head_dim] in place; gain: [head_dim]; cos_p, sin_p:
+// [head_dim / 2] the position's row of the tables.
+__device__ __forceinline__ void norm_rope_head(float* xh, int64_t head_dim, const float* gain,
+                                               float eps, const float* cos_p, const float* sin_p,
+                                               Act act) {
+  const int64_t half = head_dim / 2;
   float inv = 1.0f;
   if (gain) {
     double ss = 0.0;
@@ -41,12 +39,40 @@ __global__ void qk_norm_rope_kernel(float* x, int64_t heads, int64_t head_dim, c
     inv = inv_rms_from(warp_sum(ss), head_dim, eps);  // the shuffles order reads before writes
   }
   for (int64_t i = threadIdx.x; i < half; i += 32) {
-    const float c = cos_tab[p * half + i], s = sin_tab[p * half + i];
+    const float c = cos_p[i], s = sin_p[i];
     const float x1 = gain ? gain[i] * (xh[i] * inv) : xh[i];
     const float x2 = gain ? gain[i + half] * (xh[i + half] * inv) : xh[i + half];
     xh[i] = round_act(act, x1 * c - x2 * s);
     xh[i + half] = round_act(act, x2 * c + x1 * s);
   }
+}
+
+// As rope_kernel, with the head's RMSNorm and gain first (gain == nullptr: RoPE only), fp32 cos
+// and sin, and one rounding. x: [T, heads, head_dim]; gain: [head_dim]; cos_tab, sin_tab:
+// [max_pos, head_dim / 2]. grid (heads, T), 32 threads.
+__global__ void qk_norm_rope_kernel(float* x, int64_t heads, int64_t head_dim, const float* gain,
+                                    float eps, const float* cos_tab, const float* sin_tab,
+                                    const int32_t* pos, Act act) {
+  pdl_start();
+  const int64_t t = blockIdx.y, half = head_dim / 2, p = int64_t(*pos) + t;
+  norm_rope_head(x + (t * heads + blockIdx.x) * head_dim, head_dim, gain, eps, cos_tab + p * half,
+                 sin_tab + p * half, act);
+}
+
+// qk_norm_rope_kernel over q and k in one launch: block x < q_heads is q's head x, the others
+// k's head x - q_heads; each head exactly as the one-tensor kernel. q: [T, q_heads, head_dim];
+// k: [T, k_heads, head_dim]; q_gain, k_gain: [head_dim] or nullptr; cos_tab, sin_tab:
+// [max_pos, head_dim / 2]. grid (q_heads + k_heads, T), 32 threads.
+__global__ void qk_norm_rope_pair_kernel(float* q, int64_t q_heads, const float* q_gain, float* k,
+                                         int64_t k_heads, const float* k_gain, int64_t head_dim,
+                                         float eps, const float* cos_tab, const float* sin_tab,
+                                         const int32_t* pos, Act act) {
+  pdl_start();
+  const int64_t t = blockIdx.y, half = head_dim / 2, p = int64_t(*pos) + t;
+  const bool is_q = blockIdx.x < q_heads;
+  const int64_t head = is_q ? blockIdx.x : blockIdx.x - q_heads, heads = is_q ? q_heads : k_heads;
+  norm_rope_head((is_q ? q : k) + (t * heads + head) * head_dim, head_dim, is_q ? q_gain : k_gain,
+                 eps, cos_tab + p * half, sin_tab + p * half, act);
 }
 
 }  // namespace
@@ -65,6 +91,17 @@ int qk_norm_rope(float* x, int64_t T, int64_t heads, int64_t head_dim, const flo
   if (T <= 0) return 0;
   launch_pdl(qk_norm_rope_kernel, dim3(unsigned(heads), unsigned(T)), 32, 0, stream, x, heads,
              head_dim, gain, eps, cos_tab, sin_tab, pos, act);
+  return launch_status();
+}
+
+int qk_norm_rope_pair(float* q, int64_t q_heads, const float* q_gain, float* k, int64_t k_heads,
+                      const float* k_gain, int64_t T, int64_t head_dim, float eps,
+                      const float* cos_tab, const float* sin_tab, const int32_t* pos, Act act,
+                      Stream stream) {
+  if (T <= 0 || q_heads + k_heads <= 0) return 0;
+  launch_pdl(qk_norm_rope_pair_kernel, dim3(unsigned(q_heads + k_heads), unsigned(T)), 32, 0,
+             stream, q, q_heads, q_gain, k, k_heads, k_gain, head_dim, eps, cos_tab, sin_tab, pos,
+             act);
   return launch_status();
 }
 
