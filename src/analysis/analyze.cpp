@@ -65,8 +65,8 @@ constexpr size_t kParallelStatsMin = 200'000;
 
 // Each norm's statistics, up to `threads` at a time (norm i on thread i % threads); the figures
 // do not depend on the thread count.
-std::vector<GainStats> all_gain_stats(const std::vector<NormGains>& norms,
-                                      double extreme_threshold, int threads) {
+std::vector<GainStats> all_gain_stats(const std::vector<NormGains>& norms, double extreme_threshold,
+                                      int threads) {
   std::vector<GainStats> stats(norms.size());
   size_t channels = 0;
   for (const auto& n : norms) channels += n.gains.size();

@@ -218,9 +218,9 @@ Result<CheckResult> check_checkpoint(const Checkpoint& ck, const CheckOptions& o
     r.config = cfg;
     r.kernels = kernels;
     r.thresholds = thresholds;
-    r.analysis = analyze_gains(cfg, arch->qk_scope, norms, kernels,
-                               thresholds.extreme_weight_threshold, key_rows.rows, key_rows.info,
-                               o.threads);
+    r.analysis =
+        analyze_gains(cfg, arch->qk_scope, norms, kernels, thresholds.extreme_weight_threshold,
+                      key_rows.rows, key_rows.info, o.threads);
     set_model_rounding(r.analysis, standard_unit_roundoff(ck, *arch, prefix));
     r.score = score_analysis(r.analysis, thresholds, kernels);
     r.verdict = r.score.verdict;

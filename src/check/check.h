@@ -35,7 +35,7 @@ struct CheckOptions {
   std::string cache_dir;                 // "" = $XDG_CACHE_HOME/fusecheck or ~/.cache/fusecheck
   std::optional<Verdict> force_verdict;  // testing override (--force-status, kForceStatusEnv)
   int threads = 1;  // threads that parse a sharded checkpoint's headers and compute a large
-                   // model's gain statistics (the CLI: the machine's)
+                    // model's gain statistics (the CLI: the machine's)
 };
 
 struct CheckResult {

@@ -347,8 +347,7 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
     TensorInfo& t = tensors_[i];
     t.name_hash = NameIndex::hash(t.name);
     if (index_.insert(t.name, t.name_hash, uint32_t(i)) != NameIndex::kAbsent)
-      return make_error("{}: tensor \"{}\" appears twice in the header", path_,
-                        printable(t.name));
+      return make_error("{}: tensor \"{}\" appears twice in the header", path_, printable(t.name));
   }
   FC_TRY(check_tiling(path_, tensors_, data_size));
   const uint64_t data_start = 8 + json.size();

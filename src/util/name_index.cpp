@@ -1,9 +1,9 @@
 #include "util/name_index.h"
 
+#include <xxhash.h>
+
 #include <bit>
 #include <cstring>
-
-#include <xxhash.h>
 
 namespace fusecheck {
 
