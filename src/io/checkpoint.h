@@ -17,6 +17,8 @@ namespace fusecheck {
 constexpr size_t kMaxConfigBytes = 16u << 20;  // config.json, index, profiles: small files
 constexpr size_t kMaxIndexBytes = 64u << 20;
 
+class ShardPool;  // parses shard headers on worker threads (checkpoint.cpp)
+
 struct TensorRef {
   const SafetensorsFile* file = nullptr;
   const TensorInfo* info = nullptr;
@@ -37,7 +39,7 @@ class Checkpoint {
   size_t tensor_count() const { return refs_.size(); }
 
  private:
-  Status open_shards(const std::vector<std::string>& names, int threads);
+  Status open_shards(const std::vector<std::string>& names, int threads, ShardPool* early);
   Status index_tensors();
   static constexpr size_t kShardsPerThread = 8;  // fewer shards than this per thread: not worth one
 
