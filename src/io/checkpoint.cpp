@@ -122,23 +122,24 @@ std::vector<std::string> likely_shards(const std::string& dir) {
 
 }  // namespace
 
-// Parses shard headers on worker threads that claim the files of a sorted list one at a time; the
-// opening thread can join in (help) and then takes each file's result by name. Workers stop
-// claiming once asked to (the destructor asks and joins), so an early error returns promptly.
+// Parses shard headers on worker threads that claim the files of a sorted list one at a time,
+// until stopped (stop(), or the destructor: an early error returns promptly); the opening thread
+// then takes each parsed file's result by name. Stopping once the index is read bounds the work
+// spent on files the index does not list to that time, whatever the directory holds.
 class ShardPool {
  public:
   ShardPool(const std::string& dir, std::vector<std::string> names)
       : dir_(dir), names_(std::move(names)), opened_(names_.size()) {}
   void start(size_t workers) {
     for (size_t w = 0; w < workers; ++w)
-      workers_.emplace_back([this](std::stop_token stop) { claim(&stop); });
+      workers_.emplace_back([this](std::stop_token stop) { claim(stop); });
   }
-  // This thread parses what no worker has claimed yet, then waits for the workers.
-  void finish() {
-    claim(nullptr);
+  // Asks the workers to claim no more files and waits for the ones they hold.
+  void stop() {
+    for (auto& w : workers_) w.request_stop();
     for (auto& w : workers_) w.join();
   }
-  // The result for `name` (moved out), or nullopt if it was not in the list.
+  // The result for `name` (moved out), or nullopt if it was not in the list or not parsed.
   std::optional<Result<SafetensorsFile>> take(const std::string& name) {
     const auto it = std::lower_bound(names_.begin(), names_.end(), name);
     if (it == names_.end() || *it != name) return std::nullopt;
@@ -146,9 +147,9 @@ class ShardPool {
   }
 
  private:
-  void claim(const std::stop_token* stop) {
+  void claim(const std::stop_token& stop) {
     HeaderParser parser;
-    while (!stop || !stop->stop_requested()) {
+    while (!stop.stop_requested()) {
       const size_t i = next_.fetch_add(1);
       if (i >= names_.size()) return;
       opened_[i].emplace(SafetensorsFile::open(dir_ + "/" + names_[i], &parser));
@@ -236,8 +237,8 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir, int threads) {
 }
 
 // Parses the shards' headers, `threads` at a time (each with its own parser); a 235B checkpoint
-// has ~120 shards, whose parsing was half the check. With `early`, the shards it holds were parsed
-// (or are being parsed) already: this thread helps finish them and parses only the others.
+// has ~120 shards, whose parsing was half the check. With `early`, its workers are stopped and
+// the shards they parsed kept; only the others are parsed here.
 // Reports the first failing shard in name order, whatever the thread that saw it.
 Status Checkpoint::open_shards(const std::vector<std::string>& names, int threads,
                                ShardPool* early) {
@@ -245,9 +246,9 @@ Status Checkpoint::open_shards(const std::vector<std::string>& names, int thread
   std::vector<std::optional<Result<SafetensorsFile>>> opened(n);
   std::vector<size_t> rest;  // the shards left to parse here
   if (early) {
-    early->finish();
+    early->stop();
     for (size_t i = 0; i < n; ++i)
-      if (!(opened[i] = early->take(names[i]))) rest.push_back(i);  // not in the directory list
+      if (!(opened[i] = early->take(names[i]))) rest.push_back(i);  // not listed or not reached
   } else {
     for (size_t i = 0; i < n; ++i) rest.push_back(i);
   }
