@@ -193,9 +193,10 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir, int threads) {
     // While this thread reads the index (3.3 MB for a 235B model, a tenth of its check), workers
     // parse the directory's *.safetensors headers: the shards the index most likely lists. Only
     // the results of listed shards are used; an unlisted file's parse (or error) is dropped.
-    std::vector<std::string> likely = likely_shards(dir);
+    // One thread (the engine's load): no workers, so the directory is not even listed.
+    std::vector<std::string> likely = threads > 1 ? likely_shards(dir) : std::vector<std::string>{};
     const size_t workers =
-        std::min(size_t(std::max(threads, 1)) - 1, likely.size() / kShardsPerThread);
+        threads > 1 ? std::min(size_t(threads) - 1, likely.size() / kShardsPerThread) : 0;
     if (workers > 0) {
       early.emplace(dir, std::move(likely));
       early->start(workers);
