@@ -9,7 +9,10 @@ setup:
 	./scripts/setup.sh
 
 # FUSECHECK_PYTHON: also the Python module (python/), so `make test`'s pip build reuses this build.
+# runtime_sources.sh: Debian's simdjson and fmt sources, so that the `fusecheck` program links them
+# and the C++ runtime statically (cmake/static_runtime.cmake; without them it links the shared ones).
 configure: setup
+	./scripts/runtime_sources.sh $(BUILD)/runtime-src
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUSECHECK_PYTHON=ON \
 	  -DPython_EXECUTABLE=/usr/bin/python3
 
