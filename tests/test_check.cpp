@@ -347,6 +347,47 @@ TEST(Check, ThreadedShardParsingMatchesOneThread) {
   }
 }
 
+// A 235B index (~37,000 entries) is checked in runs on several threads: a wrong entry in a later
+// run is found, and with two wrong entries the error names the first in the index's order, as one
+// thread does.
+TEST(Check, ThreadedIndexCheckNamesTheFirstBadEntry) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-235b-a22b";
+  fo.sparse = true;
+  const std::string dir = t / "235b";
+  ASSERT_TRUE(write_fixture(dir, fo).ok());
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  const auto index = nlohmann::json::parse(testing::read_text(index_path));
+  const auto& map = index["weight_map"];  // nlohmann writes it back in name order
+  ASSERT_GT(map.size(), 30000u);
+  std::vector<std::string> names;
+  for (const auto& [name, shard] : map.items()) names.push_back(name);
+  const std::string early = names[names.size() / 5], late = names[names.size() * 4 / 5];
+  // Each moved to a shard that exists but does not hold it.
+  auto other_shard = [&](const std::string& name) {
+    const std::string own = map[name];
+    return own == map[names.front()] ? std::string(map[names.back()]) : std::string(map[names.front()]);
+  };
+  CheckOptions one = no_cache(), many = no_cache();
+  many.threads = 4;
+  auto expect_error_names = [&](const nlohmann::json& edited, const std::string& name) {
+    testing::write_text(index_path, edited.dump());
+    for (const CheckOptions& o : {one, many}) {
+      auto r = check_model(dir, o);
+      ASSERT_FALSE(r.ok());
+      EXPECT_NE(r.error().message.find("index lists tensor \"" + name + "\""), std::string::npos)
+          << o.threads << " threads: " << r.error().message;
+    }
+  };
+  nlohmann::json late_only = index;
+  late_only["weight_map"][late] = other_shard(late);
+  expect_error_names(late_only, late);
+  nlohmann::json both = late_only;
+  both["weight_map"][early] = other_shard(early);
+  expect_error_names(both, early);
+}
+
 TEST(Check, GemmaProfileRequiresItsExtraNorms) {
   // A Qwen3 checkpoint relabelled gemma3_text lacks Gemma's feed-forward norms.
   TempDir t;

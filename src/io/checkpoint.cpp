@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <thread>
 
@@ -120,6 +121,61 @@ std::vector<std::string> likely_shards(const std::string& dir) {
   return out;
 }
 
+// Every index entry must be where the index says it is. Looked up in that shard's own index: the
+// entries of one shard mostly follow each other, so its small table stays in cache (the whole
+// checkpoint's table of ~37,000 names did not: a cache miss per entry). A large index is split
+// into contiguous runs, one per thread; the first failing run's error is the one a single pass
+// reports first, so the message does not depend on the thread count.
+Status check_index_run(const std::vector<SafetensorsFile>& files,
+                       const std::vector<std::string>& shard_names,
+                       std::span<const std::pair<std::string_view, std::string_view>> entries,
+                       const std::string& index_path) {
+  const SafetensorsFile* shard = nullptr;
+  std::string_view shard_name;
+  for (const auto& [name, want] : entries) {
+    if (!shard || want != shard_name) {
+      const auto it = std::lower_bound(shard_names.begin(), shard_names.end(), want);
+      if (it == shard_names.end() || *it != want)  // cannot happen: every listed name was opened
+        return make_error("{}: shard {} of tensor \"{}\" was not opened", index_path, want,
+                          printable(name));
+      shard = &files[size_t(it - shard_names.begin())];
+      shard_name = want;
+    }
+    if (!shard->find(name))
+      return make_error("{}: index lists tensor \"{}\" in {}, but that shard does not hold it",
+                        index_path, printable(name), want);
+  }
+  return ok_status();
+}
+
+// Below this many entries per thread a thread's start costs more than the lookups.
+constexpr size_t kIndexEntriesPerThread = 8192;
+
+Status check_index_entries(const std::vector<SafetensorsFile>& files,
+                           const std::vector<std::string>& shard_names,
+                           const std::vector<std::pair<std::string_view, std::string_view>>& map,
+                           const std::string& index_path, int threads) {
+  const size_t runs = std::clamp<size_t>(size_t(std::max(threads, 1)), 1,
+                                         map.size() / kIndexEntriesPerThread + 1);
+  std::vector<Status> status(runs, ok_status());
+  {
+    std::vector<std::jthread> workers;
+    for (size_t r = 0; r < runs; ++r) {
+      const size_t begin = map.size() * r / runs, end = map.size() * (r + 1) / runs;
+      auto run = [&, r, begin, end] {
+        status[r] = check_index_run(files, shard_names,
+                                    std::span(map).subspan(begin, end - begin), index_path);
+      };
+      if (r + 1 < runs)
+        workers.emplace_back(run);
+      else
+        run();  // the last run on this thread
+    }
+  }  // joins the workers
+  for (Status& st : status) FC_TRY(std::move(st));
+  return ok_status();
+}
+
 }  // namespace
 
 // Parses shard headers on worker threads that claim the files of a sorted list one at a time,
@@ -216,24 +272,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir, int threads) {
   FC_TRY(ck.open_shards(shard_names, threads, early ? &*early : nullptr));
   FC_TRY(ck.index_tensors());
 
-  // Every index entry must be where the index says it is. Looked up in that shard's own index:
-  // the entries of one shard mostly follow each other, so its small table stays in cache (the
-  // whole checkpoint's table of ~37,000 names did not: a cache miss per entry).
-  const SafetensorsFile* shard = nullptr;
-  std::string_view shard_name;
-  for (const auto& [name, want] : weight_map) {
-    if (!shard || want != shard_name) {
-      const auto it = std::lower_bound(shard_names.begin(), shard_names.end(), want);
-      if (it == shard_names.end() || *it != want)  // cannot happen: every listed name was opened
-        return make_error("{}: shard {} of tensor \"{}\" was not opened", index_path, want,
-                          printable(name));
-      shard = &ck.files_[size_t(it - shard_names.begin())];
-      shard_name = want;
-    }
-    if (!shard->find(name))
-      return make_error("{}: index lists tensor \"{}\" in {}, but that shard does not hold it",
-                        index_path, printable(name), want);
-  }
+  FC_TRY(check_index_entries(ck.files_, shard_names, weight_map, index_path, threads));
   return ck;
 }
 
