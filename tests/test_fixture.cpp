@@ -55,7 +55,8 @@ float max_of(const std::vector<float>& v) {
 
 std::vector<uint64_t> shape_of(const Checkpoint& ck, const std::string& name) {
   const TensorRef* r = ck.find(name);
-  return r ? r->info->shape : std::vector<uint64_t>{};
+  return r ? std::vector<uint64_t>(r->info->shape.begin(), r->info->shape.end())
+           : std::vector<uint64_t>{};
 }
 
 uint64_t disk_bytes(const std::string& dir) {

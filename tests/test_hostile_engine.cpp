@@ -29,7 +29,8 @@ struct EngineModel {
     for (const TensorInfo& t : f->tensors()) {
       auto raw = f->read_bytes(t);
       if (!raw.ok()) throw std::runtime_error(raw.error().message);
-      weights.add(t.name, std::string(dtype_name(t.dtype)), t.shape, *raw);
+      weights.add(std::string(t.name), std::string(dtype_name(t.dtype)),
+                  std::vector<uint64_t>(t.shape.begin(), t.shape.end()), *raw);
     }
   }
   void write() const {

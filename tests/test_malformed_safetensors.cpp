@@ -57,7 +57,7 @@ TEST(MalformedControl, BuilderWritesWhatTheReaderExpects) {
   EXPECT_EQ(*av, (std::vector<float>{1, 2, 3}));
   const TensorInfo* bt = f->find("b");
   ASSERT_NE(bt, nullptr);
-  EXPECT_EQ(bt->shape, (std::vector<uint64_t>{2, 1}));
+  EXPECT_TRUE(same_shape(bt->shape, std::vector<uint64_t>{2, 1}));
   auto bv = f->read_f32(*bt);
   ASSERT_TRUE(bv.ok());
   EXPECT_EQ(*bv, (std::vector<float>{1.0f, 2.0f}));
@@ -227,6 +227,25 @@ TEST(MalformedSafetensors, NegativeShapeEntry) {
   m.weights.at("model.norm.weight").shape_json = "[-8]";
   m.write();
   EXPECT_TRUE(IsError(check(m.dir), m.st_path(), "shape entries must be non-negative integers"));
+}
+
+// The reference implementation refuses a field given twice; taking either copy would pick a shape
+// by the parser's whim.
+TEST(MalformedSafetensors, ShapeGivenTwiceIsRefused) {
+  TinyModel m;
+  const uint64_t n = m.weights.at("model.norm.weight").shape.at(0);
+  m.weights.at("model.norm.weight").shape_json =
+      "[" + std::to_string(n) + "],\"shape\":[" + std::to_string(n) + "]";
+  m.write();
+  EXPECT_TRUE(IsError(check(m.dir), m.st_path(),
+                      "tensor \"model.norm.weight\": field \"shape\" given twice"));
+}
+
+TEST(MalformedSafetensors, SeventeenDimensionsAreRefused) {
+  TinyModel m;
+  m.weights.at("model.norm.weight").shape_json = "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]";
+  m.write();
+  EXPECT_TRUE(IsError(check(m.dir), m.st_path(), "more than 16 dimensions"));
 }
 
 TEST(MalformedSafetensors, ThreeDataOffsets) {

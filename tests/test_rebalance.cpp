@@ -85,8 +85,9 @@ void rewrite(const std::string& in, const std::string& out,
   std::vector<F32Tensor> ts;
   for (const auto& ti : f.tensors()) data.push_back(*f.read_f32(ti));
   for (size_t i = 0; i < f.tensors().size(); ++i) {
-    edit(f.tensors()[i].name, data[i]);
-    ts.push_back({f.tensors()[i].name, f.tensors()[i].shape, data[i]});
+    const TensorInfo& ti = f.tensors()[i];
+    edit(std::string(ti.name), data[i]);
+    ts.push_back({std::string(ti.name), {ti.shape.begin(), ti.shape.end()}, data[i]});
   }
   fs::create_directories(out);
   ASSERT_TRUE(write_safetensors_f32(out + "/model.safetensors", ts).ok());

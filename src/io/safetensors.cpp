@@ -120,6 +120,8 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
     header_ = std::move(o.header_);
     header_size_ = std::exchange(o.header_size_, 0);
     tensors_ = std::move(o.tensors_);
+    names_ = std::move(o.names_);
+    dims_ = std::move(o.dims_);
     index_ = std::move(o.index_);
     metadata_ = std::move(o.metadata_);
     map_ = std::exchange(o.map_, nullptr);
@@ -187,6 +189,33 @@ struct RawEntry {
   uint64_t begin = 0, end = 0;
 };
 
+// Where parse_header puts the tensors' names and shapes: blocks sized by a first pass over the
+// header (header_storage_needs), filled front to back.
+struct EntryStorage {
+  char* names;
+  size_t names_left;
+  uint64_t* dims;
+  size_t dims_left;
+};
+
+constexpr size_t kMaxRank = 16;
+
+// The bytes of every key but "__metadata__", and the entries of every "shape" array (at most
+// kMaxRank each: a longer one is refused when parsed).
+void header_storage_needs(simdjson::dom::object root, size_t& name_bytes, size_t& dims) {
+  name_bytes = dims = 0;
+  for (auto [key, val] : root) {
+    if (key == "__metadata__") continue;
+    name_bytes += key.size();
+    simdjson::dom::object obj;
+    if (val.get_object().get(obj)) continue;
+    for (auto [tk, tv] : obj) {
+      simdjson::dom::array arr;
+      if (tk == "shape" && !tv.get_array().get(arr)) dims += std::min(arr.size(), kMaxRank);
+    }
+  }
+}
+
 // "__metadata__": an object of string -> string.
 Status parse_metadata(const std::string& path, simdjson::dom::element val,
                       std::unordered_map<std::string, std::string>& out) {
@@ -203,28 +232,38 @@ Status parse_metadata(const std::string& path, simdjson::dom::element val,
 }
 
 Status parse_shape(const std::string& path, std::string_view key, simdjson::dom::element v,
-                   std::vector<uint64_t>& shape) {
+                   EntryStorage& store, std::span<const uint64_t>& shape) {
   simdjson::dom::array arr;
   if (v.get_array().get(arr))
     return make_error("{}: tensor \"{}\": shape must be an array", path, printable(key));
-  shape.reserve(std::min<size_t>(arr.size(), 16));  // one allocation per tensor, not one per growth
+  if (arr.size() > kMaxRank)
+    return make_error("{}: tensor \"{}\": more than {} dimensions", path, printable(key),
+                      kMaxRank);
+  if (arr.size() > store.dims_left)  // cannot happen: header_storage_needs counted every shape
+    return make_error("{}: tensor \"{}\": shape storage exhausted", path, printable(key));
+  uint64_t* out = store.dims;
+  size_t rank = 0;
   for (auto d : arr) {
-    uint64_t dim;
-    if (d.get_uint64().get(dim))
+    if (d.get_uint64().get(out[rank]))
       return make_error("{}: tensor \"{}\": shape entries must be non-negative integers", path,
                         printable(key));
-    if (shape.size() >= 16)
-      return make_error("{}: tensor \"{}\": more than 16 dimensions", path, printable(key));
-    shape.push_back(dim);
+    ++rank;
   }
+  store.dims += rank;
+  store.dims_left -= rank;
+  shape = {out, rank};
   return ok_status();
 }
 
-// The fields of one tensor entry: dtype, shape, data_offsets. Unknown fields are ignored, as the
-// reference implementation does.
+// The fields of one tensor entry: dtype, shape, data_offsets, each at most once. Unknown fields
+// are ignored, as the reference implementation does.
 Status parse_fields(const std::string& path, std::string_view key, simdjson::dom::object obj,
-                    TensorInfo& t, RawEntry& e) {
+                    EntryStorage& store, TensorInfo& t, RawEntry& e) {
   for (auto [tk, tv] : obj) {
+    if ((tk == "dtype" && e.have_dtype) || (tk == "shape" && e.have_shape) ||
+        (tk == "data_offsets" && e.have_offsets))
+      return make_error("{}: tensor \"{}\": field \"{}\" given twice", path, printable(key),
+                        printable(tk));
     if (tk == "dtype") {
       std::string_view ds;
       if (tv.get_string().get(ds))
@@ -234,7 +273,7 @@ Status parse_fields(const std::string& path, std::string_view key, simdjson::dom
       t.dtype = *dt;
       e.have_dtype = true;
     } else if (tk == "shape") {
-      FC_TRY(parse_shape(path, key, tv, t.shape));
+      FC_TRY(parse_shape(path, key, tv, store, t.shape));
       e.have_shape = true;
     } else if (tk == "data_offsets") {
       simdjson::dom::array arr;
@@ -279,15 +318,20 @@ Status check_sizes(const std::string& path, const RawEntry& e, TensorInfo& t) {
 }
 
 Result<TensorInfo> parse_tensor(const std::string& path, std::string_view key,
-                                simdjson::dom::element val) {
+                                simdjson::dom::element val, EntryStorage& store) {
   TensorInfo t;
-  t.name = std::string(key);
+  if (key.size() > store.names_left)  // cannot happen: header_storage_needs counted every name
+    return make_error("{}: tensor \"{}\": name storage exhausted", path, printable(key));
+  std::memcpy(store.names, key.data(), key.size());
+  t.name = {store.names, key.size()};
+  store.names += key.size();
+  store.names_left -= key.size();
   simdjson::dom::object obj;
   if (val.get_object().get(obj))
     return make_error("{}: tensor \"{}\" must be an object with dtype, shape and data_offsets",
                       path, printable(key));
   RawEntry e;
-  FC_TRY(parse_fields(path, key, obj, t, e));
+  FC_TRY(parse_fields(path, key, obj, store, t, e));
   FC_TRY(check_sizes(path, e, t));
   return t;
 }
@@ -346,16 +390,21 @@ Status SafetensorsFile::parse_header(std::string_view json, uint64_t data_size,
   simdjson::dom::object root;
   if (doc.get_object().get(root)) return make_error("{}: header must be a JSON object", path_);
 
+  size_t name_bytes = 0, dims = 0;
+  header_storage_needs(root, name_bytes, dims);
+  names_ = std::make_unique_for_overwrite<char[]>(std::max<size_t>(name_bytes, 1));
+  dims_ = std::make_unique_for_overwrite<uint64_t[]>(std::max<size_t>(dims, 1));
+  EntryStorage store{names_.get(), name_bytes, dims_.get(), dims};
   tensors_.reserve(root.size());
   for (auto [key, val] : root) {
     if (key == "__metadata__") {
       FC_TRY(parse_metadata(path_, val, metadata_));
       continue;
     }
-    FC_ASSIGN(t, parse_tensor(path_, key, val));
+    FC_ASSIGN(t, parse_tensor(path_, key, val, store));
     tensors_.push_back(std::move(t));
   }
-  // Indexed once tensors_ is complete: the keys view its names, which no later growth can move.
+  // Indexed once tensors_ is complete (the keys view names_).
   index_ = NameIndex(tensors_.size());
   for (size_t i = 0; i < tensors_.size(); ++i) {
     TensorInfo& t = tensors_[i];

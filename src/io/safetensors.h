@@ -9,6 +9,7 @@
 // every tensor's byte count must equal numel * dtype size.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -32,15 +33,23 @@ Result<DType> parse_dtype(std::string_view name);
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's cap
 
+// One tensor's header entry. `name` and `shape` view storage of the SafetensorsFile that parsed
+// them (one block each per file, not two allocations per tensor: a 235B checkpoint has ~37,000
+// tensors): valid while that file lives.
 struct TensorInfo {
-  std::string name;
+  std::string_view name;
   DType dtype;
-  std::vector<uint64_t> shape;  // row-major, outermost first
+  std::span<const uint64_t> shape;  // row-major, outermost first
   uint64_t numel = 0;
   uint64_t offset = 0;  // absolute byte offset in the file
   uint64_t nbytes = 0;
   uint64_t name_hash = 0;  // NameIndex::hash(name), computed once at parse
 };
+
+// Shapes compare by their dimensions.
+inline bool same_shape(std::span<const uint64_t> a, std::span<const uint64_t> b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end());
+}
 
 // A reusable header parser: opening many shards with one parser reuses its buffers instead of
 // allocating (and page-faulting) fresh ones per shard.
@@ -94,6 +103,9 @@ class SafetensorsFile {
   std::unique_ptr<char[]> header_;  // [header_size_ + simdjson padding]
   size_t header_size_ = 0;
   std::vector<TensorInfo> tensors_;
+  // The storage that tensors_' names and shapes view, each filled once by parse_header.
+  std::unique_ptr<char[]> names_;     // [sum of the names' lengths]
+  std::unique_ptr<uint64_t[]> dims_;  // [sum of the shapes' ranks]
   // name -> position in tensors_. The keys view tensors_[i].name: built once tensors_ is complete,
   // which then never changes, and a move keeps its buffer, so the views stay valid.
   NameIndex index_;

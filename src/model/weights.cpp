@@ -96,7 +96,7 @@ class Loader {
     std::vector<uint64_t> want;
     if (rows > 0) want.push_back(static_cast<uint64_t>(rows));
     want.push_back(static_cast<uint64_t>(cols));
-    if (t.shape != want)
+    if (!same_shape(t.shape, want))
       return make_error("{}: tensor {} has shape {}, expected {} from config.json", file, name,
                         shape_str(t.shape), shape_str(want));
     FC_ASSIGN(bytes, ref->file->mapped(t));
@@ -142,7 +142,7 @@ class Loader {
   }
 
  private:
-  static std::string shape_str(const std::vector<uint64_t>& s) {
+  static std::string shape_str(std::span<const uint64_t> s) {
     std::string out = "[";
     for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
     return out + "]";
@@ -150,7 +150,7 @@ class Loader {
 
   const Checkpoint& ck_;
   std::string prefix_;
-  mutable std::set<std::string> used_;  // names handed out by matrix()
+  mutable std::set<std::string, std::less<>> used_;  // names handed out by matrix()
 };
 
 }  // namespace

@@ -58,7 +58,7 @@ class Reader {
     if (!dtype_is_float_supported(t.dtype))
       return make_error("{}: tensor {} has dtype {}; rebalance handles F32, F16 and BF16",
                         ref->file->path(), name, dtype_name(t.dtype));
-    if (t.shape != shape)
+    if (!same_shape(t.shape, shape))
       return make_error("{}: tensor {} does not have the shape config.json implies",
                         ref->file->path(), name);
     FC_ASSIGN(v, ref->file->read_f32(t));
