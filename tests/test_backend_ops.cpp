@@ -217,6 +217,65 @@ TEST_P(BackendOps, FusedProjections) {
       }
 }
 
+// linear_add_residual and rmsnorm_gate_up_silu (add_rmsnorm taken into the o_proj and gate_up
+// ops) against the same backend's three ops they replace, bit for bit (linear, add_rmsnorm,
+// gate_up_silu), and against the CPU reference. dim n: the residual's width (o_proj's rows, the
+// gate_up input); kin: o_proj's input, a multiple of 8 (the GPU's staged kernels) or not (the
+// fallback); n = 256 and 1024 take add_rmsnorm's larger GPU blocks (its sum of squares' order).
+TEST_P(BackendOps, LinearAddResidualAndRmsnormGateUpSiluEqualTheComposition) {
+  std::mt19937 rng(6);
+  constexpr int64_t kFfn = 72;
+  for (ActType t : kTypes)
+    for (int64_t T : kTokens)
+      for (int64_t n : {64, 200, 256, 1024})
+        for (int64_t kin : {80, 45}) {
+          const size_t N = static_cast<size_t>(T * n), F = static_cast<size_t>(T * kFfn);
+          Bf16Matrix wo(n, kin, rng), wg(kFfn, n, rng), wu(kFfn, n, rng);
+          const Weight o = b_->adopt_weight(wo.w), g = b_->adopt_weight(wg.w);
+          const Weight u = b_->adopt_weight(wu.w);
+          auto x = randn(static_cast<size_t>(T * kin), rng, 1.0f, t);
+          auto h = randn(N, rng, 3.0f, t), gain = randn(n, rng, 1.0f, t);
+          Buffer xb = up(x), gb = up(gain), h1 = up(h), h2 = up(h);
+          Buffer d1 = b_->alloc(N * 4), d2 = b_->alloc(N * 4), s1 = b_->alloc(N * 4);
+          Buffer s2 = b_->alloc(N * 4), n1 = b_->alloc(N * 4), n2 = b_->alloc(N * 4);
+          Buffer o1 = b_->alloc(F * 4), o2 = b_->alloc(F * 4), gt = b_->alloc(F * 4);
+          Buffer ut = b_->alloc(F * 4);
+          b_->linear(d1.f32(), xb.f32(), T, o, Weight{}, t);
+          b_->add_rmsnorm(h1.f32(), d1.f32(), n1.f32(), s1.f32(), gb.f32(), T, n, 1e-6f, t);
+          b_->gate_up_silu(o1.f32(), n1.f32(), T, g, u, t, gt.f32(), ut.f32());
+          b_->linear_add_residual(d2.f32(), h2.f32(), s2.f32(), xb.f32(), T, o, t);
+          b_->rmsnorm_gate_up_silu(o2.f32(), n2.f32(), s2.f32(), T, gb.f32(), 1e-6f, g, u, t,
+                                   gt.f32(), ut.f32());
+          const std::string what = tag("linear_add_residual + rmsnorm_gate_up_silu", t, T, n) +
+                                   " kin=" + std::to_string(kin);
+          std::vector<float> ref_d(N), ref_h = h, ref_s(N), ref_n(N), ref_o(F),
+                                       scratch(static_cast<size_t>(kin));
+          cpu::linear(ref_d.data(), x.data(), T, wo.w, Weight{}, t, scratch.data());
+          std::vector<float> gs(F), us(F);
+          for (int64_t r = 0; r < T; ++r)
+            cpu::fused_add_rmsnorm(&ref_h[r * n], &ref_d[r * n], &ref_n[r * n], &ref_s[r * n],
+                                   gain.data(), n, 1e-6f, t);
+          cpu::fused_gate_up_silu(ref_o.data(), ref_n.data(), T, wg.w, wu.w, t, gs.data(),
+                                  us.data(), nullptr);
+          const struct {
+            const char* name;
+            const Buffer &got, &composed;
+            size_t count;
+            const std::vector<float>& ref;
+          } outs[] = {{"delta", d2, d1, N, ref_d},
+                      {"h", h2, h1, N, ref_h},
+                      {"sum", s2, s1, N, ref_s},
+                      {"normed", n2, n1, N, ref_n},
+                      {"out", o2, o1, F, ref_o}};
+          for (const auto& e : outs) {
+            const auto got = down(e.got, e.count), composed = down(e.composed, e.count);
+            EXPECT_EQ(std::memcmp(got.data(), composed.data(), e.count * 4), 0)
+                << what << ": " << e.name << " differs from linear + add_rmsnorm + gate_up_silu";
+            expect_close(got, e.ref, what + " " + e.name);
+          }
+        }
+}
+
 // RoPE tables for positions [0, n_pos): [n_pos, hd / 2] each, as Rope::cos_sin forms them.
 void rope_tables(int64_t n_pos, int64_t hd, std::vector<float>& cs, std::vector<float>& sn) {
   const int64_t half = hd / 2;

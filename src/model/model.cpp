@@ -157,13 +157,12 @@ void Model::layer_forward(int64_t layer, Activations& a, KvCache& cache, ActType
   const auto& c = config_;
   Backend& b = *backend_;
   const LayerParams& w = layers_[static_cast<size_t>(layer)];
-  const int64_t T = a.T, dim = c.hidden_size, ffn = c.intermediate_size, hd = c.head_dim;
+  const int64_t T = a.T, dim = c.hidden_size, hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const bool f_add = plan.fuses(layer, FusedGroup::kAddRmsnorm);
   const bool f_qkv = plan.fuses(layer, FusedGroup::kRmsnormQkv);
   const bool f_rope = plan.fuses(layer, FusedGroup::kQkNormRope);
   const bool f_attn = plan.fuses(layer, FusedGroup::kAttention);
-  const bool f_mlp = plan.fuses(layer, FusedGroup::kGateUpSilu);
   const int32_t* pos0 = a.pos0.i32();
 
   // --- self-attention block ---
@@ -200,26 +199,47 @@ void Model::layer_forward(int64_t layer, Activations& a, KvCache& cache, ActType
   ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));  // head_dim ** -0.5
   ap.act = t, ap.online = f_attn, ap.fp16_accumulation = f_attn && plan.fp16_accumulation;
   b.attention(a.attn.f32(), a.q.f32(), kv, pos0, ap);
-  // attn_out = o_proj(attn)
-  b.linear(a.attn_out.f32(), a.attn.f32(), T, w.o_proj, Weight{}, t);
+  mlp_forward(layer, a, t, plan);
+}
 
-  // --- MLP block ---
-  // hidden = hidden + attn_out; normed = post_attention_layernorm(hidden)
-  if (f_add) {
-    b.add_rmsnorm(a.hidden.f32(), a.attn_out.f32(), a.normed.f32(), nullptr,
-                  w.post_attention_norm.f32(), T, dim, eps, t);
+void Model::mlp_forward(int64_t layer, Activations& a, ActType t, const KernelPlan& plan) const {
+  const auto& c = config_;
+  Backend& b = *backend_;
+  const LayerParams& w = layers_[static_cast<size_t>(layer)];
+  const int64_t T = a.T, dim = c.hidden_size, ffn = c.intermediate_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const bool f_add = plan.fuses(layer, FusedGroup::kAddRmsnorm);
+  const bool f_mlp = plan.fuses(layer, FusedGroup::kGateUpSilu);
+  if (f_add && f_mlp) {
+    // The same arithmetic as the three ops below, in two (docs/NUMERICS.md): attn_out =
+    // o_proj(attn); hidden = round(hidden + attn_out) with the fp32 sum kept (add_rmsnorm's add,
+    // in the GEMV's epilogue); normed = post_attention_layernorm(sum) as add_rmsnorm forms it and
+    // mlp_act = silu(gate_proj(normed)) * up_proj(normed) (the norm in the gate_up kernel).
+    b.linear_add_residual(a.attn_out.f32(), a.hidden.f32(), a.sum.f32(), a.attn.f32(), T, w.o_proj,
+                          t);
+    b.rmsnorm_gate_up_silu(a.mlp_act.f32(), a.normed.f32(), a.sum.f32(), T,
+                           w.post_attention_norm.f32(), eps, w.gate_proj, w.up_proj, t,
+                           a.gate.f32(), a.up.f32());
   } else {
-    b.add(a.hidden.f32(), a.hidden.f32(), a.attn_out.f32(), T * dim, t);
-    b.rmsnorm(a.normed.f32(), a.hidden.f32(), w.post_attention_norm.f32(), T, dim, eps, t);
-  }
-  // mlp_act = silu(gate_proj(normed)) * up_proj(normed)
-  if (f_mlp) {
-    b.gate_up_silu(a.mlp_act.f32(), a.normed.f32(), T, w.gate_proj, w.up_proj, t, a.gate.f32(),
-                   a.up.f32());
-  } else {
-    b.linear(a.gate.f32(), a.normed.f32(), T, w.gate_proj, Weight{}, t);
-    b.linear(a.up.f32(), a.normed.f32(), T, w.up_proj, Weight{}, t);
-    b.silu_mul(a.mlp_act.f32(), a.gate.f32(), a.up.f32(), T * ffn, t);
+    // attn_out = o_proj(attn)
+    b.linear(a.attn_out.f32(), a.attn.f32(), T, w.o_proj, Weight{}, t);
+    // hidden = hidden + attn_out; normed = post_attention_layernorm(hidden)
+    if (f_add) {
+      b.add_rmsnorm(a.hidden.f32(), a.attn_out.f32(), a.normed.f32(), nullptr,
+                    w.post_attention_norm.f32(), T, dim, eps, t);
+    } else {
+      b.add(a.hidden.f32(), a.hidden.f32(), a.attn_out.f32(), T * dim, t);
+      b.rmsnorm(a.normed.f32(), a.hidden.f32(), w.post_attention_norm.f32(), T, dim, eps, t);
+    }
+    // mlp_act = silu(gate_proj(normed)) * up_proj(normed)
+    if (f_mlp) {
+      b.gate_up_silu(a.mlp_act.f32(), a.normed.f32(), T, w.gate_proj, w.up_proj, t, a.gate.f32(),
+                     a.up.f32());
+    } else {
+      b.linear(a.gate.f32(), a.normed.f32(), T, w.gate_proj, Weight{}, t);
+      b.linear(a.up.f32(), a.normed.f32(), T, w.up_proj, Weight{}, t);
+      b.silu_mul(a.mlp_act.f32(), a.gate.f32(), a.up.f32(), T * ffn, t);
+    }
   }
   // mlp_out = down_proj(mlp_act); hidden = hidden + mlp_out (a fused plan defers the add to the
   // next norm, which fuses it: add_rmsnorm)

@@ -174,6 +174,9 @@ class Model {
   void prepare(Activations& ws, int64_t T, int64_t n_ctx, int64_t logit_rows = 1) const;
   void layer_forward(int64_t layer, Activations& ws, KvCache& cache, ActType t,
                      const KernelPlan& plan) const;
+  // layer_forward's MLP block, from attn (the attention's output) to mlp_out (and its residual
+  // add, or the pending flag when the next norm fuses it).
+  void mlp_forward(int64_t layer, Activations& ws, ActType t, const KernelPlan& plan) const;
   // The residual stream after the last layer run (a deferred mlp_out added), into out [T, dim].
   void residual_after(Activations& ws, ActType t, std::vector<float>& out) const;
   void final_norm(Activations& ws, ActType t) const;

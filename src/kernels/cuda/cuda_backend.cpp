@@ -106,6 +106,15 @@ class CudaBackend final : public Backend {
   }
   void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
               ActType t) override;
+  void linear_add_residual(float* delta, float* h, float* sum, const float* x, int64_t T,
+                           const Weight& w, ActType t) override {
+    if (T >= kGemmMinTokens) {  // a prompt: linear's own choice (cuBLASLt or the GEMV), the add
+      linear(delta, x, T, w, Weight{}, t);
+      check(cu::add_residual(h, delta, sum, T * w.rows, act_of(t), stream_));
+      return;
+    }
+    check(cu::gemv_add_residual(delta, h, sum, x, T, dev(w), act_of(t), stream_));
+  }
   void rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                    float eps, const QkvWeights& w, ActType t, float*) override {
     if (cu::GemmContext* g = fused_gemm(T, w.q)) {
@@ -141,6 +150,17 @@ class CudaBackend final : public Backend {
       return;
     }
     check(cu::gate_up_silu(out, x, T, dev(wg), dev(wu), act_of(t), stream_));
+  }
+  void rmsnorm_gate_up_silu(float* out, float* normed, const float* sum, int64_t T,
+                            const float* gain, float eps, const Weight& wg, const Weight& wu,
+                            ActType t, float* gate, float* up) override {
+    if (fused_gemm(T, wg)) {  // a prompt on cuBLASLt: the norm, then gate_up_silu's GEMMs
+      check(cu::fused_rmsnorm(normed, sum, gain, T, wg.cols, eps, act_of(t), stream_));
+      gate_up_silu(out, normed, T, wg, wu, t, gate, up);
+      return;
+    }
+    check(cu::rmsnorm_gate_up_silu(out, normed, sum, T, gain, eps, dev(wg), dev(wu), act_of(t),
+                                   stream_));
   }
   void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) override {
     linear(out, x, T, lm_head, Weight{}, t);

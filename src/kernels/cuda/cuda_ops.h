@@ -71,6 +71,22 @@ int rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const f
 int gate_up_silu(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
                  Act act, Stream stream);
 
+// gemv (no bias) with add_rmsnorm's residual add in its epilogue: delta[t, r] = round(dot);
+// s = h[t, r] + delta[t, r] (fp32); h[t, r] = round(s); sum[t, r] = s. Bit-identical to gemv then
+// add_residual (below), which it runs as when the staged kernel does not apply.
+// x: [T, w.cols]; delta, h, sum: [T, w.rows].
+int gemv_add_residual(float* delta, float* h, float* sum, const float* x, int64_t T,
+                      const DevWeight& w, Act act, Stream stream);
+
+// add_rmsnorm's norm on the fp32 sum s, then gate_up_silu on it, in one launch (the staged
+// kernel: each block normalises the row in shared memory, block 0 stores it): normed[t, :] =
+// round(gain · (s · inv_rms(s))) with add_rmsnorm's sum of squares (the same threads, the same
+// order, so the same bits), then out = round(silu(g) · u) of normed. Else fused_rmsnorm then
+// gate_up_silu. s, normed: [T, dim]; gain: [dim]; out: [T, wg.rows].
+int rmsnorm_gate_up_silu(float* out, float* normed, const float* s, int64_t T, const float* gain,
+                         float eps, const DevWeight& wg, const DevWeight& wu, Act act,
+                         Stream stream);
+
 // ---- prefill GEMM through cuBLASLt (gemm.cu) ----
 // A cuBLASLt handle, workspace and a staging buffer for x in the weight type.
 struct GemmContext;
@@ -116,9 +132,15 @@ int rmsnorm(float* out, const float* x, const float* gain, int64_t rows, int64_t
 // [rows, n].
 int add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out, const float* gain,
                 int64_t rows, int64_t n, float eps, Act act, Act act_normed, Stream stream);
+// add_rmsnorm's norm alone on a sum it did not form: normed = round(gain · (s · inv_rms(s))),
+// the same kernel code and sum order as add_rmsnorm's. s, normed: [rows, n]; gain: [n].
+int fused_rmsnorm(float* normed, const float* s, const float* gain, int64_t rows, int64_t n,
+                  float eps, Act act, Stream stream);
 
 // ---- elementwise (elementwise.cu) ----
 int add(float* out, const float* a, const float* b, int64_t n, Act act, Stream stream);  // [n]
+// add_rmsnorm's add alone: s = h + delta (fp32); h = round(s); sum = s. h, delta, sum: [n].
+int add_residual(float* h, const float* delta, float* sum, int64_t n, Act act, Stream stream);
 // gate = round(silu(gate)); out = round(gate · up). gate, up, out: [n].
 int silu_mul(float* out, float* gate, const float* up, int64_t n, Act act, Stream stream);
 // out[t, :] = row ids[t] of the embedding table (fp32 widening, no rounding). ids: [T] int32;
