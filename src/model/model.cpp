@@ -117,7 +117,7 @@ void Model::prepare(Activations& a, int64_t T, int64_t n_ctx, int64_t logit_rows
   const auto& c = config_;
   Backend& b = *backend_;
   a.T = T;
-  a.pending_mlp = false;
+  a.pending_mlp = false, a.sum_ready = false;
   if (!a.pos0) a.pos0 = b.alloc(sizeof(int32_t)), ++a.epoch;
   if (T > a.t_cap) {
     const auto f32 = [&](int64_t per_token) {
@@ -167,13 +167,15 @@ void Model::layer_forward(int64_t layer, Activations& a, KvCache& cache, ActType
 
   // --- self-attention block ---
   // normed = input_layernorm(hidden); a fused plan first adds the previous layer's pending mlp_out
-  // (add_rmsnorm), and rmsnorm_qkv keeps the normalised input in fp32.
-  if (f_add || a.pending_mlp)
+  // (add_rmsnorm), and rmsnorm_qkv keeps the normalised input in fp32. With both fused, the add
+  // may be done already (sum_ready: in the previous layer's down_proj), and then nothing is left
+  // of add_rmsnorm: rmsnorm_qkv does not read normed.
+  if ((f_add || a.pending_mlp) && !a.sum_ready)
     b.add_rmsnorm(a.hidden.f32(), a.pending_mlp ? a.mlp_out.f32() : nullptr, a.normed.f32(),
                   a.sum.f32(), w.input_norm.f32(), T, dim, eps, t);
   else if (!f_qkv)
     b.rmsnorm(a.normed.f32(), a.hidden.f32(), w.input_norm.f32(), T, dim, eps, t);
-  a.pending_mlp = false;
+  a.pending_mlp = false, a.sum_ready = false;
   // q, k, v = q_proj(normed), k_proj(normed), v_proj(normed)   (+ bias for Qwen2)
   if (f_qkv) {
     // The norm reads the unrounded residual sum when add_rmsnorm is fused too.
@@ -242,11 +244,20 @@ void Model::mlp_forward(int64_t layer, Activations& a, ActType t, const KernelPl
     }
   }
   // mlp_out = down_proj(mlp_act); hidden = hidden + mlp_out (a fused plan defers the add to the
-  // next norm, which fuses it: add_rmsnorm)
+  // next norm, which fuses it: add_rmsnorm). When the next layer fuses add_rmsnorm and
+  // rmsnorm_qkv, its add_rmsnorm's normed is never read, so what is left of it, the add with the
+  // fp32 sum kept, runs here in the down_proj GEMV's epilogue: the same statements.
+  const bool last = layer + 1 == c.num_layers;
+  if (!last && plan.fuses(layer + 1, FusedGroup::kAddRmsnorm) &&
+      plan.fuses(layer + 1, FusedGroup::kRmsnormQkv)) {
+    b.linear_add_residual(a.mlp_out.f32(), a.hidden.f32(), a.sum.f32(), a.mlp_act.f32(), T,
+                          w.down_proj, t);
+    a.sum_ready = true;
+    return;
+  }
   b.linear(a.mlp_out.f32(), a.mlp_act.f32(), T, w.down_proj, Weight{}, t);
-  const bool next_fuses_add = layer + 1 < c.num_layers
-                                  ? plan.fuses(layer + 1, FusedGroup::kAddRmsnorm)
-                                  : f_add;  // the final norm follows the last layer
+  const bool next_fuses_add = !last ? plan.fuses(layer + 1, FusedGroup::kAddRmsnorm)
+                                    : f_add;  // the final norm follows the last layer
   if (next_fuses_add)
     a.pending_mlp = true;
   else

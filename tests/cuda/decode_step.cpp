@@ -122,17 +122,21 @@ void standard_step(const Stack& s, cudaStream_t st) {
 // The fused groups: add_rmsnorm (residual deferred into the next layer's norm), rmsnorm_qkv on the
 // unrounded sum, qk_norm_rope, flash-decoding, gate_up_silu. `parts` selects kernel classes for a
 // time breakdown: kProj (the weight-reading kernels), kAttn (KV append + flash-decoding), kSmall
-// (embed, norms, RoPE, argmax); the step is all three. mlp_in_proj: the MLP side's add_rmsnorm
-// inside the o_proj and gate_up kernels (gemv_add_residual, rmsnorm_gate_up_silu), as the engine
-// runs it; false: its own launch between them (the engine before).
+// (embed, norms, RoPE, argmax); the step is all three. adds_in_proj: add_rmsnorm inside the
+// projections, as the engine runs it: the MLP side's in o_proj's epilogue and gate_up's prologue
+// (gemv_add_residual, rmsnorm_gate_up_silu), the next layer's residual add in down_proj's epilogue
+// (only layer 0 and the final norm launch add_rmsnorm); false: add_rmsnorm launched twice a layer
+// (the engine before).
 constexpr int kProj = 1, kAttnPart = 2, kSmall = 4, kAll = 7;
 void fused_step(const Stack& s, cudaStream_t st, int parts = kAll,
-                cu::GemvVariant head = cu::GemvVariant::kDefault, bool mlp_in_proj = true) {
+                cu::GemvVariant head = cu::GemvVariant::kDefault, bool adds_in_proj = true) {
   const bool P = parts & kProj, At = parts & kAttnPart, Sm = parts & kSmall;
   if (Sm) BW_CHECK(cu::embed(s.h, s.token, 1, s.embed, st));
   const float* delta = nullptr;
-  for (const Layer& L : s.layers) {
-    if (Sm)
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const Layer& L = s.layers[l];
+    const bool last = l + 1 == s.layers.size();
+    if (Sm && (l == 0 || !adds_in_proj))
       BW_CHECK(cu::add_rmsnorm(s.h, delta, s.normed, s.sum, L.in_gain, 1, kDim, 1e-6f, A, A, st));
     if (P)
       BW_CHECK(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr,
@@ -146,18 +150,19 @@ void fused_step(const Stack& s, cudaStream_t st, int parts = kAll,
       BW_CHECK(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits),
                                    s.work, st));
     }
-    if (P && mlp_in_proj) {
+    if (P && adds_in_proj) {
       BW_CHECK(cu::gemv_add_residual(s.delta, s.h, s.sum, s.attn, 1, L.o, A, st));
       BW_CHECK(cu::rmsnorm_gate_up_silu(s.ffn, s.normed, s.sum, 1, L.post_gain, 1e-6f, L.gate, L.up,
                                         A, st));
-    } else if (!mlp_in_proj) {
+      if (!last) BW_CHECK(cu::gemv_add_residual(s.delta, s.h, s.sum, s.ffn, 1, L.down, A, st));
+    } else if (!adds_in_proj) {
       if (P) BW_CHECK(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
       if (Sm)
         BW_CHECK(cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, L.post_gain, 1, kDim, 1e-6f, A, A,
                                  st));
       if (P) BW_CHECK(cu::gate_up_silu(s.ffn, s.normed, 1, L.gate, L.up, A, st));
     }
-    if (P) BW_CHECK(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
+    if (P && (last || !adds_in_proj)) BW_CHECK(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
     delta = s.delta;
   }
   if (Sm)
@@ -200,20 +205,19 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
     BW_CHECK(cudaGraphExecDestroy(ge));
     std::printf("  fused, LM head staged: graph %.3f ms = %.0f tok/s\n", ms, 1e3 / ms);
   }
-  {  // the MLP side's add_rmsnorm as its own launch (before gemv_add_residual and
-     // rmsnorm_gate_up_silu took it in)
+  {  // add_rmsnorm launched twice a layer (before the projections took it in)
     cudaGraphExec_t ge = bw_capture(
-        st, [&] { fused_step(s, st, kAll, cu::GemvVariant::kDefault, /*mlp_in_proj=*/false); });
+        st, [&] { fused_step(s, st, kAll, cu::GemvVariant::kDefault, /*adds_in_proj=*/false); });
     const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
     BW_CHECK(cudaGraphExecDestroy(ge));
-    std::printf("  fused, MLP add_rmsnorm launched alone: graph %.3f ms = %.0f tok/s\n", ms,
+    std::printf("  fused, add_rmsnorm launched alone (2 a layer): graph %.3f ms = %.0f tok/s\n", ms,
                 1e3 / ms);
   }
   // Where the fused step's time goes: each class of kernels alone, as its own graph.
   const struct {
     const char* name;
     int parts;
-  } classes[] = {{"projections (qkv, o + add, norm + gate_up, down, lm_head)", kProj},
+  } classes[] = {{"projections (qkv, o + add, norm + gate_up, down + add, lm_head)", kProj},
                  {"attention (kv append, flash-decoding)", kAttnPart},
                  {"small ops (embed, add_rmsnorm, qk_norm_rope, argmax)", kSmall}};
   for (const auto& c : classes) {

@@ -88,9 +88,9 @@ TEST_F(CudaOps, ResidualEpilogueAndNormGateUpMatchCpuAndTheComposition) {
   for (const Case& c : {Case{1024, 2048, 3072, 1}, Case{896, 896, 4864, 2}, Case{256, 64, 100, 1},
                         Case{64, 40, 200, 3}, Case{136, 20, 100, 2}, Case{200, 45, 24, 1}})
     for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
-      const int64_t N = c.T * c.dim, F = c.T * c.ffn;
+      const size_t N = size_t(c.T * c.dim), F = size_t(c.T * c.ffn);
       const auto x = randv(size_t(c.T * c.kin), g, ActType::BF16, 1.0f);
-      const auto h = randv(size_t(N), g, ActType::BF16, 2.0f);
+      const auto h = randv(N, g, ActType::BF16, 2.0f);
       const auto gain = randv(size_t(c.dim), g, ActType::BF16, 1.0f);
       HostWeight wo = rand_weight(dt, c.dim, c.kin, g, 0.05f);
       HostWeight wg = rand_weight(dt, c.ffn, c.dim, g, 0.05f);
@@ -99,7 +99,7 @@ TEST_F(CudaOps, ResidualEpilogueAndNormGateUpMatchCpuAndTheComposition) {
       auto dw = [&](const HostWeight& w, const Dev<uint8_t>& d) {
         return cu::DevWeight{wtype(dt), d.get(), w.rows, w.cols};
       };
-      const std::vector<float> nan_n(size_t(N), NAN), nan_f(size_t(F), NAN);
+      const std::vector<float> nan_n(N, NAN), nan_f(F, NAN);
       Dev<float> dx(x), dgain(gain), dh1(h), dh2(h), dd1(nan_n), dd2(nan_n), ds1(nan_n), ds2(nan_n),
           dn1(nan_n), dn2(nan_n), do1(nan_f), do2(nan_f);
       const cu::Act A = cu::Act::BF16;
@@ -111,8 +111,8 @@ TEST_F(CudaOps, ResidualEpilogueAndNormGateUpMatchCpuAndTheComposition) {
                                   st));
       CU_OK(cu::rmsnorm_gate_up_silu(do2.get(), dn2.get(), ds2.get(), c.T, dgain.get(), 1e-6f,
                                      dw(wg, dwg), dw(wu, dwu), A, st));
-      std::vector<float> d(size_t(N)), hh = h, s(size_t(N)), n(size_t(N)), o(size_t(F)),
-                                       gs(size_t(F)), us(size_t(F)), scratch(size_t(c.kin));
+      std::vector<float> d(N), hh = h, s(N), n(N), o(F), gs(F), us(F),
+                               scratch(static_cast<size_t>(c.kin));
       cpu::linear(d.data(), x.data(), c.T, cpu_w(wo), {}, ActType::BF16, scratch.data());
       for (int64_t r = 0; r < c.T; ++r)
         cpu::fused_add_rmsnorm(&hh[size_t(r * c.dim)], &d[size_t(r * c.dim)], &n[size_t(r * c.dim)],
