@@ -499,6 +499,66 @@ TEST_P(BackendOps, KvAppendAndAttentionReadTheCacheInPlace) {
       }
 }
 
+// qk_norm_rope_kv_append against the same backend's qk_norm_rope_pair then kv_append, bit for
+// bit: q, k and what the cache holds (read back per head) after three appends (the first
+// calibrates int8/fp8 scales), for every KV format (a GPU runs one kernel for the fused
+// 16/32-bit ones, the two ops otherwise), standard and fused, and q against the CPU reference.
+TEST_P(BackendOps, QkNormRopeKvAppendEqualsTheTwoOps) {
+  std::mt19937 rng(7);
+  const KvCase cases[] = {
+      {KvFormat::kSame, KvScale::kPerTensor, ActType::F32},
+      {KvFormat::kSame, KvScale::kPerTensor, ActType::BF16},
+      {KvFormat::kFp16, KvScale::kPerTensor, ActType::BF16},
+      {KvFormat::kInt8, KvScale::kPerChannel, ActType::BF16},
+      {KvFormat::kFp8E4M3, KvScale::kPerTensor, ActType::BF16},
+  };
+  const int64_t nh = 4, nkv = 2, hd = 64, kv_dim = nkv * hd, max_pos = 32;
+  std::vector<float> cs, sn;
+  rope_tables(max_pos, hd, cs, sn);
+  Buffer cb = up(cs), sb = up(sn), pb = b_->alloc(4);
+  const RopeTable rope{cb.f32(), sb.f32(), max_pos};
+  for (const KvCase& kc : cases)
+    for (bool fused : {false, true}) {
+      KvCache c1(b_, 1, nkv, hd, max_pos, kc.act, kc.format, kc.scale);
+      KvCache c2(b_, 1, nkv, hd, max_pos, kc.act, kc.format, kc.scale);
+      auto gq = randn(hd, rng, 1.0f, kc.act), gk = randn(hd, rng, 1.0f, kc.act);
+      Buffer gqb = up(gq), gkb = up(gk);
+      const std::string what =
+          "qk_norm_rope_kv_append storage=" + std::to_string(static_cast<int>(c1.storage())) +
+          (fused ? " fused" : " standard");
+      int32_t pos0 = 0;
+      for (int64_t T : {5, 1, 3}) {
+        auto q = randn(static_cast<size_t>(T * nh * hd), rng, 2.0f, kc.act);
+        auto k = randn(static_cast<size_t>(T * kv_dim), rng, 2.0f, kc.act);
+        auto v = randn(k.size(), rng, 1.0f, kc.act);
+        ASSERT_TRUE(c1.reserve_more(T).ok());
+        ASSERT_TRUE(c2.reserve_more(T).ok());
+        Buffer q1 = up(q), k1 = up(k), q2 = up(q), k2 = up(k), vb = up(v);
+        b_->upload(pb, 0, &pos0, 4);
+        b_->qk_norm_rope_pair({q1.f32(), nh, gqb.f32()}, {k1.f32(), nkv, gkb.f32()}, T, hd, 1e-6f,
+                              rope, pb.i32(), kc.act, fused);
+        b_->kv_append(c1.layer(0), k1.f32(), vb.f32(), T, pb.i32());
+        b_->qk_norm_rope_kv_append({q2.f32(), nh, gqb.f32()}, {k2.f32(), nkv, gkb.f32()}, vb.f32(),
+                                   c2.layer(0), T, hd, 1e-6f, rope, pb.i32(), kc.act, fused);
+        const auto got_q = down(q2, q.size()), got_k = down(k2, k.size());
+        EXPECT_EQ(std::memcmp(got_q.data(), down(q1, q.size()).data(), q.size() * 4), 0) << what;
+        EXPECT_EQ(std::memcmp(got_k.data(), down(k1, k.size()).data(), k.size() * 4), 0) << what;
+        qk_norm_rope_ref(q, T, nh, hd, gq.data(), cs, sn, pos0, kc.act, fused);
+        expect_close(got_q, q, what + " q");
+        pos0 += static_cast<int32_t>(T);
+        c1.set_size(pos0), c2.set_size(pos0);
+      }
+      std::vector<float> k1h(static_cast<size_t>(pos0 * hd)), v1h(k1h.size()), k2h(k1h.size()),
+          v2h(k1h.size());
+      for (int64_t h = 0; h < nkv; ++h) {
+        c1.load_head(0, h, pos0, k1h.data(), v1h.data());
+        c2.load_head(0, h, pos0, k2h.data(), v2h.data());
+        EXPECT_EQ(std::memcmp(k1h.data(), k2h.data(), k1h.size() * 4), 0) << what << " keys";
+        EXPECT_EQ(std::memcmp(v1h.data(), v2h.data(), v1h.size() * 4), 0) << what << " values";
+      }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BackendOps, ::testing::ValuesIn(backend_cases()),
                          [](const auto& info) { return info.param.name; });
 

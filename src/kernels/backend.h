@@ -190,6 +190,13 @@ class Backend : public std::enable_shared_from_this<Backend> {
   virtual void qk_norm_rope_pair(const NormRopeHeads& q, const NormRopeHeads& k, int64_t T,
                                  int64_t head_dim, float eps, const RopeTable& rope,
                                  const int32_t* pos0, ActType t, bool fused) = 0;
+  // qk_norm_rope_pair, then kv_append(kv, k.x, v, T, pos0) of the rotated keys and the values:
+  // bit-identical to the two (a GPU runs both in one launch when fused and the cache needs no
+  // calibration: fp32, bf16 or fp16 storage). v: [T, kv_dim].
+  virtual void qk_norm_rope_kv_append(const NormRopeHeads& q, const NormRopeHeads& k,
+                                      const float* v, const KvLayer& kv, int64_t T,
+                                      int64_t head_dim, float eps, const RopeTable& rope,
+                                      const int32_t* pos0, ActType t, bool fused) = 0;
   // Stores T rows of keys and values at positions pos0[0] .. + T in the layer's format
   // (calibrating int8/fp8 scales on the layer's first append, see KvLayer). k, v: [T, kv_dim].
   // Rows must fit kv.capacity.

@@ -191,10 +191,9 @@ void Model::layer_forward(int64_t layer, Activations& a, KvCache& cache, ActType
   const RopeTable rope{a.rope_cos.f32(), a.rope_sin.f32(), a.ctx_cap};
   const Backend::NormRopeHeads qh{a.q.f32(), c.num_heads, w.q_norm ? w.q_norm.f32() : nullptr};
   const Backend::NormRopeHeads kh{a.k.f32(), c.num_kv_heads, w.k_norm ? w.k_norm.f32() : nullptr};
-  b.qk_norm_rope_pair(qh, kh, T, hd, eps, rope, pos0, t, f_rope);
-  // past_key_values.update(k, v)
+  // past_key_values.update(k, v), in the same op (one launch on a GPU for a fused 16/32-bit cache)
   const KvLayer& kv = cache.layer(layer);
-  b.kv_append(kv, a.k.f32(), a.v.f32(), T, pos0);
+  b.qk_norm_rope_kv_append(qh, kh, a.v.f32(), kv, T, hd, eps, rope, pos0, t, f_rope);
   // attn = softmax(q k^T * scaling + causal_mask) v: eager, or fused with an online softmax
   AttentionParams ap;
   ap.T = T, ap.n_heads = c.num_heads, ap.n_kv_heads = c.num_kv_heads, ap.head_dim = hd;

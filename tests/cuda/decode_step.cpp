@@ -125,7 +125,8 @@ void standard_step(const Stack& s, cudaStream_t st) {
 // (embed, norms, RoPE, argmax); the step is all three. adds_in_proj: add_rmsnorm inside the
 // projections, as the engine runs it: the MLP side's in o_proj's epilogue and gate_up's prologue
 // (gemv_add_residual, rmsnorm_gate_up_silu), the next layer's residual add in down_proj's epilogue
-// (only layer 0 and the final norm launch add_rmsnorm); false: add_rmsnorm launched twice a layer
+// (only layer 0 and the final norm launch add_rmsnorm), and the KV append in the q/k norm+RoPE
+// launch (qk_norm_rope_kv_append); false: add_rmsnorm twice a layer and kv_append_pair on its own
 // (the engine before).
 constexpr int kProj = 1, kAttnPart = 2, kSmall = 4, kAll = 7;
 void fused_step(const Stack& s, cudaStream_t st, int parts = kAll,
@@ -141,15 +142,17 @@ void fused_step(const Stack& s, cudaStream_t st, int parts = kAll,
     if (P)
       BW_CHECK(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr,
                                nullptr, nullptr, A, st));
-    if (Sm) {
+    if (Sm && adds_in_proj) {  // with the KV append (counted as a small op here)
+      BW_CHECK(cu::qk_norm_rope_kv_append(s.q, kHeads, L.q_gain, s.k, kKvHeads, L.k_gain, s.v, L.kc,
+                                          L.vc, 1, kHd, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A, st));
+    } else if (Sm) {
       BW_CHECK(cu::qk_norm_rope_pair(s.q, kHeads, L.q_gain, s.k, kKvHeads, L.k_gain, 1, kHd, 1e-6f,
                                      s.cos_tab, s.sin_tab, s.pos, A, st));
     }
-    if (At) {
-      BW_CHECK(cu::kv_append_pair(L.kc, s.k, L.vc, s.v, 1, kKv, s.pos, st));
+    if (At && !adds_in_proj) BW_CHECK(cu::kv_append_pair(L.kc, s.k, L.vc, s.v, 1, kKv, s.pos, st));
+    if (At)
       BW_CHECK(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits),
                                    s.work, st));
-    }
     if (P && adds_in_proj) {
       BW_CHECK(cu::gemv_add_residual(s.delta, s.h, s.sum, s.attn, 1, L.o, A, st));
       BW_CHECK(cu::rmsnorm_gate_up_silu(s.ffn, s.normed, s.sum, 1, L.post_gain, 1e-6f, L.gate, L.up,
@@ -205,13 +208,16 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
     BW_CHECK(cudaGraphExecDestroy(ge));
     std::printf("  fused, LM head staged: graph %.3f ms = %.0f tok/s\n", ms, 1e3 / ms);
   }
-  {  // add_rmsnorm launched twice a layer (before the projections took it in)
+  {  // add_rmsnorm twice a layer and the KV append alone (before the projections and RoPE took
+     // them in)
     cudaGraphExec_t ge = bw_capture(
         st, [&] { fused_step(s, st, kAll, cu::GemvVariant::kDefault, /*adds_in_proj=*/false); });
     const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
     BW_CHECK(cudaGraphExecDestroy(ge));
-    std::printf("  fused, add_rmsnorm launched alone (2 a layer): graph %.3f ms = %.0f tok/s\n", ms,
-                1e3 / ms);
+    std::printf(
+        "  fused, add_rmsnorm (2 a layer) and kv_append launched alone: graph %.3f ms = "
+        "%.0f tok/s\n",
+        ms, 1e3 / ms);
   }
   // Where the fused step's time goes: each class of kernels alone, as its own graph.
   const struct {
@@ -219,7 +225,7 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
     int parts;
   } classes[] = {{"projections (qkv, o + add, norm + gate_up, down + add, lm_head)", kProj},
                  {"attention (kv append, flash-decoding)", kAttnPart},
-                 {"small ops (embed, add_rmsnorm, qk_norm_rope, argmax)", kSmall}};
+                 {"small ops (embed, add_rmsnorm, qk_norm_rope + kv append, argmax)", kSmall}};
   for (const auto& c : classes) {
     cudaGraphExec_t ge = bw_capture(st, [&] { fused_step(s, st, c.parts); });
     const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });

@@ -155,6 +155,14 @@ class CpuBackend final : public Backend {
   }
   void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
                  const int32_t* pos0) override;
+  // The CPU reference: the two ops.
+  void qk_norm_rope_kv_append(const NormRopeHeads& q, const NormRopeHeads& k, const float* v,
+                              const KvLayer& kv, int64_t T, int64_t hd, float eps,
+                              const RopeTable& rope, const int32_t* pos0, ActType t,
+                              bool fused) override {
+    qk_norm_rope_pair(q, k, T, hd, eps, rope, pos0, t, fused);
+    kv_append(kv, k.x, v, T, pos0);
+  }
   void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
                  const AttentionParams& p) override;
   void add(float* out, const float* a, const float* b, int64_t n, ActType t) override {

@@ -74,6 +74,31 @@ __device__ __forceinline__ float kv_load(const KvView& kv, int64_t i, int64_t c)
   return 0.0f;
 }
 
+// Stores v as cache element dst (row · kv_dim + c, c the channel) in the cache's format: F32 as
+// is, BF16/F16 rounded to nearest even, INT8 the CPU's int8_roundtrip code clamp(rint(v / s),
+// ±127), FP8 e4m3 of v / s saturating.
+__device__ __forceinline__ void kv_store(const KvView& kv, int64_t dst, int64_t c, float v) {
+  switch (kv.type) {
+    case KvType::F32:
+      static_cast<float*>(kv.data)[dst] = v;
+      break;
+    case KvType::BF16:
+      static_cast<uint16_t*>(kv.data)[dst] = f32_to_bf16_bits(v);
+      break;
+    case KvType::F16:
+      static_cast<__half*>(kv.data)[dst] = __float2half_rn(v);
+      break;
+    case KvType::INT8: {
+      const float q = fminf(fmaxf(rintf(v / kv.scale[kv.per_channel ? c : 0]), -127.0f), 127.0f);
+      static_cast<int8_t*>(kv.data)[dst] = int8_t(q);
+      break;
+    }
+    case KvType::FP8:
+      static_cast<uint8_t*>(kv.data)[dst] = f32_to_fp8(v / kv.scale[kv.per_channel ? c : 0]);
+      break;
+  }
+}
+
 __device__ __forceinline__ float warp_max(float v) {
   for (int w = 16; w >= 1; w /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, w));
   return v;

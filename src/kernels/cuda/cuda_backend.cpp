@@ -133,6 +133,10 @@ class CudaBackend final : public Backend {
                          ActType t, bool fused) override;
   void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
                  const int32_t* pos0) override;
+  void qk_norm_rope_kv_append(const NormRopeHeads& q, const NormRopeHeads& k, const float* v,
+                              const KvLayer& kv, int64_t T, int64_t head_dim, float eps,
+                              const RopeTable& rope, const int32_t* pos0, ActType t,
+                              bool fused) override;
   void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
                  const AttentionParams& p) override;
   void add(float* out, const float* a, const float* b, int64_t n, ActType t) override {
@@ -380,6 +384,23 @@ void CudaBackend::kv_append(const KvLayer& kv, const float* k, const float* v, i
   check(cu::kv_calibrate(kview, k, T, kv_dim, stream_));  // no-op once calibrated (on device)
   check(cu::kv_calibrate(vview, v, T, kv_dim, stream_));
   check(cu::kv_append_pair(kview, k, vview, v, T, kv_dim, pos0, stream_));
+}
+
+void CudaBackend::qk_norm_rope_kv_append(const NormRopeHeads& q, const NormRopeHeads& k,
+                                         const float* v, const KvLayer& kv, int64_t T,
+                                         int64_t head_dim, float eps, const RopeTable& rope,
+                                         const int32_t* pos0, ActType t, bool fused) {
+  const bool plain =
+      kv.storage == KvStorage::F32 || kv.storage == KvStorage::BF16 || kv.storage == KvStorage::F16;
+  if (!fused || !plain) {  // the standard path, or int8/fp8 codes (calibrated on the rotated keys)
+    qk_norm_rope_pair(q, k, T, head_dim, eps, rope, pos0, t, fused);
+    kv_append(kv, k.x, v, T, pos0);
+    return;
+  }
+  const cu::KvView kview{kv_type(kv.storage), kv.k, nullptr, false};
+  const cu::KvView vview{kv_type(kv.storage), kv.v, nullptr, false};
+  check(cu::qk_norm_rope_kv_append(q.x, q.n_heads, q.gain, k.x, k.n_heads, k.gain, v, kview, vview,
+                                   T, head_dim, eps, rope.cos, rope.sin, pos0, act_of(t), stream_));
 }
 
 float* CudaBackend::workspace(float*& buf, size_t& have, size_t floats) {

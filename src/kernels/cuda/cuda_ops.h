@@ -206,6 +206,17 @@ int kv_append(KvView kv, const float* x, int64_t T, int64_t kv_dim, const int32_
 // kv_append of K (xk into k) and V (xv into v) in one launch; the same stores.
 int kv_append_pair(KvView k, const float* xk, KvView v, const float* xv, int64_t T, int64_t kv_dim,
                    const int32_t* pos, Stream stream);
+// qk_norm_rope_pair, then the rotated k and the values v stored at cache rows *pos + t (as
+// kv_append_pair stores them), in one launch (rope.cu): blocks of q heads, of k heads (rotated,
+// then stored) and of v heads. F32/BF16/F16 caches only (INT8/FP8: cudaErrorInvalidValue; their
+// scales are calibrated on the whole append first). v: [T, k_heads, head_dim]; kc, vc: the layer's
+// cache sides, [max_ctx, k_heads · head_dim].
+int qk_norm_rope_kv_append(float* q, int64_t q_heads, const float* q_gain, float* k,
+                           int64_t k_heads, const float* k_gain, const float* v, const KvView& kc,
+                           const KvView& vc, int64_t T, int64_t head_dim, float eps,
+                           const float* cos_tab, const float* sin_tab, const int32_t* pos, Act act,
+                           Stream stream);
+
 // Dequantises rows [0, n) of the cache to fp32 (tests and the probe). out: [n, kv_dim].
 int kv_read(float* out, KvView kv, int64_t n, int64_t kv_dim, Stream stream);
 
