@@ -93,15 +93,17 @@ __global__ void qk_norm_rope_append_kernel(float* q, int64_t q_heads, const floa
     return;
   }
   const bool is_k = b < q_heads + k_heads;
-  const int64_t head = is_k ? b - q_heads : b - q_heads - k_heads, kv_dim = k_heads * head_dim;
-  const float* src = (is_k ? k : v) + (t * k_heads + head) * head_dim;
+  const int64_t head = is_k ? b - q_heads : b - q_heads - k_heads, c0 = head * head_dim;
+  const int64_t row = p * k_heads * head_dim + c0;  // the head's first element in the cache
   if (is_k) {
-    norm_rope_head(k + (t * k_heads + head) * head_dim, head_dim, k_gain, eps, cos_tab + p * half,
-                   sin_tab + p * half, act);
+    float* kh = k + (t * k_heads + head) * head_dim;
+    norm_rope_head(kh, head_dim, k_gain, eps, cos_tab + p * half, sin_tab + p * half, act);
     __syncthreads();  // the head's rotated values, written by every lane, before they are stored
+    for (int64_t i = threadIdx.x; i < head_dim; i += 32) kv_store(kc, row + i, c0 + i, kh[i]);
+  } else {  // (one loop per side: selecting a KvView at run time would copy it to local memory)
+    const float* vh = v + (t * k_heads + head) * head_dim;
+    for (int64_t i = threadIdx.x; i < head_dim; i += 32) kv_store(vc, row + i, c0 + i, vh[i]);
   }
-  for (int64_t i = threadIdx.x; i < head_dim; i += 32)
-    kv_store(is_k ? kc : vc, p * kv_dim + head * head_dim + i, head * head_dim + i, src[i]);
 }
 
 }  // namespace
