@@ -217,6 +217,65 @@ TEST_P(BackendOps, FusedProjections) {
       }
 }
 
+// linear_add_residual and rmsnorm_gate_up_silu (add_rmsnorm taken into the o_proj and gate_up
+// ops) against the same backend's three ops they replace, bit for bit (linear, add_rmsnorm,
+// gate_up_silu), and against the CPU reference. dim n: the residual's width (o_proj's rows, the
+// gate_up input); kin: o_proj's input, a multiple of 8 (the GPU's staged kernels) or not (the
+// fallback); n = 256 and 1024 take add_rmsnorm's larger GPU blocks (its sum of squares' order).
+TEST_P(BackendOps, LinearAddResidualAndRmsnormGateUpSiluEqualTheComposition) {
+  std::mt19937 rng(6);
+  constexpr int64_t kFfn = 72;
+  for (ActType t : kTypes)
+    for (int64_t T : kTokens)
+      for (int64_t n : {64, 200, 256, 1024})
+        for (int64_t kin : {80, 45}) {
+          const size_t N = static_cast<size_t>(T * n), F = static_cast<size_t>(T * kFfn);
+          Bf16Matrix wo(n, kin, rng), wg(kFfn, n, rng), wu(kFfn, n, rng);
+          const Weight o = b_->adopt_weight(wo.w), g = b_->adopt_weight(wg.w);
+          const Weight u = b_->adopt_weight(wu.w);
+          auto x = randn(static_cast<size_t>(T * kin), rng, 1.0f, t);
+          auto h = randn(N, rng, 3.0f, t), gain = randn(n, rng, 1.0f, t);
+          Buffer xb = up(x), gb = up(gain), h1 = up(h), h2 = up(h);
+          Buffer d1 = b_->alloc(N * 4), d2 = b_->alloc(N * 4), s1 = b_->alloc(N * 4);
+          Buffer s2 = b_->alloc(N * 4), n1 = b_->alloc(N * 4), n2 = b_->alloc(N * 4);
+          Buffer o1 = b_->alloc(F * 4), o2 = b_->alloc(F * 4), gt = b_->alloc(F * 4);
+          Buffer ut = b_->alloc(F * 4);
+          b_->linear(d1.f32(), xb.f32(), T, o, Weight{}, t);
+          b_->add_rmsnorm(h1.f32(), d1.f32(), n1.f32(), s1.f32(), gb.f32(), T, n, 1e-6f, t);
+          b_->gate_up_silu(o1.f32(), n1.f32(), T, g, u, t, gt.f32(), ut.f32());
+          b_->linear_add_residual(d2.f32(), h2.f32(), s2.f32(), xb.f32(), T, o, t);
+          b_->rmsnorm_gate_up_silu(o2.f32(), n2.f32(), s2.f32(), T, gb.f32(), 1e-6f, g, u, t,
+                                   gt.f32(), ut.f32());
+          const std::string what = tag("linear_add_residual + rmsnorm_gate_up_silu", t, T, n) +
+                                   " kin=" + std::to_string(kin);
+          std::vector<float> ref_d(N), ref_h = h, ref_s(N), ref_n(N), ref_o(F),
+                                       scratch(static_cast<size_t>(kin));
+          cpu::linear(ref_d.data(), x.data(), T, wo.w, Weight{}, t, scratch.data());
+          std::vector<float> gs(F), us(F);
+          for (int64_t r = 0; r < T; ++r)
+            cpu::fused_add_rmsnorm(&ref_h[r * n], &ref_d[r * n], &ref_n[r * n], &ref_s[r * n],
+                                   gain.data(), n, 1e-6f, t);
+          cpu::fused_gate_up_silu(ref_o.data(), ref_n.data(), T, wg.w, wu.w, t, gs.data(),
+                                  us.data(), nullptr);
+          const struct {
+            const char* name;
+            const Buffer &got, &composed;
+            size_t count;
+            const std::vector<float>& ref;
+          } outs[] = {{"delta", d2, d1, N, ref_d},
+                      {"h", h2, h1, N, ref_h},
+                      {"sum", s2, s1, N, ref_s},
+                      {"normed", n2, n1, N, ref_n},
+                      {"out", o2, o1, F, ref_o}};
+          for (const auto& e : outs) {
+            const auto got = down(e.got, e.count), composed = down(e.composed, e.count);
+            EXPECT_EQ(std::memcmp(got.data(), composed.data(), e.count * 4), 0)
+                << what << ": " << e.name << " differs from linear + add_rmsnorm + gate_up_silu";
+            expect_close(got, e.ref, what + " " + e.name);
+          }
+        }
+}
+
 // RoPE tables for positions [0, n_pos): [n_pos, hd / 2] each, as Rope::cos_sin forms them.
 void rope_tables(int64_t n_pos, int64_t hd, std::vector<float>& cs, std::vector<float>& sn) {
   const int64_t half = hd / 2;
@@ -438,6 +497,66 @@ TEST_P(BackendOps, KvAppendAndAttentionReadTheCacheInPlace) {
         EXPECT_EQ(cache.bytes_per_position(),
                   2 * kv_dim * static_cast<int64_t>(kv_storage_bytes(cache.storage())));
       }
+}
+
+// qk_norm_rope_kv_append against the same backend's qk_norm_rope_pair then kv_append, bit for
+// bit: q, k and what the cache holds (read back per head) after three appends (the first
+// calibrates int8/fp8 scales), for every KV format (a GPU runs one kernel for the fused
+// 16/32-bit ones, the two ops otherwise), standard and fused, and q against the CPU reference.
+TEST_P(BackendOps, QkNormRopeKvAppendEqualsTheTwoOps) {
+  std::mt19937 rng(7);
+  const KvCase cases[] = {
+      {KvFormat::kSame, KvScale::kPerTensor, ActType::F32},
+      {KvFormat::kSame, KvScale::kPerTensor, ActType::BF16},
+      {KvFormat::kFp16, KvScale::kPerTensor, ActType::BF16},
+      {KvFormat::kInt8, KvScale::kPerChannel, ActType::BF16},
+      {KvFormat::kFp8E4M3, KvScale::kPerTensor, ActType::BF16},
+  };
+  const int64_t nh = 4, nkv = 2, hd = 64, kv_dim = nkv * hd, max_pos = 32;
+  std::vector<float> cs, sn;
+  rope_tables(max_pos, hd, cs, sn);
+  Buffer cb = up(cs), sb = up(sn), pb = b_->alloc(4);
+  const RopeTable rope{cb.f32(), sb.f32(), max_pos};
+  for (const KvCase& kc : cases)
+    for (bool fused : {false, true}) {
+      KvCache c1(b_, 1, nkv, hd, max_pos, kc.act, kc.format, kc.scale);
+      KvCache c2(b_, 1, nkv, hd, max_pos, kc.act, kc.format, kc.scale);
+      auto gq = randn(hd, rng, 1.0f, kc.act), gk = randn(hd, rng, 1.0f, kc.act);
+      Buffer gqb = up(gq), gkb = up(gk);
+      const std::string what =
+          "qk_norm_rope_kv_append storage=" + std::to_string(static_cast<int>(c1.storage())) +
+          (fused ? " fused" : " standard");
+      int32_t pos0 = 0;
+      for (int64_t T : {5, 1, 3}) {
+        auto q = randn(static_cast<size_t>(T * nh * hd), rng, 2.0f, kc.act);
+        auto k = randn(static_cast<size_t>(T * kv_dim), rng, 2.0f, kc.act);
+        auto v = randn(k.size(), rng, 1.0f, kc.act);
+        ASSERT_TRUE(c1.reserve_more(T).ok());
+        ASSERT_TRUE(c2.reserve_more(T).ok());
+        Buffer q1 = up(q), k1 = up(k), q2 = up(q), k2 = up(k), vb = up(v);
+        b_->upload(pb, 0, &pos0, 4);
+        b_->qk_norm_rope_pair({q1.f32(), nh, gqb.f32()}, {k1.f32(), nkv, gkb.f32()}, T, hd, 1e-6f,
+                              rope, pb.i32(), kc.act, fused);
+        b_->kv_append(c1.layer(0), k1.f32(), vb.f32(), T, pb.i32());
+        b_->qk_norm_rope_kv_append({q2.f32(), nh, gqb.f32()}, {k2.f32(), nkv, gkb.f32()}, vb.f32(),
+                                   c2.layer(0), T, hd, 1e-6f, rope, pb.i32(), kc.act, fused);
+        const auto got_q = down(q2, q.size()), got_k = down(k2, k.size());
+        EXPECT_EQ(std::memcmp(got_q.data(), down(q1, q.size()).data(), q.size() * 4), 0) << what;
+        EXPECT_EQ(std::memcmp(got_k.data(), down(k1, k.size()).data(), k.size() * 4), 0) << what;
+        qk_norm_rope_ref(q, T, nh, hd, gq.data(), cs, sn, pos0, kc.act, fused);
+        expect_close(got_q, q, what + " q");
+        pos0 += static_cast<int32_t>(T);
+        c1.set_size(pos0), c2.set_size(pos0);
+      }
+      std::vector<float> k1h(static_cast<size_t>(pos0 * hd)), v1h(k1h.size()), k2h(k1h.size()),
+          v2h(k1h.size());
+      for (int64_t h = 0; h < nkv; ++h) {
+        c1.load_head(0, h, pos0, k1h.data(), v1h.data());
+        c2.load_head(0, h, pos0, k2h.data(), v2h.data());
+        EXPECT_EQ(std::memcmp(k1h.data(), k2h.data(), k1h.size() * 4), 0) << what << " keys";
+        EXPECT_EQ(std::memcmp(v1h.data(), v2h.data(), v1h.size() * 4), 0) << what << " values";
+      }
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackendOps, ::testing::ValuesIn(backend_cases()),

@@ -161,6 +161,13 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // x: [T, w.cols]; out: [T, w.rows]; bias: [1, w.rows] or absent.
   virtual void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
                       ActType t) = 0;
+  // linear (no bias), then the residual add of add_rmsnorm on its result, per element
+  // (cpu::fused_add_residual): delta = round(dot_lanes(x[t, :], w[r, :])); s = h + delta (fp32);
+  // h = round(s); sum = s. Bit-identical to linear(delta, x, T, w, {}, t) and the add of
+  // add_rmsnorm(h, delta, ...) (a GPU does it in the GEMV's epilogue: no separate add kernel).
+  // x: [T, w.cols]; delta, h, sum: [T, w.rows].
+  virtual void linear_add_residual(float* delta, float* h, float* sum, const float* x, int64_t T,
+                                   const Weight& w, ActType t) = 0;
   // cpu::fused_rmsnorm_qkv: the fp32 normalised input (xn: scratch [T, dim]) feeds q, k, v.
   // x: [T, dim]; gain: [dim]; q: [T, nh*hd]; k, v: [T, kv_dim].
   virtual void rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T,
@@ -183,6 +190,13 @@ class Backend : public std::enable_shared_from_this<Backend> {
   virtual void qk_norm_rope_pair(const NormRopeHeads& q, const NormRopeHeads& k, int64_t T,
                                  int64_t head_dim, float eps, const RopeTable& rope,
                                  const int32_t* pos0, ActType t, bool fused) = 0;
+  // qk_norm_rope_pair, then kv_append(kv, k.x, v, T, pos0) of the rotated keys and the values:
+  // bit-identical to the two (a GPU runs both in one launch when fused and the cache needs no
+  // calibration: fp32, bf16 or fp16 storage). v: [T, kv_dim].
+  virtual void qk_norm_rope_kv_append(const NormRopeHeads& q, const NormRopeHeads& k,
+                                      const float* v, const KvLayer& kv, int64_t T,
+                                      int64_t head_dim, float eps, const RopeTable& rope,
+                                      const int32_t* pos0, ActType t, bool fused) = 0;
   // Stores T rows of keys and values at positions pos0[0] .. + T in the layer's format
   // (calibrating int8/fp8 scales on the layer's first append, see KvLayer). k, v: [T, kv_dim].
   // Rows must fit kv.capacity.
@@ -201,6 +215,14 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // x: [T, dim]; out: [T, ffn].
   virtual void gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg,
                             const Weight& wu, ActType t, float* gate, float* up) = 0;
+  // The RMSNorm of add_rmsnorm on a residual sum it did not form (cpu::fused_rmsnorm: normed =
+  // round(gain * (s * inv_rms(s))), one rounding, as add_rmsnorm's normed), then gate_up_silu on
+  // normed: bit-identical to the two (a GPU normalises inside the gate_up kernel, as rmsnorm_qkv
+  // does). sum: [T, dim] fp32 (linear_add_residual's); gain: [dim]; normed: [T, dim] (written);
+  // out: [T, wg.rows]; gate, up: scratch [T, wg.rows].
+  virtual void rmsnorm_gate_up_silu(float* out, float* normed, const float* sum, int64_t T,
+                                    const float* gain, float eps, const Weight& wg,
+                                    const Weight& wu, ActType t, float* gate, float* up) = 0;
   // The lm_head: out[t, :] = round(dot_lanes(x[t, :], lm_head[r, :])). x: [T, dim];
   // out: [T, vocab].
   virtual void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) = 0;

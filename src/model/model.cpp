@@ -117,7 +117,7 @@ void Model::prepare(Activations& a, int64_t T, int64_t n_ctx, int64_t logit_rows
   const auto& c = config_;
   Backend& b = *backend_;
   a.T = T;
-  a.pending_mlp = false;
+  a.pending_mlp = false, a.sum_ready = false;
   if (!a.pos0) a.pos0 = b.alloc(sizeof(int32_t)), ++a.epoch;
   if (T > a.t_cap) {
     const auto f32 = [&](int64_t per_token) {
@@ -157,24 +157,25 @@ void Model::layer_forward(int64_t layer, Activations& a, KvCache& cache, ActType
   const auto& c = config_;
   Backend& b = *backend_;
   const LayerParams& w = layers_[static_cast<size_t>(layer)];
-  const int64_t T = a.T, dim = c.hidden_size, ffn = c.intermediate_size, hd = c.head_dim;
+  const int64_t T = a.T, dim = c.hidden_size, hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const bool f_add = plan.fuses(layer, FusedGroup::kAddRmsnorm);
   const bool f_qkv = plan.fuses(layer, FusedGroup::kRmsnormQkv);
   const bool f_rope = plan.fuses(layer, FusedGroup::kQkNormRope);
   const bool f_attn = plan.fuses(layer, FusedGroup::kAttention);
-  const bool f_mlp = plan.fuses(layer, FusedGroup::kGateUpSilu);
   const int32_t* pos0 = a.pos0.i32();
 
   // --- self-attention block ---
   // normed = input_layernorm(hidden); a fused plan first adds the previous layer's pending mlp_out
-  // (add_rmsnorm), and rmsnorm_qkv keeps the normalised input in fp32.
-  if (f_add || a.pending_mlp)
+  // (add_rmsnorm), and rmsnorm_qkv keeps the normalised input in fp32. With both fused, the add
+  // may be done already (sum_ready: in the previous layer's down_proj), and then nothing is left
+  // of add_rmsnorm: rmsnorm_qkv does not read normed.
+  if ((f_add || a.pending_mlp) && !a.sum_ready)
     b.add_rmsnorm(a.hidden.f32(), a.pending_mlp ? a.mlp_out.f32() : nullptr, a.normed.f32(),
                   a.sum.f32(), w.input_norm.f32(), T, dim, eps, t);
   else if (!f_qkv)
     b.rmsnorm(a.normed.f32(), a.hidden.f32(), w.input_norm.f32(), T, dim, eps, t);
-  a.pending_mlp = false;
+  a.pending_mlp = false, a.sum_ready = false;
   // q, k, v = q_proj(normed), k_proj(normed), v_proj(normed)   (+ bias for Qwen2)
   if (f_qkv) {
     // The norm reads the unrounded residual sum when add_rmsnorm is fused too.
@@ -190,43 +191,72 @@ void Model::layer_forward(int64_t layer, Activations& a, KvCache& cache, ActType
   const RopeTable rope{a.rope_cos.f32(), a.rope_sin.f32(), a.ctx_cap};
   const Backend::NormRopeHeads qh{a.q.f32(), c.num_heads, w.q_norm ? w.q_norm.f32() : nullptr};
   const Backend::NormRopeHeads kh{a.k.f32(), c.num_kv_heads, w.k_norm ? w.k_norm.f32() : nullptr};
-  b.qk_norm_rope_pair(qh, kh, T, hd, eps, rope, pos0, t, f_rope);
-  // past_key_values.update(k, v)
+  // past_key_values.update(k, v), in the same op (one launch on a GPU for a fused 16/32-bit cache)
   const KvLayer& kv = cache.layer(layer);
-  b.kv_append(kv, a.k.f32(), a.v.f32(), T, pos0);
+  b.qk_norm_rope_kv_append(qh, kh, a.v.f32(), kv, T, hd, eps, rope, pos0, t, f_rope);
   // attn = softmax(q k^T * scaling + causal_mask) v: eager, or fused with an online softmax
   AttentionParams ap;
   ap.T = T, ap.n_heads = c.num_heads, ap.n_kv_heads = c.num_kv_heads, ap.head_dim = hd;
   ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));  // head_dim ** -0.5
   ap.act = t, ap.online = f_attn, ap.fp16_accumulation = f_attn && plan.fp16_accumulation;
   b.attention(a.attn.f32(), a.q.f32(), kv, pos0, ap);
-  // attn_out = o_proj(attn)
-  b.linear(a.attn_out.f32(), a.attn.f32(), T, w.o_proj, Weight{}, t);
+  mlp_forward(layer, a, t, plan);
+}
 
-  // --- MLP block ---
-  // hidden = hidden + attn_out; normed = post_attention_layernorm(hidden)
-  if (f_add) {
-    b.add_rmsnorm(a.hidden.f32(), a.attn_out.f32(), a.normed.f32(), nullptr,
-                  w.post_attention_norm.f32(), T, dim, eps, t);
+void Model::mlp_forward(int64_t layer, Activations& a, ActType t, const KernelPlan& plan) const {
+  const auto& c = config_;
+  Backend& b = *backend_;
+  const LayerParams& w = layers_[static_cast<size_t>(layer)];
+  const int64_t T = a.T, dim = c.hidden_size, ffn = c.intermediate_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const bool f_add = plan.fuses(layer, FusedGroup::kAddRmsnorm);
+  const bool f_mlp = plan.fuses(layer, FusedGroup::kGateUpSilu);
+  if (f_add && f_mlp) {
+    // The same arithmetic as the three ops below, in two (docs/NUMERICS.md): attn_out =
+    // o_proj(attn); hidden = round(hidden + attn_out) with the fp32 sum kept (add_rmsnorm's add,
+    // in the GEMV's epilogue); normed = post_attention_layernorm(sum) as add_rmsnorm forms it and
+    // mlp_act = silu(gate_proj(normed)) * up_proj(normed) (the norm in the gate_up kernel).
+    b.linear_add_residual(a.attn_out.f32(), a.hidden.f32(), a.sum.f32(), a.attn.f32(), T, w.o_proj,
+                          t);
+    b.rmsnorm_gate_up_silu(a.mlp_act.f32(), a.normed.f32(), a.sum.f32(), T,
+                           w.post_attention_norm.f32(), eps, w.gate_proj, w.up_proj, t,
+                           a.gate.f32(), a.up.f32());
   } else {
-    b.add(a.hidden.f32(), a.hidden.f32(), a.attn_out.f32(), T * dim, t);
-    b.rmsnorm(a.normed.f32(), a.hidden.f32(), w.post_attention_norm.f32(), T, dim, eps, t);
-  }
-  // mlp_act = silu(gate_proj(normed)) * up_proj(normed)
-  if (f_mlp) {
-    b.gate_up_silu(a.mlp_act.f32(), a.normed.f32(), T, w.gate_proj, w.up_proj, t, a.gate.f32(),
-                   a.up.f32());
-  } else {
-    b.linear(a.gate.f32(), a.normed.f32(), T, w.gate_proj, Weight{}, t);
-    b.linear(a.up.f32(), a.normed.f32(), T, w.up_proj, Weight{}, t);
-    b.silu_mul(a.mlp_act.f32(), a.gate.f32(), a.up.f32(), T * ffn, t);
+    // attn_out = o_proj(attn)
+    b.linear(a.attn_out.f32(), a.attn.f32(), T, w.o_proj, Weight{}, t);
+    // hidden = hidden + attn_out; normed = post_attention_layernorm(hidden)
+    if (f_add) {
+      b.add_rmsnorm(a.hidden.f32(), a.attn_out.f32(), a.normed.f32(), nullptr,
+                    w.post_attention_norm.f32(), T, dim, eps, t);
+    } else {
+      b.add(a.hidden.f32(), a.hidden.f32(), a.attn_out.f32(), T * dim, t);
+      b.rmsnorm(a.normed.f32(), a.hidden.f32(), w.post_attention_norm.f32(), T, dim, eps, t);
+    }
+    // mlp_act = silu(gate_proj(normed)) * up_proj(normed)
+    if (f_mlp) {
+      b.gate_up_silu(a.mlp_act.f32(), a.normed.f32(), T, w.gate_proj, w.up_proj, t, a.gate.f32(),
+                     a.up.f32());
+    } else {
+      b.linear(a.gate.f32(), a.normed.f32(), T, w.gate_proj, Weight{}, t);
+      b.linear(a.up.f32(), a.normed.f32(), T, w.up_proj, Weight{}, t);
+      b.silu_mul(a.mlp_act.f32(), a.gate.f32(), a.up.f32(), T * ffn, t);
+    }
   }
   // mlp_out = down_proj(mlp_act); hidden = hidden + mlp_out (a fused plan defers the add to the
-  // next norm, which fuses it: add_rmsnorm)
+  // next norm, which fuses it: add_rmsnorm). When the next layer fuses add_rmsnorm and
+  // rmsnorm_qkv, its add_rmsnorm's normed is never read, so what is left of it, the add with the
+  // fp32 sum kept, runs here in the down_proj GEMV's epilogue: the same statements.
+  const bool last = layer + 1 == c.num_layers;
+  if (!last && plan.fuses(layer + 1, FusedGroup::kAddRmsnorm) &&
+      plan.fuses(layer + 1, FusedGroup::kRmsnormQkv)) {
+    b.linear_add_residual(a.mlp_out.f32(), a.hidden.f32(), a.sum.f32(), a.mlp_act.f32(), T,
+                          w.down_proj, t);
+    a.sum_ready = true;
+    return;
+  }
   b.linear(a.mlp_out.f32(), a.mlp_act.f32(), T, w.down_proj, Weight{}, t);
-  const bool next_fuses_add = layer + 1 < c.num_layers
-                                  ? plan.fuses(layer + 1, FusedGroup::kAddRmsnorm)
-                                  : f_add;  // the final norm follows the last layer
+  const bool next_fuses_add = !last ? plan.fuses(layer + 1, FusedGroup::kAddRmsnorm)
+                                    : f_add;  // the final norm follows the last layer
   if (next_fuses_add)
     a.pending_mlp = true;
   else

@@ -66,6 +66,10 @@ class Activations {
   // True when the last layer's mlp_out has not been added into `hidden` yet: a fused plan adds it
   // in the next layer's add_rmsnorm (or the final norm's).
   bool pending_mlp = false;
+  // True when the last layer's down_proj already did the next layer's residual add (hidden =
+  // round(s), sum = s, linear_add_residual): that layer fuses add_rmsnorm and rmsnorm_qkv, whose
+  // norm reads only the fp32 sum, so its add_rmsnorm has nothing left to do.
+  bool sum_ready = false;
   uint64_t epoch = 0;  // bumped whenever a buffer above moves: a recorded decode graph is stale
   // What tokens[0] and pos0[0] hold after a greedy decode step (-1: what forward uploaded).
   int32_t dev_token = -1;
@@ -174,6 +178,9 @@ class Model {
   void prepare(Activations& ws, int64_t T, int64_t n_ctx, int64_t logit_rows = 1) const;
   void layer_forward(int64_t layer, Activations& ws, KvCache& cache, ActType t,
                      const KernelPlan& plan) const;
+  // layer_forward's MLP block, from attn (the attention's output) to mlp_out and its residual add:
+  // done, pending (the next norm fuses it) or done with its fp32 sum kept (sum_ready).
+  void mlp_forward(int64_t layer, Activations& ws, ActType t, const KernelPlan& plan) const;
   // The residual stream after the last layer run (a deferred mlp_out added), into out [T, dim].
   void residual_after(Activations& ws, ActType t, std::vector<float>& out) const;
   void final_norm(Activations& ws, ActType t) const;

@@ -122,36 +122,50 @@ void standard_step(const Stack& s, cudaStream_t st) {
 // The fused groups: add_rmsnorm (residual deferred into the next layer's norm), rmsnorm_qkv on the
 // unrounded sum, qk_norm_rope, flash-decoding, gate_up_silu. `parts` selects kernel classes for a
 // time breakdown: kProj (the weight-reading kernels), kAttn (KV append + flash-decoding), kSmall
-// (embed, norms, RoPE, argmax); the step is all three.
+// (embed, norms, RoPE, argmax); the step is all three. adds_in_proj: add_rmsnorm inside the
+// projections, as the engine runs it: the MLP side's in o_proj's epilogue and gate_up's prologue
+// (gemv_add_residual, rmsnorm_gate_up_silu), the next layer's residual add in down_proj's epilogue
+// (only layer 0 and the final norm launch add_rmsnorm), and the KV append in the q/k norm+RoPE
+// launch (qk_norm_rope_kv_append); false: add_rmsnorm twice a layer and kv_append_pair on its own
+// (the engine before).
 constexpr int kProj = 1, kAttnPart = 2, kSmall = 4, kAll = 7;
 void fused_step(const Stack& s, cudaStream_t st, int parts = kAll,
-                cu::GemvVariant head = cu::GemvVariant::kDefault) {
+                cu::GemvVariant head = cu::GemvVariant::kDefault, bool adds_in_proj = true) {
   const bool P = parts & kProj, At = parts & kAttnPart, Sm = parts & kSmall;
   if (Sm) BW_CHECK(cu::embed(s.h, s.token, 1, s.embed, st));
   const float* delta = nullptr;
-  for (const Layer& L : s.layers) {
-    if (Sm)
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const Layer& L = s.layers[l];
+    const bool last = l + 1 == s.layers.size();
+    if (Sm && (l == 0 || !adds_in_proj))
       BW_CHECK(cu::add_rmsnorm(s.h, delta, s.normed, s.sum, L.in_gain, 1, kDim, 1e-6f, A, A, st));
     if (P)
       BW_CHECK(cu::rmsnorm_qkv(s.q, s.k, s.v, s.sum, 1, L.in_gain, 1e-6f, L.q, L.k, L.v, nullptr,
                                nullptr, nullptr, A, st));
-    if (Sm) {
+    if (Sm && adds_in_proj) {  // with the KV append (counted as a small op here)
+      BW_CHECK(cu::qk_norm_rope_kv_append(s.q, kHeads, L.q_gain, s.k, kKvHeads, L.k_gain, s.v, L.kc,
+                                          L.vc, 1, kHd, 1e-6f, s.cos_tab, s.sin_tab, s.pos, A, st));
+    } else if (Sm) {
       BW_CHECK(cu::qk_norm_rope_pair(s.q, kHeads, L.q_gain, s.k, kKvHeads, L.k_gain, 1, kHd, 1e-6f,
                                      s.cos_tab, s.sin_tab, s.pos, A, st));
     }
-    if (At) {
-      BW_CHECK(cu::kv_append_pair(L.kc, s.k, L.vc, s.v, 1, kKv, s.pos, st));
+    if (At && !adds_in_proj) BW_CHECK(cu::kv_append_pair(L.kc, s.k, L.vc, s.v, 1, kKv, s.pos, st));
+    if (At)
       BW_CHECK(cu::attention_flash(s.attn, s.q, L.kc, L.vc, s.pos, kAttn, A, false, int(kSplits),
                                    s.work, st));
+    if (P && adds_in_proj) {
+      BW_CHECK(cu::gemv_add_residual(s.delta, s.h, s.sum, s.attn, 1, L.o, A, st));
+      BW_CHECK(cu::rmsnorm_gate_up_silu(s.ffn, s.normed, s.sum, 1, L.post_gain, 1e-6f, L.gate, L.up,
+                                        A, st));
+      if (!last) BW_CHECK(cu::gemv_add_residual(s.delta, s.h, s.sum, s.ffn, 1, L.down, A, st));
+    } else if (!adds_in_proj) {
+      if (P) BW_CHECK(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
+      if (Sm)
+        BW_CHECK(cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, L.post_gain, 1, kDim, 1e-6f, A, A,
+                                 st));
+      if (P) BW_CHECK(cu::gate_up_silu(s.ffn, s.normed, 1, L.gate, L.up, A, st));
     }
-    if (P) BW_CHECK(cu::gemv(s.delta, s.attn, 1, L.o, nullptr, A, st));
-    if (Sm)
-      BW_CHECK(
-          cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, L.post_gain, 1, kDim, 1e-6f, A, A, st));
-    if (P) {
-      BW_CHECK(cu::gate_up_silu(s.ffn, s.normed, 1, L.gate, L.up, A, st));
-      BW_CHECK(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
-    }
+    if (P && (last || !adds_in_proj)) BW_CHECK(cu::gemv(s.delta, s.ffn, 1, L.down, nullptr, A, st));
     delta = s.delta;
   }
   if (Sm)
@@ -194,13 +208,24 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
     BW_CHECK(cudaGraphExecDestroy(ge));
     std::printf("  fused, LM head staged: graph %.3f ms = %.0f tok/s\n", ms, 1e3 / ms);
   }
+  {  // add_rmsnorm twice a layer and the KV append alone (before the projections and RoPE took
+     // them in)
+    cudaGraphExec_t ge = bw_capture(
+        st, [&] { fused_step(s, st, kAll, cu::GemvVariant::kDefault, /*adds_in_proj=*/false); });
+    const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
+    BW_CHECK(cudaGraphExecDestroy(ge));
+    std::printf(
+        "  fused, add_rmsnorm (2 a layer) and kv_append launched alone: graph %.3f ms = "
+        "%.0f tok/s\n",
+        ms, 1e3 / ms);
+  }
   // Where the fused step's time goes: each class of kernels alone, as its own graph.
   const struct {
     const char* name;
     int parts;
-  } classes[] = {{"projections (qkv, o, gate_up, down, lm_head)", kProj},
+  } classes[] = {{"projections (qkv, o + add, norm + gate_up, down + add, lm_head)", kProj},
                  {"attention (kv append, flash-decoding)", kAttnPart},
-                 {"small ops (embed, add_rmsnorm, qk_norm_rope, argmax)", kSmall}};
+                 {"small ops (embed, add_rmsnorm, qk_norm_rope + kv append, argmax)", kSmall}};
   for (const auto& c : classes) {
     cudaGraphExec_t ge = bw_capture(st, [&] { fused_step(s, st, c.parts); });
     const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });

@@ -186,6 +186,64 @@ TEST_F(CudaOps, RopeAndQkNormRopeMatchCpu) {
     }
 }
 
+// qk_norm_rope_kv_append: q and k as qk_norm_rope_pair gives them and both cache sides as
+// kv_append_pair stores the rotated keys and the values, bit for bit (every byte of the caches,
+// poisoned first), and q and k against the CPU's fused_qk_norm_rope; fp32, bf16 and fp16 caches,
+// 16 q and 8 kv heads of 128 (the 0.6B shape), T = 1 and 3.
+TEST_F(CudaOps, QkNormRopeKvAppendEqualsPairAndAppend) {
+  std::mt19937 g(24);
+  const int64_t max_pos = 64, pos0 = 9, hd = 128, qh = 16, kh = 8, kv_dim = kh * hd, half = hd / 2;
+  std::vector<float> cs, sn;
+  rope_tables(max_pos, hd, cs, sn);
+  const auto gq = randv(size_t(hd), g, ActType::BF16, 1.5f);
+  const auto gk = randv(size_t(hd), g, ActType::BF16, 1.5f);
+  Dev<float> dcs(cs), dsn(sn), dgq(gq), dgk(gk);
+  Dev<int32_t> dpos(std::vector<int32_t>{int32_t(pos0)});
+  for (cu::KvType kt : {cu::KvType::F32, cu::KvType::BF16, cu::KvType::F16})
+    for (int64_t T : {1, 3}) {
+      const ActType act = kt == cu::KvType::F32 ? ActType::F32 : ActType::BF16;
+      const auto q = randv(size_t(T * qh * hd), g, act, 2.0f);
+      const auto k = randv(size_t(T * kv_dim), g, act, 2.0f);
+      const auto v = randv(size_t(T * kv_dim), g, act, 1.0f);
+      const std::vector<uint8_t> poison(size_t(max_pos * kv_dim) * (kt == cu::KvType::F32 ? 4 : 2),
+                                        0x7f);
+      Dev<uint8_t> k1c(poison), v1c(poison), k2c(poison), v2c(poison);
+      Dev<float> dq1(q), dk1(k), dq2(q), dk2(k), dv(v);
+      const cu::KvView k1{kt, k1c.get(), nullptr, false}, v1{kt, v1c.get(), nullptr, false};
+      const cu::KvView k2{kt, k2c.get(), nullptr, false}, v2{kt, v2c.get(), nullptr, false};
+      CU_OK(cu::qk_norm_rope_pair(dq1.get(), qh, dgq.get(), dk1.get(), kh, dgk.get(), T, hd, 1e-6f,
+                                  dcs.get(), dsn.get(), dpos.get(), to_cu(act), nullptr));
+      CU_OK(cu::kv_append_pair(k1, dk1.get(), v1, dv.get(), T, kv_dim, dpos.get(), nullptr));
+      CU_OK(cu::qk_norm_rope_kv_append(dq2.get(), qh, dgq.get(), dk2.get(), kh, dgk.get(), dv.get(),
+                                       k2, v2, T, hd, 1e-6f, dcs.get(), dsn.get(), dpos.get(),
+                                       to_cu(act), nullptr));
+      std::vector<float> wq = q, wk = k;
+      for (int64_t t = 0; t < T; ++t) {
+        const float* c = &cs[size_t((pos0 + t) * half)];
+        const float* s = &sn[size_t((pos0 + t) * half)];
+        cpu::fused_qk_norm_rope(&wq[size_t(t * qh * hd)], qh, hd, gq.data(), 1e-6f, c, s, act);
+        cpu::fused_qk_norm_rope(&wk[size_t(t * kv_dim)], kh, hd, gk.data(), 1e-6f, c, s, act);
+      }
+      const std::string sh = shape_str("T=%ld %s cache=%d", long(T), act_name(act), int(kt));
+      const Cmp rq = compare(dq2.host(), wq), rk = compare(dk2.host(), wk);
+      print("qk_rope_append.q", sh, rq);
+      print("qk_rope_append.k", sh, rk);
+      EXPECT_EQ(rq.mismatches, 0u) << sh;
+      EXPECT_EQ(rk.mismatches, 0u) << sh;
+      EXPECT_EQ(compare(dq2.host(), dq1.host()).mismatches, 0u) << sh;
+      EXPECT_EQ(compare(dk2.host(), dk1.host()).mismatches, 0u) << sh;
+      EXPECT_TRUE(k2c.host() == k1c.host())
+          << sh << ": the key cache differs from kv_append_pair's";
+      EXPECT_TRUE(v2c.host() == v1c.host()) << sh << ": the value cache differs";
+    }
+  // int8 / fp8 caches are refused (their scales are calibrated on the whole append first).
+  const cu::KvView i8{cu::KvType::INT8, nullptr, nullptr, false};
+  EXPECT_NE(
+      cu::qk_norm_rope_kv_append(nullptr, 1, nullptr, nullptr, 1, nullptr, nullptr, i8, i8, 1, hd,
+                                 1e-6f, nullptr, nullptr, nullptr, cu::Act::BF16, nullptr),
+      0);
+}
+
 TEST_F(CudaOps, AddRmsnormMatchesCpuFused) {
   std::mt19937 g(15);
   // n = 5000: past 16 values a thread, the kernel's path without registers.

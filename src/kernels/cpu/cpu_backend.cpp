@@ -133,6 +133,12 @@ class CpuBackend final : public Backend {
     else
       cpu::linear_simd(out, x, T, w, bias, t, &pool_);
   }
+  // The CPU reference: linear, then add_rmsnorm's add (the same function).
+  void linear_add_residual(float* delta, float* h, float* sum, const float* x, int64_t T,
+                           const Weight& w, ActType t) override {
+    linear(delta, x, T, w, Weight{}, t);
+    cpu::fused_add_residual(h, delta, sum, T * w.rows, t);
+  }
   void rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                    float eps, const QkvWeights& w, ActType t, float* xn) override {
     cpu::fused_rmsnorm_qkv(q, k, v, x, T, gain, eps, w.q, w.k, w.v, w.bq, w.bk, w.bv, t, xn, &pool_,
@@ -149,6 +155,14 @@ class CpuBackend final : public Backend {
   }
   void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
                  const int32_t* pos0) override;
+  // The CPU reference: the two ops.
+  void qk_norm_rope_kv_append(const NormRopeHeads& q, const NormRopeHeads& k, const float* v,
+                              const KvLayer& kv, int64_t T, int64_t hd, float eps,
+                              const RopeTable& rope, const int32_t* pos0, ActType t,
+                              bool fused) override {
+    qk_norm_rope_pair(q, k, T, hd, eps, rope, pos0, t, fused);
+    kv_append(kv, k.x, v, T, pos0);
+  }
   void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
                  const AttentionParams& p) override;
   void add(float* out, const float* a, const float* b, int64_t n, ActType t) override {
@@ -162,6 +176,15 @@ class CpuBackend final : public Backend {
   void gate_up_silu(float* out, const float* x, int64_t T, const Weight& wg, const Weight& wu,
                     ActType t, float* gate, float* up) override {
     cpu::fused_gate_up_silu(out, x, T, wg, wu, t, gate, up, &pool_, pairs(t, wg));
+  }
+  // The CPU reference: add_rmsnorm's norm (the same function) on each row, then gate_up_silu.
+  void rmsnorm_gate_up_silu(float* out, float* normed, const float* sum, int64_t T,
+                            const float* gain, float eps, const Weight& wg, const Weight& wu,
+                            ActType t, float* gate, float* up) override {
+    const int64_t n = wg.cols;
+    for (int64_t r = 0; r < T; ++r)
+      cpu::fused_rmsnorm(normed + r * n, sum + r * n, gain, n, eps, t);
+    gate_up_silu(out, normed, T, wg, wu, t, gate, up);
   }
   void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) override {
     if (pairs(t, lm_head))

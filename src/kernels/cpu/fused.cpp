@@ -24,15 +24,28 @@ void project(float* out, const float* x, int64_t T, const Weight& w, const Weigh
 
 }  // namespace
 
+void fused_add_residual(float* h, const float* delta, float* sum, int64_t n, ActType t) {
+  for (int64_t i = 0; i < n; ++i) {
+    sum[i] = h[i] + delta[i];
+    h[i] = round_one(t, sum[i]);
+  }
+}
+
+void fused_rmsnorm(float* normed, const float* s, const float* gain, int64_t n, float eps,
+                   ActType t) {
+  const float inv = inv_rms(s, n, eps);
+  for (int64_t i = 0; i < n; ++i) normed[i] = round_one(t, gain[i] * (s[i] * inv));
+}
+
 void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out,
                        const float* gain, int64_t n, float eps, ActType t) {
   float* s = sum_out ? sum_out : normed;  // the fp32 sum lives in one of the outputs
-  for (int64_t i = 0; i < n; ++i) {
-    s[i] = delta ? h[i] + delta[i] : h[i];
-    h[i] = round_one(t, s[i]);
+  if (delta) {
+    fused_add_residual(h, delta, s, n, t);
+  } else {
+    for (int64_t i = 0; i < n; ++i) s[i] = h[i], h[i] = round_one(t, s[i]);
   }
-  const float inv = inv_rms(s, n, eps);
-  for (int64_t i = 0; i < n; ++i) normed[i] = round_one(t, gain[i] * (s[i] * inv));
+  fused_rmsnorm(normed, s, gain, n, eps, t);
 }
 
 void fused_rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,

@@ -23,6 +23,14 @@ namespace fusecheck::cpu {
 //   following fused_rmsnorm_qkv. h, delta, normed, sum_out: [n]; gain: [n].
 void fused_add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out,
                        const float* gain, int64_t n, float eps, ActType t);
+// fused_add_rmsnorm's two halves, which it is made of (linear_add_residual and
+// rmsnorm_gate_up_silu split it between two projections; docs/NUMERICS.md):
+// the add: s = h + delta (fp32); h = round(s); sum = s. h, delta, sum: [n].
+void fused_add_residual(float* h, const float* delta, float* sum, int64_t n, ActType t);
+// the norm: normed = round(gain * (s * inv_rms(s))), one rounding. s, normed: [n] (may alias);
+// gain: [n].
+void fused_rmsnorm(float* normed, const float* s, const float* gain, int64_t n, float eps,
+                   ActType t);
 
 // RMSNorm fused into the QKV projection: the normalised activation times its gain stays fp32 and
 // feeds the three projections; only q, k, v are rounded (once each, bias added in fp32).

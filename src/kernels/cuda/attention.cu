@@ -50,27 +50,7 @@ __global__ void append_kernel(KvView kk, const float* xk, KvView vv, const float
   const float* x = blockIdx.y ? xv : xk;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= T * kv_dim) return;
-  const int64_t c = i % kv_dim, dst = int64_t(*pos) * kv_dim + i;
-  const float v = x[i];
-  switch (kv.type) {
-    case KvType::F32:
-      static_cast<float*>(kv.data)[dst] = v;
-      break;
-    case KvType::BF16:
-      static_cast<uint16_t*>(kv.data)[dst] = f32_to_bf16_bits(v);
-      break;
-    case KvType::F16:
-      static_cast<__half*>(kv.data)[dst] = __float2half_rn(v);
-      break;
-    case KvType::INT8: {  // the CPU's int8_roundtrip: clamp(rint(x / s), ±127)
-      const float q = fminf(fmaxf(rintf(v / kv.scale[kv.per_channel ? c : 0]), -127.0f), 127.0f);
-      static_cast<int8_t*>(kv.data)[dst] = int8_t(q);
-      break;
-    }
-    case KvType::FP8:
-      static_cast<uint8_t*>(kv.data)[dst] = f32_to_fp8(v / kv.scale[kv.per_channel ? c : 0]);
-      break;
-  }
+  kv_store(kv, int64_t(*pos) * kv_dim + i, i % kv_dim, x[i]);
 }
 
 __global__ void read_kernel(float* out, KvView kv, int64_t n, int64_t kv_dim) {

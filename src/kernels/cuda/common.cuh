@@ -74,6 +74,31 @@ __device__ __forceinline__ float kv_load(const KvView& kv, int64_t i, int64_t c)
   return 0.0f;
 }
 
+// Stores v as cache element dst (row · kv_dim + c, c the channel) in the cache's format: F32 as
+// is, BF16/F16 rounded to nearest even, INT8 the CPU's int8_roundtrip code clamp(rint(v / s),
+// ±127), FP8 e4m3 of v / s saturating.
+__device__ __forceinline__ void kv_store(const KvView& kv, int64_t dst, int64_t c, float v) {
+  switch (kv.type) {
+    case KvType::F32:
+      static_cast<float*>(kv.data)[dst] = v;
+      break;
+    case KvType::BF16:
+      static_cast<uint16_t*>(kv.data)[dst] = f32_to_bf16_bits(v);
+      break;
+    case KvType::F16:
+      static_cast<__half*>(kv.data)[dst] = __float2half_rn(v);
+      break;
+    case KvType::INT8: {
+      const float q = fminf(fmaxf(rintf(v / kv.scale[kv.per_channel ? c : 0]), -127.0f), 127.0f);
+      static_cast<int8_t*>(kv.data)[dst] = int8_t(q);
+      break;
+    }
+    case KvType::FP8:
+      static_cast<uint8_t*>(kv.data)[dst] = f32_to_fp8(v / kv.scale[kv.per_channel ? c : 0]);
+      break;
+  }
+}
+
 __device__ __forceinline__ float warp_max(float v) {
   for (int w = 16; w >= 1; w /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, w));
   return v;
@@ -88,11 +113,16 @@ __device__ __forceinline__ float warp_fold(float v) {
   return v;
 }
 
-// Sum of squares of x[0, n) in double over a block of blockDim.x threads (a multiple of 32, at
-// most 1024); every thread gets the same value. `red`: shared scratch of 32 doubles.
-__device__ __forceinline__ double block_sum_squares(const float* x, int64_t n, double* red) {
+// Sum of squares of x[0, n) in double over the first `active` threads of the block (a multiple
+// of 32, at most blockDim.x, itself at most 1024): thread j sums elements j, j + active, ... in
+// increasing order, the warps fold, then warp sums are added in warp order; every thread gets the
+// same value. A block of more threads computes exactly what a block of `active` threads does (its
+// other warps add +0.0, which changes no sum of squares). `red`: shared scratch of 32 doubles.
+__device__ __forceinline__ double block_sum_squares(const float* x, int64_t n, double* red,
+                                                    int active) {
   double ss = 0.0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += double(x[i]) * double(x[i]);
+  if (int(threadIdx.x) < active)
+    for (int64_t i = threadIdx.x; i < n; i += active) ss += double(x[i]) * double(x[i]);
   ss = warp_sum(ss);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   __syncthreads();  // `red` may still be read by a previous call
@@ -101,6 +131,14 @@ __device__ __forceinline__ double block_sum_squares(const float* x, int64_t n, d
   double tot = 0.0;
   for (int i = 0; i < int(blockDim.x / 32); ++i) tot += red[i];
   return tot;
+}
+__device__ __forceinline__ double block_sum_squares(const float* x, int64_t n, double* red) {
+  return block_sum_squares(x, n, red, int(blockDim.x));
+}
+// The block size of add_rmsnorm (and rmsnorm) for rows of n: its sum of squares' order, which
+// the kernels that normalise as add_rmsnorm does (rmsnorm_gate_up_silu) reproduce.
+__host__ __device__ constexpr int norm_threads(int64_t n) {
+  return n >= 1024 ? 256 : n >= 256 ? 128 : 32;
 }
 // transformers: variance = mean(x²) in fp32; rsqrt(variance + eps) as 1 / sqrt (CPU's inv_rms).
 __device__ __forceinline__ float inv_rms_from(double ss, int64_t n, float eps) {

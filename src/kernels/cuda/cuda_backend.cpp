@@ -106,6 +106,15 @@ class CudaBackend final : public Backend {
   }
   void linear(float* out, const float* x, int64_t T, const Weight& w, const Weight& bias,
               ActType t) override;
+  void linear_add_residual(float* delta, float* h, float* sum, const float* x, int64_t T,
+                           const Weight& w, ActType t) override {
+    if (T >= kGemmMinTokens) {  // a prompt: linear's own choice (cuBLASLt or the GEMV), the add
+      linear(delta, x, T, w, Weight{}, t);
+      check(cu::add_residual(h, delta, sum, T * w.rows, act_of(t), stream_));
+      return;
+    }
+    check(cu::gemv_add_residual(delta, h, sum, x, T, dev(w), act_of(t), stream_));
+  }
   void rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const float* gain,
                    float eps, const QkvWeights& w, ActType t, float*) override {
     if (cu::GemmContext* g = fused_gemm(T, w.q)) {
@@ -124,6 +133,10 @@ class CudaBackend final : public Backend {
                          ActType t, bool fused) override;
   void kv_append(const KvLayer& kv, const float* k, const float* v, int64_t T,
                  const int32_t* pos0) override;
+  void qk_norm_rope_kv_append(const NormRopeHeads& q, const NormRopeHeads& k, const float* v,
+                              const KvLayer& kv, int64_t T, int64_t head_dim, float eps,
+                              const RopeTable& rope, const int32_t* pos0, ActType t,
+                              bool fused) override;
   void attention(float* out, const float* q, const KvLayer& kv, const int32_t* pos0,
                  const AttentionParams& p) override;
   void add(float* out, const float* a, const float* b, int64_t n, ActType t) override {
@@ -141,6 +154,17 @@ class CudaBackend final : public Backend {
       return;
     }
     check(cu::gate_up_silu(out, x, T, dev(wg), dev(wu), act_of(t), stream_));
+  }
+  void rmsnorm_gate_up_silu(float* out, float* normed, const float* sum, int64_t T,
+                            const float* gain, float eps, const Weight& wg, const Weight& wu,
+                            ActType t, float* gate, float* up) override {
+    if (fused_gemm(T, wg)) {  // a prompt on cuBLASLt: the norm, then gate_up_silu's GEMMs
+      check(cu::fused_rmsnorm(normed, sum, gain, T, wg.cols, eps, act_of(t), stream_));
+      gate_up_silu(out, normed, T, wg, wu, t, gate, up);
+      return;
+    }
+    check(cu::rmsnorm_gate_up_silu(out, normed, sum, T, gain, eps, dev(wg), dev(wu), act_of(t),
+                                   stream_));
   }
   void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) override {
     linear(out, x, T, lm_head, Weight{}, t);
@@ -360,6 +384,23 @@ void CudaBackend::kv_append(const KvLayer& kv, const float* k, const float* v, i
   check(cu::kv_calibrate(kview, k, T, kv_dim, stream_));  // no-op once calibrated (on device)
   check(cu::kv_calibrate(vview, v, T, kv_dim, stream_));
   check(cu::kv_append_pair(kview, k, vview, v, T, kv_dim, pos0, stream_));
+}
+
+void CudaBackend::qk_norm_rope_kv_append(const NormRopeHeads& q, const NormRopeHeads& k,
+                                         const float* v, const KvLayer& kv, int64_t T,
+                                         int64_t head_dim, float eps, const RopeTable& rope,
+                                         const int32_t* pos0, ActType t, bool fused) {
+  const bool plain =
+      kv.storage == KvStorage::F32 || kv.storage == KvStorage::BF16 || kv.storage == KvStorage::F16;
+  if (!fused || !plain) {  // the standard path, or int8/fp8 codes (calibrated on the rotated keys)
+    qk_norm_rope_pair(q, k, T, head_dim, eps, rope, pos0, t, fused);
+    kv_append(kv, k.x, v, T, pos0);
+    return;
+  }
+  const cu::KvView kview{kv_type(kv.storage), kv.k, nullptr, false};
+  const cu::KvView vview{kv_type(kv.storage), kv.v, nullptr, false};
+  check(cu::qk_norm_rope_kv_append(q.x, q.n_heads, q.gain, k.x, k.n_heads, k.gain, v, kview, vview,
+                                   T, head_dim, eps, rope.cos, rope.sin, pos0, act_of(t), stream_));
 }
 
 float* CudaBackend::workspace(float*& buf, size_t& have, size_t floats) {

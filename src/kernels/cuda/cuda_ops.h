@@ -71,6 +71,22 @@ int rmsnorm_qkv(float* q, float* k, float* v, const float* x, int64_t T, const f
 int gate_up_silu(float* out, const float* x, int64_t T, const DevWeight& wg, const DevWeight& wu,
                  Act act, Stream stream);
 
+// gemv (no bias) with add_rmsnorm's residual add in its epilogue: delta[t, r] = round(dot);
+// s = h[t, r] + delta[t, r] (fp32); h[t, r] = round(s); sum[t, r] = s. Bit-identical to gemv then
+// add_residual (below), which it runs as when the staged kernel does not apply.
+// x: [T, w.cols]; delta, h, sum: [T, w.rows].
+int gemv_add_residual(float* delta, float* h, float* sum, const float* x, int64_t T,
+                      const DevWeight& w, Act act, Stream stream);
+
+// add_rmsnorm's norm on the fp32 sum s, then gate_up_silu on it, in one launch (the staged
+// kernel: each block normalises the row in shared memory, block 0 stores it): normed[t, :] =
+// round(gain · (s · inv_rms(s))) with add_rmsnorm's sum of squares (the same threads, the same
+// order, so the same bits), then out = round(silu(g) · u) of normed. Else fused_rmsnorm then
+// gate_up_silu. s, normed: [T, dim]; gain: [dim]; out: [T, wg.rows].
+int rmsnorm_gate_up_silu(float* out, float* normed, const float* s, int64_t T, const float* gain,
+                         float eps, const DevWeight& wg, const DevWeight& wu, Act act,
+                         Stream stream);
+
 // ---- prefill GEMM through cuBLASLt (gemm.cu) ----
 // A cuBLASLt handle, workspace and a staging buffer for x in the weight type.
 struct GemmContext;
@@ -116,9 +132,15 @@ int rmsnorm(float* out, const float* x, const float* gain, int64_t rows, int64_t
 // [rows, n].
 int add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out, const float* gain,
                 int64_t rows, int64_t n, float eps, Act act, Act act_normed, Stream stream);
+// add_rmsnorm's norm alone on a sum it did not form: normed = round(gain · (s · inv_rms(s))),
+// the same kernel code and sum order as add_rmsnorm's. s, normed: [rows, n]; gain: [n].
+int fused_rmsnorm(float* normed, const float* s, const float* gain, int64_t rows, int64_t n,
+                  float eps, Act act, Stream stream);
 
 // ---- elementwise (elementwise.cu) ----
 int add(float* out, const float* a, const float* b, int64_t n, Act act, Stream stream);  // [n]
+// add_rmsnorm's add alone: s = h + delta (fp32); h = round(s); sum = s. h, delta, sum: [n].
+int add_residual(float* h, const float* delta, float* sum, int64_t n, Act act, Stream stream);
 // gate = round(silu(gate)); out = round(gate · up). gate, up, out: [n].
 int silu_mul(float* out, float* gate, const float* up, int64_t n, Act act, Stream stream);
 // out[t, :] = row ids[t] of the embedding table (fp32 widening, no rounding). ids: [T] int32;
@@ -184,6 +206,17 @@ int kv_append(KvView kv, const float* x, int64_t T, int64_t kv_dim, const int32_
 // kv_append of K (xk into k) and V (xv into v) in one launch; the same stores.
 int kv_append_pair(KvView k, const float* xk, KvView v, const float* xv, int64_t T, int64_t kv_dim,
                    const int32_t* pos, Stream stream);
+// qk_norm_rope_pair, then the rotated k and the values v stored at cache rows *pos + t (as
+// kv_append_pair stores them), in one launch (rope.cu): blocks of q heads, of k heads (rotated,
+// then stored) and of v heads. F32/BF16/F16 caches only (INT8/FP8: cudaErrorInvalidValue; their
+// scales are calibrated on the whole append first). v: [T, k_heads, head_dim]; kc, vc: the layer's
+// cache sides, [max_ctx, k_heads · head_dim].
+int qk_norm_rope_kv_append(float* q, int64_t q_heads, const float* q_gain, float* k,
+                           int64_t k_heads, const float* k_gain, const float* v, const KvView& kc,
+                           const KvView& vc, int64_t T, int64_t head_dim, float eps,
+                           const float* cos_tab, const float* sin_tab, const int32_t* pos, Act act,
+                           Stream stream);
+
 // Dequantises rows [0, n) of the cache to fp32 (tests and the probe). out: [n, kv_dim].
 int kv_read(float* out, KvView kv, int64_t n, int64_t kv_dim, Stream stream);
 

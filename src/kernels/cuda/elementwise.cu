@@ -1,5 +1,6 @@
-// Elementwise ops of the standard path (residual add, SiLU·mul), the embedding lookup and greedy
-// argmax. Each output is rounded where PyTorch eager rounds it (docs/NUMERICS.md).
+// Elementwise ops of the standard path (residual add, SiLU·mul), the fused path's residual add
+// (add_residual: add_rmsnorm's add alone), the embedding lookup and greedy argmax. Each output is
+// rounded where PyTorch eager rounds it (docs/NUMERICS.md).
 #include "kernels/cuda/common.cuh"
 
 namespace fusecheck::cuda {
@@ -15,6 +16,16 @@ __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n
   pdl_start();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) out[i] = round_act(act, a[i] + b[i]);
+}
+
+// add_rmsnorm's add: s = h + delta; h = round(s); sum = s. h, delta, sum: [n].
+__global__ void add_residual_kernel(float* h, const float* delta, float* sum, int64_t n, Act act) {
+  pdl_start();
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float s = h[i] + delta[i];
+  sum[i] = s;
+  h[i] = round_act(act, s);
 }
 
 // gate, up, out: [n]. silu rounds (act_fn(gate_proj(x))), then the product rounds.
@@ -83,6 +94,12 @@ __global__ void argmax_kernel(int32_t* out, const float* x, int64_t n, int32_t* 
 int add(float* out, const float* a, const float* b, int64_t n, Act act, Stream stream) {
   if (n <= 0) return 0;
   launch_pdl(add_kernel, blocks_for(n), kThreads, 0, stream, out, a, b, n, act);
+  return launch_status();
+}
+
+int add_residual(float* h, const float* delta, float* sum, int64_t n, Act act, Stream stream) {
+  if (n <= 0) return 0;
+  launch_pdl(add_residual_kernel, blocks_for(n), kThreads, 0, stream, h, delta, sum, n, act);
   return launch_status();
 }
 

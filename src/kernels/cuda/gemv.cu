@@ -1,5 +1,7 @@
-// Decode GEMV and the two fused projections (rmsnorm_qkv, gate_up_silu), all on the CPU's 32-lane
-// dot-product contract, so they are bit-identical to cpu::linear / the CPU's fused kernels.
+// Decode GEMV and the fused projections (rmsnorm_qkv, gate_up_silu; gemv_add_residual and
+// rmsnorm_gate_up_silu, which take add_rmsnorm's add and norm into the o_proj and gate_up
+// kernels), all on the CPU's 32-lane dot-product contract, so they are bit-identical to
+// cpu::linear / the CPU's fused kernels.
 //
 // Mapping: a row's 32 contract lanes are owned by a group of TPR = 32 / EPL consecutive threads,
 // EPL = elements per 16-byte load (8 for bf16/f16, 4 for fp32). In every 32-element block of the
@@ -221,17 +223,28 @@ constexpr int kStagedRows = 8;  // rows per block: 1024 rows are 128 blocks on t
 constexpr int kStages = 4;      // K quarters, one cp.async group each
 constexpr size_t kStagedMaxSmem = 200 * 1024;
 
-enum class Kind { kPlain, kQkv, kGateUp };
+// kResidual: kPlain with add_rmsnorm's residual add in the epilogue (gemv_add_residual);
+// kNormGateUp: kGateUp normalising x first as add_rmsnorm does (rmsnorm_gate_up_silu).
+enum class Kind { kPlain, kQkv, kGateUp, kResidual, kNormGateUp };
+__host__ __device__ constexpr bool gate_up_kind(Kind k) {
+  return k == Kind::kGateUp || k == Kind::kNormGateUp;
+}
+__host__ __device__ constexpr bool norm_kind(Kind k) {
+  return k == Kind::kQkv || k == Kind::kNormGateUp;
+}
 
 struct Staged {
   Segs segs;           // plain: s[0]; qkv: s[0..2] stacked by rows; gate_up: s[0] gate, s[1] up
   int64_t rows = 0;    // output rows in all (qkv: the three segments' sum)
   int64_t cols = 0;    // % 8 == 0
   int64_t stride = 0;  // shared bytes per tile row (16-byte multiple)
-  const float* x = nullptr;     // [T, cols], 16-byte aligned
-  const float* gain = nullptr;  // qkv: [cols] RMSNorm gain, 16-byte aligned
+  const float* x = nullptr;     // [T, cols], 16-byte aligned (norm_gate_up: the fp32 sum s)
+  const float* gain = nullptr;  // qkv, norm_gate_up: [cols] RMSNorm gain, 16-byte aligned
   float eps = 0.0f;
   Act act = Act::F32;
+  float* h = nullptr;       // residual: [T, rows] the residual stream, read and rounded in place
+  float* sum = nullptr;     // residual: [T, rows] receives the fp32 s = h + out
+  float* normed = nullptr;  // norm_gate_up: [T, cols] receives the rounded normed row (block 0)
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -261,7 +274,7 @@ __device__ __forceinline__ void wait_stage(int s) {
 // Matrix m's segment holding global row r (r becomes the segment's own row).
 template <Kind K>
 __device__ __forceinline__ Seg seg_of(const Segs& segs, int m, int64_t& r) {
-  if constexpr (K == Kind::kGateUp) {
+  if constexpr (gate_up_kind(K)) {
     return m == 0 ? segs.s[0] : segs.s[1];
   } else if constexpr (K == Kind::kQkv) {
     Seg sg = segs.s[0];
@@ -289,24 +302,48 @@ __device__ __forceinline__ void stage_f32(float* dst, const float* src, int64_t 
   }
 }
 
-// Shared memory: xs [cols] fp32 | gs [cols] fp32 (qkv) | tile [M · R rows, stride bytes].
-// grid (ceil(rows / R), T), block 32 · R threads: warp w owns tile row w (and w + R), lane k is
-// contract lane k, so the fold is warp_fold's. Index math is 32-bit (cols < 2^26 here): a 64-bit
-// division per piece made the loader the slowest part.
+// The staged kernels' normalisation of the row in xs (qkv, norm_gate_up), in place, once the gain
+// gs has landed (cp.async group 0). qkv: xn = gain · (x · inv) stays fp32, the sum of squares
+// over the whole block (rmsnorm_qkv's order). norm_gate_up: add_rmsnorm's normed, rounded, with
+// add_rmsnorm's sum of squares (its block size's threads and order: norm_threads), so the same
+// bits as add_rmsnorm_kernel; block 0 stores it to normed (row t, [cols]).
+template <Kind K>
+__device__ __forceinline__ void stage_norm(float* xs, const float* gs, const Staged& a,
+                                           float* normed) {
+  __shared__ double red[32];
+  const int cols = int(a.cols), tid = int(threadIdx.x), nthr = int(blockDim.x);
+  const int active = K == Kind::kQkv ? nthr : norm_threads(a.cols);
+  const float inv = inv_rms_from(block_sum_squares(xs, a.cols, red, active), a.cols, a.eps);
+  wait_stage(0);  // the gain is in group 0
+  __syncthreads();
+  for (int i = tid; i < cols; i += nthr) {
+    if constexpr (K == Kind::kQkv) {
+      xs[i] = gs[i] * (xs[i] * inv);
+    } else {
+      xs[i] = round_act(a.act, gs[i] * (xs[i] * inv));
+      if (normed) normed[i] = xs[i];
+    }
+  }
+}
+
+// Shared memory: xs [cols] fp32 | gs [cols] fp32 (qkv, norm_gate_up) | tile [M · R rows, stride
+// bytes]. grid (ceil(rows / R), T), block 32 · R threads: warp w owns tile row w (and w + R),
+// lane k is contract lane k, so the fold is warp_fold's. Index math is 32-bit (cols < 2^26
+// here): a 64-bit division per piece made the loader the slowest part.
 template <WType W, Kind K>
 __global__ void __launch_bounds__(32 * kStagedRows) staged_kernel(Staged a) {
-  constexpr int R = kStagedRows, M = K == Kind::kGateUp ? 2 : 1;
+  constexpr int R = kStagedRows, M = gate_up_kind(K) ? 2 : 1;
   extern __shared__ float4 smem4[];
   const int cols = int(a.cols), stride = int(a.stride), nthr = int(blockDim.x);
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   float* xs = reinterpret_cast<float*>(smem4);
   float* gs = xs + cols;
-  char* tile = reinterpret_cast<char*>(gs + (K == Kind::kQkv ? cols : 0));
+  char* tile = reinterpret_cast<char*>(gs + (norm_kind(K) ? cols : 0));
   const int64_t r0 = int64_t(blockIdx.x) * R, t = blockIdx.y;
   const int nchunk = cols / 8, nb = (cols + 31) / 32;
   pdl_trigger();  // the next kernel may start its own weight loads while this one runs
   for (int s = 0; s < kStages; ++s) {
-    if constexpr (K == Kind::kQkv)
+    if constexpr (norm_kind(K))
       if (s == 0)
         for (int c = tid; c < cols / 4; c += nthr) cp_async16(gs + 4 * c, a.gain + 4 * c);
     const int c0 = min(nchunk, s * nb / kStages * 4), c1 = min(nchunk, (s + 1) * nb / kStages * 4);
@@ -322,13 +359,8 @@ __global__ void __launch_bounds__(32 * kStagedRows) staged_kernel(Staged a) {
   pdl_wait();
   stage_f32(xs, a.x + t * a.cols, a.cols / 4);
   __syncthreads();
-  if constexpr (K == Kind::kQkv) {
-    __shared__ double red[32];
-    const float inv = inv_rms_from(block_sum_squares(xs, a.cols, red), a.cols, a.eps);
-    wait_stage(0);  // the gain is in group 0
-    __syncthreads();
-    for (int i = tid; i < cols; i += nthr) xs[i] = gs[i] * (xs[i] * inv);
-  }
+  if constexpr (norm_kind(K))
+    stage_norm<K>(xs, gs, a, a.normed && blockIdx.x == 0 ? a.normed + t * a.cols : nullptr);
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.0f;
@@ -350,23 +382,30 @@ __global__ void __launch_bounds__(32 * kStagedRows) staged_kernel(Staged a) {
   int64_t r = r0 + warp;
   const Seg sg = seg_of<K>(a.segs, 0, r);
   if (lane != 0 || r >= sg.rows) return;
-  if constexpr (K == Kind::kGateUp) {
+  const int64_t at = t * sg.rows + r;
+  if constexpr (gate_up_kind(K)) {
     // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
     const float e = float(exp(-double(d[0])));
-    sg.out[t * sg.rows + r] = round_act(a.act, d[0] / (1.0f + e) * d[M - 1]);
+    sg.out[at] = round_act(a.act, d[0] / (1.0f + e) * d[M - 1]);
   } else {
     float v = d[0];
     if (sg.bias) v += sg.bias[r];
-    sg.out[t * sg.rows + r] = round_act(a.act, v);
+    v = round_act(a.act, v);
+    sg.out[at] = v;
+    if constexpr (K == Kind::kResidual) {  // add_rmsnorm's add (add_residual_kernel's statements)
+      const float s = a.h[at] + v;
+      a.sum[at] = s;
+      a.h[at] = round_act(a.act, s);
+    }
   }
 }
 
 // Shared bytes of a staged launch, or 0 when the tile does not fit (then the u16 kernels run).
 size_t staged_smem(Kind k, int64_t cols, int64_t& stride) {
   stride = (cols * 2 + 15) / 16 * 16;
-  const int m = k == Kind::kGateUp ? 2 : 1;
+  const int m = gate_up_kind(k) ? 2 : 1;
   const size_t bytes =
-      size_t(cols) * 4 * (k == Kind::kQkv ? 2 : 1) + size_t(m) * kStagedRows * size_t(stride);
+      size_t(cols) * 4 * (norm_kind(k) ? 2 : 1) + size_t(m) * kStagedRows * size_t(stride);
   return bytes <= kStagedMaxSmem ? bytes : 0;
 }
 
@@ -482,6 +521,40 @@ int gate_up_t(float* out, const float* x, int64_t T, const DevWeight& wg, const 
   return gate_up_u<W, 16>(out, x, T, wg, wu, act, st);
 }
 
+template <WType W>
+int gemv_add_residual_t(float* delta, float* h, float* sum, const float* x, int64_t T,
+                        const DevWeight& w, Act act, Stream st) {
+  if constexpr (W != WType::F32) {
+    Staged a;
+    const size_t smem = staged_smem(Kind::kResidual, w.cols, a.stride);
+    if (w.rows <= kStagedDefaultMaxRows && smem && vec_ok(w.data, x, w.cols)) {
+      a.segs.s[0] = {w.data, nullptr, delta, w.rows};
+      a.rows = w.rows, a.cols = w.cols, a.x = x, a.act = act, a.h = h, a.sum = sum;
+      return staged<Kind::kResidual>(W, a, T, smem, st);
+    }
+  }
+  if (const int e = gemv_t<W>(delta, x, T, w, nullptr, act, st, GemvVariant::kDefault)) return e;
+  return add_residual(h, delta, sum, T * w.rows, act, st);
+}
+
+template <WType W>
+int norm_gate_up_t(float* out, float* normed, const float* s, int64_t T, const float* gain,
+                   float eps, const DevWeight& wg, const DevWeight& wu, Act act, Stream st) {
+  if constexpr (W != WType::F32) {
+    Staged a;
+    const size_t smem = staged_smem(Kind::kNormGateUp, wg.cols, a.stride);
+    if (smem && vec_ok(wg.data, s, wg.cols) && aligned16(wu.data) && aligned16(gain)) {
+      a.segs.s[0] = {wg.data, nullptr, out, wg.rows};
+      a.segs.s[1] = {wu.data, nullptr, out, wu.rows};
+      a.rows = wg.rows, a.cols = wg.cols, a.x = s, a.gain = gain, a.eps = eps, a.act = act;
+      a.normed = normed;
+      return staged<Kind::kNormGateUp>(W, a, T, smem, st);
+    }
+  }
+  if (const int e = fused_rmsnorm(normed, s, gain, T, wg.cols, eps, act, st)) return e;
+  return gate_up_t<W>(out, normed, T, wg, wu, act, st);
+}
+
 }  // namespace
 
 int gemv(float* out, const float* x, int64_t T, const DevWeight& w, const float* bias, Act act,
@@ -534,6 +607,37 @@ int gate_up_silu(float* out, const float* x, int64_t T, const DevWeight& wg, con
       return gate_up_t<WType::F16>(out, x, T, wg, wu, act, stream);
     case WType::F32:
       return gate_up_t<WType::F32>(out, x, T, wg, wu, act, stream);
+  }
+  return int(cudaErrorInvalidValue);
+}
+
+int gemv_add_residual(float* delta, float* h, float* sum, const float* x, int64_t T,
+                      const DevWeight& w, Act act, Stream stream) {
+  if (T <= 0 || w.rows <= 0) return 0;
+  switch (w.type) {
+    case WType::BF16:
+      return gemv_add_residual_t<WType::BF16>(delta, h, sum, x, T, w, act, stream);
+    case WType::F16:
+      return gemv_add_residual_t<WType::F16>(delta, h, sum, x, T, w, act, stream);
+    case WType::F32:
+      return gemv_add_residual_t<WType::F32>(delta, h, sum, x, T, w, act, stream);
+  }
+  return int(cudaErrorInvalidValue);
+}
+
+int rmsnorm_gate_up_silu(float* out, float* normed, const float* s, int64_t T, const float* gain,
+                         float eps, const DevWeight& wg, const DevWeight& wu, Act act,
+                         Stream stream) {
+  if (T <= 0) return 0;
+  if (wg.type != wu.type || wg.rows != wu.rows || wg.cols != wu.cols)
+    return int(cudaErrorInvalidValue);
+  switch (wg.type) {
+    case WType::BF16:
+      return norm_gate_up_t<WType::BF16>(out, normed, s, T, gain, eps, wg, wu, act, stream);
+    case WType::F16:
+      return norm_gate_up_t<WType::F16>(out, normed, s, T, gain, eps, wg, wu, act, stream);
+    case WType::F32:
+      return norm_gate_up_t<WType::F32>(out, normed, s, T, gain, eps, wg, wu, act, stream);
   }
   return int(cudaErrorInvalidValue);
 }

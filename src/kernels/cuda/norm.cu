@@ -1,13 +1,14 @@
-// RMSNorm (standard, also q/k-norm per head) and the fused residual add + RMSNorm. One block per
-// row; the sum of squares in double like the CPU (the order differs, so the fp32 variance can in
-// principle differ in its last bit; the tests count such rows).
+// RMSNorm (standard, also q/k-norm per head), the fused residual add + RMSNorm and its norm alone
+// (fused_rmsnorm). One block per row; the sum of squares in double like the CPU (the order
+// differs, so the fp32 variance can in principle differ in its last bit; the tests count such
+// rows).
 #include "kernels/cuda/common.cuh"
 
 namespace fusecheck::cuda {
 namespace {
 
 int threads_for(int64_t n) {
-  return n >= 1024 ? 256 : n >= 256 ? 128 : 32;
+  return norm_threads(n);
 }
 
 // x, out: [rows, n]. y = round(x · inv); out = round(gain · y).
@@ -43,6 +44,18 @@ __global__ void add_rmsnorm_kernel(float* h, const float* delta, float* normed, 
     normed[off + i] = round_act(act_normed, gain[i] * (s[i] * inv));
 }
 
+// add_rmsnorm_kernel's norm alone (the same statements): normed = round(gain · (s · inv)).
+__global__ void fused_rmsnorm_kernel(float* normed, const float* sum, const float* gain, int64_t n,
+                                     float eps, Act act) {
+  pdl_start();
+  __shared__ double red[32];
+  const int64_t off = int64_t(blockIdx.x) * n;
+  const float* s = sum + off;
+  const float inv = inv_rms_from(block_sum_squares(s, n, red), n, eps);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+    normed[off + i] = round_act(act, gain[i] * (s[i] * inv));
+}
+
 }  // namespace
 
 int rmsnorm(float* out, const float* x, const float* gain, int64_t rows, int64_t n, float eps,
@@ -57,6 +70,14 @@ int add_rmsnorm(float* h, const float* delta, float* normed, float* sum_out, con
   if (rows <= 0) return 0;
   launch_pdl(add_rmsnorm_kernel, unsigned(rows), threads_for(n), 0, stream, h, delta, normed,
              sum_out, gain, n, eps, act, act_normed);
+  return launch_status();
+}
+
+int fused_rmsnorm(float* normed, const float* s, const float* gain, int64_t rows, int64_t n,
+                  float eps, Act act, Stream stream) {
+  if (rows <= 0) return 0;
+  launch_pdl(fused_rmsnorm_kernel, unsigned(rows), threads_for(n), 0, stream, normed, s, gain, n,
+             eps, act);
   return launch_status();
 }
 

@@ -1,7 +1,8 @@
 // Rotary embedding (transformers' rotate_half layout): the standard kernel with cos/sin rounded to
 // the activation type and three roundings per output, and the fused per-head RMSNorm + RoPE that
-// keeps everything in fp32 and rounds once. One warp per (token, head); the position of token t
-// is *pos + t, read on the device.
+// keeps everything in fp32 and rounds once (also with the KV append of the rotated keys and the
+// values in the same launch). One warp per (token, head); the position of token t is *pos + t,
+// read on the device.
 #include "kernels/cuda/common.cuh"
 
 namespace fusecheck::cuda {
@@ -75,6 +76,36 @@ __global__ void qk_norm_rope_pair_kernel(float* q, int64_t q_heads, const float*
                  eps, cos_tab + p * half, sin_tab + p * half, act);
 }
 
+// qk_norm_rope_pair_kernel, then the cache stores of kv_append_pair: block x < q_heads is q's head
+// x; the next k_heads blocks k's heads, rotated exactly as there, then stored to kc; the last
+// k_heads blocks copy v's heads to vc. q: [T, q_heads, hd]; k, v: [T, k_heads, hd]; kc, vc:
+// [max_ctx, k_heads · hd] (F32/BF16/F16: no scales). grid (q_heads + 2 · k_heads, T), 32 threads.
+__global__ void qk_norm_rope_append_kernel(float* q, int64_t q_heads, const float* q_gain, float* k,
+                                           int64_t k_heads, const float* k_gain, const float* v,
+                                           KvView kc, KvView vc, int64_t head_dim, float eps,
+                                           const float* cos_tab, const float* sin_tab,
+                                           const int32_t* pos, Act act) {
+  pdl_start();
+  const int64_t t = blockIdx.y, half = head_dim / 2, p = int64_t(*pos) + t, b = blockIdx.x;
+  if (b < q_heads) {
+    norm_rope_head(q + (t * q_heads + b) * head_dim, head_dim, q_gain, eps, cos_tab + p * half,
+                   sin_tab + p * half, act);
+    return;
+  }
+  const bool is_k = b < q_heads + k_heads;
+  const int64_t head = is_k ? b - q_heads : b - q_heads - k_heads, c0 = head * head_dim;
+  const int64_t row = p * k_heads * head_dim + c0;  // the head's first element in the cache
+  if (is_k) {
+    float* kh = k + (t * k_heads + head) * head_dim;
+    norm_rope_head(kh, head_dim, k_gain, eps, cos_tab + p * half, sin_tab + p * half, act);
+    __syncthreads();  // the head's rotated values, written by every lane, before they are stored
+    for (int64_t i = threadIdx.x; i < head_dim; i += 32) kv_store(kc, row + i, c0 + i, kh[i]);
+  } else {  // (one loop per side: selecting a KvView at run time would copy it to local memory)
+    const float* vh = v + (t * k_heads + head) * head_dim;
+    for (int64_t i = threadIdx.x; i < head_dim; i += 32) kv_store(vc, row + i, c0 + i, vh[i]);
+  }
+}
+
 }  // namespace
 
 int rope(float* x, int64_t T, int64_t heads, int64_t head_dim, const float* cos_tab,
@@ -102,6 +133,20 @@ int qk_norm_rope_pair(float* q, int64_t q_heads, const float* q_gain, float* k, 
   launch_pdl(qk_norm_rope_pair_kernel, dim3(unsigned(q_heads + k_heads), unsigned(T)), 32, 0,
              stream, q, q_heads, q_gain, k, k_heads, k_gain, head_dim, eps, cos_tab, sin_tab, pos,
              act);
+  return launch_status();
+}
+
+int qk_norm_rope_kv_append(float* q, int64_t q_heads, const float* q_gain, float* k,
+                           int64_t k_heads, const float* k_gain, const float* v, const KvView& kc,
+                           const KvView& vc, int64_t T, int64_t head_dim, float eps,
+                           const float* cos_tab, const float* sin_tab, const int32_t* pos, Act act,
+                           Stream stream) {
+  if (T <= 0 || q_heads + k_heads <= 0) return 0;
+  for (const KvView* c : {&kc, &vc})
+    if (c->type == KvType::INT8 || c->type == KvType::FP8) return int(cudaErrorInvalidValue);
+  launch_pdl(qk_norm_rope_append_kernel, dim3(unsigned(q_heads + 2 * k_heads), unsigned(T)), 32, 0,
+             stream, q, q_heads, q_gain, k, k_heads, k_gain, v, kc, vc, head_dim, eps, cos_tab,
+             sin_tab, pos, act);
   return launch_status();
 }
 
