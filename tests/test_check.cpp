@@ -388,6 +388,37 @@ TEST(Check, ThreadedIndexCheckNamesTheFirstBadEntry) {
   expect_error_names(both, early);
 }
 
+// A 235B model's norms (~800,000 channels) are read in runs on several threads: with every q_norm
+// the wrong size, the error names layer 0's, as one thread does, and a good model gives the same
+// result (fingerprint included) whatever the threads.
+TEST(Check, ThreadedNormReadsReportTheFirstBadNorm) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-235b-a22b";
+  fo.sparse = true;
+  const std::string dir = t / "235b";
+  ASSERT_TRUE(write_fixture(dir, fo).ok());
+  CheckOptions one = no_cache(), many = no_cache();
+  many.threads = 4;
+  auto a = check_model(dir, one), b = check_model(dir, many);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(result_to_json(*a).dump(), result_to_json(*b).dump());
+
+  auto cfg = nlohmann::json::parse(testing::read_text(dir + "/config.json"));
+  const int64_t head_dim = cfg["head_dim"];
+  cfg["head_dim"] = 2 * head_dim;
+  testing::write_text(dir + "/config.json", cfg.dump());
+  const std::string want = "model.layers.0.self_attn.q_norm.weight\" has shape [" +
+                           std::to_string(head_dim) + "], expected [" +
+                           std::to_string(2 * head_dim) + "]";
+  for (const CheckOptions& o : {one, many}) {
+    auto r = check_model(dir, o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find(want), std::string::npos)
+        << o.threads << " threads: " << r.error().message;
+  }
+}
+
 TEST(Check, GemmaProfileRequiresItsExtraNorms) {
   // A Qwen3 checkpoint relabelled gemma3_text lacks Gemma's feed-forward norms.
   TempDir t;
