@@ -15,10 +15,12 @@ if [ -z "$simdjson_v" ] || [ -z "$fmt_v" ]; then
   echo "runtime-sources: libsimdjson-dev or libfmt-dev is not installed; linking the shared libraries"
   exit 0
 fi
+mkdir -p "$dir" && dir=$(cd "$dir" && pwd)  # apt reads relative Dir:: paths under /etc/apt
 stamp="$dir/versions"
 want="simdjson $simdjson_v fmtlib $fmt_v"
 [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && exit 0
 mkdir -p "$dir/apt/lists/partial" "$dir/apt/parts" "$dir/apt/cache/archives/partial" "$dir/download"
+: >"$dir/apt/sources.list"  # no sources but ours
 # The machine's own Debian mirror (the URIs of its bookworm source), as setup.sh finds it.
 uri=$(grep -hs -A3 '^Types: deb' /etc/apt/sources.list.d/*.sources |
       awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}')
@@ -29,7 +31,7 @@ codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-bookworm}"
 printf 'Types: deb-src\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: %s\n' \
   "$uri" "$codename" "$codename" /usr/share/keyrings/debian-archive-keyring.gpg \
   >"$dir/apt/parts/debian-src.sources"
-apt_opts=(-q -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$dir/apt/parts"
+apt_opts=(-q -o "Dir::Etc::SourceList=$dir/apt/sources.list" -o "Dir::Etc::SourceParts=$dir/apt/parts"
           -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache"
           -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
 log="$dir/apt/log"
