@@ -367,7 +367,8 @@ TEST(Check, ThreadedIndexCheckNamesTheFirstBadEntry) {
   // Each moved to a shard that exists but does not hold it.
   auto other_shard = [&](const std::string& name) {
     const std::string own = map[name];
-    return own == map[names.front()] ? std::string(map[names.back()]) : std::string(map[names.front()]);
+    return own == map[names.front()] ? std::string(map[names.back()])
+                                     : std::string(map[names.front()]);
   };
   CheckOptions one = no_cache(), many = no_cache();
   many.threads = 4;

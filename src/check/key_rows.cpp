@@ -43,7 +43,8 @@ Result<KeyRowsRead> read_key_rows(const Checkpoint& ck, const ModelConfig& cfg,
   out.info.tensor = prefix + arch.decoder.k_proj;
   const int64_t rows = cfg.num_kv_heads * cfg.head_dim, cols = cfg.hidden_size;
   const TensorRef* first = ck.find(layer_tensor_name(prefix, arch.decoder.k_proj, 0));
-  if (!first || !same_shape(first->info->shape, std::vector<uint64_t>{uint64_t(rows), uint64_t(cols)}) ||
+  if (!first ||
+      !same_shape(first->info->shape, std::vector<uint64_t>{uint64_t(rows), uint64_t(cols)}) ||
       !dtype_is_float_supported(first->info->dtype)) {
     out.info.note = "not read: k_proj is missing or not [kv_heads*head_dim, hidden] F32/F16/BF16";
     return out;
@@ -63,7 +64,8 @@ Result<KeyRowsRead> read_key_rows(const Checkpoint& ck, const ModelConfig& cfg,
   for (int64_t l : layers) {
     const std::string name = layer_tensor_name(prefix, arch.decoder.k_proj, l);
     const TensorRef* ref = ck.find(name);
-    if (!ref || !same_shape(ref->info->shape, first->info->shape) || ref->info->dtype != first->info->dtype)
+    if (!ref || !same_shape(ref->info->shape, first->info->shape) ||
+        ref->info->dtype != first->info->dtype)
       return make_error("{}: tensor \"{}\" is missing or differs from layer 0's k_proj", ck.dir(),
                         name);
     // The layer's input norm gains scale k_proj's columns (the norm's output feeds it).

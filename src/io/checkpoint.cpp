@@ -155,16 +155,16 @@ Status check_index_entries(const std::vector<SafetensorsFile>& files,
                            const std::vector<std::string>& shard_names,
                            const std::vector<std::pair<std::string_view, std::string_view>>& map,
                            const std::string& index_path, int threads) {
-  const size_t runs = std::clamp<size_t>(size_t(std::max(threads, 1)), 1,
-                                         map.size() / kIndexEntriesPerThread + 1);
+  const size_t runs =
+      std::clamp<size_t>(size_t(std::max(threads, 1)), 1, map.size() / kIndexEntriesPerThread + 1);
   std::vector<Status> status(runs, ok_status());
   {
     std::vector<std::jthread> workers;
     for (size_t r = 0; r < runs; ++r) {
       const size_t begin = map.size() * r / runs, end = map.size() * (r + 1) / runs;
       auto run = [&, r, begin, end] {
-        status[r] = check_index_run(files, shard_names,
-                                    std::span(map).subspan(begin, end - begin), index_path);
+        status[r] = check_index_run(files, shard_names, std::span(map).subspan(begin, end - begin),
+                                    index_path);
       };
       if (r + 1 < runs)
         workers.emplace_back(run);

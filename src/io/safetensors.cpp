@@ -237,8 +237,7 @@ Status parse_shape(const std::string& path, std::string_view key, simdjson::dom:
   if (v.get_array().get(arr))
     return make_error("{}: tensor \"{}\": shape must be an array", path, printable(key));
   if (arr.size() > kMaxRank)
-    return make_error("{}: tensor \"{}\": more than {} dimensions", path, printable(key),
-                      kMaxRank);
+    return make_error("{}: tensor \"{}\": more than {} dimensions", path, printable(key), kMaxRank);
   if (arr.size() > store.dims_left)  // cannot happen: header_storage_needs counted every shape
     return make_error("{}: tensor \"{}\": shape storage exhausted", path, printable(key));
   uint64_t* out = store.dims;

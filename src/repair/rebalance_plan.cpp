@@ -1,5 +1,5 @@
-// Choosing the rebalance's scales per layer, from the weights or measured magnitudes (the math is in
-// rebalance.h and docs/ANALYSIS.md section 9).
+// Choosing the rebalance's scales per layer, from the weights or measured magnitudes (the math is
+// in rebalance.h and docs/ANALYSIS.md section 9).
 #include <algorithm>
 #include <cmath>
 #include <functional>
