@@ -318,7 +318,7 @@ Status check_sizes(const std::string& path, const RawEntry& e, TensorInfo& t) {
 
 Result<TensorInfo> parse_tensor(const std::string& path, std::string_view key,
                                 simdjson::dom::element val, EntryStorage& store) {
-  TensorInfo t;
+  TensorInfo t{};                     // dtype is set below, or the entry is refused (check_sizes)
   if (key.size() > store.names_left)  // cannot happen: header_storage_needs counted every name
     return make_error("{}: tensor \"{}\": name storage exhausted", path, printable(key));
   std::memcpy(store.names, key.data(), key.size());
