@@ -36,7 +36,7 @@ test: build
 # Reliability (docs/RELIABILITY.md): the whole suite under ASan+UBSan (build-asan/), then the cache
 # and concurrency tests under TSan (build-tsan/). Any sanitizer report fails the run.
 SAN_JOBS ?= $(JOBS)
-TSAN_FILTER ?= CacheFaults.*:Check.Cache*:Check.ReadOnlyCache*:Check.ReportFormats*:Check.ThreadedShardParsing*:AnalyzeThreads.*:ThreadPool.*:Simd*:DbThreads.*
+TSAN_FILTER ?= CacheFaults.*:Check.Cache*:Check.ReadOnlyCache*:Check.ReportFormats*:Check.Threaded*:AnalyzeThreads.*:ThreadPool.*:Simd*:DbThreads.*
 test-sanitize: setup
 	./scripts/setup_oracle.sh $(BUILD)/oracle
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUSECHECK_SANITIZE=address,undefined \
