@@ -347,16 +347,21 @@ TEST(Check, ThreadedShardParsingMatchesOneThread) {
   }
 }
 
+// The Qwen3-235B-A22B-shaped fixture, sparse (118 shards, ~37,000 tensors, little disk).
+Result<FixtureSummary> write_sparse_235b(const std::string& dir) {
+  FixtureOptions fo;
+  fo.profile = "qwen3-235b-a22b";
+  fo.sparse = true;
+  return write_fixture(dir, fo);
+}
+
 // A 235B index (~37,000 entries) is checked in runs on several threads: a wrong entry in a later
 // run is found, and with two wrong entries the error names the first in the index's order, as one
 // thread does.
 TEST(Check, ThreadedIndexCheckNamesTheFirstBadEntry) {
   TempDir t;
-  FixtureOptions fo;
-  fo.profile = "qwen3-235b-a22b";
-  fo.sparse = true;
   const std::string dir = t / "235b";
-  ASSERT_TRUE(write_fixture(dir, fo).ok());
+  ASSERT_TRUE(write_sparse_235b(dir).ok());
   const std::string index_path = dir + "/model.safetensors.index.json";
   const auto index = nlohmann::json::parse(testing::read_text(index_path));
   const auto& map = index["weight_map"];  // nlohmann writes it back in name order
@@ -394,11 +399,8 @@ TEST(Check, ThreadedIndexCheckNamesTheFirstBadEntry) {
 // result (fingerprint included) whatever the threads.
 TEST(Check, ThreadedNormReadsReportTheFirstBadNorm) {
   TempDir t;
-  FixtureOptions fo;
-  fo.profile = "qwen3-235b-a22b";
-  fo.sparse = true;
   const std::string dir = t / "235b";
-  ASSERT_TRUE(write_fixture(dir, fo).ok());
+  ASSERT_TRUE(write_sparse_235b(dir).ok());
   CheckOptions one = no_cache(), many = no_cache();
   many.threads = 4;
   auto a = check_model(dir, one), b = check_model(dir, many);

@@ -1,9 +1,7 @@
 #include "check/check.h"
 
-#include <algorithm>
 #include <charconv>
 #include <optional>
-#include <thread>
 
 #include "arch/arch_profile.h"
 #include "check/cache.h"
@@ -12,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "util/atomic_file.h"
 #include "util/hash.h"
+#include "util/runs.h"
 
 namespace fusecheck {
 
@@ -150,22 +149,15 @@ Result<std::vector<NormGains>> read_norms(const Checkpoint& ck, const ModelConfi
   const std::vector<NormJob> jobs = norm_jobs(cfg, arch);
   int64_t channels = 0;
   for (const NormJob& j : jobs) channels += j.spec->expected_size(cfg);
-  const size_t runs = std::clamp<size_t>(size_t(std::max(threads, 1)), 1,
-                                         size_t(channels / kNormChannelsPerThread) + 1);
+  const size_t runs = run_count(threads, channels, kNormChannelsPerThread);
   std::vector<std::optional<Result<NormGains>>> got(jobs.size());
   std::vector<std::string> raw(jobs.size());
-  auto read_run = [&](size_t begin, size_t end) {
+  for_each_run(jobs.size(), runs, [&](size_t, size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       got[i].emplace(read_norm(ck, cfg, arch, *jobs[i].spec, prefix, jobs[i].layer, raw[i]));
       if (!got[i]->ok()) return;  // later norms of this run are not needed
     }
-  };
-  {
-    std::vector<std::jthread> workers;
-    for (size_t r = 0; r + 1 < runs; ++r)
-      workers.emplace_back(read_run, jobs.size() * r / runs, jobs.size() * (r + 1) / runs);
-    read_run(jobs.size() * (runs - 1) / runs, jobs.size());
-  }  // joins the workers
+  });
   std::vector<NormGains> norms;
   norms.reserve(jobs.size());
   for (size_t i = 0; i < jobs.size(); ++i) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "util/atomic_file.h"
+#include "util/runs.h"
 
 namespace fusecheck {
 
@@ -149,29 +150,18 @@ Status check_index_run(const std::vector<SafetensorsFile>& files,
 }
 
 // Below this many entries per thread a thread's start costs more than the lookups.
-constexpr size_t kIndexEntriesPerThread = 8192;
+constexpr int64_t kIndexEntriesPerThread = 8192;
 
 Status check_index_entries(const std::vector<SafetensorsFile>& files,
                            const std::vector<std::string>& shard_names,
                            const std::vector<std::pair<std::string_view, std::string_view>>& map,
                            const std::string& index_path, int threads) {
-  const size_t runs =
-      std::clamp<size_t>(size_t(std::max(threads, 1)), 1, map.size() / kIndexEntriesPerThread + 1);
+  const size_t runs = run_count(threads, int64_t(map.size()), kIndexEntriesPerThread);
   std::vector<Status> status(runs, ok_status());
-  {
-    std::vector<std::jthread> workers;
-    for (size_t r = 0; r < runs; ++r) {
-      const size_t begin = map.size() * r / runs, end = map.size() * (r + 1) / runs;
-      auto run = [&, r, begin, end] {
-        status[r] = check_index_run(files, shard_names, std::span(map).subspan(begin, end - begin),
-                                    index_path);
-      };
-      if (r + 1 < runs)
-        workers.emplace_back(run);
-      else
-        run();  // the last run on this thread
-    }
-  }  // joins the workers
+  for_each_run(map.size(), runs, [&](size_t r, size_t begin, size_t end) {
+    status[r] =
+        check_index_run(files, shard_names, std::span(map).subspan(begin, end - begin), index_path);
+  });
   for (Status& st : status) FC_TRY(std::move(st));
   return ok_status();
 }
