@@ -28,7 +28,8 @@ add_library(fusecheck_cuda STATIC
   src/kernels/cuda/elementwise.cu
   src/kernels/cuda/sample.cu
   src/kernels/cuda/rope.cu
-  src/kernels/cuda/attention.cu)
+  src/kernels/cuda/attention.cu
+  src/kernels/cuda/decoder.cu)
 target_include_directories(fusecheck_cuda PUBLIC ${CMAKE_SOURCE_DIR}/src)
 # The directory's -Wall/-ffp-contract options are g++ flags nvcc rejects: the target sets its own.
 set_property(TARGET fusecheck_cuda PROPERTY COMPILE_OPTIONS "")

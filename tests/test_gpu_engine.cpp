@@ -177,6 +177,53 @@ TEST(GpuEngine, GraphDecodeEqualsForwardStepByStep) {
   }
 }
 
+// The persistent decode kernel (Backend::decoder_stack) against the same step one launch per op:
+// the tokens and the last logits of each of two turns, bit for bit (the second turn attends to
+// every cache row the first turn's steps wrote), for each plan it runs (fused, fused-fp16kv: 16-bit caches)
+// and on models with q/k norms (Qwen3), biases (Qwen2) and GQA. A plan it does not run
+// (fused-int8kv: scaled cache) runs the ops on both and must say so (no stack runs).
+TEST(GpuEngine, PersistentDecodeEqualsPerOpDecode) {
+  const std::string data = env_or("FUSECHECK_TEST_DATA_DIR", FUSECHECK_TEST_DATA);
+  for (const char* name : {"qwen3-tiny-extreme", "qwen3-tiny", "qwen2-tiny"}) {
+    SCOPED_TRACE(name);
+    const std::string dir = data + "/hf/" + name + "/bf16";
+    FC_LOAD_CUDA_OR_SKIP(one, dir);
+    LoadOptions o;
+    o.device = "cuda", o.cuda_module = testing::cuda_module_path(), o.persistent_decode = false;
+    auto ops = Model::load(dir, o);
+    ASSERT_TRUE(ops.ok()) << ops.error().message;
+    auto reg = NumericsRegistry::load("");
+    ASSERT_TRUE(reg.ok());
+    for (const char* plan_name : {"fused", "fused-fp16kv", "fused-int8kv"}) {
+      SCOPED_TRACE(plan_name);
+      auto prof = reg->find(plan_name);
+      ASSERT_TRUE(prof.ok());
+      const KernelPlan plan = KernelPlan::from_profile(*prof, one->config().num_layers);
+      const int64_t runs0 = one->backend().decoder_stack_runs();
+      std::vector<int32_t> prompt = {1, 17, 42, 99, 7, 3, 250, 64, 11};
+      Session a(*one, Precision::kModel, 0, &plan), b(*ops, Precision::kModel, 0, &plan);
+      for (int turn = 0; turn < 2; ++turn) {
+        ASSERT_TRUE(a.feed(prompt).ok());
+        ASSERT_TRUE(b.feed(prompt).ok());
+        Sampler sa(SamplingParams{}), sb(SamplingParams{});
+        auto ta = a.generate(48, sa, {}, nullptr), tb = b.generate(48, sb, {}, nullptr);
+        ASSERT_TRUE(ta.ok() && tb.ok());
+        EXPECT_EQ(*ta, *tb) << "turn " << turn;
+        ASSERT_EQ(a.last_logits().size(), b.last_logits().size());
+        EXPECT_EQ(std::memcmp(a.last_logits().data(), b.last_logits().data(),
+                              a.last_logits().size() * 4),
+                  0)
+            << "turn " << turn << ": the last logits differ";
+        prompt = {5, 6, 7};
+      }
+      const bool stack = std::string(plan_name) != "fused-int8kv";
+      EXPECT_EQ(one->backend().decoder_stack_runs() > runs0, stack);
+      EXPECT_EQ(ops->backend().decoder_stack_runs(), 0);
+      EXPECT_TRUE(one->backend().status().ok()) << one->backend().status().error().message;
+    }
+  }
+}
+
 // sqrt(sum |a - b|^2 / sum |b|^2) over all of a's rows, and the worst row's.
 struct RelErr {
   double all = 0, worst_row = 0;

@@ -227,6 +227,47 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // out: [T, vocab].
   virtual void logits(float* out, const float* x, int64_t T, const Weight& lm_head, ActType t) = 0;
 
+  // --- a decode step's layers as one op (optional: a backend without it keeps this default) ---
+  // One layer's weights and cache as layer_forward passes them to the ops.
+  struct StackLayer {
+    const QkvWeights* qkv = nullptr;
+    const float* input_norm = nullptr;  // [dim]
+    const float* q_norm = nullptr;      // [hd] or nullptr
+    const float* k_norm = nullptr;      // [hd] or nullptr
+    const Weight* o_proj = nullptr;     // [dim, nh*hd]
+    const float* post_norm = nullptr;   // [dim]
+    const Weight* gate = nullptr;       // [ffn, dim]
+    const Weight* up = nullptr;         // [ffn, dim]
+    const Weight* down = nullptr;       // [dim, ffn]
+    const KvLayer* kv = nullptr;
+  };
+  // A decode step (T = 1) through every layer of a plan that fuses every group in every layer
+  // with fp32 accumulation. Activations ([1, n] each): hidden, sum, normed, attn_out, mlp_out
+  // [dim]; q, attn [nh*hd]; k, v [kv_dim]; mlp_act [ffn].
+  struct DecoderStack {
+    const StackLayer* layers = nullptr;
+    int64_t n_layers = 0, dim = 0, ffn = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+    float eps = 0.0f;
+    ActType act = ActType::F32;
+    RopeTable rope;
+    const int32_t* pos0 = nullptr;  // [1]
+    float *hidden = nullptr, *sum = nullptr, *normed = nullptr, *q = nullptr, *k = nullptr,
+          *v = nullptr, *attn = nullptr, *attn_out = nullptr, *mlp_act = nullptr,
+          *mlp_out = nullptr;
+  };
+  // Runs, bit-identical to them, the ops layer_forward issues for each layer once layer 0's
+  // add_rmsnorm has formed sum: rmsnorm_qkv on sum, qk_norm_rope_kv_append (fused), attention
+  // (online), linear_add_residual (o_proj), rmsnorm_gate_up_silu, then linear_add_residual
+  // (down_proj, the next layer's add) or, for the last layer, linear (down_proj; the final norm
+  // adds it). Returns false, having queued nothing, when this backend does not run the stack in
+  // one op for this shape (the caller issues the ops). A GPU runs it as one persistent launch.
+  virtual bool decoder_stack(const DecoderStack& s) {
+    (void)s;
+    return false;
+  }
+  // How many decoder_stack calls ran the stack (bench output and tests).
+  virtual int64_t decoder_stack_runs() const { return 0; }
+
   // --- decode graphs (optional: a backend without them, the CPU's, keeps these defaults and the
   // model never calls the rest) ---
   virtual bool supports_graphs() const { return false; }

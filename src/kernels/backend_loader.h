@@ -19,7 +19,7 @@
 namespace fusecheck {
 
 // Bumped whenever Backend's table, CudaBackendOptions or CudaModule change.
-inline constexpr uint32_t kCudaModuleAbi = 4;
+inline constexpr uint32_t kCudaModuleAbi = 5;
 inline constexpr const char* kCudaModuleName = "libfusecheck_cuda.so";
 
 // sizeof of the structs that cross the boundary, folded into one number: a stale module built

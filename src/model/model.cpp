@@ -27,7 +27,9 @@ Result<std::shared_ptr<Backend>> make_backend(const LoadOptions& o) {
   FC_ASSIGN(device, parse_device(o.device));
   if (device == "cpu") return make_cpu_backend(o.threads);
   // The CUDA libraries are mapped here, on the first --device cuda load, and never before.
-  auto b = load_cuda_backend(CudaBackendOptions{}, o.cuda_module);
+  CudaBackendOptions cuda;
+  cuda.persistent_decode = o.persistent_decode;
+  auto b = load_cuda_backend(cuda, o.cuda_module);
   if (!b.ok()) return make_error("--device cuda: {}", b.error().message);
   return std::move(*b);
 }
@@ -362,12 +364,59 @@ void DecodeGraph::reset() {
   id_ = -1, warm_ = false, capacity_ = -1;
 }
 
+// Every group fused in every layer, with fp32 accumulation and the contract dot: what
+// Backend::decoder_stack runs.
+static bool fuses_everything(const KernelPlan& plan) {
+  if (plan.fp16_accumulation || plan.dot != DotChoice::kContract) return false;
+  for (const LayerPlan& l : plan.layers)
+    for (bool on : l.fused)
+      if (!on) return false;
+  return !plan.layers.empty();
+}
+
+bool Model::stack_step(Activations& a, KvCache& cache, ActType t, const KernelPlan& plan) const {
+  const auto& c = config_;
+  Backend& b = *backend_;
+  if (!fuses_everything(plan)) return false;
+  // layer_forward's first op for layer 0 (add_rmsnorm, no pending delta); rmsnorm_qkv reads sum.
+  b.add_rmsnorm(a.hidden.f32(), nullptr, a.normed.f32(), a.sum.f32(), layers_[0].input_norm.f32(),
+                1, c.hidden_size, static_cast<float>(c.rms_norm_eps), t);
+  a.sum_ready = true;
+  std::vector<Backend::StackLayer> layers(static_cast<size_t>(c.num_layers));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerParams& w = layers_[static_cast<size_t>(l)];
+    layers[static_cast<size_t>(l)] = {&w.qkv,
+                                      w.input_norm.f32(),
+                                      w.q_norm ? w.q_norm.f32() : nullptr,
+                                      w.k_norm ? w.k_norm.f32() : nullptr,
+                                      &w.o_proj,
+                                      w.post_attention_norm.f32(),
+                                      &w.gate_proj,
+                                      &w.up_proj,
+                                      &w.down_proj,
+                                      &cache.layer(l)};
+  }
+  Backend::DecoderStack s;
+  s.layers = layers.data(), s.n_layers = c.num_layers, s.dim = c.hidden_size;
+  s.ffn = c.intermediate_size, s.n_heads = c.num_heads, s.n_kv_heads = c.num_kv_heads;
+  s.head_dim = c.head_dim, s.eps = static_cast<float>(c.rms_norm_eps), s.act = t;
+  s.rope = {a.rope_cos.f32(), a.rope_sin.f32(), a.ctx_cap}, s.pos0 = a.pos0.i32();
+  s.hidden = a.hidden.f32(), s.sum = a.sum.f32(), s.normed = a.normed.f32(), s.q = a.q.f32();
+  s.k = a.k.f32(), s.v = a.v.f32(), s.attn = a.attn.f32(), s.attn_out = a.attn_out.f32();
+  s.mlp_act = a.mlp_act.f32(), s.mlp_out = a.mlp_out.f32();
+  if (!b.decoder_stack(s)) return false;  // layer_forward runs the ops (layer 0's add is done)
+  // As after the last layer_forward of a fused plan: its mlp_out is pending for the final norm.
+  a.sum_ready = false, a.pending_mlp = true;
+  return true;
+}
+
 void Model::step_ops(Activations& a, KvCache& cache, ActType t, const KernelPlan& plan,
                      const SamplingParams& s) const {
   Backend& b = *backend_;
   b.set_dot(plan.dot);
   b.embed(a.hidden.f32(), a.tokens.i32(), 1, embed_);
-  for (int64_t l = 0; l < config_.num_layers; ++l) layer_forward(l, a, cache, t, plan);
+  if (!stack_step(a, cache, t, plan))
+    for (int64_t l = 0; l < config_.num_layers; ++l) layer_forward(l, a, cache, t, plan);
   final_norm(a, t);
   b.logits(a.logits.f32(), a.normed.f32(), 1, lm_head_, t);
   if (s.greedy())

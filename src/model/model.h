@@ -41,6 +41,9 @@ struct LoadOptions {
   // libfusecheck_cuda.so for device "cuda"; empty: beside the binary, then the library search
   // path (kernels/backend_loader.h).
   std::string cuda_module;
+  // "cuda": a fully fused decode step's layers as one persistent launch (CudaBackendOptions);
+  // false: one launch per op (--no-persistent-decode).
+  bool persistent_decode = true;
 };
 Result<std::string> parse_device(std::string_view name);  // "cpu" | "cuda"
 
@@ -188,6 +191,10 @@ class Model {
   // token and position there.
   void step_ops(Activations& ws, KvCache& cache, ActType t, const KernelPlan& plan,
                 const SamplingParams& s) const;
+  // A step's layers as one backend op (Backend::decoder_stack) when the plan fuses everything and
+  // the backend runs it; false: the caller runs layer_forward (layer 0's add_rmsnorm may be done,
+  // ws.sum_ready says so).
+  bool stack_step(Activations& ws, KvCache& cache, ActType t, const KernelPlan& plan) const;
   void download(const Buffer& b, int64_t n, std::vector<float>& out) const;
 
   Checkpoint ckpt_;

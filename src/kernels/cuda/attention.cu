@@ -2,14 +2,12 @@
 // eager (standard: rounded scores, fp32 softmax, rounded probabilities) and flash-decoding (fused:
 // keys split over blocks, an online softmax in fp32 per block, one reduction kernel, one rounding).
 // Query token t is at position *pos + t and sees keys 0 .. *pos + t (causal); read on the device.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/decode_parts.cuh"
 
 namespace fusecheck::cuda {
 namespace {
 
-constexpr int kMaxHeadDim = 256;  // 8 values per lane
-constexpr int kWarps = 4;
-constexpr int kReduceWarps = 8;  // flash_reduce_kernel's block: 256 threads
+constexpr int kWarps = kSplitWarps;  // eager_kernel's and flash_split_kernel's block: 128 threads
 
 float qmax_of(KvType t) {
   return t == KvType::INT8 ? 127.0f : 448.0f;
@@ -56,18 +54,6 @@ __global__ void append_kernel(KvView kk, const float* xk, KvView vv, const float
 __global__ void read_kernel(float* out, KvView kv, int64_t n, int64_t kv_dim) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n * kv_dim) out[i] = kv_load(kv, i, i % kv_dim);
-}
-
-// The contract dot of q (lane-resident: qr[c] = q[lane + 32c]) with key row j; valid in lane 0.
-__device__ __forceinline__ float key_dot(const float* qr, const KvView& k, int64_t row_off,
-                                         int64_t ch_off, int64_t head_dim, int lane) {
-  float acc = 0.0f;
-#pragma unroll
-  for (int c = 0; c < kMaxHeadDim / 32; ++c) {
-    const int64_t d = lane + 32 * c;
-    if (d < head_dim) acc = fmaf(qr[c], kv_load(k, row_off + d, ch_off + d), acc);
-  }
-  return warp_fold(acc);
 }
 
 // q·k with an fp16 accumulator, each partial sum rounded to fp16 (the CPU's dot_fp16_accumulate);
@@ -153,42 +139,15 @@ __global__ void flash_split_kernel(const float* q, KvView k, KvView v, const int
     float dot = fp16_acc ? (lane == 0 ? key_dot_fp16(qh, k, j * kv_dim + ch, ch, s.head_dim) : 0.f)
                          : key_dot(qr, k, j * kv_dim + ch, ch, s.head_dim, lane);
     const float sj = __shfl_sync(0xffffffffu, dot, 0) * s.scale;  // fp32, never rounded
-    const float m_new = fmaxf(m, sj);
-    const float corr = expf(m - m_new), p = expf(sj - m_new);  // exp(-inf) = 0 at the first key
-    l = l * corr + p;
-#pragma unroll
-    for (int c = 0; c < kMaxHeadDim / 32; ++c) {
-      const int64_t d = lane + 32 * c;
-      if (d < s.head_dim) acc[c] = acc[c] * corr + p * kv_load(v, j * kv_dim + ch + d, ch + d);
-    }
-    m = m_new;
+    online_step(sj, v, j * kv_dim + ch, ch, s.head_dim, lane, m, l, acc);
   }
 #pragma unroll
   for (int c = 0; c < kMaxHeadDim / 32; ++c)
     if (lane + 32 * c < s.head_dim) part[warp][2 + lane + 32 * c] = acc[c];
   if (lane == 0) part[warp][0] = m, part[warp][1] = l;
   __syncthreads();
-  float M = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) M = fmaxf(M, part[w][0]);
   float* o = work + ((t * s.heads + h) * splits + sp) * (s.head_dim + 2);
-  for (int64_t d = threadIdx.x; d < s.head_dim + 2; d += blockDim.x) {
-    if (d == 0) {
-      o[0] = M;
-      continue;
-    }
-    float sum = 0.0f;
-    for (int w = 0; w < kWarps; ++w)
-      if (part[w][0] != -INFINITY) sum += part[w][d] * expf(part[w][0] - M);
-    o[d] = sum;  // d == 1: the normaliser l; else the accumulator
-  }
-}
-
-// acc[c] += v[c] · e for this lane's values d = lane + 32c < head_dim.
-__device__ __forceinline__ void add_weighted(float* acc, const float* v, float e, int64_t head_dim,
-                                             int lane) {
-#pragma unroll
-  for (int c = 0; c < kMaxHeadDim / 32; ++c)
-    if (lane + 32 * c < head_dim) acc[c] += v[c] * e;
+  for (int64_t d = threadIdx.x; d < s.head_dim + 2; d += blockDim.x) o[d] = split_merge(part, d);
 }
 
 // Loads this lane's values d = lane + 32c of split k's accumulator (0 past the end). w: one

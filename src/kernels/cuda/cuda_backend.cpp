@@ -58,6 +58,8 @@ class CudaBackend final : public Backend {
     cudaFree(work_);
     cudaFree(draw_);
     cudaFree(sample_ws_);
+    cudaFree(stack_layers_dev_);
+    cudaFree(stack_sync_);
     cu::gemm_destroy(gemm_);
     cudaStreamDestroy(stream_);
   }
@@ -170,6 +172,9 @@ class CudaBackend final : public Backend {
     linear(out, x, T, lm_head, Weight{}, t);
   }
 
+  bool decoder_stack(const DecoderStack& s) override;
+  int64_t decoder_stack_runs() const override { return stack_runs_; }
+
   bool supports_graphs() const override { return true; }
   void begin_capture() override {
     // Thread-local: another thread's CUDA calls (none today) do not break the recording.
@@ -207,6 +212,8 @@ class CudaBackend final : public Backend {
     if (need > sample_ws_bytes_) {
       cudaStreamSynchronize(stream_);
       cudaFree(sample_ws_);
+    cudaFree(stack_layers_dev_);
+    cudaFree(stack_sync_);
       sample_ws_ = nullptr, sample_ws_bytes_ = 0;
       if (!check(int(cudaMalloc(&sample_ws_, need)))) return;
       sample_ws_bytes_ = need;
@@ -260,7 +267,23 @@ class CudaBackend final : public Backend {
   double draw_host_ = 0.0;
   void* sample_ws_ = nullptr;  // cu::sample's workspace
   size_t sample_ws_bytes_ = 0;
+  bool capturing() const {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    return cudaStreamIsCapturing(stream_, &st) != cudaSuccess || st != cudaStreamCaptureStatusNone;
+  }
+  bool stack_layer_args(const DecoderStack& s, std::vector<cu::DecoderLayerArgs>& out) const;
+  int attention_splits_for(int64_t T, int64_t capacity) const;
+
   std::vector<cudaGraphExec_t> graphs_;  // recorded decode steps; nullptr once dropped
+  // decoder_stack: the device's grid (0: not asked yet, < 0: no cooperative launch), the layer
+  // table as last uploaded and its device copy, the barrier counter and the heads' tickets.
+  int stack_blocks_ = 0;
+  size_t stack_max_smem_ = 0;
+  std::vector<cu::DecoderLayerArgs> stack_layers_;
+  void* stack_layers_dev_ = nullptr;
+  unsigned* stack_sync_ = nullptr;  // [1 + stack_sync_heads_]
+  int64_t stack_sync_heads_ = 0;
+  int64_t stack_runs_ = 0;
   bool failed_ = false;
   std::string error_;
 };
@@ -436,12 +459,7 @@ void CudaBackend::attention(float* out, const float* q, const KvLayer& kv, const
   // to 16. Each split takes ceil(n_ctx / splits) keys, read from the device position.
   // The workspace is sized for the larger of this call and a decode step, so a decode step after
   // a short prompt never grows it (a growth synchronises, which a graph capture cannot).
-  const auto pick = [&](int64_t T) {
-    const int64_t per_split = T == 1 ? kDecodeKeysPerSplit : 32, max_splits = T == 1 ? 64 : 16;
-    return opt_.attention_splits > 0
-               ? opt_.attention_splits
-               : int(std::clamp<int64_t>(kv.capacity / per_split, 1, max_splits));
-  };
+  const auto pick = [&](int64_t T) { return attention_splits_for(T, kv.capacity); };
   const int splits = pick(p.T);
   cu::AttnShape step = s;
   step.T = 1;
@@ -451,6 +469,99 @@ void CudaBackend::attention(float* out, const float* q, const KvLayer& kv, const
   if (w)
     check(cu::attention_flash(out, q, kview, vview, pos0, s, act_of(p.act), p.fp16_accumulation,
                               splits, w, stream_));
+}
+
+int CudaBackend::attention_splits_for(int64_t T, int64_t capacity) const {
+  const int64_t per_split = T == 1 ? kDecodeKeysPerSplit : 32, max_splits = T == 1 ? 64 : 16;
+  return opt_.attention_splits > 0 ? opt_.attention_splits
+                                   : int(std::clamp<int64_t>(capacity / per_split, 1, max_splits));
+}
+
+// The device's view of each layer, or false when a layer is outside what the persistent kernel
+// runs (weights of another type than layer 0's q, a cache with scales or another capacity, a
+// bias the backend holds no fp32 copy of).
+bool CudaBackend::stack_layer_args(const DecoderStack& s,
+                                   std::vector<cu::DecoderLayerArgs>& out) const {
+  out.resize(size_t(s.n_layers));
+  const DType dt = s.layers[0].qkv->q.dtype;
+  const int64_t capacity = s.layers[0].kv->capacity;
+  for (int64_t l = 0; l < s.n_layers; ++l) {
+    const StackLayer& L = s.layers[l];
+    for (const Weight* w : {&L.qkv->q, &L.qkv->k, &L.qkv->v, L.o_proj, L.gate, L.up, L.down})
+      if (w->dtype != dt) return false;
+    const KvLayer& kv = *L.kv;
+    if ((kv.storage != KvStorage::F32 && kv.storage != KvStorage::BF16 &&
+         kv.storage != KvStorage::F16) ||
+        kv.capacity != capacity)
+      return false;
+    cu::DecoderLayerArgs& d = out[size_t(l)];
+    std::memset(static_cast<void*>(&d), 0, sizeof d);  // padding too: the table is compared byte for byte
+    d.wq = L.qkv->q.data, d.wk = L.qkv->k.data, d.wv = L.qkv->v.data, d.wo = L.o_proj->data;
+    d.wg = L.gate->data, d.wu = L.up->data, d.wd = L.down->data;
+    d.bq = bias_f32(L.qkv->bq), d.bk = bias_f32(L.qkv->bk), d.bv = bias_f32(L.qkv->bv);
+    if ((L.qkv->bq && !d.bq) || (L.qkv->bk && !d.bk) || (L.qkv->bv && !d.bv)) return false;
+    d.in_norm = L.input_norm, d.post_norm = L.post_norm, d.q_norm = L.q_norm, d.k_norm = L.k_norm;
+    d.kc = {kv_type(kv.storage), kv.k, nullptr, false};
+    d.vc = {kv_type(kv.storage), kv.v, nullptr, false};
+  }
+  return true;
+}
+
+bool CudaBackend::decoder_stack(const DecoderStack& s) {
+  if (!opt_.persistent_decode || failed_ || s.n_layers <= 0) return false;
+  const DType dt = s.layers[0].qkv->q.dtype;
+  if (dt != DType::BF16 && dt != DType::F16) return false;
+  std::vector<cu::DecoderLayerArgs> layers;
+  if (!stack_layer_args(s, layers)) return false;
+  if (stack_blocks_ == 0 && cu::decoder_blocks(&stack_blocks_, &stack_max_smem_) != 0)
+    stack_blocks_ = -1;  // no cooperative launch here: the ops run one launch each
+  if (stack_blocks_ < 0) return false;
+  cu::DecoderArgs a;
+  a.n_layers = int(s.n_layers), a.dim = int(s.dim), a.ffn = int(s.ffn);
+  a.q_heads = int(s.n_heads), a.kv_heads = int(s.n_kv_heads), a.head_dim = int(s.head_dim);
+  a.q_rows = a.q_heads * a.head_dim, a.kv_dim = a.kv_heads * a.head_dim;
+  a.splits = attention_splits_for(1, s.layers[0].kv->capacity);
+  a.eps = s.eps, a.scale = 1.0f / std::sqrt(float(s.head_dim)), a.act = act_of(s.act);
+  a.cos_tab = s.rope.cos, a.sin_tab = s.rope.sin, a.pos = s.pos0;
+  a.hidden = s.hidden, a.sum = s.sum, a.normed = s.normed, a.q = s.q, a.k = s.k, a.v = s.v;
+  a.attn = s.attn, a.attn_out = s.attn_out, a.mlp_act = s.mlp_act, a.mlp_out = s.mlp_out;
+  const cu::WType wt = wtype_of(dt);
+  if (cu::decoder_plan(a, wt, stack_blocks_, stack_max_smem_) != 0) return false;
+  // Buffers grow in the eager first step; a recording that would need them to grow (never in the
+  // model's order of calls) runs the ops instead.
+  const size_t work = size_t(cu::attention_flash_work_floats({1, s.n_heads, s.n_kv_heads,
+                                                               s.head_dim, 0, 1.0f},
+                                                              a.splits));
+  const bool table_same = layers.size() == stack_layers_.size() &&
+                          std::memcmp(layers.data(), stack_layers_.data(),
+                                      layers.size() * sizeof(cu::DecoderLayerArgs)) == 0;
+  const bool grow = work > work_floats_ || s.n_heads > stack_sync_heads_ || !table_same;
+  if (grow && capturing()) return false;
+  a.work = workspace(work_, work_floats_, work);
+  if (s.n_heads > stack_sync_heads_) {
+    cudaFree(stack_sync_);
+    stack_sync_ = nullptr, stack_sync_heads_ = 0;
+    const size_t bytes = size_t(1 + s.n_heads) * sizeof(unsigned);
+    if (!check(int(cudaMalloc(&stack_sync_, bytes))) || !check(int(cudaMemset(stack_sync_, 0, bytes))))
+      return true;  // failed: status() says why, downloads are poisoned
+    stack_sync_heads_ = s.n_heads;
+  }
+  if (!table_same) {
+    cudaStreamSynchronize(stream_);  // a queued step may still read the old table
+    cudaFree(stack_layers_dev_);
+    stack_layers_dev_ = nullptr, stack_layers_.clear();
+    const size_t bytes = layers.size() * sizeof(cu::DecoderLayerArgs);
+    if (!check(int(cudaMalloc(&stack_layers_dev_, bytes))) ||
+        !check(int(cudaMemcpy(stack_layers_dev_, layers.data(), bytes, cudaMemcpyHostToDevice))))
+      return true;
+    stack_layers_ = std::move(layers);
+  }
+  if (!a.work) return true;
+  a.layers = static_cast<const cu::DecoderLayerArgs*>(stack_layers_dev_);
+  a.barrier = stack_sync_, a.head_tickets = stack_sync_ + 1;
+  check(cu::decoder_layers(a, wt, stream_));
+  ++stack_runs_;
+  return true;
 }
 
 }  // namespace

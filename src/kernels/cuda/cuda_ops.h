@@ -238,4 +238,59 @@ int attention_flash(float* out, const float* q, KvView k, KvView v, const int32_
                     const AttnShape& s, Act act, bool fp16_acc, int splits, float* work,
                     Stream stream);
 
+// ---- a fused decode step's layers in one persistent launch (decoder.cu) ----
+// For T = 1 and a plan that fuses every group in every layer (online attention with fp32
+// accumulation, a 16/32-bit cache without scales): the ops the model issues per layer, in one
+// cooperative launch of one block per SM, bit-identical to them (docs/NUMERICS.md):
+//   rmsnorm_qkv(q, k, v, sum, in_norm), qk_norm_rope_kv_append, attention_flash (splits),
+//   gemv_add_residual(attn_out, hidden, sum, attn, wo), rmsnorm_gate_up_silu(mlp_act, normed,
+//   sum, post_norm), then gemv_add_residual(mlp_out, hidden, sum, mlp_act, wd), except for the
+//   last layer: gemv(mlp_out, mlp_act, wd).
+// The first layer's input is in sum (its add_rmsnorm has run). Weights bf16 or f16, all one type.
+struct DecoderLayerArgs {
+  const void* wq = nullptr;  // [q_rows, dim]
+  const void* wk = nullptr;  // [kv_dim, dim]
+  const void* wv = nullptr;  // [kv_dim, dim]
+  const void* wo = nullptr;  // [dim, q_rows]
+  const void* wg = nullptr;  // [ffn, dim]
+  const void* wu = nullptr;  // [ffn, dim]
+  const void* wd = nullptr;  // [dim, ffn]
+  const float* bq = nullptr;         // [q_rows] fp32 or nullptr
+  const float* bk = nullptr;         // [kv_dim] fp32 or nullptr
+  const float* bv = nullptr;         // [kv_dim] fp32 or nullptr
+  const float* in_norm = nullptr;    // [dim] input_layernorm
+  const float* post_norm = nullptr;  // [dim] post_attention_layernorm
+  const float* q_norm = nullptr;     // [head_dim] or nullptr
+  const float* k_norm = nullptr;     // [head_dim] or nullptr
+  KvView kc, vc;                     // the layer's cache sides: [max_ctx, kv_dim], F32/BF16/F16
+};
+struct DecoderArgs {
+  const DecoderLayerArgs* layers = nullptr;  // [n_layers], device memory
+  int n_layers = 0;
+  int dim = 0, ffn = 0, q_rows = 0, kv_dim = 0, q_heads = 0, kv_heads = 0, head_dim = 0;
+  int splits = 1;  // the attention's key splits (attention_flash's), at most 64
+  float eps = 0.0f, scale = 1.0f;
+  Act act = Act::F32;
+  const float* cos_tab = nullptr;  // [max_pos, head_dim / 2]
+  const float* sin_tab = nullptr;
+  const int32_t* pos = nullptr;  // [1] the step's position
+  // Activations (T = 1), the model's buffers: hidden, sum, normed, attn_out, mlp_out: [dim];
+  // q, attn: [q_rows]; k, v: [kv_dim]; mlp_act: [ffn].
+  float *hidden = nullptr, *sum = nullptr, *normed = nullptr, *q = nullptr, *k = nullptr,
+        *v = nullptr, *attn = nullptr, *attn_out = nullptr, *mlp_act = nullptr,
+        *mlp_out = nullptr;
+  float* work = nullptr;             // attention_flash_work_floats({1, q_heads, ...}, splits)
+  unsigned* barrier = nullptr;       // [1] the grid barrier's counter (zeroed before each launch)
+  unsigned* head_tickets = nullptr;  // [q_heads] zero, and left zero by each launch
+  // Set by decoder_plan: the grid, rows a block per phase, the shared-memory layout.
+  int blocks = 0, rows_q = 0, rows_o = 0, rows_g = 0, rows_d = 0;
+  size_t buf1_offset = 0, xs_offset = 0, unit_offset = 0, smem_bytes = 0;
+};
+// The device's grid for the launch (one block per SM) and its largest shared memory a block.
+int decoder_blocks(int* blocks, size_t* max_smem);
+// Tiles the phases over `blocks` and lays out shared memory; cudaErrorInvalidValue when the
+// shape or weight type is not supported or the tiles do not fit max_smem (run the ops then).
+int decoder_plan(DecoderArgs& a, WType w, int blocks, size_t max_smem);
+int decoder_layers(const DecoderArgs& a, WType w, Stream stream);
+
 }  // namespace fusecheck::cuda

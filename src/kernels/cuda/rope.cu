@@ -3,7 +3,7 @@
 // keeps everything in fp32 and rounds once (also with the KV append of the rotated keys and the
 // values in the same launch). One warp per (token, head); the position of token t is *pos + t,
 // read on the device.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/decode_parts.cuh"
 
 namespace fusecheck::cuda {
 namespace {
@@ -26,28 +26,6 @@ __global__ void rope_kernel(float* x, int64_t heads, int64_t head_dim, const flo
   }
 }
 
-// One head's RMSNorm and gain (gain == nullptr: RoPE only), then RoPE with fp32 cos and sin,
-// rounded once; run by one warp. xh: [head_dim] in place; gain: [head_dim]; cos_p, sin_p:
-// [head_dim / 2] the position's row of the tables.
-__device__ __forceinline__ void norm_rope_head(float* xh, int64_t head_dim, const float* gain,
-                                               float eps, const float* cos_p, const float* sin_p,
-                                               Act act) {
-  const int64_t half = head_dim / 2;
-  float inv = 1.0f;
-  if (gain) {
-    double ss = 0.0;
-    for (int64_t i = threadIdx.x; i < head_dim; i += 32) ss += double(xh[i]) * double(xh[i]);
-    inv = inv_rms_from(warp_sum(ss), head_dim, eps);  // the shuffles order reads before writes
-  }
-  for (int64_t i = threadIdx.x; i < half; i += 32) {
-    const float c = cos_p[i], s = sin_p[i];
-    const float x1 = gain ? gain[i] * (xh[i] * inv) : xh[i];
-    const float x2 = gain ? gain[i + half] * (xh[i + half] * inv) : xh[i + half];
-    xh[i] = round_act(act, x1 * c - x2 * s);
-    xh[i + half] = round_act(act, x2 * c + x1 * s);
-  }
-}
-
 // As rope_kernel, with the head's RMSNorm and gain first (gain == nullptr: RoPE only), fp32 cos
 // and sin, and one rounding. x: [T, heads, head_dim]; gain: [head_dim]; cos_tab, sin_tab:
 // [max_pos, head_dim / 2]. grid (heads, T), 32 threads.
@@ -57,7 +35,7 @@ __global__ void qk_norm_rope_kernel(float* x, int64_t heads, int64_t head_dim, c
   pdl_start();
   const int64_t t = blockIdx.y, half = head_dim / 2, p = int64_t(*pos) + t;
   norm_rope_head(x + (t * heads + blockIdx.x) * head_dim, head_dim, gain, eps, cos_tab + p * half,
-                 sin_tab + p * half, act);
+                 sin_tab + p * half, act, int(threadIdx.x));
 }
 
 // qk_norm_rope_kernel over q and k in one launch: block x < q_heads is q's head x, the others
@@ -73,7 +51,7 @@ __global__ void qk_norm_rope_pair_kernel(float* q, int64_t q_heads, const float*
   const bool is_q = blockIdx.x < q_heads;
   const int64_t head = is_q ? blockIdx.x : blockIdx.x - q_heads, heads = is_q ? q_heads : k_heads;
   norm_rope_head((is_q ? q : k) + (t * heads + head) * head_dim, head_dim, is_q ? q_gain : k_gain,
-                 eps, cos_tab + p * half, sin_tab + p * half, act);
+                 eps, cos_tab + p * half, sin_tab + p * half, act, int(threadIdx.x));
 }
 
 // qk_norm_rope_pair_kernel, then the cache stores of kv_append_pair: block x < q_heads is q's head
@@ -89,7 +67,7 @@ __global__ void qk_norm_rope_append_kernel(float* q, int64_t q_heads, const floa
   const int64_t t = blockIdx.y, half = head_dim / 2, p = int64_t(*pos) + t, b = blockIdx.x;
   if (b < q_heads) {
     norm_rope_head(q + (t * q_heads + b) * head_dim, head_dim, q_gain, eps, cos_tab + p * half,
-                   sin_tab + p * half, act);
+                   sin_tab + p * half, act, int(threadIdx.x));
     return;
   }
   const bool is_k = b < q_heads + k_heads;
@@ -97,7 +75,7 @@ __global__ void qk_norm_rope_append_kernel(float* q, int64_t q_heads, const floa
   const int64_t row = p * k_heads * head_dim + c0;  // the head's first element in the cache
   if (is_k) {
     float* kh = k + (t * k_heads + head) * head_dim;
-    norm_rope_head(kh, head_dim, k_gain, eps, cos_tab + p * half, sin_tab + p * half, act);
+    norm_rope_head(kh, head_dim, k_gain, eps, cos_tab + p * half, sin_tab + p * half, act, int(threadIdx.x));
     __syncthreads();  // the head's rotated values, written by every lane, before they are stored
     for (int64_t i = threadIdx.x; i < head_dim; i += 32) kv_store(kc, row + i, c0 + i, kh[i]);
   } else {  // (one loop per side: selecting a KvView at run time would copy it to local memory)

@@ -1,0 +1,514 @@
+// A fused decode step's layers as one persistent launch (decoder_layers, cuda_ops.h): one block
+// per SM runs every layer's ops in phases separated by grid barriers, and streams each phase's
+// weights into shared memory while the phases before it run.
+//
+// Why: per-op decode is bound by the chain of ~7 dependent launches a layer (~5 µs each at the
+// 0.6B shape), not by its 30 MB of weights (~7 µs at the HBM's rate). Here the weight loads
+// depend on nothing, so they are issued two phases ahead (cp.async into a block's two tile
+// buffers) and overlap the barriers, the attention and the other phases' arithmetic.
+//
+// Numerics: bit-identical to the per-op kernels the model issues for a fully fused layer
+// (docs/NUMERICS.md, "The persistent decode kernel"): every value is formed by the same
+// statements in the same order: the contract dot per row (lane k FMAs elements k, k + 32, ...,
+// then warp_fold), the staged kernels' sums of squares (block_sum_squares over the same active
+// threads), norm_rope_head, the attention's 4-warp splits, their merge and the 8-warp reduce's
+// summation order (a 4-warp unit forms the 8 warps' partials in turn), and the same roundings.
+//
+// Phases of layer l (B = a grid barrier):
+//   Q   rmsnorm_qkv on sum: every block normalises the row itself, then its rows of [wq; wk; wv]
+//   B   R   qk_norm_rope_kv_append: a warp per q head, k head (rotated, stored) and v head
+//   B   A   attention: 4-warp units per (head, split); the last unit of a head reduces it
+//   B   O   o_proj with the residual add in the epilogue (gemv_add_residual)
+//   B   G   add_rmsnorm's norm on sum, then gate_up_silu (rmsnorm_gate_up_silu; block 0 stores
+//           normed)
+//   B   D   down_proj with the next layer's residual add (gemv_add_residual), or plain for the
+//           last layer
+// Weight tiles: Q and G use buffer 0, O and D buffer 1; a phase's tile is issued right after the
+// phase two before it has finished with that buffer, so one group is in flight beyond the one a
+// phase waits for (cp.async.wait_group 1).
+#include <algorithm>
+
+#include "kernels/cuda/decode_parts.cuh"
+
+namespace fusecheck::cuda {
+namespace {
+
+constexpr int kWarps = 16, kThreads = 32 * kWarps;
+constexpr int kUnits = kWarps / kSplitWarps;  // attention units per block
+// Floats of a unit's scratch: the reduce's [kReduceWarps, kMaxHeadDim] partials, then e[splits]
+// and 1 / l; the split's part[kSplitWarps][kMaxHeadDim + 2] fits in front of it.
+constexpr int kMaxSplits = 64;
+constexpr int kUnitFloats = kReduceWarps * kMaxHeadDim + kMaxSplits + 4;
+static_assert(kSplitWarps * (kMaxHeadDim + 2) <= kReduceWarps * kMaxHeadDim);
+// Barrier spins before the kernel traps instead of hanging (a cooperative launch guarantees
+// every block is resident, so this only fires on a bug): ~10 s of L2 round trips.
+constexpr long long kMaxSpins = 1ll << 25;
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+// Waits until this block's tile issued two groups ago has landed (all threads), then syncs.
+__device__ __forceinline__ void tile_ready() {
+  cp_async_wait<1>();
+  __syncthreads();
+}
+
+// Every block arrives, then waits for all: the writes before it are visible to every block after
+// it (the fences on either side of the counter, as cooperative groups' grid sync does).
+// *bar counts arrivals over the launch; target: this block's count of barriers passed × blocks.
+__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target) {
+  __syncthreads();
+  target += gridDim.x;
+  if (threadIdx.x == 0) {
+    __threadfence();
+    atomicAdd(bar, 1u);
+    long long spins = 0;
+    while (*static_cast<volatile unsigned*>(bar) < target)
+      if (++spins > kMaxSpins) __trap();
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// Named barrier of one attention unit's 128 threads (ids 1 .. kUnits; 0 is __syncthreads').
+__device__ __forceinline__ void unit_sync(int unit) {
+  asm volatile("bar.sync %0, %1;" ::"r"(unit + 1), "r"(kSplitWarps * 32) : "memory");
+}
+
+// Copies rows [0, nrows) of a tile, row j from src(j) (row_bytes each, 16-byte multiple), into
+// buf with every thread issuing 16-byte pieces; then commits the group (also when empty).
+template <class Src>
+__device__ void issue_tile(char* buf, int nrows, int row_bytes, Src src) {
+  const int chunks = row_bytes / 16, total = nrows * chunks;
+  for (int i = int(threadIdx.x); i < total; i += kThreads) {
+    const int j = i / chunks, c = i - j * chunks;
+    cp_async16(buf + size_t(j) * row_bytes + c * 16, src(j) + c * 16);
+  }
+  cp_async_commit();
+}
+
+// This block's rows [r0, r0 + n) of a phase with `per` rows a block out of `total`.
+__device__ __forceinline__ int block_rows(int per, int total, int& r0) {
+  r0 = int(blockIdx.x) * per;
+  return max(0, min(per, total - r0));
+}
+
+__device__ __forceinline__ const char* row_of(const void* w, int r, int cols) {
+  return static_cast<const char*>(w) + size_t(r) * size_t(cols) * 2;  // bf16 / f16
+}
+
+// [wq; wk; wv] row r of the stacked projections.
+__device__ __forceinline__ const char* qkv_row(const DecoderArgs& a, const DecoderLayerArgs& L,
+                                               int r) {
+  if (r < a.q_rows) return row_of(L.wq, r, a.dim);
+  if (r < a.q_rows + a.kv_dim) return row_of(L.wk, r - a.q_rows, a.dim);
+  return row_of(L.wv, r - a.q_rows - a.kv_dim, a.dim);
+}
+
+__device__ void issue_q(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+  int r0;
+  const int n = block_rows(a.rows_q, a.q_rows + 2 * a.kv_dim, r0);
+  issue_tile(buf, n, a.dim * 2, [&](int j) { return qkv_row(a, L, r0 + j); });
+}
+__device__ void issue_o(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+  int r0;
+  const int n = block_rows(a.rows_o, a.dim, r0);
+  issue_tile(buf, n, a.q_rows * 2, [&](int j) { return row_of(L.wo, r0 + j, a.q_rows); });
+}
+// Gate rows at tile rows [0, n), up rows at [rows_g, rows_g + n).
+__device__ void issue_g(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+  int r0;
+  const int n = block_rows(a.rows_g, a.ffn, r0), per = a.rows_g;
+  issue_tile(buf, n == 0 ? 0 : per + n, a.dim * 2, [&](int j) {
+    return j < per ? row_of(L.wg, r0 + min(j, n - 1), a.dim) : row_of(L.wu, r0 + j - per, a.dim);
+  });
+}
+__device__ void issue_d(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+  int r0;
+  const int n = block_rows(a.rows_d, a.dim, r0);
+  issue_tile(buf, n, a.ffn * 2, [&](int j) { return row_of(L.wd, r0 + j, a.ffn); });
+}
+
+// The contract dot of xs (shared fp32) with one tile row, as the staged kernels run it: lane k
+// FMAs elements k, k + 32, ... in increasing order, then the warp folds; valid in lane 0.
+template <WType W>
+__device__ __forceinline__ float tile_dot(const float* xs, const char* row, int cols, int lane) {
+  float acc = 0.0f;
+  for (int i = lane; i < cols; i += 32) acc = fmaf(xs[i], load_w<W>(row, i), acc);
+  return warp_fold(acc);
+}
+
+// xs[0, n) = x[0, n), read past L1 (x was written by other blocks of this launch), then a sync.
+__device__ __forceinline__ void stage_x(float* xs, const float* x, int n) {
+  for (int i = int(threadIdx.x); i < n; i += kThreads) xs[i] = __ldcg(x + i);
+  __syncthreads();
+}
+
+// Q: rmsnorm_qkv's staged kernel: xn = gain · (x · inv) in fp32 (its 256 threads' sum of
+// squares), then q, k, v rows rounded once each, bias added in fp32.
+template <WType W>
+__device__ void phase_qkv(const DecoderArgs& a, const DecoderLayerArgs& L, const char* tile,
+                          float* xs, double* red) {
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  stage_x(xs, a.sum, a.dim);
+  const float inv = inv_rms_from(block_sum_squares(xs, a.dim, red, 32 * 8), a.dim, a.eps);
+  for (int i = int(threadIdx.x); i < a.dim; i += kThreads) xs[i] = L.in_norm[i] * (xs[i] * inv);
+  __syncthreads();
+  int r0;
+  const int n = block_rows(a.rows_q, a.q_rows + 2 * a.kv_dim, r0);
+  for (int j = warp; j < n; j += kWarps) {
+    const float d = tile_dot<W>(xs, tile + size_t(j) * a.dim * 2, a.dim, lane);
+    if (lane != 0) continue;
+    int r = r0 + j;
+    float* out = a.q;
+    const float* bias = L.bq;
+    if (r >= a.q_rows) r -= a.q_rows, out = a.k, bias = L.bk;
+    if (out == a.k && r >= a.kv_dim) r -= a.kv_dim, out = a.v, bias = L.bv;
+    float v = d;
+    if (bias) v += bias[r];
+    out[r] = round_act(a.act, v);
+  }
+}
+
+// R: qk_norm_rope_append_kernel's blocks as warps: q heads, k heads (rotated, then stored at
+// row *pos) and v heads (stored).
+__device__ void phase_rope(const DecoderArgs& a, const DecoderLayerArgs& L) {
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int64_t hd = a.head_dim, half = hd / 2, p = *a.pos;
+  const float *cp = a.cos_tab + p * half, *sp = a.sin_tab + p * half;
+  const int items = a.q_heads + 2 * a.kv_heads;
+  for (int it = int(blockIdx.x) * kWarps + warp; it < items; it += int(gridDim.x) * kWarps) {
+    if (it < a.q_heads) {
+      norm_rope_head(a.q + it * hd, hd, L.q_norm, a.eps, cp, sp, a.act, lane);
+      continue;
+    }
+    const bool is_k = it < a.q_heads + a.kv_heads;
+    const int64_t head = is_k ? it - a.q_heads : it - a.q_heads - a.kv_heads, c0 = head * hd;
+    const int64_t row = p * a.kv_dim + c0;
+    if (is_k) {
+      float* kh = a.k + head * hd;
+      norm_rope_head(kh, hd, L.k_norm, a.eps, cp, sp, a.act, lane);
+      __syncwarp();  // the head's rotated values, written by every lane, before they are stored
+      for (int64_t i = lane; i < hd; i += 32) kv_store(L.kc, row + i, c0 + i, kh[i]);
+    } else {
+      const float* vh = a.v + head * hd;
+      for (int64_t i = lane; i < hd; i += 32) kv_store(L.vc, row + i, c0 + i, __ldcg(vh + i));
+    }
+  }
+}
+
+// One (head h, split sp) of flash_split_kernel by a 4-warp unit; writes the split's work row.
+__device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
+                           int unit, int uw, float* us) {
+  auto part = reinterpret_cast<float(*)[kMaxHeadDim + 2]>(us);
+  const int lane = int(threadIdx.x) % 32;
+  const int64_t hd = a.head_dim, kvh = h / (a.q_heads / a.kv_heads), ch = kvh * hd;
+  const int64_t n_ctx = int64_t(*a.pos) + 1, chunk = (n_ctx + a.splits - 1) / a.splits;
+  const int64_t j0 = sp * chunk, j1 = min(n_ctx, j0 + chunk);
+  const float* qh = a.q + h * hd;
+  float qr[kMaxHeadDim / 32], acc[kMaxHeadDim / 32];
+#pragma unroll
+  for (int c = 0; c < kMaxHeadDim / 32; ++c) {
+    qr[c] = lane + 32 * c < hd ? __ldcg(qh + lane + 32 * c) : 0.0f;
+    acc[c] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = j0 + uw; j < j1; j += kSplitWarps) {
+    const float dot = key_dot(qr, L.kc, j * a.kv_dim + ch, ch, hd, lane);
+    const float sj = __shfl_sync(0xffffffffu, dot, 0) * a.scale;  // fp32, never rounded
+    online_step(sj, L.vc, j * a.kv_dim + ch, ch, hd, lane, m, l, acc);
+  }
+#pragma unroll
+  for (int c = 0; c < kMaxHeadDim / 32; ++c)
+    if (lane + 32 * c < hd) part[uw][2 + lane + 32 * c] = acc[c];
+  if (lane == 0) part[uw][0] = m, part[uw][1] = l;
+  unit_sync(unit);
+  float* o = a.work + (int64_t(h) * a.splits + sp) * (hd + 2);
+  for (int64_t d = uw * 32 + lane; d < hd + 2; d += kSplitWarps * 32) o[d] = split_merge(part, d);
+  __threadfence();  // each thread's part of the row, before the unit takes the head's ticket
+}
+
+// This lane's values of split k's accumulator (0 past the end), read past L1: other blocks wrote
+// them during this phase.
+__device__ __forceinline__ void load_split_l2(float* v, const float* w, int k, int splits,
+                                              int64_t hd, int lane) {
+#pragma unroll
+  for (int c = 0; c < kMaxHeadDim / 32; ++c) {
+    const int64_t d = lane + 32 * c;
+    v[c] = k < splits && d < hd ? __ldcg(w + k * (hd + 2) + 2 + d) : 0.0f;
+  }
+}
+
+// flash_reduce_kernel for head h by a 4-warp unit: unit warp uw forms the partials of the reduce
+// kernel's warps uw and uw + 4 in turn (the same splits in the same order), then the 8 partials
+// are added in warp order and rounded once.
+__device__ void attn_reduce(const DecoderArgs& a, int h, int unit, int uw, float* us) {
+  auto part = reinterpret_cast<float(*)[kMaxHeadDim]>(us);
+  float* e_sh = us + kReduceWarps * kMaxHeadDim;  // [splits] e_k, then [1] 1 / l
+  const int lane = int(threadIdx.x) % 32, splits = a.splits;
+  const int64_t hd = a.head_dim, stride = hd + 2;
+  const float* w = a.work + int64_t(h) * splits * stride;
+  if (uw == 0) {
+    float m = -INFINITY;
+    for (int k = lane; k < splits; k += 32) m = fmaxf(m, __ldcg(w + k * stride));
+    const float M = warp_max(m);
+    float l = 0.0f;
+    for (int k = lane; k < splits; k += 32) {
+      const float mk = __ldcg(w + k * stride);
+      const float e = mk != -INFINITY ? expf(mk - M) : 0.0f;
+      e_sh[k] = e;
+      l += __ldcg(w + k * stride + 1) * e;
+    }
+    l = warp_fold(l);
+    if (lane == 0) e_sh[splits] = 1.0f / l;
+  }
+  unit_sync(unit);
+  for (int vw = uw; vw < kReduceWarps; vw += kSplitWarps) {
+    float v0[kMaxHeadDim / 32], v1[kMaxHeadDim / 32];
+    load_split_l2(v0, w, vw, splits, hd, lane);
+    load_split_l2(v1, w, vw + kReduceWarps, splits, hd, lane);
+    float acc[kMaxHeadDim / 32] = {};
+    if (vw < splits) add_weighted(acc, v0, e_sh[vw], hd, lane);
+    if (vw + kReduceWarps < splits) add_weighted(acc, v1, e_sh[vw + kReduceWarps], hd, lane);
+    for (int k = vw + 2 * kReduceWarps; k < splits; k += kReduceWarps) {
+      load_split_l2(v0, w, k, splits, hd, lane);
+      add_weighted(acc, v0, e_sh[k], hd, lane);
+    }
+#pragma unroll
+    for (int c = 0; c < kMaxHeadDim / 32; ++c)
+      if (lane + 32 * c < hd) part[vw][lane + 32 * c] = acc[c];
+  }
+  unit_sync(unit);
+  const float inv_l = e_sh[splits];
+  for (int64_t d = uw * 32 + lane; d < hd; d += kSplitWarps * 32) {
+    float s = part[0][d];
+    for (int k = 1; k < kReduceWarps; ++k) s += part[k][d];
+    a.attn[h * hd + d] = round_act(a.act, s * inv_l);
+  }
+}
+
+// A: the units walk (head, split) items; the unit that finishes a head's last split (a fenced
+// ticket per head, reset for the next layer) reduces that head.
+__device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, float* unit_smem) {
+  __shared__ int last[kUnits];
+  const int warp = int(threadIdx.x) / 32, unit = warp / kSplitWarps, uw = warp % kSplitWarps;
+  float* us = unit_smem + unit * kUnitFloats;
+  const int items = a.q_heads * a.splits;
+  for (int it = int(blockIdx.x) * kUnits + unit; it < items; it += int(gridDim.x) * kUnits) {
+    const int h = it / a.splits;
+    attn_split(a, L, h, it % a.splits, unit, uw, us);
+    unit_sync(unit);  // the unit's work row is written
+    if (uw == 0 && threadIdx.x % 32 == 0) {
+      __threadfence();
+      last[unit] = atomicAdd(a.head_tickets + h, 1u) == unsigned(a.splits - 1);
+    }
+    unit_sync(unit);
+    if (last[unit]) {
+      __threadfence();  // the other splits' rows, fenced before their tickets
+      attn_reduce(a, h, unit, uw, us);
+      if (uw == 0 && threadIdx.x % 32 == 0) atomicExch(a.head_tickets + h, 0u);
+    }
+    unit_sync(unit);  // before the unit's scratch is reused
+  }
+}
+
+// O: gemv_add_residual's staged epilogue: delta = round(dot); s = h + delta; sum = s; h = round(s).
+template <WType W>
+__device__ void phase_o(const DecoderArgs& a, const char* tile, float* xs) {
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  stage_x(xs, a.attn, a.q_rows);
+  int r0;
+  const int n = block_rows(a.rows_o, a.dim, r0);
+  for (int j = warp; j < n; j += kWarps) {
+    const float d = tile_dot<W>(xs, tile + size_t(j) * a.q_rows * 2, a.q_rows, lane);
+    if (lane != 0) continue;
+    const int r = r0 + j;
+    const float v = round_act(a.act, d);
+    a.attn_out[r] = v;
+    const float s = __ldcg(a.hidden + r) + v;
+    a.sum[r] = s;
+    a.hidden[r] = round_act(a.act, s);
+  }
+}
+
+// G: rmsnorm_gate_up_silu's staged kernel: normed = round(gain · (s · inv)) with add_rmsnorm's
+// sum of squares (norm_threads(dim) threads), block 0 storing it; then round(silu(g) · u).
+template <WType W>
+__device__ void phase_g(const DecoderArgs& a, const DecoderLayerArgs& L, const char* tile,
+                        float* xs, double* red) {
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  stage_x(xs, a.sum, a.dim);
+  const int active = norm_threads(a.dim);
+  const float inv = inv_rms_from(block_sum_squares(xs, a.dim, red, active), a.dim, a.eps);
+  for (int i = int(threadIdx.x); i < a.dim; i += kThreads) {
+    xs[i] = round_act(a.act, L.post_norm[i] * (xs[i] * inv));
+    if (blockIdx.x == 0) a.normed[i] = xs[i];
+  }
+  __syncthreads();
+  int r0;
+  const int n = block_rows(a.rows_g, a.ffn, r0);
+  const size_t rb = size_t(a.dim) * 2;
+  for (int j = warp; j < n; j += kWarps) {
+    const char *g = tile + size_t(j) * rb, *u = tile + size_t(a.rows_g + j) * rb;
+    float ag = 0.0f, au = 0.0f;
+    for (int i = lane; i < a.dim; i += 32) {
+      const float xv = xs[i];
+      ag = fmaf(xv, load_w<W>(g, i), ag);
+      au = fmaf(xv, load_w<W>(u, i), au);
+    }
+    const float dg = warp_fold(ag), du = warp_fold(au);
+    if (lane != 0) continue;
+    // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
+    const float e = float(exp(-double(dg)));
+    a.mlp_act[r0 + j] = round_act(a.act, dg / (1.0f + e) * du);
+  }
+}
+
+// D: down_proj; with the next layer's residual add in the epilogue unless this is the last layer
+// (then plain, as linear: the final norm adds it).
+template <WType W>
+__device__ void phase_d(const DecoderArgs& a, const char* tile, float* xs, bool last) {
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  stage_x(xs, a.mlp_act, a.ffn);
+  int r0;
+  const int n = block_rows(a.rows_d, a.dim, r0);
+  for (int j = warp; j < n; j += kWarps) {
+    const float d = tile_dot<W>(xs, tile + size_t(j) * a.ffn * 2, a.ffn, lane);
+    if (lane != 0) continue;
+    const int r = r0 + j;
+    const float v = round_act(a.act, d);
+    a.mlp_out[r] = v;
+    if (last) continue;
+    const float s = __ldcg(a.hidden + r) + v;
+    a.sum[r] = s;
+    a.hidden[r] = round_act(a.act, s);
+  }
+}
+
+template <WType W>
+__global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
+  extern __shared__ float4 smem4[];
+  __shared__ double red[32];
+  char* buf0 = reinterpret_cast<char*>(smem4);
+  char* buf1 = buf0 + a.buf1_offset;
+  float* xs = reinterpret_cast<float*>(buf0 + a.xs_offset);
+  float* us = reinterpret_cast<float*>(buf0 + a.unit_offset);
+  unsigned target = 0;
+  issue_q(buf0, a, a.layers[0]);
+  issue_o(buf1, a, a.layers[0]);
+  for (int l = 0; l < a.n_layers; ++l) {
+    const DecoderLayerArgs& L = a.layers[l];
+    const bool last = l + 1 == a.n_layers;
+    tile_ready();
+    phase_qkv<W>(a, L, buf0, xs, red);
+    __syncthreads();  // buffer 0 is free: the gate/up tile streams in during R and A
+    issue_g(buf0, a, L);
+    grid_barrier(a.barrier, target);
+    phase_rope(a, L);
+    grid_barrier(a.barrier, target);
+    phase_attn(a, L, us);
+    grid_barrier(a.barrier, target);
+    tile_ready();
+    phase_o<W>(a, buf1, xs);
+    __syncthreads();
+    issue_d(buf1, a, L);
+    grid_barrier(a.barrier, target);
+    tile_ready();
+    phase_g<W>(a, L, buf0, xs, red);
+    __syncthreads();
+    if (last)
+      cp_async_commit();
+    else
+      issue_q(buf0, a, a.layers[l + 1]);
+    grid_barrier(a.barrier, target);
+    tile_ready();
+    phase_d<W>(a, buf1, xs, last);
+    if (last) break;
+    __syncthreads();
+    issue_o(buf1, a, a.layers[l + 1]);
+    grid_barrier(a.barrier, target);
+  }
+  cp_async_wait<0>();
+}
+
+int ceil_div(int a, int b) {
+  return (a + b - 1) / b;
+}
+
+}  // namespace
+
+int decoder_plan(DecoderArgs& a, WType w, int blocks, size_t max_smem) {
+  const bool shape_ok = a.n_layers > 0 && a.dim % 8 == 0 && a.q_rows % 8 == 0 && a.ffn % 8 == 0 &&
+                        a.head_dim % 2 == 0 && a.head_dim <= kMaxHeadDim && a.kv_heads > 0 &&
+                        a.q_heads % a.kv_heads == 0 && a.q_rows == a.q_heads * a.head_dim &&
+                        a.kv_dim == a.kv_heads * a.head_dim && a.splits >= 1 &&
+                        a.splits <= kMaxSplits && blocks > 0;
+  if (w == WType::F32 || !shape_ok) return int(cudaErrorInvalidValue);
+  a.blocks = blocks;
+  a.rows_q = ceil_div(a.q_rows + 2 * a.kv_dim, blocks);
+  a.rows_o = ceil_div(a.dim, blocks);
+  a.rows_g = ceil_div(a.ffn, blocks);
+  a.rows_d = a.rows_o;
+  const size_t b0 = std::max(size_t(a.rows_q) * a.dim * 2, size_t(2 * a.rows_g) * a.dim * 2);
+  const size_t b1 = std::max(size_t(a.rows_o) * a.q_rows * 2, size_t(a.rows_d) * a.ffn * 2);
+  const size_t xs = size_t(std::max({a.dim, a.q_rows, a.ffn})) * 4;
+  a.buf1_offset = (b0 + 15) / 16 * 16;
+  a.xs_offset = a.buf1_offset + (b1 + 15) / 16 * 16;
+  a.unit_offset = a.xs_offset + (xs + 15) / 16 * 16;
+  a.smem_bytes = a.unit_offset + size_t(kUnits) * kUnitFloats * 4;
+  return a.smem_bytes <= max_smem ? 0 : int(cudaErrorInvalidValue);
+}
+
+int decoder_blocks(int* blocks, size_t* max_smem) {
+  int dev = 0, sms = 0, optin = 0, coop = 0;
+  if (const int e = int(cudaGetDevice(&dev))) return e;
+  if (const int e = int(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev))) return e;
+  if (const int e = int(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                               dev)))
+    return e;
+  if (const int e = int(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev))) return e;
+  if (!coop) return int(cudaErrorNotSupported);
+  // Static shared memory (red, last) and a margin come off the opt-in maximum.
+  *blocks = sms, *max_smem = size_t(optin) - 1024;
+  return 0;
+}
+
+template <WType W>
+int decoder_launch(const DecoderArgs& a, Stream st) {
+  auto* kernel = decoder_kernel<W>;
+  if (const int e = int(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(a.smem_bytes))))
+    return e;
+  int per_sm = 0;
+  if (const int e = int(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads,
+                                                                      a.smem_bytes)))
+    return e;
+  if (per_sm < 1) return int(cudaErrorCooperativeLaunchTooLarge);
+  // The barrier counter starts at 0 for each launch (a memset node in a recorded step).
+  if (const int e = int(cudaMemsetAsync(a.barrier, 0, sizeof(unsigned), st))) return e;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(a.blocks)), cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = a.smem_bytes, cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;  // every block resident: the barriers need it
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr, cfg.numAttrs = 1;
+  if (const int e = int(cudaLaunchKernelEx(&cfg, kernel, a))) return e;
+  return launch_status();
+}
+
+int decoder_layers(const DecoderArgs& a, WType w, Stream stream) {
+  if (w == WType::BF16) return decoder_launch<WType::BF16>(a, stream);
+  if (w == WType::F16) return decoder_launch<WType::F16>(a, stream);
+  return int(cudaErrorInvalidValue);
+}
+
+}  // namespace fusecheck::cuda
