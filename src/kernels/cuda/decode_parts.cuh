@@ -46,20 +46,31 @@ __device__ __forceinline__ float key_dot(const float* qr, const KvView& k, int64
   return warp_fold(acc);
 }
 
-// The online softmax's step for one key of score sj (fp32, never rounded): m, l and this lane's
-// acc[c] (values d = lane + 32c) absorb it, v_off the key's first value in the cache.
+// The online softmax's weights for one key of score sj (fp32, never rounded): m and l absorb it;
+// corr rescales the accumulator and p weighs the key's values (online_value).
+__device__ __forceinline__ void online_weights(float sj, float& m, float& l, float& corr,
+                                               float& p) {
+  const float m_new = fmaxf(m, sj);
+  corr = expf(m - m_new), p = expf(sj - m_new);  // exp(-inf) = 0 at the first key
+  l = l * corr + p;
+  m = m_new;
+}
+__device__ __forceinline__ float online_value(float acc, float corr, float p, float v) {
+  return acc * corr + p * v;
+}
+
+// The online softmax's step for one key of score sj: m, l and this lane's acc[c] (values
+// d = lane + 32c) absorb it, v_off the key's first value in the cache.
 __device__ __forceinline__ void online_step(float sj, const KvView& v, int64_t v_off,
                                             int64_t ch_off, int64_t head_dim, int lane, float& m,
                                             float& l, float* acc) {
-  const float m_new = fmaxf(m, sj);
-  const float corr = expf(m - m_new), p = expf(sj - m_new);  // exp(-inf) = 0 at the first key
-  l = l * corr + p;
+  float corr, p;
+  online_weights(sj, m, l, corr, p);
 #pragma unroll
   for (int c = 0; c < kMaxHeadDim / 32; ++c) {
     const int64_t d = lane + 32 * c;
-    if (d < head_dim) acc[c] = acc[c] * corr + p * kv_load(v, v_off + d, ch_off + d);
+    if (d < head_dim) acc[c] = online_value(acc[c], corr, p, kv_load(v, v_off + d, ch_off + d));
   }
-  m = m_new;
 }
 
 // A split's merge of its kSplitWarps warps' (m, l, acc) in part[w] = (m, l, acc[head_dim]):

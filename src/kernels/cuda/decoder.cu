@@ -206,6 +206,11 @@ __device__ void phase_rope(const DecoderArgs& a, const DecoderLayerArgs& L) {
 }
 
 // One (head h, split sp) of flash_split_kernel by a 4-warp unit; writes the split's work row.
+// VPL = values a lane holds (head_dim <= 32 · VPL). Unit warp uw walks the same keys as the
+// kernel's warp uw (j0 + uw, + 4, ...) with the same arithmetic (key_dot's FMA chain and fold,
+// online_weights, online_value), but loads KB keys' K and V rows before their arithmetic: the
+// per-op kernel's two dependent round trips a key become one a batch.
+template <int VPL, int KB>
 __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
                            int unit, int uw, float* us) {
   auto part = reinterpret_cast<float(*)[kMaxHeadDim + 2]>(us);
@@ -214,26 +219,61 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   const int64_t n_ctx = int64_t(*a.pos) + 1, chunk = (n_ctx + a.splits - 1) / a.splits;
   const int64_t j0 = sp * chunk, j1 = min(n_ctx, j0 + chunk);
   const float* qh = a.q + h * hd;
-  float qr[kMaxHeadDim / 32], acc[kMaxHeadDim / 32];
+  float qr[VPL], acc[VPL];
 #pragma unroll
-  for (int c = 0; c < kMaxHeadDim / 32; ++c) {
+  for (int c = 0; c < VPL; ++c) {
     qr[c] = lane + 32 * c < hd ? __ldcg(qh + lane + 32 * c) : 0.0f;
     acc[c] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
-  for (int64_t j = j0 + uw; j < j1; j += kSplitWarps) {
-    const float dot = key_dot(qr, L.kc, j * a.kv_dim + ch, ch, hd, lane);
-    const float sj = __shfl_sync(0xffffffffu, dot, 0) * a.scale;  // fp32, never rounded
-    online_step(sj, L.vc, j * a.kv_dim + ch, ch, hd, lane, m, l, acc);
+  for (int64_t jb = j0 + uw; jb < j1; jb += KB * kSplitWarps) {
+    float kr[KB][VPL], vr[KB][VPL];
+#pragma unroll
+    for (int b = 0; b < KB; ++b) {
+      const int64_t off = (jb + b * kSplitWarps) * a.kv_dim + ch;
+#pragma unroll
+      for (int c = 0; c < VPL; ++c) {
+        const int64_t d = lane + 32 * c;
+        const bool live = jb + b * kSplitWarps < j1 && d < hd;
+        kr[b][c] = live ? kv_load(L.kc, off + d, ch + d) : 0.0f;
+        vr[b][c] = live ? kv_load(L.vc, off + d, ch + d) : 0.0f;
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < KB; ++b) {
+      if (jb + b * kSplitWarps >= j1) break;
+      float dot = 0.0f;  // key_dot's chain
+#pragma unroll
+      for (int c = 0; c < VPL; ++c)
+        if (lane + 32 * c < hd) dot = fmaf(qr[c], kr[b][c], dot);
+      const float sj = __shfl_sync(0xffffffffu, warp_fold(dot), 0) * a.scale;  // fp32
+      float corr, p;
+      online_weights(sj, m, l, corr, p);
+#pragma unroll
+      for (int c = 0; c < VPL; ++c)
+        if (lane + 32 * c < hd) acc[c] = online_value(acc[c], corr, p, vr[b][c]);
+    }
   }
 #pragma unroll
-  for (int c = 0; c < kMaxHeadDim / 32; ++c)
+  for (int c = 0; c < VPL; ++c)
     if (lane + 32 * c < hd) part[uw][2 + lane + 32 * c] = acc[c];
   if (lane == 0) part[uw][0] = m, part[uw][1] = l;
   unit_sync(unit);
   float* o = a.work + (int64_t(h) * a.splits + sp) * (hd + 2);
   for (int64_t d = uw * 32 + lane; d < hd + 2; d += kSplitWarps * 32) o[d] = split_merge(part, d);
   __threadfence();  // each thread's part of the row, before the unit takes the head's ticket
+}
+
+__device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
+                               int unit, int uw, float* us) {
+  if (a.head_dim <= 32)
+    attn_split<1, 4>(a, L, h, sp, unit, uw, us);
+  else if (a.head_dim <= 64)
+    attn_split<2, 4>(a, L, h, sp, unit, uw, us);
+  else if (a.head_dim <= 128)
+    attn_split<4, 4>(a, L, h, sp, unit, uw, us);
+  else
+    attn_split<8, 2>(a, L, h, sp, unit, uw, us);
 }
 
 // This lane's values of split k's accumulator (0 past the end), read past L1: other blocks wrote
@@ -304,7 +344,7 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
   const int items = a.q_heads * a.splits;
   for (int it = int(blockIdx.x) * kUnits + unit; it < items; it += int(gridDim.x) * kUnits) {
     const int h = it / a.splits;
-    attn_split(a, L, h, it % a.splits, unit, uw, us);
+    attn_split_any(a, L, h, it % a.splits, unit, uw, us);
     unit_sync(unit);  // the unit's work row is written
     if (uw == 0 && threadIdx.x % 32 == 0) {
       __threadfence();
