@@ -265,7 +265,8 @@ class Backend : public std::enable_shared_from_this<Backend> {
     (void)s;
     return false;
   }
-  // How many decoder_stack calls ran the stack (bench output and tests).
+  // How many decoder_stack calls ran the stack (bench output and tests; a recorded graph's
+  // replays are not calls).
   virtual int64_t decoder_stack_runs() const { return 0; }
 
   // --- decode graphs (optional: a backend without them, the CPU's, keeps these defaults and the

@@ -175,6 +175,114 @@ void fused_step(const Stack& s, cudaStream_t st, int parts = kAll,
   if (Sm) BW_CHECK(cu::argmax(s.token, s.logits, kVocab, st));
 }
 
+// The layers as one persistent launch (decoder_layers), the rest of the step as fused_step runs
+// it: the same activations, so the two steps compute the same values.
+cu::DecoderArgs persistent_args(const Stack& s) {
+  std::vector<cu::DecoderLayerArgs> t(s.layers.size());
+  for (size_t l = 0; l < t.size(); ++l) {
+    const Layer& L = s.layers[l];
+    cu::DecoderLayerArgs& d = t[l];
+    d.wq = L.q.data, d.wk = L.k.data, d.wv = L.v.data, d.wo = L.o.data, d.wg = L.gate.data;
+    d.wu = L.up.data, d.wd = L.down.data, d.in_norm = L.in_gain, d.post_norm = L.post_gain;
+    d.q_norm = L.q_gain, d.k_norm = L.k_gain, d.kc = L.kc, d.vc = L.vc;
+  }
+  void* table = bw_dalloc(t.size() * sizeof(cu::DecoderLayerArgs));
+  BW_CHECK(cudaMemcpy(table, t.data(), t.size() * sizeof(cu::DecoderLayerArgs),
+                      cudaMemcpyHostToDevice));
+  cu::DecoderArgs a;
+  a.layers = static_cast<const cu::DecoderLayerArgs*>(table), a.n_layers = int(kLayers);
+  a.dim = int(kDim), a.ffn = int(kFfn), a.q_rows = int(kQ), a.kv_dim = int(kKv);
+  a.q_heads = int(kHeads), a.kv_heads = int(kKvHeads), a.head_dim = int(kHd);
+  a.splits = int(kSplits), a.eps = 1e-6f, a.scale = kAttn.scale, a.act = A;
+  a.cos_tab = s.cos_tab, a.sin_tab = s.sin_tab, a.pos = s.pos;
+  a.hidden = s.h, a.sum = s.sum, a.normed = s.normed, a.q = s.q, a.k = s.k, a.v = s.v;
+  a.attn = s.attn, a.attn_out = s.delta, a.mlp_act = s.ffn, a.mlp_out = s.delta, a.work = s.work;
+  auto* sync = static_cast<unsigned*>(bw_dalloc((1 + kHeads) * sizeof(unsigned)));
+  BW_CHECK(cudaMemset(sync, 0, (1 + kHeads) * sizeof(unsigned)));
+  a.barrier = sync, a.head_tickets = sync + 1;
+  int blocks = 0;
+  size_t smem = 0;
+  BW_CHECK(cu::decoder_blocks(&blocks, &smem));
+  BW_CHECK(cu::decoder_plan(a, cu::WType::BF16, blocks, smem));
+  return a;
+}
+
+void persistent_step(const Stack& s, const cu::DecoderArgs& a, cudaStream_t st) {
+  BW_CHECK(cu::embed(s.h, s.token, 1, s.embed, st));
+  BW_CHECK(cu::add_rmsnorm(s.h, nullptr, s.normed, s.sum, s.layers[0].in_gain, 1, kDim, 1e-6f, A,
+                           A, st));
+  BW_CHECK(cu::decoder_layers(a, cu::WType::BF16, st));
+  BW_CHECK(cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, s.final_gain, 1, kDim, 1e-6f, A, A,
+                           st));
+  BW_CHECK(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
+  BW_CHECK(cu::argmax(s.token, s.logits, kVocab, st));
+}
+
+// The persistent step as a graph, then with parts of its work left out (barriers and the phase
+// structure kept), then block 0's clock at each phase start, averaged over the layers.
+void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, double roof) {
+  cu::DecoderArgs a = persistent_args(s);
+  std::printf("  persistent: %d blocks, %zu bytes of shared memory a block\n", a.blocks,
+              a.smem_bytes);
+  {  // the same step both ways from the same cache and token: the logits bit for bit
+    std::vector<float> want(size_t(kVocab)), got(size_t(kVocab));
+    fused_step(s, st);
+    BW_CHECK(cudaMemcpy(want.data(), s.logits, want.size() * 4, cudaMemcpyDeviceToHost));
+    const int32_t tok = 42;
+    BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
+    BW_CHECK(cudaMemset(s.logits, 0xff, size_t(kVocab) * 4));  // NaN: every logit must be written
+    persistent_step(s, a, st);
+    BW_CHECK(cudaMemcpy(got.data(), s.logits, got.size() * 4, cudaMemcpyDeviceToHost));
+    size_t differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
+    std::printf("  persistent step's logits against the per-op fused step's: %zu of %zu differ%s\n",
+                differ, got.size(), differ ? " (BAD)" : " (bit-identical)");
+    BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
+  }
+  const struct {
+    const char* name;
+    unsigned skip;
+  } runs[] = {{"the layers as one persistent launch", 0},
+              {"  without attention", cu::kDecoderSkipAttn},
+              {"  without q/k norm + RoPE + KV store", cu::kDecoderSkipRope},
+              {"  weights streamed, no arithmetic",
+               cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
+              {"  barriers alone", ~0u & ~cu::kDecoderAllWarpsIssue},
+              {"  weights as cp.async pieces", cu::kDecoderPieceCopies},
+              {"  as pieces, the barrier thread loading too",
+               cu::kDecoderPieceCopies | cu::kDecoderAllWarpsIssue}};
+  for (const auto& r : runs) {
+    a.skip = r.skip;
+    cudaGraphExec_t ge = bw_capture(st, [&] { persistent_step(s, a, st); });
+    const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
+    BW_CHECK(cudaGraphExecDestroy(ge));
+    std::printf("  %-44s graph %.3f ms = %.0f tok/s, %.1f%% of roofline, %.2fx the fused step\n",
+                r.name, ms, 1e3 / ms, 100.0 * (1e3 / ms) / roof, fused_ms / ms);
+  }
+  a.skip = 0;
+  const int n = int(6 * kLayers + 1);
+  auto* trace = static_cast<long long*>(bw_dalloc(size_t(n) * sizeof(long long)));
+  a.trace = trace;
+  for (int rep = 0; rep < 3; ++rep) persistent_step(s, a, st);  // warm, then the traced one
+  BW_CHECK(cudaStreamSynchronize(st));
+  std::vector<long long> t(static_cast<size_t>(n));
+  BW_CHECK(cudaMemcpy(t.data(), trace, t.size() * sizeof(long long), cudaMemcpyDeviceToHost));
+  int khz = 0;
+  BW_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
+  const char* names[6] = {"qkv", "rope+kv", "attention", "o_proj+add", "norm+gate_up", "down+add"};
+  std::printf("  per layer, block 0's clock from each phase's start to the next (at %d MHz): ",
+              khz / 1000);
+  double total = 0;
+  for (int p = 0; p < 6; ++p) {
+    double cyc = 0;
+    for (int l = 0; l < int(kLayers); ++l) cyc += double(t[size_t(6 * l + p + 1)] - t[size_t(6 * l + p)]);
+    const double us = cyc / kLayers / (khz / 1e3);
+    total += us;
+    std::printf("%s %.2f us%s", names[p], us, p < 5 ? ", " : "");
+  }
+  std::printf("; %.2f us a layer\n", total);
+}
+
 }  // namespace
 
 int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
@@ -186,7 +294,7 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
   std::printf(
       "decode step, Qwen3-0.6B shape, bf16, ctx %ld, %.3f GB of weights: roofline %.0f tok/s\n",
       long(kCtx), bytes / 1e9, roof);
-  double std_ms = 0;
+  double std_ms = 0, fused_ms = 0;
   for (int fused = 0; fused < 2; ++fused) {
     auto step = [&] { fused ? fused_step(s, st) : standard_step(s, st); };
     const double plain = bw_median_ms(st, 20, step);
@@ -194,6 +302,7 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
     const double graph = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
     BW_CHECK(cudaGraphExecDestroy(ge));
     if (!fused) std_ms = graph;
+    if (fused) fused_ms = graph;
     std::printf(
         "  %-8s stream %.3f ms (%.0f tok/s) | graph %.3f ms = %.0f tok/s, %.1f%% of roofline%s\n",
         fused ? "fused" : "standard", plain, 1e3 / plain, graph, 1e3 / graph,
@@ -202,6 +311,7 @@ int decode_step_benchmark(cudaStream_t st, double copy_gbs, std::mt19937& g) {
                     .c_str()
               : "");
   }
+  persistent_benchmark(s, st, fused_ms, roof);
   {  // the LM head through the staged kernel instead of u16
     cudaGraphExec_t ge = bw_capture(st, [&] { fused_step(s, st, kAll, cu::GemvVariant::kStaged); });
     const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });

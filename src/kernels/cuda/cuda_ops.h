@@ -282,10 +282,23 @@ struct DecoderArgs {
   float* work = nullptr;             // attention_flash_work_floats({1, q_heads, ...}, splits)
   unsigned* barrier = nullptr;       // [1] the grid barrier's counter (zeroed before each launch)
   unsigned* head_tickets = nullptr;  // [q_heads] zero, and left zero by each launch
+  // Diagnostics for the decode-step tool (tests/cuda/decode_step.cpp), 0 / nullptr in the engine:
+  // `skip` leaves parts of the work out (kDecoderSkip*; the results are then meaningless; or
+  // kDecoderAllWarpsIssue: the barrier's warp streams weights too, the earlier schedule) and
+  // `trace`, when set, receives block 0's clock64() as each phase starts and at the end:
+  // [n_layers · 6 + 1].
+  unsigned skip = 0;
+  long long* trace = nullptr;
   // Set by decoder_plan: the grid, rows a block per phase, the shared-memory layout.
   int blocks = 0, rows_q = 0, rows_o = 0, rows_g = 0, rows_d = 0;
   size_t buf1_offset = 0, xs_offset = 0, unit_offset = 0, smem_bytes = 0;
 };
+constexpr unsigned kDecoderSkipWeights = 1;  // no weight tile is loaded
+constexpr unsigned kDecoderSkipGemv = 2;     // the projections' phases compute nothing
+constexpr unsigned kDecoderSkipRope = 4;     // no q/k norm, RoPE or KV store
+constexpr unsigned kDecoderSkipAttn = 8;     // no attention
+constexpr unsigned kDecoderAllWarpsIssue = 16;  // same results; the barrier thread loads weights
+constexpr unsigned kDecoderPieceCopies = 32;    // same results; cp.async pieces, not TMA rows
 // The device's grid for the launch (one block per SM) and its largest shared memory a block.
 int decoder_blocks(int* blocks, size_t* max_smem);
 // Tiles the phases over `blocks` and lays out shared memory; cudaErrorInvalidValue when the

@@ -55,8 +55,53 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
-// Waits until this block's tile issued two groups ago has landed (all threads), then syncs.
-__device__ __forceinline__ void tile_ready() {
+// The TMA's bulk copies: one instruction moves a whole weight row into shared memory and
+// completes on an mbarrier, which counts the bytes (no load slots held while it flies).
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return unsigned(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* m) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(m)) : "memory");
+}
+__device__ __forceinline__ void mbar_expect(uint64_t* m, unsigned bytes) {
+  asm volatile(
+      "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
+          smem_u32(m)),
+      "r"(bytes)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, uint64_t* m) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+          smem_u32(dst)),
+      "l"(src), "r"(bytes), "r"(smem_u32(m))
+      : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* m, unsigned parity) {
+  asm volatile(
+      "{\n .reg .pred p;\n WAIT_%=:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      " @!p bra WAIT_%=;\n}" ::"r"(smem_u32(m)),
+      "r"(parity)
+      : "memory");
+}
+
+// The weight tiles' loader: TMA bulk copies of whole rows issued by warp 0, one mbarrier per
+// buffer (bulk); or cp.async pieces from every issuing thread, one group per tile, so a phase
+// waits with wait_group 1 for the tile issued two tiles ago.
+struct Tiles {
+  uint64_t* mbar = nullptr;  // [2] in shared memory
+  unsigned parity = 0;       // bit b: the parity of buffer b's next phase
+  bool bulk = false;
+  int issuers = kThreads;
+};
+
+// Waits until buffer b's tile has landed, for every thread.
+__device__ __forceinline__ void tile_ready(Tiles& t, int b) {
+  if (t.bulk) {
+    mbar_wait(t.mbar + b, (t.parity >> b) & 1u);
+    t.parity ^= 1u << b;
+    return;
+  }
   cp_async_wait<1>();
   __syncthreads();
 }
@@ -64,10 +109,12 @@ __device__ __forceinline__ void tile_ready() {
 // Every block arrives, then waits for all: the writes before it are visible to every block after
 // it (the fences on either side of the counter, as cooperative groups' grid sync does).
 // *bar counts arrivals over the launch; target: this block's count of barriers passed × blocks.
-__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target) {
+// The arriving thread is the last warp's lane 0, which issues no weight copies (issue_tile), so
+// its fences wait for no tile in flight.
+__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target, int who) {
   __syncthreads();
   target += gridDim.x;
-  if (threadIdx.x == 0) {
+  if (int(threadIdx.x) == who) {
     __threadfence();
     atomicAdd(bar, 1u);
     long long spins = 0;
@@ -83,12 +130,23 @@ __device__ __forceinline__ void unit_sync(int unit) {
   asm volatile("bar.sync %0, %1;" ::"r"(unit + 1), "r"(kSplitWarps * 32) : "memory");
 }
 
-// Copies rows [0, nrows) of a tile, row j from src(j) (row_bytes each, 16-byte multiple), into
-// buf with every thread issuing 16-byte pieces; then commits the group (also when empty).
+// Copies rows [0, nrows) of a tile into buffer b (buf), row j from src(j), row_bytes each (a
+// 16-byte multiple). Every thread calls it after the buffer's last reader has passed a
+// __syncthreads.
 template <class Src>
-__device__ void issue_tile(char* buf, int nrows, int row_bytes, Src src) {
+__device__ void issue_tile(Tiles& t, int b, char* buf, int nrows, int row_bytes, Src src) {
+  if (t.bulk) {
+    if (threadIdx.x >= 32) return;
+    // The buffer's earlier reads were the generic proxy's; the copies are the async proxy's.
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    if (threadIdx.x == 0) mbar_expect(t.mbar + b, unsigned(nrows * row_bytes));
+    __syncwarp();
+    for (int j = int(threadIdx.x); j < nrows; j += 32)
+      bulk_copy(buf + size_t(j) * row_bytes, src(j), unsigned(row_bytes), t.mbar + b);
+    return;
+  }
   const int chunks = row_bytes / 16, total = nrows * chunks;
-  for (int i = int(threadIdx.x); i < total; i += kThreads) {
+  for (int i = int(threadIdx.x); i < total && int(threadIdx.x) < t.issuers; i += t.issuers) {
     const int j = i / chunks, c = i - j * chunks;
     cp_async16(buf + size_t(j) * row_bytes + c * 16, src(j) + c * 16);
   }
@@ -99,6 +157,14 @@ __device__ void issue_tile(char* buf, int nrows, int row_bytes, Src src) {
 __device__ __forceinline__ int block_rows(int per, int total, int& r0) {
   r0 = int(blockIdx.x) * per;
   return max(0, min(per, total - r0));
+}
+
+// Threads that stream weights, and the one that arrives at the grid barriers.
+__device__ __forceinline__ int issuers(const DecoderArgs& a) {
+  return a.skip & kDecoderAllWarpsIssue ? kThreads : kThreads - 32;
+}
+__device__ __forceinline__ int barrier_thread(const DecoderArgs& a) {
+  return a.skip & kDecoderAllWarpsIssue ? 0 : kThreads - 32;
 }
 
 __device__ __forceinline__ const char* row_of(const void* w, int r, int cols) {
@@ -113,28 +179,28 @@ __device__ __forceinline__ const char* qkv_row(const DecoderArgs& a, const Decod
   return row_of(L.wv, r - a.q_rows - a.kv_dim, a.dim);
 }
 
-__device__ void issue_q(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+__device__ void issue_q(Tiles& t, char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_q, a.q_rows + 2 * a.kv_dim, r0);
-  issue_tile(buf, n, a.dim * 2, [&](int j) { return qkv_row(a, L, r0 + j); });
+  issue_tile(t, 0, buf, n, a.dim * 2, [&](int j) { return qkv_row(a, L, r0 + j); });
 }
-__device__ void issue_o(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+__device__ void issue_o(Tiles& t, char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_o, a.dim, r0);
-  issue_tile(buf, n, a.q_rows * 2, [&](int j) { return row_of(L.wo, r0 + j, a.q_rows); });
+  issue_tile(t, 1, buf, n, a.q_rows * 2, [&](int j) { return row_of(L.wo, r0 + j, a.q_rows); });
 }
 // Gate rows at tile rows [0, n), up rows at [rows_g, rows_g + n).
-__device__ void issue_g(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+__device__ void issue_g(Tiles& t, char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_g, a.ffn, r0), per = a.rows_g;
-  issue_tile(buf, n == 0 ? 0 : per + n, a.dim * 2, [&](int j) {
+  issue_tile(t, 0, buf, n == 0 ? 0 : per + n, a.dim * 2, [&](int j) {
     return j < per ? row_of(L.wg, r0 + min(j, n - 1), a.dim) : row_of(L.wu, r0 + j - per, a.dim);
   });
 }
-__device__ void issue_d(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+__device__ void issue_d(Tiles& t, char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_d, a.dim, r0);
-  issue_tile(buf, n, a.ffn * 2, [&](int j) { return row_of(L.wd, r0 + j, a.ffn); });
+  issue_tile(t, 1, buf, n, a.ffn * 2, [&](int j) { return row_of(L.wd, r0 + j, a.ffn); });
 }
 
 // The contract dot of xs (shared fp32) with one tile row, as the staged kernels run it: lane k
@@ -433,6 +499,11 @@ __device__ void phase_d(const DecoderArgs& a, const char* tile, float* xs, bool 
   }
 }
 
+// The decode-step tool's phase clock (DecoderArgs::trace).
+__device__ __forceinline__ void mark(const DecoderArgs& a, int i) {
+  if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[i] = clock64();
+}
+
 template <WType W>
 __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
   extern __shared__ float4 smem4[];
@@ -441,42 +512,60 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
   char* buf1 = buf0 + a.buf1_offset;
   float* xs = reinterpret_cast<float*>(buf0 + a.xs_offset);
   float* us = reinterpret_cast<float*>(buf0 + a.unit_offset);
+  __shared__ uint64_t mbar[2];
   unsigned target = 0;
-  issue_q(buf0, a, a.layers[0]);
-  issue_o(buf1, a, a.layers[0]);
+  const int bt = barrier_thread(a);
+  const bool weights = !(a.skip & kDecoderSkipWeights), gemv = !(a.skip & kDecoderSkipGemv);
+  Tiles t;
+  t.mbar = mbar, t.bulk = weights && !(a.skip & kDecoderPieceCopies), t.issuers = issuers(a);
+  if (threadIdx.x == 0) {
+    mbar_init(mbar), mbar_init(mbar + 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  weights ? issue_q(t, buf0, a, a.layers[0]) : cp_async_commit();
+  weights ? issue_o(t, buf1, a, a.layers[0]) : cp_async_commit();
   for (int l = 0; l < a.n_layers; ++l) {
     const DecoderLayerArgs& L = a.layers[l];
     const bool last = l + 1 == a.n_layers;
-    tile_ready();
-    phase_qkv<W>(a, L, buf0, xs, red);
+    mark(a, 6 * l);
+    tile_ready(t, 0);
+    if (gemv) phase_qkv<W>(a, L, buf0, xs, red);
     __syncthreads();  // buffer 0 is free: the gate/up tile streams in during R and A
-    issue_g(buf0, a, L);
-    grid_barrier(a.barrier, target);
-    phase_rope(a, L);
-    grid_barrier(a.barrier, target);
-    phase_attn(a, L, us);
-    grid_barrier(a.barrier, target);
-    tile_ready();
-    phase_o<W>(a, buf1, xs);
+    weights ? issue_g(t, buf0, a, L) : cp_async_commit();
+    grid_barrier(a.barrier, target, bt);
+    mark(a, 6 * l + 1);
+    if (!(a.skip & kDecoderSkipRope)) phase_rope(a, L);
+    grid_barrier(a.barrier, target, bt);
+    mark(a, 6 * l + 2);
+    if (!(a.skip & kDecoderSkipAttn)) phase_attn(a, L, us);
+    grid_barrier(a.barrier, target, bt);
+    mark(a, 6 * l + 3);
+    tile_ready(t, 1);
+    if (gemv) phase_o<W>(a, buf1, xs);
     __syncthreads();
-    issue_d(buf1, a, L);
-    grid_barrier(a.barrier, target);
-    tile_ready();
-    phase_g<W>(a, L, buf0, xs, red);
+    weights ? issue_d(t, buf1, a, L) : cp_async_commit();
+    grid_barrier(a.barrier, target, bt);
+    mark(a, 6 * l + 4);
+    tile_ready(t, 0);
+    if (gemv) phase_g<W>(a, L, buf0, xs, red);
     __syncthreads();
-    if (last)
+    if (weights && !last)
+      issue_q(t, buf0, a, a.layers[l + 1]);
+    else if (!t.bulk)
       cp_async_commit();
-    else
-      issue_q(buf0, a, a.layers[l + 1]);
-    grid_barrier(a.barrier, target);
-    tile_ready();
-    phase_d<W>(a, buf1, xs, last);
+    grid_barrier(a.barrier, target, bt);
+    mark(a, 6 * l + 5);
+    tile_ready(t, 1);
+    if (gemv) phase_d<W>(a, buf1, xs, last);
     if (last) break;
     __syncthreads();
-    issue_o(buf1, a, a.layers[l + 1]);
-    grid_barrier(a.barrier, target);
+    weights ? issue_o(t, buf1, a, a.layers[l + 1]) : cp_async_commit();
+    grid_barrier(a.barrier, target, bt);
   }
   cp_async_wait<0>();
+  __syncthreads();
+  mark(a, 6 * a.n_layers);
 }
 
 int ceil_div(int a, int b) {
