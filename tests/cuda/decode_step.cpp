@@ -225,7 +225,7 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   std::printf("  persistent: %d blocks, %zu bytes of shared memory a block\n", a.blocks,
               a.smem_bytes);
   {  // the same step both ways from the same cache and token: the logits bit for bit
-    std::vector<float> want(size_t(kVocab)), got(size_t(kVocab));
+    std::vector<float> want(static_cast<size_t>(kVocab)), got(static_cast<size_t>(kVocab));
     fused_step(s, st);
     BW_CHECK(cudaMemcpy(want.data(), s.logits, want.size() * 4, cudaMemcpyDeviceToHost));
     const int32_t tok = 42;
