@@ -247,7 +247,12 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
               {"  without q/k norm + RoPE + KV store", cu::kDecoderSkipRope},
               {"  weights streamed, no arithmetic",
                cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
-              {"  barriers alone", ~0u & ~cu::kDecoderAllWarpsIssue},
+              {"  barriers alone", cu::kDecoderSkipWeights | cu::kDecoderSkipGemv |
+                                       cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
+              {"  barriers alone, fence.sc", cu::kDecoderSkipWeights | cu::kDecoderSkipGemv |
+                                                 cu::kDecoderSkipRope | cu::kDecoderSkipAttn |
+                                                 cu::kDecoderScFences},
+              {"  fence.sc barriers and tickets", cu::kDecoderScFences},
               {"  weights as cp.async pieces", cu::kDecoderPieceCopies},
               {"  as pieces, the barrier thread loading too",
                cu::kDecoderPieceCopies | cu::kDecoderAllWarpsIssue}};

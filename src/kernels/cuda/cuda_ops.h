@@ -299,6 +299,7 @@ constexpr unsigned kDecoderSkipRope = 4;     // no q/k norm, RoPE or KV store
 constexpr unsigned kDecoderSkipAttn = 8;     // no attention
 constexpr unsigned kDecoderAllWarpsIssue = 16;  // same results; the barrier thread loads weights
 constexpr unsigned kDecoderPieceCopies = 32;    // same results; cp.async pieces, not TMA rows
+constexpr unsigned kDecoderScFences = 64;  // same results; fence.sc barriers and tickets
 // The device's grid for the launch (one block per SM) and its largest shared memory a block.
 int decoder_blocks(int* blocks, size_t* max_smem);
 // Tiles the phases over `blocks` and lays out shared memory; cudaErrorInvalidValue when the

@@ -106,21 +106,43 @@ __device__ __forceinline__ void tile_ready(Tiles& t, int b) {
   __syncthreads();
 }
 
+// Release/acquire at GPU scope: a thread's release, after a __syncthreads, publishes every write
+// its block made before it (cumulativity); an acquire, followed by a __syncthreads, makes what it
+// observed visible to the whole block. No full fence (fence.sc) is needed.
+__device__ __forceinline__ void red_add_release(unsigned* p, unsigned v) {
+  asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ unsigned atom_add_acq_rel(unsigned* p, unsigned v) {
+  unsigned old;
+  asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
+}
+__device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
 // Every block arrives, then waits for all: the writes before it are visible to every block after
-// it (the fences on either side of the counter, as cooperative groups' grid sync does).
-// *bar counts arrivals over the launch; target: this block's count of barriers passed × blocks.
-// The arriving thread is the last warp's lane 0, which issues no weight copies (issue_tile), so
-// its fences wait for no tile in flight.
-__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target, int who) {
+// it. *bar counts arrivals over the launch; target: this block's count of barriers passed ×
+// blocks. `who` arrives and polls: the last warp's lane 0, which issues no weight copies. sc: the
+// fence.sc pattern of cooperative groups' grid sync instead (a diagnostic, kDecoderScFences).
+__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target, int who, bool sc) {
   __syncthreads();
   target += gridDim.x;
   if (int(threadIdx.x) == who) {
-    __threadfence();
-    atomicAdd(bar, 1u);
     long long spins = 0;
-    while (*static_cast<volatile unsigned*>(bar) < target)
-      if (++spins > kMaxSpins) __trap();
-    __threadfence();
+    if (sc) {
+      __threadfence();
+      atomicAdd(bar, 1u);
+      while (*static_cast<volatile unsigned*>(bar) < target)
+        if (++spins > kMaxSpins) __trap();
+      __threadfence();
+    } else {
+      red_add_release(bar, 1u);
+      while (ld_acquire(bar) < target)
+        if (++spins > kMaxSpins) __trap();
+    }
   }
   __syncthreads();
 }
@@ -327,7 +349,7 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   unit_sync(unit);
   float* o = a.work + (int64_t(h) * a.splits + sp) * (hd + 2);
   for (int64_t d = uw * 32 + lane; d < hd + 2; d += kSplitWarps * 32) o[d] = split_merge(part, d);
-  __threadfence();  // each thread's part of the row, before the unit takes the head's ticket
+  if (a.skip & kDecoderScFences) __threadfence();  // the fence.sc diagnostic
 }
 
 __device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
@@ -401,10 +423,11 @@ __device__ void attn_reduce(const DecoderArgs& a, int h, int unit, int uw, float
   }
 }
 
-// A: the units walk (head, split) items; the unit that finishes a head's last split (a fenced
-// ticket per head, reset for the next layer) reduces that head.
+// A: the units walk (head, split) items; the unit that takes a head's last ticket (one per split,
+// an acq_rel atomic; reset for the next layer) reduces that head.
 __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, float* unit_smem) {
   __shared__ int last[kUnits];
+  const bool sc = a.skip & kDecoderScFences;
   const int warp = int(threadIdx.x) / 32, unit = warp / kSplitWarps, uw = warp % kSplitWarps;
   float* us = unit_smem + unit * kUnitFloats;
   const int items = a.q_heads * a.splits;
@@ -413,12 +436,14 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
     attn_split_any(a, L, h, it % a.splits, unit, uw, us);
     unit_sync(unit);  // the unit's work row is written
     if (uw == 0 && threadIdx.x % 32 == 0) {
-      __threadfence();
-      last[unit] = atomicAdd(a.head_tickets + h, 1u) == unsigned(a.splits - 1);
+      // Releases this unit's row, acquires the rows of the units that took tickets before it.
+      const unsigned before = sc ? (__threadfence(), atomicAdd(a.head_tickets + h, 1u))
+                                 : atom_add_acq_rel(a.head_tickets + h, 1u);
+      last[unit] = before == unsigned(a.splits - 1);
     }
     unit_sync(unit);
     if (last[unit]) {
-      __threadfence();  // the other splits' rows, fenced before their tickets
+      if (sc) __threadfence();
       attn_reduce(a, h, unit, uw, us);
       if (uw == 0 && threadIdx.x % 32 == 0) atomicExch(a.head_tickets + h, 0u);
     }
@@ -515,6 +540,7 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
   __shared__ uint64_t mbar[2];
   unsigned target = 0;
   const int bt = barrier_thread(a);
+  const bool sc = a.skip & kDecoderScFences;
   const bool weights = !(a.skip & kDecoderSkipWeights), gemv = !(a.skip & kDecoderSkipGemv);
   Tiles t;
   t.mbar = mbar, t.bulk = weights && !(a.skip & kDecoderPieceCopies), t.issuers = issuers(a);
@@ -533,19 +559,19 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
     if (gemv) phase_qkv<W>(a, L, buf0, xs, red);
     __syncthreads();  // buffer 0 is free: the gate/up tile streams in during R and A
     weights ? issue_g(t, buf0, a, L) : cp_async_commit();
-    grid_barrier(a.barrier, target, bt);
+    grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 1);
     if (!(a.skip & kDecoderSkipRope)) phase_rope(a, L);
-    grid_barrier(a.barrier, target, bt);
+    grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 2);
     if (!(a.skip & kDecoderSkipAttn)) phase_attn(a, L, us);
-    grid_barrier(a.barrier, target, bt);
+    grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 3);
     tile_ready(t, 1);
     if (gemv) phase_o<W>(a, buf1, xs);
     __syncthreads();
     weights ? issue_d(t, buf1, a, L) : cp_async_commit();
-    grid_barrier(a.barrier, target, bt);
+    grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 4);
     tile_ready(t, 0);
     if (gemv) phase_g<W>(a, L, buf0, xs, red);
@@ -554,14 +580,14 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
       issue_q(t, buf0, a, a.layers[l + 1]);
     else if (!t.bulk)
       cp_async_commit();
-    grid_barrier(a.barrier, target, bt);
+    grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 5);
     tile_ready(t, 1);
     if (gemv) phase_d<W>(a, buf1, xs, last);
     if (last) break;
     __syncthreads();
     weights ? issue_o(t, buf1, a, a.layers[l + 1]) : cp_async_commit();
-    grid_barrier(a.barrier, target, bt);
+    grid_barrier(a.barrier, target, bt, sc);
   }
   cp_async_wait<0>();
   __syncthreads();
