@@ -187,11 +187,11 @@ TEST(GpuEngine, PersistentDecodeEqualsPerOpDecode) {
   for (const char* name : {"qwen3-tiny-extreme", "qwen3-tiny", "qwen2-tiny"}) {
     SCOPED_TRACE(name);
     const std::string dir = data + "/hf/" + name + "/bf16";
-    FC_LOAD_CUDA_OR_SKIP(one, dir);
+    FC_LOAD_CUDA_OR_SKIP(ops, dir);  // persistent_decode off: the default
     LoadOptions o;
-    o.device = "cuda", o.cuda_module = testing::cuda_module_path(), o.persistent_decode = false;
-    auto ops = Model::load(dir, o);
-    ASSERT_TRUE(ops.ok()) << ops.error().message;
+    o.device = "cuda", o.cuda_module = testing::cuda_module_path(), o.persistent_decode = true;
+    auto one = Model::load(dir, o);
+    ASSERT_TRUE(one.ok()) << one.error().message;
     auto reg = NumericsRegistry::load("");
     ASSERT_TRUE(reg.ok());
     for (const char* plan_name : {"fused", "fused-fp16kv", "fused-int8kv"}) {

@@ -43,9 +43,9 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
                   "the projections' dot product: contract (default, bit-identical on every ISA) or "
                   "bf16-pairs (opt-in: bf16 activations, AVX512-BF16; bf16 checkpoints only)")
       ->check(non_empty());
-  cmd->add_flag("--no-persistent-decode", a.no_persistent_decode,
-                "with --device cuda: run a fully fused decode step one launch per op instead of "
-                "as one persistent kernel (the same results, bit for bit)");
+  cmd->add_flag("--persistent-decode", a.persistent_decode,
+                "with --device cuda: run a fully fused decode step's layers as one persistent "
+                "kernel instead of one launch per op (the same results, bit for bit)");
   cmd->add_option("--db", a.kernels.db_path,
                   "compatibility database whose measurements the decision uses (default " +
                       default_db_hint() + ")");
@@ -54,8 +54,8 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a) {
 void check_engine_flags(const EngineArgs& a) {
   if (a.dot != "contract" && a.device == "cuda")
     usage_error("--dot " + a.dot + ": the CUDA backend runs the contract dot product only");
-  if (a.no_persistent_decode && a.device != "cuda")
-    usage_error("--no-persistent-decode applies to --device cuda");
+  if (a.persistent_decode && a.device != "cuda")
+    usage_error("--persistent-decode applies to --device cuda");
   if (a.dot != "contract" && a.precision == "fp32")
     usage_error("--dot " + a.dot +
                 ": the fp32 reference path always runs the contract; use --precision model");
@@ -110,7 +110,7 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
   LoadOptions load_opt;
   load_opt.threads = a.threads;
   load_opt.device = a.device;
-  load_opt.persistent_decode = !a.no_persistent_decode;
+  load_opt.persistent_decode = a.persistent_decode;
   FC_ASSIGN(model, Model::load(a.model_dir, load_opt));
   FC_ASSIGN(dot, resolve_dot(a.dot, model, a.model_dir));
   int64_t model_max = model.config().max_position_embeddings;

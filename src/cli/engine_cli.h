@@ -30,7 +30,7 @@ struct EngineArgs {
   int threads = 0;                  // 0: the physical cores
   std::string device = "cpu";       // --device cpu | cuda: where the ops run
   std::string dot = "contract";     // --dot NAME: the projections' dot product (kernels.json dots)
-  bool no_persistent_decode = false;  // --no-persistent-decode: a GPU step op by op
+  bool persistent_decode = false;  // --persistent-decode: a fused GPU step as one launch
 };
 void add_engine_options(CLI::App* cmd, EngineArgs& a);
 // Usage errors (thrown as CLI::ValidationError) for contradictory kernel flags; a note when

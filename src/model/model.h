@@ -41,9 +41,9 @@ struct LoadOptions {
   // libfusecheck_cuda.so for device "cuda"; empty: beside the binary, then the library search
   // path (kernels/backend_loader.h).
   std::string cuda_module;
-  // "cuda": a fully fused decode step's layers as one persistent launch (CudaBackendOptions);
-  // false: one launch per op (--no-persistent-decode).
-  bool persistent_decode = true;
+  // "cuda": a fully fused decode step's layers as one persistent launch (CudaBackendOptions,
+  // --persistent-decode); false: one launch per op.
+  bool persistent_decode = false;
 };
 Result<std::string> parse_device(std::string_view name);  // "cpu" | "cuda"
 

@@ -24,9 +24,10 @@ struct CudaBackendOptions {
   bool prefill_gemm = true;
   // Key splits of the online (flash-decoding) attention; 0: from the cache capacity.
   int attention_splits = 0;
-  // A fully fused decode step's layers as one persistent launch (decoder_stack; bit-identical).
-  // false: the ops one launch each (A/B measurements, --no-persistent-decode).
-  bool persistent_decode = true;
+  // A fully fused decode step's layers as one persistent launch (decoder_stack; bit-identical to
+  // the ops; opt-in, --persistent-decode: docs/PERFORMANCE.md has its measured speed). false: the
+  // ops one launch each.
+  bool persistent_decode = false;
 };
 
 // A CUDA backend on `o.device`, or nullptr with *error set ("no CUDA GPU present", or the CUDA
