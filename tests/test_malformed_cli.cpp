@@ -61,6 +61,15 @@ TEST(MalformedCli, UnknownFlag) {
   EXPECT_NE(r.err.find("--frobnicate"), std::string::npos) << r.err;
 }
 
+// --persistent-decode is a CUDA backend's schedule: asked on the CPU it is a usage error, not
+// silently ignored.
+TEST(MalformedCli, PersistentDecodeWithoutCudaIsAUsageError) {
+  const std::string hf = testing::data_dir() + "/hf/qwen3-tiny/bf16";
+  RunResult r = run_cli("generate " + shq(hf) + " --token-ids 1,2 -n 1 --persistent-decode");
+  EXPECT_EQ(r.exit_code, 64) << r.err;
+  EXPECT_NE(r.err.find("--persistent-decode applies to --device cuda"), std::string::npos) << r.err;
+}
+
 TEST(MalformedCli, BogusFormat) {
   TinyModel m;
   m.write();
