@@ -193,6 +193,9 @@ int run_check(CheckArgs& a) {
   std::optional<ProbeResult> measured;
   std::string origin = "static";
   if (a.probe) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();  // the engine may ask for CPU features (main.cpp, init_cpu_features)
+#endif
     const std::string db_path = a.options.use_cache ? resolve_db_path(a.db) : "";
     auto p = probe_with_store(a.model_dir, r, db_path, identity_from_path(a.model_dir));
     if (!p) {
