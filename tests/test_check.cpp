@@ -16,6 +16,7 @@
 #include "check/check.h"
 #include "check/result_json.h"
 #include "fixture/fixture.h"
+#include "io/checkpoint.h"
 #include "report/report.h"
 #include "testing.h"
 #include "util/half.h"
@@ -493,6 +494,38 @@ TEST(Check, ThreadedNormReadsReportTheFirstBadNorm) {
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.error().message.find(want), std::string::npos)
         << o.threads << " threads: " << r.error().message;
+  }
+}
+
+// Norms that lie side by side are read with one pread (a layer's q_norm, k_norm and
+// post_attention_layernorm in the fixture's layout). A file cut inside such a range after it was
+// opened: the error still names the first norm in report order that cannot be read whole (layer
+// 1's post_attention_layernorm, which lies after the cut), not the range's first norm (layer 1's
+// q_norm, readable), as reading each norm alone does.
+TEST(Check, NormsReadTogetherFailOneByOne) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b";
+  for (int threads : {1, 4}) {
+    SCOPED_TRACE(::testing::Message() << threads << " threads");
+    const std::string dir = make_fixture(t, "m" + std::to_string(threads), fo);
+    auto ck = Checkpoint::open(dir);
+    ASSERT_TRUE(ck.ok()) << ck.error().message;
+    const TensorRef* k_norm = ck->find("model.layers.1.self_attn.k_norm.weight");
+    const TensorRef* q_norm = ck->find("model.layers.1.self_attn.q_norm.weight");
+    const TensorRef* post = ck->find("model.layers.1.post_attention_layernorm.weight");
+    ASSERT_TRUE(k_norm && q_norm && post);
+    ASSERT_EQ(q_norm->info->offset + q_norm->info->nbytes, k_norm->info->offset);
+    ASSERT_EQ(k_norm->info->offset + k_norm->info->nbytes, post->info->offset);
+    ASSERT_EQ(::truncate((dir + "/model.safetensors").c_str(), off_t(k_norm->info->offset + 3)), 0);
+    CheckOptions o = no_cache();
+    o.threads = threads;
+    auto r = check_checkpoint(*ck, o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("file ended while reading tensor "
+                                     "\"model.layers.1.post_attention_layernorm.weight\""),
+              std::string::npos)
+        << r.error().message;
   }
 }
 
