@@ -82,8 +82,10 @@ uint32_t signed_key(uint32_t bits) {
 
 // Every gain finite (the common case): branch-free loops the compiler vectorises. Fills the
 // counts, max_abs, argmax and min of `s` and the bit patterns of |g| in `mags`; returns
-// OR ^ AND of those patterns.
-uint32_t classify_finite(std::span<const float> gains, uint32_t* mags, GainStats& s) {
+// OR ^ AND of those patterns, and the largest pattern in `max_bits_out`: when that is an inf or
+// NaN pattern the gains were not all finite, and the caller discards all this.
+uint32_t classify_finite(std::span<const float> gains, uint32_t* mags, GainStats& s,
+                         uint32_t& max_bits_out) {
   const size_t n = gains.size();
   uint32_t all_or = 0, all_and = ~0u, max_bits = 0, min_key = ~0u;
   int64_t negative = 0, subnormal = 0;
@@ -101,6 +103,7 @@ uint32_t classify_finite(std::span<const float> gains, uint32_t* mags, GainStats
   s.n_negative = negative;
   s.n_subnormal = subnormal;
   s.max_abs = as_float(max_bits);
+  max_bits_out = max_bits;
   // The first channel of the largest |g|.
   size_t at = 0;
   while (mags[at] != max_bits) ++at;
@@ -287,14 +290,16 @@ GainStats compute_gain_stats(std::span<const float> gains, double extreme_thresh
   // zero-filled (every slot read is written first).
   std::unique_ptr<uint32_t[]> buf(new uint32_t[2 * gains.size()]);
   uint32_t* mags = buf.get();
-  uint32_t max_any = 0;  // largest |g| pattern; inf and NaN patterns are above every finite one
-  for (float g : gains) max_any = std::max(max_any, std::bit_cast<uint32_t>(g) & 0x7fffffffu);
-  uint32_t varying = 0;
+  // The all-finite path first (the common case); its largest |g| pattern says whether it was:
+  // inf and NaN patterns are above every finite one. If not, the other path starts over.
+  uint32_t max_bits = 0;
+  uint32_t varying = classify_finite(gains, mags, s, max_bits);
   size_t n = gains.size();
-  if (max_any < 0x7f800000u)
-    varying = classify_finite(gains, mags, s);
-  else
+  if (max_bits >= 0x7f800000u) {
+    s = GainStats{};
+    s.n = int64_t(gains.size());
     n = classify_any(gains, mags, s, varying);
+  }
   if (n == 0) return s;
   if (!histogram_moments(mags, n, varying, extreme_threshold, histogram_key_limit(n), s)) {
     const uint32_t* sorted = radix_sort_bits(mags, mags + gains.size(), n, varying);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <charconv>
 #include <cmath>
 
 #include "check/result_json.h"
@@ -65,6 +66,11 @@ Field F(std::string_view key, const T& v) {
 }
 
 void newline(Writer& w) {
+  // One append of a newline and the indent (the report is ~4,000 lines; depth stays below 32).
+  static constexpr std::string_view kLine =
+      "\n                                                                ";
+  if (size_t(w.indent) < kLine.size())
+    return void(w.out.append(kLine.data(), 1 + size_t(w.indent)));
   w.out += '\n';
   w.out.append(size_t(w.indent), ' ');
 }
@@ -155,14 +161,19 @@ void put(Writer& w, double v) {
 void put(Writer& w, bool v) {
   w.out += v ? "true" : "false";
 }
+template <class I>
+void put_integer(Writer& w, I v) {
+  char buf[24];
+  w.out.append(buf, size_t(std::to_chars(buf, buf + sizeof buf, v).ptr - buf));
+}
 void put(Writer& w, int64_t v) {
-  w.out += std::to_string(v);
+  put_integer(w, v);
 }
 void put(Writer& w, int v) {
-  w.out += std::to_string(v);
+  put_integer(w, v);
 }
 void put(Writer& w, uint64_t v) {
-  w.out += std::to_string(v);
+  put_integer(w, v);
 }
 template <class E>
 requires std::is_enum_v<E>
