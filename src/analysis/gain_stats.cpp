@@ -164,8 +164,9 @@ void set_percentiles(const uint32_t (&at)[14], size_t n, GainStats& s) {
 
 // Below this many distinct keys a histogram of the magnitudes replaces the sort (see
 // histogram_moments): its table costs two passes over the keys, the sort passes over the values.
+// At most 2^20 keys: the tables (20 bytes a key) then stay within ~20 MiB whatever the tensor.
 size_t histogram_key_limit(size_t n) {
-  return 2 * n + 1024;
+  return std::min<size_t>(2 * n + 1024, size_t(1) << 20);
 }
 
 // The sorted magnitudes as runs: `value[j]` repeated `count[j]` times, j < runs, increasing.
