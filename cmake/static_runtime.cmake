@@ -63,9 +63,9 @@ target_include_directories(fusecheck_static_fmt SYSTEM PRIVATE ${_rs}/fmt/includ
 target_compile_options(fusecheck_static_fmt PRIVATE -w)
 
 # libgcc's CPU-feature table (__cpu_model, which __builtin_cpu_supports reads) without the start-up
-# constructor that fills it: that constructor runs ~12 CPUID instructions, each a trap to the
-# hypervisor on a VM (4-9 us apiece on the project's machines), about a tenth of `fusecheck
-# --version` there (docs/PERFORMANCE.md). Only the engine's bf16-pair dot asks for CPU features,
+# constructor that fills it: that constructor runs 12 CPUID instructions, each a trap to the
+# hypervisor on a VM (3.7-9.4 us apiece on the project's machine): `fusecheck --version` took 6%
+# longer with it there (docs/PERFORMANCE.md). Only the engine's bf16-pair dot asks for CPU features,
 # so src/cli/main.cpp fills the table (__builtin_cpu_init, idempotent) before every command but
 # `--version` and `check` without `--probe`. The copy is libgcc's own cpuinfo.o with its
 # .init_array entry removed; linked ahead of libgcc, it is the one the program takes. Without ar or
