@@ -61,3 +61,37 @@ target_link_libraries(fusecheck_static_simdjson INTERFACE Threads::Threads)
 add_library(fusecheck_static_fmt STATIC ${_rs}/fmt/src/format.cc ${_rs}/fmt/src/os.cc)
 target_include_directories(fusecheck_static_fmt SYSTEM PRIVATE ${_rs}/fmt/include)
 target_compile_options(fusecheck_static_fmt PRIVATE -w)
+
+# libgcc's CPU-feature table (__cpu_model, which __builtin_cpu_supports reads) without the start-up
+# constructor that fills it: that constructor runs 12 CPUID instructions, each a trap to the
+# hypervisor on a VM (3.7-9.4 us apiece on the project's machine): `fusecheck --version` took 6%
+# longer with it there (docs/PERFORMANCE.md). Only the engine's bf16-pair dot asks for CPU features,
+# so src/cli/main.cpp fills the table (__builtin_cpu_init, idempotent) before every command but
+# `--version` and `check` without `--probe`. The copy is libgcc's own cpuinfo.o with its
+# .init_array entry removed; linked ahead of libgcc, it is the one the program takes. Without ar or
+# objcopy, or when libgcc has no such object, the program keeps libgcc's constructor.
+set(FUSECHECK_LAZY_CPUINFO "")
+execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-libgcc-file-name
+                OUTPUT_VARIABLE _libgcc OUTPUT_STRIP_TRAILING_WHITESPACE)
+set(_dir ${CMAKE_BINARY_DIR}/lazy-cpuinfo)
+file(MAKE_DIRECTORY ${_dir})
+execute_process(COMMAND ${CMAKE_AR} x ${_libgcc} cpuinfo.o WORKING_DIRECTORY ${_dir}
+                RESULT_VARIABLE _r1 OUTPUT_QUIET ERROR_QUIET)
+if(_r1 EQUAL 0 AND CMAKE_OBJCOPY)
+  execute_process(COMMAND ${CMAKE_OBJCOPY} --remove-section=.init_array* --remove-section=.ctors*
+                          cpuinfo.o cpuinfo-lazy.o
+                  WORKING_DIRECTORY ${_dir} RESULT_VARIABLE _r2 OUTPUT_QUIET ERROR_QUIET)
+  execute_process(COMMAND ${CMAKE_OBJDUMP} -h cpuinfo-lazy.o WORKING_DIRECTORY ${_dir}
+                  OUTPUT_VARIABLE _sections RESULT_VARIABLE _r3 ERROR_QUIET)
+  execute_process(COMMAND ${CMAKE_NM} cpuinfo-lazy.o WORKING_DIRECTORY ${_dir}
+                  OUTPUT_VARIABLE _symbols RESULT_VARIABLE _r4 ERROR_QUIET)
+  if(_r2 EQUAL 0 AND _r3 EQUAL 0 AND _r4 EQUAL 0 AND NOT _sections MATCHES "init_array|ctors"
+     AND _symbols MATCHES "T __cpu_indicator_init" AND _symbols MATCHES "__cpu_model")
+    set(FUSECHECK_LAZY_CPUINFO ${_dir}/cpuinfo-lazy.o)
+  endif()
+endif()
+if(FUSECHECK_LAZY_CPUINFO)
+  message(STATUS "fusecheck fills libgcc's CPU-feature table on demand (${FUSECHECK_LAZY_CPUINFO})")
+else()
+  message(STATUS "fusecheck keeps libgcc's CPU-feature constructor (no cpuinfo.o to copy)")
+endif()

@@ -16,6 +16,7 @@
 #include "check/check.h"
 #include "check/result_json.h"
 #include "fixture/fixture.h"
+#include "io/checkpoint.h"
 #include "report/report.h"
 #include "testing.h"
 #include "util/half.h"
@@ -162,6 +163,80 @@ TEST(GainStats, SortedSumsFirstOfTiesAndBothPathsAgree) {
       EXPECT_EQ(s.count_above_extreme, t.count_above_extreme);
     }
   }
+}
+
+// Gains read from bf16 or f16 take few distinct values: their statistics come from a count per
+// value instead of a sort (gain_stats.cpp, histogram_moments). Every figure must still be the
+// sorted oracle's to the last bit, the sum included when it is not exact in double (gains over
+// 2^-30..2^30 with 8-bit significands need more than 53 bits: then the values are added one by
+// one, as the oracle adds them). Also zeros, ties, q/k-norm sizes and all-equal gains.
+TEST(GainStats, CountedValuesMatchTheSortedOracleBitForBit) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(1.0f, 0.3f);
+  for (size_t n : {1u, 2u, 5u, 128u, 1000u, 4096u}) {
+    for (int variant = 0; variant < 5; ++variant) {
+      std::vector<float> g(n);
+      for (auto& x : g) {
+        x = normal(rng);
+        if (variant == 0) x = bf16_to_f32(f32_to_bf16(x));
+        if (variant == 1) x = f16_to_f32(f32_to_f16(x));
+        if (variant == 2) x = bf16_to_f32(f32_to_bf16(std::ldexp(x, int(rng() % 60) - 30)));
+        if (variant == 3) x = bf16_to_f32(f32_to_bf16(x)) * (rng() % 7 == 0 ? 0.0f : 1.0f);
+        if (variant == 4) x = 2.5f;
+      }
+      std::vector<double> m;
+      for (float x : g) m.push_back(std::fabs(double(x)));
+      std::sort(m.begin(), m.end());
+      double sum = 0;
+      for (double x : m) sum += x;
+      const double mean = sum / double(n);
+      double ss = 0;
+      for (double x : m) ss += (x - mean) * (x - mean);
+      auto pct = [&](double q) {
+        const double pos = q * double(n - 1);
+        const size_t lo = size_t(pos), hi = std::min(lo + 1, n - 1);
+        return m[lo] + (m[hi] - m[lo]) * (pos - double(lo));
+      };
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " variant=" << variant);
+      const GainStats s = compute_gain_stats(g, 1.5);
+      EXPECT_EQ(s.mean_abs, mean);
+      EXPECT_EQ(s.variance, ss / double(n));
+      EXPECT_EQ(s.p01, pct(0.01));
+      EXPECT_EQ(s.p05, pct(0.05));
+      EXPECT_EQ(s.p25, pct(0.25));
+      EXPECT_EQ(s.median_abs, pct(0.5));
+      EXPECT_EQ(s.p75, pct(0.75));
+      EXPECT_EQ(s.p95, pct(0.95));
+      EXPECT_EQ(s.p99, pct(0.99));
+      EXPECT_EQ(s.max_abs, m.back());
+      EXPECT_EQ(s.count_above_extreme,
+                std::count_if(m.begin(), m.end(), [](double x) { return x > 1.5; }));
+    }
+  }
+}
+
+// 4096 bf16 gains of 64 distinct values over 2^-28..2^29: the sum in sorted order needs more than
+// 53 bits, and here adding count x value per distinct value rounds differently from adding the
+// values one by one (checked below, so the case stays meaningful); the statistics must take the
+// one-by-one sum, as the sorted oracle does. (mt19937's sequence is fixed by the standard.)
+TEST(GainStats, InexactSumOfTiesIsAddedValueByValue) {
+  std::mt19937 rng(74);
+  std::vector<float> g(4096);
+  for (auto& x : g)
+    x = bf16_to_f32(
+        f32_to_bf16(std::ldexp(1.0f + float(rng() % 8) / 8.0f, int(rng() % 8) * 8 - 28)));
+  std::vector<float> m = g;
+  std::sort(m.begin(), m.end());
+  double sum = 0, per_value = 0;
+  for (float x : m) sum += x;
+  for (size_t i = 0; i < m.size();) {
+    size_t j = i;
+    while (j < m.size() && m[j] == m[i]) ++j;
+    per_value += double(j - i) * double(m[i]);
+    i = j;
+  }
+  ASSERT_NE(sum, per_value);
+  EXPECT_EQ(compute_gain_stats(g, 10).mean_abs, sum / 4096.0);
 }
 
 TEST(Score, ComponentAndVerdictBoundaries) {
@@ -419,6 +494,38 @@ TEST(Check, ThreadedNormReadsReportTheFirstBadNorm) {
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.error().message.find(want), std::string::npos)
         << o.threads << " threads: " << r.error().message;
+  }
+}
+
+// Norms that lie side by side are read with one pread (a layer's q_norm, k_norm and
+// post_attention_layernorm in the fixture's layout). A file cut inside such a range after it was
+// opened: the error still names the first norm in report order that cannot be read whole (layer
+// 1's post_attention_layernorm, which lies after the cut), not the range's first norm (layer 1's
+// q_norm, readable), as reading each norm alone does.
+TEST(Check, NormsReadTogetherFailOneByOne) {
+  TempDir t;
+  FixtureOptions fo;
+  fo.profile = "qwen3-0.6b";
+  for (int threads : {1, 4}) {
+    SCOPED_TRACE(::testing::Message() << threads << " threads");
+    const std::string dir = make_fixture(t, "m" + std::to_string(threads), fo);
+    auto ck = Checkpoint::open(dir);
+    ASSERT_TRUE(ck.ok()) << ck.error().message;
+    const TensorRef* k_norm = ck->find("model.layers.1.self_attn.k_norm.weight");
+    const TensorRef* q_norm = ck->find("model.layers.1.self_attn.q_norm.weight");
+    const TensorRef* post = ck->find("model.layers.1.post_attention_layernorm.weight");
+    ASSERT_TRUE(k_norm && q_norm && post);
+    ASSERT_EQ(q_norm->info->offset + q_norm->info->nbytes, k_norm->info->offset);
+    ASSERT_EQ(k_norm->info->offset + k_norm->info->nbytes, post->info->offset);
+    ASSERT_EQ(::truncate((dir + "/model.safetensors").c_str(), off_t(k_norm->info->offset + 3)), 0);
+    CheckOptions o = no_cache();
+    o.threads = threads;
+    auto r = check_checkpoint(*ck, o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("file ended while reading tensor "
+                                     "\"model.layers.1.post_attention_layernorm.weight\""),
+              std::string::npos)
+        << r.error().message;
   }
 }
 

@@ -90,6 +90,31 @@ TEST(ReportJsonWriter, MatchesTheTreeOnAwkwardValues) {
   EXPECT_THROW(result_to_json_text(r), nlohmann::json::exception);
 }
 
+// The writer copies a number it has written before (same bits) instead of formatting it again,
+// from a small direct-mapped table: repeated values, +0.0 beside -0.0, and more distinct values
+// than the table holds (so slots are overwritten) still give the tree's bytes.
+TEST(ReportJsonWriter, RepeatedNumbersAreTheTreesText) {
+  auto base = check_model(testing::data_dir() + "/hf/qwen3-tiny-extreme/bf16", no_cache());
+  ASSERT_TRUE(base.ok()) << base.error().message;
+  CheckResult r = *base;
+  ASSERT_FALSE(r.analysis.norms.empty());
+  const GainStats stats = r.analysis.norms[0].stats;
+  double x = 0.1;
+  for (int i = 0; i < 600; ++i) {  // 600 norms x 6 values: ~2,400 distinct, each repeated
+    NormReport n = r.analysis.norms[0];
+    n.stats = stats;
+    n.stats.max_abs = x;
+    n.stats.median_abs = i % 2 ? 0.0 : -0.0;
+    n.stats.mean_abs = x * 3;
+    n.stats.p01 = 1.0 / (i + 1);
+    n.stats.p99 = x;  // repeats max_abs
+    n.stats.min = -x;
+    x = std::nextafter(x * 1.001, 1.0);
+    r.analysis.norms.push_back(n);
+  }
+  ExpectSameAsTree(r, "repeated numbers");
+}
+
 // What `check --format json` prints is the writer's text and a newline.
 TEST(ReportJsonWriter, TheJsonReportIsTheWritersText) {
   auto r = check_model(testing::data_dir() + "/hf/qwen3-tiny/bf16", no_cache());

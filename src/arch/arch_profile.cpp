@@ -1,14 +1,14 @@
 #include "arch/arch_profile.h"
 
-#include <nlohmann/json.hpp>
+#include <simdjson.h>
+
+#include <optional>
 
 #include "io/checkpoint.h"
 #include "util/atomic_file.h"
 #include "util/embedded.h"
 
 namespace fusecheck {
-
-using json = nlohmann::json;
 
 std::string layer_tensor_name(const std::string& prefix, const std::string& tmpl, int64_t layer) {
   std::string name = prefix + tmpl;
@@ -55,55 +55,75 @@ std::string_view gain_convention_name(GainConvention c) {
 
 namespace {
 
+using Element = simdjson::dom::element;
+using Object = simdjson::dom::object;
+
+// The value of `key`, the last one when the key repeats (nlohmann's parse, which read the
+// profiles before, kept the last); nullopt when absent. Profile objects have a few keys each.
+std::optional<Element> field(Object obj, std::string_view key) {
+  std::optional<Element> found;
+  for (auto [k, v] : obj)
+    if (k == key) found = v;
+  return found;
+}
+
+std::optional<std::string_view> string_field(Object obj, std::string_view key) {
+  std::string_view v;
+  if (auto e = field(obj, key); e && !e->get_string().get(v)) return v;
+  return std::nullopt;
+}
+
 template <class E>
-Status pick(const json& j, const char* key,
-            std::initializer_list<std::pair<const char*, E>> options, E& out,
-            const std::string& where) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string())
-    return make_error("{}: \"{}\" must be a string", where, key);
-  std::string v = it->get<std::string>();
+Status pick(Object j, const char* key, std::initializer_list<std::pair<const char*, E>> options,
+            E& out, const std::string& where) {
+  const auto v = string_field(j, key);
+  if (!v) return make_error("{}: \"{}\" must be a string", where, key);
   std::string known;
   for (auto& [name, e] : options) {
-    if (v == name) {
+    if (*v == name) {
       out = e;
       return ok_status();
     }
     known += known.empty() ? name : std::string(", ") + name;
   }
-  return make_error("{}: \"{}\" = \"{}\" is not one of {}", where, key, v, known);
+  return make_error("{}: \"{}\" = \"{}\" is not one of {}", where, key, *v, known);
 }
 
-Result<std::vector<std::string>> strings(const json& j, const char* key, const std::string& where) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_array() || it->empty())
+Result<std::vector<std::string>> strings(Object j, const char* key, const std::string& where) {
+  simdjson::dom::array arr;
+  auto e = field(j, key);
+  if (!e || e->get_array().get(arr) || arr.size() == 0)
     return make_error("{}: \"{}\" must be a non-empty array of strings", where, key);
   std::vector<std::string> out;
-  for (const auto& s : *it) {
-    if (!s.is_string()) return make_error("{}: \"{}\" must hold strings", where, key);
-    out.push_back(s.get<std::string>());
+  for (Element s : arr) {
+    std::string_view v;
+    if (s.get_string().get(v)) return make_error("{}: \"{}\" must hold strings", where, key);
+    out.emplace_back(v);
   }
   return out;
 }
 
-Status parse_decoder(const json& d, DecoderTensors& out, const std::string& where) {
-  if (!d.is_object()) return make_error("{}: \"decoder\" must be an object", where);
-  auto str = [&](const json& obj, const char* key, std::string& dst) -> Status {
-    auto it = obj.find(key);
-    if (it == obj.end()) return ok_status();
-    if (!it->is_string()) return make_error("{}: decoder \"{}\" must be a string", where, key);
-    dst = it->get<std::string>();
+Status parse_decoder(Element e, DecoderTensors& out, const std::string& where) {
+  Object d, l;
+  if (e.get_object().get(d)) return make_error("{}: \"decoder\" must be an object", where);
+  auto str = [&](Object obj, const char* key, std::string& dst) -> Status {
+    auto it = field(obj, key);
+    if (!it) return ok_status();
+    std::string_view v;
+    if (it->get_string().get(v))
+      return make_error("{}: decoder \"{}\" must be a string", where, key);
+    dst = v;
     return ok_status();
   };
   FC_TRY(str(d, "embed_tokens", out.embed_tokens));
   FC_TRY(str(d, "final_norm", out.final_norm));
-  if (d.contains("lm_head")) {
+  if (field(d, "lm_head")) {
     FC_ASSIGN(heads, strings(d, "lm_head", where + " decoder"));
     out.lm_head = std::move(heads);
   }
-  if (!d.contains("layer") || !d["layer"].is_object())
+  auto layer = field(d, "layer");
+  if (!layer || layer->get_object().get(l))
     return make_error("{}: decoder needs a \"layer\" object", where);
-  const json& l = d["layer"];
   std::pair<const char*, std::string*> fields[] = {
       {"input_norm", &out.input_norm},
       {"q_proj", &out.q_proj},
@@ -129,61 +149,84 @@ Status parse_decoder(const json& d, DecoderTensors& out, const std::string& wher
   return ok_status();
 }
 
+Status parse_norms(Object a, std::vector<NormSpec>& norms, const std::string& where) {
+  simdjson::dom::array arr;
+  auto e = field(a, "norms");
+  if (!e || e->get_array().get(arr) || arr.size() == 0)
+    return make_error("{}: \"norms\" must be a non-empty array", where);
+  for (Element el : arr) {
+    Object n;
+    std::optional<std::string_view> role, tensor;
+    if (el.get_object().get(n) || !(role = string_field(n, "role")) ||
+        !(tensor = string_field(n, "tensor")))
+      return make_error("{}: every norm needs \"role\" and \"tensor\" strings", where);
+    NormSpec s;
+    s.role = *role;
+    s.tensor = *tensor;
+    std::string nw = where + " norm \"" + s.role + "\"";
+    FC_TRY(pick<NormKind>(n, "kind",
+                          {{"block", NormKind::kBlock},
+                           {"q", NormKind::kQ},
+                           {"k", NormKind::kK},
+                           {"final", NormKind::kFinal}},
+                          s.kind, nw));
+    FC_TRY(pick<NormSize>(n, "size",
+                          {{"hidden", NormSize::kHidden},
+                           {"head_dim", NormSize::kHeadDim},
+                           {"q_proj", NormSize::kQProj},
+                           {"kv_proj", NormSize::kKvProj}},
+                          s.size, nw));
+    norms.push_back(std::move(s));
+  }
+  return ok_status();
+}
+
+Result<ArchProfile> parse_profile(Element el, const std::string& source) {
+  Object a;
+  std::optional<std::string_view> name;
+  if (el.get_object().get(a) || !(name = string_field(a, "name")))
+    return make_error("{}: every architecture needs a \"name\"", source);
+  ArchProfile p;
+  p.name = *name;
+  std::string where = source + ": architecture \"" + p.name + "\"";
+  FC_ASSIGN(types, strings(a, "model_types", where));
+  p.model_types = std::move(types);
+  FC_ASSIGN(prefixes, strings(a, "tensor_prefixes", where));
+  p.tensor_prefixes = std::move(prefixes);
+  FC_TRY(pick<GainConvention>(
+      a, "gain_convention", {{"w", GainConvention::kW}, {"one_plus_w", GainConvention::kOnePlusW}},
+      p.convention, where));
+  FC_TRY(pick<QkNormScope>(a, "qk_norm_scope",
+                           {{"none", QkNormScope::kNone},
+                            {"per_head", QkNormScope::kPerHead},
+                            {"whole_projection", QkNormScope::kWholeProjection}},
+                           p.qk_scope, where));
+  FC_TRY(parse_norms(a, p.norms, where));
+  if (auto d = field(a, "decoder")) {
+    FC_TRY(parse_decoder(*d, p.decoder, where));
+    p.has_decoder = true;
+  }
+  return p;
+}
+
 }  // namespace
 
+// Parsed with simdjson's DOM: nlohmann's parse and tree of the built-in profiles were ~1 M
+// instructions of every check (docs/PERFORMANCE.md), most of a small checkpoint's own work.
 Result<ArchRegistry> ArchRegistry::parse(std::string_view text, const std::string& source) {
-  json root = json::parse(text, nullptr, false);
-  if (root.is_discarded() || !root.is_object() || !root.contains("architectures") ||
-      !root["architectures"].is_array())
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a UTF-8 BOM, as nlohmann skipped
+  const simdjson::padded_string padded(text);
+  simdjson::dom::parser parser;
+  Element root;
+  Object root_obj;
+  simdjson::dom::array archs;
+  std::optional<Element> list;
+  if (parser.parse(padded).get(root) || root.get_object().get(root_obj) ||
+      !(list = field(root_obj, "architectures")) || list->get_array().get(archs))
     return make_error("{}: expected a JSON object with an \"architectures\" array", source);
   ArchRegistry reg;
-  for (const auto& a : root["architectures"]) {
-    if (!a.is_object() || !a.contains("name") || !a["name"].is_string())
-      return make_error("{}: every architecture needs a \"name\"", source);
-    ArchProfile p;
-    p.name = a["name"].get<std::string>();
-    std::string where = source + ": architecture \"" + p.name + "\"";
-    FC_ASSIGN(types, strings(a, "model_types", where));
-    p.model_types = std::move(types);
-    FC_ASSIGN(prefixes, strings(a, "tensor_prefixes", where));
-    p.tensor_prefixes = std::move(prefixes);
-    FC_TRY(
-        pick<GainConvention>(a, "gain_convention",
-                             {{"w", GainConvention::kW}, {"one_plus_w", GainConvention::kOnePlusW}},
-                             p.convention, where));
-    FC_TRY(pick<QkNormScope>(a, "qk_norm_scope",
-                             {{"none", QkNormScope::kNone},
-                              {"per_head", QkNormScope::kPerHead},
-                              {"whole_projection", QkNormScope::kWholeProjection}},
-                             p.qk_scope, where));
-    if (!a.contains("norms") || !a["norms"].is_array() || a["norms"].empty())
-      return make_error("{}: \"norms\" must be a non-empty array", where);
-    for (const auto& n : a["norms"]) {
-      if (!n.is_object() || !n.contains("role") || !n["role"].is_string() ||
-          !n.contains("tensor") || !n["tensor"].is_string())
-        return make_error("{}: every norm needs \"role\" and \"tensor\" strings", where);
-      NormSpec s;
-      s.role = n["role"].get<std::string>();
-      s.tensor = n["tensor"].get<std::string>();
-      std::string nw = where + " norm \"" + s.role + "\"";
-      FC_TRY(pick<NormKind>(n, "kind",
-                            {{"block", NormKind::kBlock},
-                             {"q", NormKind::kQ},
-                             {"k", NormKind::kK},
-                             {"final", NormKind::kFinal}},
-                            s.kind, nw));
-      FC_TRY(pick<NormSize>(n, "size",
-                            {{"hidden", NormSize::kHidden},
-                             {"head_dim", NormSize::kHeadDim},
-                             {"q_proj", NormSize::kQProj},
-                             {"kv_proj", NormSize::kKvProj}},
-                            s.size, nw));
-      p.norms.push_back(std::move(s));
-    }
-    if (a.contains("decoder")) {
-      FC_TRY(parse_decoder(a["decoder"], p.decoder, where));
-      p.has_decoder = true;
-    }
+  for (Element a : archs) {
+    FC_ASSIGN(p, parse_profile(a, source));
     reg.profiles_.push_back(std::move(p));
   }
   return reg;

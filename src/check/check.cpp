@@ -1,6 +1,8 @@
 #include "check/check.h"
 
+#include <algorithm>
 #include <charconv>
+#include <memory>
 #include <optional>
 
 #include "arch/arch_profile.h"
@@ -44,20 +46,13 @@ Result<std::string> find_prefix(const Checkpoint& ck, const ArchProfile& arch) {
       ck.dir(), probe.tensor_name(arch.tensor_prefixes.front(), 0), arch.name, arch.name);
 }
 
-// Reads one norm tensor, checks its shape against the config, applies the gain convention.
-// Its raw bytes go to `raw` (for the fingerprint).
-Result<NormGains> read_norm(const Checkpoint& ck, const ModelConfig& cfg, const ArchProfile& arch,
-                            const NormSpec& spec, const std::string& prefix, int64_t layer,
-                            std::string& raw_out) {
-  NormGains g;
-  g.role = spec.role;
-  g.kind = spec.kind;
-  g.layer = layer;
-  g.tensor = spec.tensor_name(prefix, layer);
+// Locates one norm tensor and checks its shape against the config.
+Result<const TensorRef*> locate_norm(const Checkpoint& ck, const ModelConfig& cfg,
+                                     const NormSpec& spec, const NormGains& g) {
   const TensorRef* ref = ck.find(g.tensor);
   if (!ref)
     return make_error("{}: missing tensor \"{}\" ({} of layer {}); config.json says {} layers",
-                      ck.dir(), g.tensor, spec.role, layer, cfg.num_layers);
+                      ck.dir(), g.tensor, spec.role, g.layer, cfg.num_layers);
   const TensorInfo& t = *ref->info;
   const int64_t want = spec.expected_size(cfg);
   if (t.shape.size() != 1 || int64_t(t.shape[0]) != want) {
@@ -66,16 +61,21 @@ Result<NormGains> read_norm(const Checkpoint& ck, const ModelConfig& cfg, const 
     return make_error("{}: tensor \"{}\" has shape [{}], expected [{}] from config.json",
                       ref->file->path(), g.tensor, shape, want);
   }
-  FC_ASSIGN(raw, ref->file->read_bytes(t));
+  return ref;
+}
+
+// The gains from a norm's raw bytes: the dtype must be a float one; the convention applied.
+Status convert_norm(const TensorRef& ref, const char* raw, GainConvention convention,
+                    NormGains& g) {
+  const TensorInfo& t = *ref.info;
   if (!dtype_is_float_supported(t.dtype))
     return make_error("{}: norm tensor \"{}\" has dtype {}; expected F32, F16 or BF16",
-                      ref->file->path(), g.tensor, dtype_name(t.dtype));
+                      ref.file->path(), g.tensor, dtype_name(t.dtype));
   g.gains.resize(t.numel);
-  convert_to_f32(t.dtype, raw.data(), t.numel, g.gains.data());
-  if (arch.convention == GainConvention::kOnePlusW)
+  convert_to_f32(t.dtype, raw, t.numel, g.gains.data());
+  if (convention == GainConvention::kOnePlusW)
     for (float& x : g.gains) x = 1.0f + x;
-  raw_out = std::move(raw);
-  return g;
+  return ok_status();
 }
 
 // A tensor of a layer that config.json does not count ("model.layers.27.*" when
@@ -139,34 +139,113 @@ std::vector<NormJob> norm_jobs(const ModelConfig& cfg, const ArchProfile& arch) 
 
 // Below this many channels per thread a thread's start costs more than the reads.
 constexpr int64_t kNormChannelsPerThread = 100'000;
+// Norms of one file at most this far apart are read with one pread, the bytes between included.
+constexpr uint64_t kMaxReadGap = 4096;
 
-// The norms of norm_jobs, read in contiguous runs on up to `threads` threads for a large model
-// (a 235B one: 377 norms, ~800,000 channels). The first failing norm in report order is the
-// error, and the names and bytes go into the fingerprint in that order, whatever the threads.
+// One located norm: its tensor, where its bytes land in the block of all norms' bytes, and the
+// outcome of reading and converting it.
+struct NormSlot {
+  NormGains g;
+  const TensorRef* ref = nullptr;
+  size_t raw_at = 0;
+  Status status = ok_status();
+};
+
+// One pread: the bytes [begin, end) of `file`, holding the norms `order[first, last)`, to `raw_at`.
+struct NormRead {
+  const SafetensorsFile* file;
+  uint64_t begin, end;
+  size_t raw_at, first, last;
+};
+
+// The reads for `slots`: sorted by file and offset, norms close together in one range (a
+// layer's q/k norms and post-attention norm sit side by side in the usual layouts, so the 0.6B
+// check reads 57 ranges for 113 norms). Sets each slot's raw_at; returns the block's size.
+size_t plan_norm_reads(std::vector<NormSlot>& slots, std::vector<size_t>& order,
+                       std::vector<NormRead>& reads) {
+  order.resize(slots.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto at = [&](size_t i) { return std::pair(slots[i].ref->file, slots[i].ref->info->offset); };
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return at(a) < at(b); });
+  size_t raw = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const TensorRef& r = *slots[order[k]].ref;
+    const uint64_t begin = r.info->offset, end = begin + r.info->nbytes;
+    if (reads.empty() || reads.back().file != r.file || begin > reads.back().end + kMaxReadGap) {
+      if (!reads.empty()) raw += reads.back().end - reads.back().begin;
+      reads.push_back({r.file, begin, end, raw, k, k + 1});
+    } else {
+      reads.back().end = std::max(reads.back().end, end);
+      reads.back().last = k + 1;
+    }
+  }
+  if (!reads.empty()) raw += reads.back().end - reads.back().begin;
+  for (const NormRead& rd : reads)
+    for (size_t k = rd.first; k < rd.last; ++k)
+      slots[order[k]].raw_at = rd.raw_at + (slots[order[k]].ref->info->offset - rd.begin);
+  return raw;
+}
+
+// Reads and converts every slot, the reads in contiguous runs on up to `threads` threads (a 235B
+// model: 377 norms, ~800,000 channels). A range that cannot be read whole is read norm by norm,
+// so each slot's status is what reading that norm alone gives.
+void read_norm_slots(std::vector<NormSlot>& slots, GainConvention convention, int threads,
+                     int64_t channels, std::unique_ptr<char[]>& block) {
+  std::vector<size_t> order;
+  std::vector<NormRead> reads;
+  block = std::make_unique_for_overwrite<char[]>(
+      std::max<size_t>(plan_norm_reads(slots, order, reads), 1));
+  char* raw = block.get();
+  const size_t runs = run_count(threads, channels, kNormChannelsPerThread);
+  for_each_run(reads.size(), runs, [&](size_t, size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      const NormRead& rd = reads[i];
+      const bool whole = rd.file->read_at(rd.begin, rd.end - rd.begin, raw + rd.raw_at);
+      for (size_t k = rd.first; k < rd.last; ++k) {
+        NormSlot& s = slots[order[k]];
+        if (!whole) s.status = s.ref->file->read_bytes_into(*s.ref->info, raw + s.raw_at);
+        if (s.status) s.status = convert_norm(*s.ref, raw + s.raw_at, convention, s.g);
+      }
+    }
+  });
+}
+
+// The norms of norm_jobs, in report order. The first failing norm in that order is the error
+// (missing, wrong shape, unreadable, not a float dtype, checked in that order for each norm),
+// and the names and bytes go into the fingerprint in that order, whatever the threads.
 Result<std::vector<NormGains>> read_norms(const Checkpoint& ck, const ModelConfig& cfg,
                                           const ArchProfile& arch, const std::string& prefix,
                                           int threads, Hasher& fp) {
   const std::vector<NormJob> jobs = norm_jobs(cfg, arch);
+  std::vector<NormSlot> slots;
+  slots.reserve(jobs.size());
+  std::optional<Error> located_error;  // the first norm that is missing or misshapen
   int64_t channels = 0;
-  for (const NormJob& j : jobs) channels += j.spec->expected_size(cfg);
-  const size_t runs = run_count(threads, channels, kNormChannelsPerThread);
-  std::vector<std::optional<Result<NormGains>>> got(jobs.size());
-  std::vector<std::string> raw(jobs.size());
-  for_each_run(jobs.size(), runs, [&](size_t, size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) {
-      got[i].emplace(read_norm(ck, cfg, arch, *jobs[i].spec, prefix, jobs[i].layer, raw[i]));
-      if (!got[i]->ok()) return;  // later norms of this run are not needed
+  for (const NormJob& j : jobs) {
+    NormGains g;
+    g.role = j.spec->role;
+    g.kind = j.spec->kind;
+    g.layer = j.layer;
+    g.tensor = j.spec->tensor_name(prefix, j.layer);
+    auto ref = locate_norm(ck, cfg, *j.spec, g);
+    if (!ref) {
+      located_error = ref.error();  // the norms before it are read: one may fail first
+      break;
     }
-  });
-  std::vector<NormGains> norms;
-  norms.reserve(jobs.size());
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    if (!got[i]->ok()) return got[i]->error();
-    NormGains g = std::move(**got[i]);
-    fp.update(g.tensor);
-    fp.update(raw[i]);
-    norms.push_back(std::move(g));
+    channels += int64_t((*ref)->info->numel);
+    slots.push_back({std::move(g), *ref, 0, ok_status()});
   }
+  std::unique_ptr<char[]> block;
+  read_norm_slots(slots, arch.convention, threads, channels, block);
+  std::vector<NormGains> norms;
+  norms.reserve(slots.size());
+  for (NormSlot& s : slots) {
+    FC_TRY(std::move(s.status));
+    fp.update(s.g.tensor);
+    fp.update({block.get() + s.raw_at, s.ref->info->nbytes});
+    norms.push_back(std::move(s.g));
+  }
+  if (located_error) return *located_error;
   return norms;
 }
 

@@ -45,6 +45,17 @@ void prepare_heap_for_check() {
   if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
 }
 
+// A small checkpoint's check allocates a few MB at most. Blocks of 128 KiB or more (the header
+// parser's buffers, the report) would each be a fresh mmap, faulted page by page and unmapped when
+// freed; from the heap they are carved from memory the check has already touched, and later
+// blocks reuse it. The heap grows in 1 MiB steps and is never trimmed (the process is short).
+void prepare_small_heap() {
+  constexpr int kMiB = 1 << 20;
+  mallopt(M_MMAP_THRESHOLD, 16 * kMiB);
+  mallopt(M_TOP_PAD, kMiB);
+  mallopt(M_TRIM_THRESHOLD, 64 * kMiB);
+}
+
 struct CheckArgs {
   std::string model_dir;
   std::string format = "text";
@@ -152,6 +163,8 @@ Result<const Checkpoint*> open_kept_to_exit(const std::string& model_dir, int th
   if (::stat((model_dir + "/model.safetensors.index.json").c_str(), &index_st) == 0 &&
       index_st.st_size >= (1 << 20))
     prepare_heap_for_check();
+  else
+    prepare_small_heap();
   FC_ASSIGN(ck, Checkpoint::open(model_dir, threads));
   // volatile: a write-only static may otherwise be optimised away, and then a leak checker
   // would see no pointer to the checkpoint.
@@ -193,6 +206,9 @@ int run_check(CheckArgs& a) {
   std::optional<ProbeResult> measured;
   std::string origin = "static";
   if (a.probe) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();  // the engine may ask for CPU features (main.cpp, init_cpu_features)
+#endif
     const std::string db_path = a.options.use_cache ? resolve_db_path(a.db) : "";
     auto p = probe_with_store(a.model_dir, r, db_path, identity_from_path(a.model_dir));
     if (!p) {

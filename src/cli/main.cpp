@@ -56,9 +56,25 @@ bool unknown_command(const CLI::App& app, int argc, char** argv) {
   return true;
 }
 
+// The CPU-feature table that __builtin_cpu_supports reads (the engine's bf16-pair dot) is filled
+// here, not by libgcc's start-up constructor, which the `fusecheck` program leaves out
+// (cmake/static_runtime.cmake: a dozen CPUID traps on a VM, a tenth of `--version`). `--version`
+// and `check` never ask for CPU features (check --probe runs the engine: cmd_check.cpp fills the
+// table then); every other command might. Idempotent, and harmless where the constructor ran.
+void init_cpu_features(int argc, char** argv) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (argc >= 2 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "check") == 0))
+    return;
+  __builtin_cpu_init();
+#else
+  (void)argc, (void)argv;
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  init_cpu_features(argc, argv);
   CLI::App app{"fusecheck: is this model numerically safe for fused inference kernels?",
                "fusecheck"};
   app.set_version_flag("--version", std::string("fusecheck ") + FUSECHECK_VERSION);

@@ -424,10 +424,19 @@ const TensorInfo* SafetensorsFile::find(std::string_view name) const {
 
 Result<std::string> SafetensorsFile::read_bytes(const TensorInfo& t) const {
   std::string out(t.nbytes, '\0');
-  if (!pread_all(fd_, out.data(), t.nbytes, t.offset))
+  FC_TRY(read_bytes_into(t, out.data()));
+  return out;
+}
+
+Status SafetensorsFile::read_bytes_into(const TensorInfo& t, char* dst) const {
+  if (!pread_all(fd_, dst, t.nbytes, t.offset))
     return make_error("{}: file ended while reading tensor \"{}\" (truncated after it was opened?)",
                       path_, t.name);
-  return out;
+  return ok_status();
+}
+
+bool SafetensorsFile::read_at(uint64_t offset, size_t n, char* dst) const {
+  return pread_all(fd_, dst, n, offset);
 }
 
 Result<std::vector<float>> SafetensorsFile::read_f32(const TensorInfo& t) const {

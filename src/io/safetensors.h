@@ -82,6 +82,11 @@ class SafetensorsFile {
 
   // Copies a tensor's raw bytes with pread. Fails (never crashes) if the file shrank since open.
   Result<std::string> read_bytes(const TensorInfo& t) const;
+  // The same into t.nbytes bytes at `dst`, with the same error.
+  Status read_bytes_into(const TensorInfo& t, char* dst) const;
+  // `n` bytes at file offset `offset` into `dst` (pread, retrying short reads); false if the file
+  // ends first. For reads that span several tensors; read_bytes_into names the tensor at fault.
+  bool read_at(uint64_t offset, size_t n, char* dst) const;
   // Reads a tensor and converts it to fp32. F32, F16 and BF16 only; other dtypes are an error
   // naming the dtype.
   Result<std::vector<float>> read_f32(const TensorInfo& t) const;
