@@ -239,32 +239,31 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
                 differ, got.size(), differ ? " (BAD)" : " (bit-identical)");
     BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
   }
+  const unsigned none = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipRope |
+                        cu::kDecoderSkipAttn;
   const struct {
     const char* name;
-    unsigned skip;
+    unsigned diag;
   } runs[] = {{"the layers as one persistent launch", 0},
               {"  without attention", cu::kDecoderSkipAttn},
               {"  without q/k norm + RoPE + KV store", cu::kDecoderSkipRope},
               {"  weights streamed, no arithmetic",
                cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
-              {"  barriers alone", cu::kDecoderSkipWeights | cu::kDecoderSkipGemv |
-                                       cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
-              {"  barriers alone, fence.sc", cu::kDecoderSkipWeights | cu::kDecoderSkipGemv |
-                                                 cu::kDecoderSkipRope | cu::kDecoderSkipAttn |
-                                                 cu::kDecoderScFences},
-              {"  fence.sc barriers and tickets", cu::kDecoderScFences},
-              {"  weights as cp.async pieces", cu::kDecoderPieceCopies},
-              {"  as pieces, the barrier thread loading too",
-               cu::kDecoderPieceCopies | cu::kDecoderAllWarpsIssue}};
+              {"  barriers alone", none},
+              {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel},
+              {"  release/acquire barriers and tickets", cu::kDecoderAcqRel},
+              {"  the barrier thread loading no weights", cu::kDecoderBarrierWarp},
+              {"  weights by TMA bulk copies", cu::kDecoderBulkCopy},
+              {"  all three", cu::kDecoderAcqRel | cu::kDecoderBarrierWarp | cu::kDecoderBulkCopy}};
   for (const auto& r : runs) {
-    a.skip = r.skip;
+    a.diag = r.diag;
     cudaGraphExec_t ge = bw_capture(st, [&] { persistent_step(s, a, st); });
     const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
     BW_CHECK(cudaGraphExecDestroy(ge));
     std::printf("  %-44s graph %.3f ms = %.0f tok/s, %.1f%% of roofline, %.2fx the fused step\n",
                 r.name, ms, 1e3 / ms, 100.0 * (1e3 / ms) / roof, fused_ms / ms);
   }
-  a.skip = 0;
+  a.diag = 0;
   const int n = int(6 * kLayers + 1);
   auto* trace = static_cast<long long*>(bw_dalloc(size_t(n) * sizeof(long long)));
   a.trace = trace;

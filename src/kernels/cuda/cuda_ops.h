@@ -283,11 +283,11 @@ struct DecoderArgs {
   unsigned* barrier = nullptr;       // [1] the grid barrier's counter (zeroed before each launch)
   unsigned* head_tickets = nullptr;  // [q_heads] zero, and left zero by each launch
   // Diagnostics for the decode-step tool (tests/cuda/decode_step.cpp), 0 / nullptr in the engine:
-  // `skip` leaves parts of the work out (kDecoderSkip*; the results are then meaningless; or
-  // kDecoderAllWarpsIssue: the barrier's warp streams weights too, the earlier schedule) and
-  // `trace`, when set, receives block 0's clock64() as each phase starts and at the end:
-  // [n_layers · 6 + 1].
-  unsigned skip = 0;
+  // `diag` leaves parts of the work out (kDecoderSkip*: the results are then meaningless) or picks
+  // other schedules of the same arithmetic not yet measured on a GPU (kDecoderBulkCopy,
+  // kDecoderBarrierWarp, kDecoderAcqRel); `trace`, when set, receives block 0's clock64() as each
+  // phase starts and at the end: [n_layers · 6 + 1].
+  unsigned diag = 0;
   long long* trace = nullptr;
   // Set by decoder_plan: the grid, rows a block per phase, the shared-memory layout.
   int blocks = 0, rows_q = 0, rows_o = 0, rows_g = 0, rows_d = 0;
@@ -297,9 +297,12 @@ constexpr unsigned kDecoderSkipWeights = 1;  // no weight tile is loaded
 constexpr unsigned kDecoderSkipGemv = 2;     // the projections' phases compute nothing
 constexpr unsigned kDecoderSkipRope = 4;     // no q/k norm, RoPE or KV store
 constexpr unsigned kDecoderSkipAttn = 8;     // no attention
-constexpr unsigned kDecoderAllWarpsIssue = 16;  // same results; the barrier thread loads weights
-constexpr unsigned kDecoderPieceCopies = 32;    // same results; cp.async pieces, not TMA rows
-constexpr unsigned kDecoderScFences = 64;  // same results; fence.sc barriers and tickets
+// Schedules: the weight rows by TMA bulk copies on an mbarrier (not 16-byte cp.async pieces); the
+// barrier's thread in the last warp, which then loads no weights (not thread 0); the barriers and
+// attention tickets by release/acquire atomics (not fence.sc, as cooperative groups' grid sync).
+constexpr unsigned kDecoderBulkCopy = 16;
+constexpr unsigned kDecoderBarrierWarp = 32;
+constexpr unsigned kDecoderAcqRel = 64;
 // The device's grid for the launch (one block per SM) and its largest shared memory a block.
 int decoder_blocks(int* blocks, size_t* max_smem);
 // Tiles the phases over `blocks` and lays out shared memory; cudaErrorInvalidValue when the

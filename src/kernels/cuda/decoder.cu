@@ -57,11 +57,16 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 // The TMA's bulk copies: one instruction moves a whole weight row into shared memory and
 // completes on an mbarrier, which counts the bytes (no load slots held while it flies).
+// sm_90 instructions: the compute_80 PTX gets empty bodies and never runs the bulk schedule
+// (the kernel takes it only where __CUDA_ARCH__ >= 900).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+constexpr bool kHasBulk = true;
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return unsigned(__cvta_generic_to_shared(p));
 }
 __device__ __forceinline__ void mbar_init(uint64_t* m) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(m)) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 }
 __device__ __forceinline__ void mbar_expect(uint64_t* m, unsigned bytes) {
   asm volatile(
@@ -71,6 +76,7 @@ __device__ __forceinline__ void mbar_expect(uint64_t* m, unsigned bytes) {
       : "memory");
 }
 __device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, uint64_t* m) {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // after the generic reads
   asm volatile(
       "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
           smem_u32(dst)),
@@ -84,6 +90,13 @@ __device__ __forceinline__ void mbar_wait(uint64_t* m, unsigned parity) {
       "r"(parity)
       : "memory");
 }
+#else
+constexpr bool kHasBulk = false;
+__device__ __forceinline__ void mbar_init(uint64_t*) {}
+__device__ __forceinline__ void mbar_expect(uint64_t*, unsigned) {}
+__device__ __forceinline__ void bulk_copy(void*, const void*, unsigned, uint64_t*) {}
+__device__ __forceinline__ void mbar_wait(uint64_t*, unsigned) {}
+#endif
 
 // The weight tiles' loader: TMA bulk copies of whole rows issued by warp 0, one mbarrier per
 // buffer (bulk); or cp.async pieces from every issuing thread, one group per tile, so a phase
@@ -125,8 +138,8 @@ __device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
 
 // Every block arrives, then waits for all: the writes before it are visible to every block after
 // it. *bar counts arrivals over the launch; target: this block's count of barriers passed ×
-// blocks. `who` arrives and polls: the last warp's lane 0, which issues no weight copies. sc: the
-// fence.sc pattern of cooperative groups' grid sync instead (a diagnostic, kDecoderScFences).
+// blocks. `who` arrives and polls. sc: the fence.sc pattern of cooperative groups' grid sync (the
+// measured schedule); else release/acquire atomics (kDecoderAcqRel, not measured yet).
 __device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target, int who, bool sc) {
   __syncthreads();
   target += gridDim.x;
@@ -159,8 +172,8 @@ template <class Src>
 __device__ void issue_tile(Tiles& t, int b, char* buf, int nrows, int row_bytes, Src src) {
   if (t.bulk) {
     if (threadIdx.x >= 32) return;
-    // The buffer's earlier reads were the generic proxy's; the copies are the async proxy's.
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    // The buffer's earlier reads were the generic proxy's; the copies (bulk_copy fences first)
+    // are the async proxy's.
     if (threadIdx.x == 0) mbar_expect(t.mbar + b, unsigned(nrows * row_bytes));
     __syncwarp();
     for (int j = int(threadIdx.x); j < nrows; j += 32)
@@ -183,10 +196,10 @@ __device__ __forceinline__ int block_rows(int per, int total, int& r0) {
 
 // Threads that stream weights, and the one that arrives at the grid barriers.
 __device__ __forceinline__ int issuers(const DecoderArgs& a) {
-  return a.skip & kDecoderAllWarpsIssue ? kThreads : kThreads - 32;
+  return a.diag & kDecoderBarrierWarp ? kThreads - 32 : kThreads;
 }
 __device__ __forceinline__ int barrier_thread(const DecoderArgs& a) {
-  return a.skip & kDecoderAllWarpsIssue ? 0 : kThreads - 32;
+  return a.diag & kDecoderBarrierWarp ? kThreads - 32 : 0;
 }
 
 __device__ __forceinline__ const char* row_of(const void* w, int r, int cols) {
@@ -349,7 +362,7 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   unit_sync(unit);
   float* o = a.work + (int64_t(h) * a.splits + sp) * (hd + 2);
   for (int64_t d = uw * 32 + lane; d < hd + 2; d += kSplitWarps * 32) o[d] = split_merge(part, d);
-  if (a.skip & kDecoderScFences) __threadfence();  // the fence.sc diagnostic
+  if (!(a.diag & kDecoderAcqRel)) __threadfence();  // the row, before the unit's ticket
 }
 
 __device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
@@ -427,7 +440,7 @@ __device__ void attn_reduce(const DecoderArgs& a, int h, int unit, int uw, float
 // an acq_rel atomic; reset for the next layer) reduces that head.
 __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, float* unit_smem) {
   __shared__ int last[kUnits];
-  const bool sc = a.skip & kDecoderScFences;
+  const bool sc = !(a.diag & kDecoderAcqRel);
   const int warp = int(threadIdx.x) / 32, unit = warp / kSplitWarps, uw = warp % kSplitWarps;
   float* us = unit_smem + unit * kUnitFloats;
   const int items = a.q_heads * a.splits;
@@ -540,15 +553,15 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
   __shared__ uint64_t mbar[2];
   unsigned target = 0;
   const int bt = barrier_thread(a);
-  const bool sc = a.skip & kDecoderScFences;
-  const bool weights = !(a.skip & kDecoderSkipWeights), gemv = !(a.skip & kDecoderSkipGemv);
+  const bool sc = !(a.diag & kDecoderAcqRel);
+  const bool weights = !(a.diag & kDecoderSkipWeights), gemv = !(a.diag & kDecoderSkipGemv);
   Tiles t;
-  t.mbar = mbar, t.bulk = weights && !(a.skip & kDecoderPieceCopies), t.issuers = issuers(a);
-  if (threadIdx.x == 0) {
-    mbar_init(mbar), mbar_init(mbar + 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  t.mbar = mbar, t.bulk = kHasBulk && weights && (a.diag & kDecoderBulkCopy);
+  t.issuers = issuers(a);
+  if (t.bulk) {
+    if (threadIdx.x == 0) mbar_init(mbar), mbar_init(mbar + 1);
+    __syncthreads();
   }
-  __syncthreads();
   weights ? issue_q(t, buf0, a, a.layers[0]) : cp_async_commit();
   weights ? issue_o(t, buf1, a, a.layers[0]) : cp_async_commit();
   for (int l = 0; l < a.n_layers; ++l) {
@@ -561,10 +574,10 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
     weights ? issue_g(t, buf0, a, L) : cp_async_commit();
     grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 1);
-    if (!(a.skip & kDecoderSkipRope)) phase_rope(a, L);
+    if (!(a.diag & kDecoderSkipRope)) phase_rope(a, L);
     grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 2);
-    if (!(a.skip & kDecoderSkipAttn)) phase_attn(a, L, us);
+    if (!(a.diag & kDecoderSkipAttn)) phase_attn(a, L, us);
     grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 3);
     tile_ready(t, 1);
