@@ -179,8 +179,8 @@ TEST(GpuEngine, GraphDecodeEqualsForwardStepByStep) {
 
 // The persistent decode kernel (Backend::decoder_stack) against the same step one launch per op:
 // the tokens and the last logits of each of two turns, bit for bit (the second turn attends to
-// every cache row the first turn's steps wrote), for each plan it runs (fused, fused-fp16kv: 16-bit caches)
-// and on models with q/k norms (Qwen3), biases (Qwen2) and GQA. A plan it does not run
+// every cache row the first turn's steps wrote), for each plan it runs (fused, fused-fp16kv: 16-bit
+// caches) and on models with q/k norms (Qwen3), biases (Qwen2) and GQA. A plan it does not run
 // (fused-int8kv: scaled cache) runs the ops on both and must say so (no stack runs).
 TEST(GpuEngine, PersistentDecodeEqualsPerOpDecode) {
   const std::string data = env_or("FUSECHECK_TEST_DATA_DIR", FUSECHECK_TEST_DATA);
@@ -210,9 +210,9 @@ TEST(GpuEngine, PersistentDecodeEqualsPerOpDecode) {
         ASSERT_TRUE(ta.ok() && tb.ok());
         EXPECT_EQ(*ta, *tb) << "turn " << turn;
         ASSERT_EQ(a.last_logits().size(), b.last_logits().size());
-        EXPECT_EQ(std::memcmp(a.last_logits().data(), b.last_logits().data(),
-                              a.last_logits().size() * 4),
-                  0)
+        EXPECT_EQ(
+            std::memcmp(a.last_logits().data(), b.last_logits().data(), a.last_logits().size() * 4),
+            0)
             << "turn " << turn << ": the last logits differ";
         prompt = {5, 6, 7};
       }

@@ -187,8 +187,8 @@ cu::DecoderArgs persistent_args(const Stack& s) {
     d.q_norm = L.q_gain, d.k_norm = L.k_gain, d.kc = L.kc, d.vc = L.vc;
   }
   void* table = bw_dalloc(t.size() * sizeof(cu::DecoderLayerArgs));
-  BW_CHECK(cudaMemcpy(table, t.data(), t.size() * sizeof(cu::DecoderLayerArgs),
-                      cudaMemcpyHostToDevice));
+  BW_CHECK(
+      cudaMemcpy(table, t.data(), t.size() * sizeof(cu::DecoderLayerArgs), cudaMemcpyHostToDevice));
   cu::DecoderArgs a;
   a.layers = static_cast<const cu::DecoderLayerArgs*>(table), a.n_layers = int(kLayers);
   a.dim = int(kDim), a.ffn = int(kFfn), a.q_rows = int(kQ), a.kv_dim = int(kKv);
@@ -209,11 +209,11 @@ cu::DecoderArgs persistent_args(const Stack& s) {
 
 void persistent_step(const Stack& s, const cu::DecoderArgs& a, cudaStream_t st) {
   BW_CHECK(cu::embed(s.h, s.token, 1, s.embed, st));
-  BW_CHECK(cu::add_rmsnorm(s.h, nullptr, s.normed, s.sum, s.layers[0].in_gain, 1, kDim, 1e-6f, A,
-                           A, st));
-  BW_CHECK(cu::decoder_layers(a, cu::WType::BF16, st));
-  BW_CHECK(cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, s.final_gain, 1, kDim, 1e-6f, A, A,
+  BW_CHECK(cu::add_rmsnorm(s.h, nullptr, s.normed, s.sum, s.layers[0].in_gain, 1, kDim, 1e-6f, A, A,
                            st));
+  BW_CHECK(cu::decoder_layers(a, cu::WType::BF16, st));
+  BW_CHECK(
+      cu::add_rmsnorm(s.h, s.delta, s.normed, nullptr, s.final_gain, 1, kDim, 1e-6f, A, A, st));
   BW_CHECK(cu::gemv(s.logits, s.normed, 1, s.embed, nullptr, A, st));
   BW_CHECK(cu::argmax(s.token, s.logits, kVocab, st));
 }
@@ -239,8 +239,8 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
                 differ, got.size(), differ ? " (BAD)" : " (bit-identical)");
     BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
   }
-  const unsigned none = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipRope |
-                        cu::kDecoderSkipAttn;
+  const unsigned none =
+      cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn;
   const struct {
     const char* name;
     unsigned diag;
@@ -279,7 +279,8 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   double total = 0;
   for (int p = 0; p < 6; ++p) {
     double cyc = 0;
-    for (int l = 0; l < int(kLayers); ++l) cyc += double(t[size_t(6 * l + p + 1)] - t[size_t(6 * l + p)]);
+    for (int l = 0; l < int(kLayers); ++l)
+      cyc += double(t[size_t(6 * l + p + 1)] - t[size_t(6 * l + p)]);
     const double us = cyc / kLayers / (khz / 1e3);
     total += us;
     std::printf("%s %.2f us%s", names[p], us, p < 5 ? ", " : "");

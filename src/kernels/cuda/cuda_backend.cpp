@@ -212,8 +212,8 @@ class CudaBackend final : public Backend {
     if (need > sample_ws_bytes_) {
       cudaStreamSynchronize(stream_);
       cudaFree(sample_ws_);
-    cudaFree(stack_layers_dev_);
-    cudaFree(stack_sync_);
+      cudaFree(stack_layers_dev_);
+      cudaFree(stack_sync_);
       sample_ws_ = nullptr, sample_ws_bytes_ = 0;
       if (!check(int(cudaMalloc(&sample_ws_, need)))) return;
       sample_ws_bytes_ = need;
@@ -495,7 +495,8 @@ bool CudaBackend::stack_layer_args(const DecoderStack& s,
         kv.capacity != capacity)
       return false;
     cu::DecoderLayerArgs& d = out[size_t(l)];
-    std::memset(static_cast<void*>(&d), 0, sizeof d);  // padding too: the table is compared byte for byte
+    std::memset(static_cast<void*>(&d), 0,
+                sizeof d);  // padding too: the table is compared byte for byte
     d.wq = L.qkv->q.data, d.wk = L.qkv->k.data, d.wv = L.qkv->v.data, d.wo = L.o_proj->data;
     d.wg = L.gate->data, d.wu = L.up->data, d.wd = L.down->data;
     d.bq = bias_f32(L.qkv->bq), d.bk = bias_f32(L.qkv->bk), d.bv = bias_f32(L.qkv->bv);
@@ -529,9 +530,8 @@ bool CudaBackend::decoder_stack(const DecoderStack& s) {
   if (cu::decoder_plan(a, wt, stack_blocks_, stack_max_smem_) != 0) return false;
   // Buffers grow in the eager first step; a recording that would need them to grow (never in the
   // model's order of calls) runs the ops instead.
-  const size_t work = size_t(cu::attention_flash_work_floats({1, s.n_heads, s.n_kv_heads,
-                                                               s.head_dim, 0, 1.0f},
-                                                              a.splits));
+  const size_t work = size_t(
+      cu::attention_flash_work_floats({1, s.n_heads, s.n_kv_heads, s.head_dim, 0, 1.0f}, a.splits));
   const bool table_same = layers.size() == stack_layers_.size() &&
                           std::memcmp(layers.data(), stack_layers_.data(),
                                       layers.size() * sizeof(cu::DecoderLayerArgs)) == 0;
@@ -542,7 +542,8 @@ bool CudaBackend::decoder_stack(const DecoderStack& s) {
     cudaFree(stack_sync_);
     stack_sync_ = nullptr, stack_sync_heads_ = 0;
     const size_t bytes = size_t(1 + s.n_heads) * sizeof(unsigned);
-    if (!check(int(cudaMalloc(&stack_sync_, bytes))) || !check(int(cudaMemset(stack_sync_, 0, bytes))))
+    if (!check(int(cudaMalloc(&stack_sync_, bytes))) ||
+        !check(int(cudaMemset(stack_sync_, 0, bytes))))
       return true;  // failed: status() says why, downloads are poisoned
     stack_sync_heads_ = s.n_heads;
   }

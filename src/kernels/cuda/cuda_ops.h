@@ -248,13 +248,13 @@ int attention_flash(float* out, const float* q, KvView k, KvView v, const int32_
 //   last layer: gemv(mlp_out, mlp_act, wd).
 // The first layer's input is in sum (its add_rmsnorm has run). Weights bf16 or f16, all one type.
 struct DecoderLayerArgs {
-  const void* wq = nullptr;  // [q_rows, dim]
-  const void* wk = nullptr;  // [kv_dim, dim]
-  const void* wv = nullptr;  // [kv_dim, dim]
-  const void* wo = nullptr;  // [dim, q_rows]
-  const void* wg = nullptr;  // [ffn, dim]
-  const void* wu = nullptr;  // [ffn, dim]
-  const void* wd = nullptr;  // [dim, ffn]
+  const void* wq = nullptr;          // [q_rows, dim]
+  const void* wk = nullptr;          // [kv_dim, dim]
+  const void* wv = nullptr;          // [kv_dim, dim]
+  const void* wo = nullptr;          // [dim, q_rows]
+  const void* wg = nullptr;          // [ffn, dim]
+  const void* wu = nullptr;          // [ffn, dim]
+  const void* wd = nullptr;          // [dim, ffn]
   const float* bq = nullptr;         // [q_rows] fp32 or nullptr
   const float* bk = nullptr;         // [kv_dim] fp32 or nullptr
   const float* bv = nullptr;         // [kv_dim] fp32 or nullptr
@@ -277,8 +277,7 @@ struct DecoderArgs {
   // Activations (T = 1), the model's buffers: hidden, sum, normed, attn_out, mlp_out: [dim];
   // q, attn: [q_rows]; k, v: [kv_dim]; mlp_act: [ffn].
   float *hidden = nullptr, *sum = nullptr, *normed = nullptr, *q = nullptr, *k = nullptr,
-        *v = nullptr, *attn = nullptr, *attn_out = nullptr, *mlp_act = nullptr,
-        *mlp_out = nullptr;
+        *v = nullptr, *attn = nullptr, *attn_out = nullptr, *mlp_act = nullptr, *mlp_out = nullptr;
   float* work = nullptr;             // attention_flash_work_floats({1, q_heads, ...}, splits)
   unsigned* barrier = nullptr;       // [1] the grid barrier's counter (zeroed before each launch)
   unsigned* head_tickets = nullptr;  // [q_heads] zero, and left zero by each launch

@@ -78,8 +78,8 @@ __device__ __forceinline__ void mbar_expect(uint64_t* m, unsigned bytes) {
 __device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, uint64_t* m) {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // after the generic reads
   asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-          smem_u32(dst)),
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"(smem_u32(dst)),
       "l"(src), "r"(bytes), "r"(smem_u32(m))
       : "memory");
 }
@@ -127,7 +127,10 @@ __device__ __forceinline__ void red_add_release(unsigned* p, unsigned v) {
 }
 __device__ __forceinline__ unsigned atom_add_acq_rel(unsigned* p, unsigned v) {
   unsigned old;
-  asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], %2;"
+               : "=r"(old)
+               : "l"(p), "r"(v)
+               : "memory");
   return old;
 }
 __device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
@@ -312,8 +315,8 @@ __device__ void phase_rope(const DecoderArgs& a, const DecoderLayerArgs& L) {
 // online_weights, online_value), but loads KB keys' K and V rows before their arithmetic: the
 // per-op kernel's two dependent round trips a key become one a batch.
 template <int VPL, int KB>
-__device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
-                           int unit, int uw, float* us) {
+__device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp, int unit,
+                           int uw, float* us) {
   auto part = reinterpret_cast<float(*)[kMaxHeadDim + 2]>(us);
   const int lane = int(threadIdx.x) % 32;
   const int64_t hd = a.head_dim, kvh = h / (a.q_heads / a.kv_heads), ch = kvh * hd;
@@ -638,9 +641,10 @@ int decoder_plan(DecoderArgs& a, WType w, int blocks, size_t max_smem) {
 int decoder_blocks(int* blocks, size_t* max_smem) {
   int dev = 0, sms = 0, optin = 0, coop = 0;
   if (const int e = int(cudaGetDevice(&dev))) return e;
-  if (const int e = int(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev))) return e;
-  if (const int e = int(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                               dev)))
+  if (const int e = int(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)))
+    return e;
+  if (const int e =
+          int(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)))
     return e;
   if (const int e = int(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev))) return e;
   if (!coop) return int(cudaErrorNotSupported);
@@ -656,8 +660,8 @@ int decoder_launch(const DecoderArgs& a, Stream st) {
                                              int(a.smem_bytes))))
     return e;
   int per_sm = 0;
-  if (const int e = int(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads,
-                                                                      a.smem_bytes)))
+  if (const int e = int(
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, a.smem_bytes)))
     return e;
   if (per_sm < 1) return int(cudaErrorCooperativeLaunchTooLarge);
   // The barrier counter starts at 0 for each launch (a memset node in a recorded step).

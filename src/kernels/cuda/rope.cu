@@ -75,7 +75,8 @@ __global__ void qk_norm_rope_append_kernel(float* q, int64_t q_heads, const floa
   const int64_t row = p * k_heads * head_dim + c0;  // the head's first element in the cache
   if (is_k) {
     float* kh = k + (t * k_heads + head) * head_dim;
-    norm_rope_head(kh, head_dim, k_gain, eps, cos_tab + p * half, sin_tab + p * half, act, int(threadIdx.x));
+    norm_rope_head(kh, head_dim, k_gain, eps, cos_tab + p * half, sin_tab + p * half, act,
+                   int(threadIdx.x));
     __syncthreads();  // the head's rotated values, written by every lane, before they are stored
     for (int64_t i = threadIdx.x; i < head_dim; i += 32) kv_store(kc, row + i, c0 + i, kh[i]);
   } else {  // (one loop per side: selecting a KvView at run time would copy it to local memory)
