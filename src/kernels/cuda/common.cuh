@@ -146,6 +146,20 @@ __device__ __forceinline__ float inv_rms_from(double ss, int64_t n, float eps) {
   return 1.0f / sqrtf(variance + eps);
 }
 
+// 16 bytes global -> shared, asynchronously (sm_80+); commit closes this thread's group, wait<N>
+// returns when at most N of its groups are still in flight.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
 inline int launch_status() {
   return int(cudaGetLastError());
 }

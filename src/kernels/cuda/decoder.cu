@@ -44,17 +44,6 @@ static_assert(kSplitWarps * (kMaxHeadDim + 2) <= kReduceWarps * kMaxHeadDim);
 // every block is resident, so this only fires on a bug): ~10 s of L2 round trips.
 constexpr long long kMaxSpins = 1ll << 25;
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned s = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
 // The TMA's bulk copies: one instruction moves a whole weight row into shared memory and
 // completes on an mbarrier, which counts the bytes (no load slots held while it flies).
 // sm_90 instructions: the compute_80 PTX gets empty bodies and never runs the bulk schedule
@@ -467,19 +456,24 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
   }
 }
 
-// O: gemv_add_residual's staged epilogue: delta = round(dot); s = h + delta; sum = s; h = round(s).
+// O and D: out = round(dot) over this block's rows of a [dim, cols] weight with x [cols]; with
+// `add`, gemv_add_residual's staged epilogue: s = h + out (fp32); sum = s; h = round(s). O:
+// o_proj on attn; D: down_proj on mlp_act, the next layer's add, or plain for the last layer (as
+// linear: the final norm adds it).
 template <WType W>
-__device__ void phase_o(const DecoderArgs& a, const char* tile, float* xs) {
+__device__ void phase_proj(const DecoderArgs& a, const char* tile, float* xs, const float* x,
+                           int cols, float* out, bool add) {
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  stage_x(xs, a.attn, a.q_rows);
+  stage_x(xs, x, cols);
   int r0;
   const int n = block_rows(a.rows_o, a.dim, r0);
   for (int j = warp; j < n; j += kWarps) {
-    const float d = tile_dot<W>(xs, tile + size_t(j) * a.q_rows * 2, a.q_rows, lane);
+    const float d = tile_dot<W>(xs, tile + size_t(j) * cols * 2, cols, lane);
     if (lane != 0) continue;
     const int r = r0 + j;
     const float v = round_act(a.act, d);
-    a.attn_out[r] = v;
+    out[r] = v;
+    if (!add) continue;
     const float s = __ldcg(a.hidden + r) + v;
     a.sum[r] = s;
     a.hidden[r] = round_act(a.act, s);
@@ -516,27 +510,6 @@ __device__ void phase_g(const DecoderArgs& a, const DecoderLayerArgs& L, const c
     // CPU: g / (1 + std::exp(-g)) * up; exp in double then narrowed tracks glibc's expf.
     const float e = float(exp(-double(dg)));
     a.mlp_act[r0 + j] = round_act(a.act, dg / (1.0f + e) * du);
-  }
-}
-
-// D: down_proj; with the next layer's residual add in the epilogue unless this is the last layer
-// (then plain, as linear: the final norm adds it).
-template <WType W>
-__device__ void phase_d(const DecoderArgs& a, const char* tile, float* xs, bool last) {
-  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  stage_x(xs, a.mlp_act, a.ffn);
-  int r0;
-  const int n = block_rows(a.rows_d, a.dim, r0);
-  for (int j = warp; j < n; j += kWarps) {
-    const float d = tile_dot<W>(xs, tile + size_t(j) * a.ffn * 2, a.ffn, lane);
-    if (lane != 0) continue;
-    const int r = r0 + j;
-    const float v = round_act(a.act, d);
-    a.mlp_out[r] = v;
-    if (last) continue;
-    const float s = __ldcg(a.hidden + r) + v;
-    a.sum[r] = s;
-    a.hidden[r] = round_act(a.act, s);
   }
 }
 
@@ -584,7 +557,7 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
     grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 3);
     tile_ready(t, 1);
-    if (gemv) phase_o<W>(a, buf1, xs);
+    if (gemv) phase_proj<W>(a, buf1, xs, a.attn, a.q_rows, a.attn_out, true);
     __syncthreads();
     weights ? issue_d(t, buf1, a, L) : cp_async_commit();
     grid_barrier(a.barrier, target, bt, sc);
@@ -599,7 +572,7 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
     grid_barrier(a.barrier, target, bt, sc);
     mark(a, 6 * l + 5);
     tile_ready(t, 1);
-    if (gemv) phase_d<W>(a, buf1, xs, last);
+    if (gemv) phase_proj<W>(a, buf1, xs, a.mlp_act, a.ffn, a.mlp_out, !last);
     if (last) break;
     __syncthreads();
     weights ? issue_o(t, buf1, a, a.layers[l + 1]) : cp_async_commit();

@@ -247,17 +247,6 @@ struct Staged {
   float* normed = nullptr;  // norm_gate_up: [T, cols] receives the rounded normed row (block 0)
 };
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned s = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
 // Waits until groups 0 .. s (of kStages) have landed.
 __device__ __forceinline__ void wait_stage(int s) {
   static_assert(kStages == 4);
