@@ -109,6 +109,23 @@ TEST(GainStats, LargeNormsMatchASortedOracle) {
   }
 }
 
+// The sorted oracle's figures: |g| in increasing order, their sum left to right over n, and the
+// squared deviations from that mean summed the same way.
+struct SortedOracle {
+  std::vector<double> magnitudes;
+  double mean = 0, sum_sq = 0;
+};
+SortedOracle sorted_oracle(const std::vector<float>& g) {
+  SortedOracle o;
+  for (float x : g) o.magnitudes.push_back(std::fabs(double(x)));
+  std::sort(o.magnitudes.begin(), o.magnitudes.end());
+  double sum = 0;
+  for (double x : o.magnitudes) sum += x;
+  o.mean = sum / double(g.size());
+  for (double x : o.magnitudes) o.sum_sq += (x - o.mean) * (x - o.mean);
+  return o;
+}
+
 // The mean and variance are summed in sorted order, ties and signed zeros resolve to the first
 // channel, and the path for all-finite gains (branch-free loops) gives what the path that skips
 // inf/NaN gives for the same finite values. Oracle: std::sort and in-order sums in double.
@@ -124,14 +141,9 @@ TEST(GainStats, SortedSumsFirstOfTiesAndBothPathsAgree) {
       g[n / 2] = peak;  // a tie: the first channel counts
       g[n / 3] = zero_first ? 0.0f : -0.0f;
       g[n / 3 + 1] = zero_first ? -0.0f : 0.0f;  // the smallest value, both zeros: the first one
-      std::vector<double> m;
-      for (float x : g) m.push_back(std::fabs(double(x)));
-      std::sort(m.begin(), m.end());
-      double sum = 0;
-      for (double x : m) sum += x;
-      const double mean = sum / double(n);
-      double ss = 0;
-      for (double x : m) ss += (x - mean) * (x - mean);
+      const SortedOracle o = sorted_oracle(g);
+      const std::vector<double>& m = o.magnitudes;
+      const double mean = o.mean, ss = o.sum_sq;
       SCOPED_TRACE(::testing::Message() << "n=" << n << " zero_first=" << zero_first);
       const GainStats s = compute_gain_stats(g, 10);
       EXPECT_EQ(s.mean_abs, mean);
@@ -184,14 +196,9 @@ TEST(GainStats, CountedValuesMatchTheSortedOracleBitForBit) {
         if (variant == 3) x = bf16_to_f32(f32_to_bf16(x)) * (rng() % 7 == 0 ? 0.0f : 1.0f);
         if (variant == 4) x = 2.5f;
       }
-      std::vector<double> m;
-      for (float x : g) m.push_back(std::fabs(double(x)));
-      std::sort(m.begin(), m.end());
-      double sum = 0;
-      for (double x : m) sum += x;
-      const double mean = sum / double(n);
-      double ss = 0;
-      for (double x : m) ss += (x - mean) * (x - mean);
+      const SortedOracle o = sorted_oracle(g);
+      const std::vector<double>& m = o.magnitudes;
+      const double mean = o.mean, ss = o.sum_sq;
       auto pct = [&](double q) {
         const double pos = q * double(n - 1);
         const size_t lo = size_t(pos), hi = std::min(lo + 1, n - 1);
