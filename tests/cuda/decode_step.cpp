@@ -218,6 +218,37 @@ void persistent_step(const Stack& s, const cu::DecoderArgs& a, cudaStream_t st) 
   BW_CHECK(cu::argmax(s.token, s.logits, kVocab, st));
 }
 
+// Block 0's clock between the kernel's trace points (cu::kDecoderMarks a layer), averaged over
+// the layers: where a layer's time goes.
+void persistent_trace(const Stack& s, cu::DecoderArgs a, cudaStream_t st, unsigned diag) {
+  constexpr int M = cu::kDecoderMarks;
+  const int n = int(M * kLayers + 1);
+  auto* trace = static_cast<long long*>(bw_dalloc(size_t(n) * sizeof(long long)));
+  a.trace = trace, a.diag = diag;
+  for (int rep = 0; rep < 3; ++rep) persistent_step(s, a, st);  // warm, then the traced one
+  BW_CHECK(cudaStreamSynchronize(st));
+  std::vector<long long> t(static_cast<size_t>(n));
+  BW_CHECK(cudaMemcpy(t.data(), trace, t.size() * sizeof(long long), cudaMemcpyDeviceToHost));
+  int khz = 0;
+  BW_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
+  const char* names[M] = {"qkv tile wait",    "qkv + barrier",     "rope + barrier",
+                          "first split",      "rest of attention", "attention barrier",
+                          "o_proj + barrier", "gate_up tile wait", "gate_up + barrier",
+                          "down + barrier"};
+  std::printf("  per layer (diag %u), block 0's clock between trace points (%d MHz):\n   ", diag,
+              khz / 1000);
+  double total = 0;
+  for (int p = 0; p < M; ++p) {
+    double cyc = 0;
+    for (int l = 0; l < int(kLayers); ++l)
+      cyc += double(t[size_t(M * l + p + 1)] - t[size_t(M * l + p)]);
+    const double us = cyc / kLayers / (khz / 1e3);
+    total += us;
+    std::printf(" %s %.2f us%s", names[p], us, p + 1 < M ? "," : "");
+  }
+  std::printf("; %.2f us a layer\n", total);
+}
+
 // The persistent step as a graph, then with parts of its work left out (barriers and the phase
 // structure kept), then block 0's clock at each phase start, averaged over the layers.
 void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, double roof) {
@@ -225,10 +256,12 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   std::printf("  persistent: %d blocks, %zu bytes of shared memory a block\n", a.blocks,
               a.smem_bytes);
   {  // the same step both ways from the same cache and token: the logits bit for bit
+    // Each step's argmax overwrites the token it embeds, so both start from the same one.
     std::vector<float> want(static_cast<size_t>(kVocab)), got(static_cast<size_t>(kVocab));
+    const int32_t tok = 42;
+    BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
     fused_step(s, st);
     BW_CHECK(cudaMemcpy(want.data(), s.logits, want.size() * 4, cudaMemcpyDeviceToHost));
-    const int32_t tok = 42;
     BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
     BW_CHECK(cudaMemset(s.logits, 0xff, size_t(kVocab) * 4));  // NaN: every logit must be written
     persistent_step(s, a, st);
@@ -241,51 +274,31 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   }
   const unsigned none =
       cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn;
+  const unsigned quiet = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv;
   const struct {
     const char* name;
     unsigned diag;
   } runs[] = {{"the layers as one persistent launch", 0},
+              {"  release/acquire barriers and tickets", cu::kDecoderAcqRel},
+              {"  a block's units on consecutive items", cu::kDecoderPackAttn},
               {"  without attention", cu::kDecoderSkipAttn},
+              {"  without the attention's reduce", cu::kDecoderSkipReduce},
               {"  without q/k norm + RoPE + KV store", cu::kDecoderSkipRope},
               {"  weights streamed, no arithmetic",
                cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
+              {"  no weights: RoPE and attention", quiet},
+              {"  no weights: RoPE and attention, consecutive", quiet | cu::kDecoderPackAttn},
               {"  barriers alone", none},
-              {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel},
-              {"  release/acquire barriers and tickets", cu::kDecoderAcqRel},
-              {"  the barrier thread loading no weights", cu::kDecoderBarrierWarp},
-              {"  weights by TMA bulk copies", cu::kDecoderBulkCopy},
-              {"  all three", cu::kDecoderAcqRel | cu::kDecoderBarrierWarp | cu::kDecoderBulkCopy}};
+              {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel}};
   for (const auto& r : runs) {
     a.diag = r.diag;
     cudaGraphExec_t ge = bw_capture(st, [&] { persistent_step(s, a, st); });
     const double ms = bw_median_ms(st, 50, [&] { BW_CHECK(cudaGraphLaunch(ge, st)); });
     BW_CHECK(cudaGraphExecDestroy(ge));
-    std::printf("  %-44s graph %.3f ms = %.0f tok/s, %.1f%% of roofline, %.2fx the fused step\n",
+    std::printf("  %-48s graph %.3f ms = %.0f tok/s, %.1f%% of roofline, %.2fx the fused step\n",
                 r.name, ms, 1e3 / ms, 100.0 * (1e3 / ms) / roof, fused_ms / ms);
   }
-  a.diag = 0;
-  const int n = int(6 * kLayers + 1);
-  auto* trace = static_cast<long long*>(bw_dalloc(size_t(n) * sizeof(long long)));
-  a.trace = trace;
-  for (int rep = 0; rep < 3; ++rep) persistent_step(s, a, st);  // warm, then the traced one
-  BW_CHECK(cudaStreamSynchronize(st));
-  std::vector<long long> t(static_cast<size_t>(n));
-  BW_CHECK(cudaMemcpy(t.data(), trace, t.size() * sizeof(long long), cudaMemcpyDeviceToHost));
-  int khz = 0;
-  BW_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
-  const char* names[6] = {"qkv", "rope+kv", "attention", "o_proj+add", "norm+gate_up", "down+add"};
-  std::printf("  per layer, block 0's clock from each phase's start to the next (at %d MHz): ",
-              khz / 1000);
-  double total = 0;
-  for (int p = 0; p < 6; ++p) {
-    double cyc = 0;
-    for (int l = 0; l < int(kLayers); ++l)
-      cyc += double(t[size_t(6 * l + p + 1)] - t[size_t(6 * l + p)]);
-    const double us = cyc / kLayers / (khz / 1e3);
-    total += us;
-    std::printf("%s %.2f us%s", names[p], us, p < 5 ? ", " : "");
-  }
-  std::printf("; %.2f us a layer\n", total);
+  for (const unsigned diag : {0u, unsigned(cu::kDecoderPackAttn)}) persistent_trace(s, a, st, diag);
 }
 
 }  // namespace

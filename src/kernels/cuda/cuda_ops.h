@@ -283,9 +283,9 @@ struct DecoderArgs {
   unsigned* head_tickets = nullptr;  // [q_heads] zero, and left zero by each launch
   // Diagnostics for the decode-step tool (tests/cuda/decode_step.cpp), 0 / nullptr in the engine:
   // `diag` leaves parts of the work out (kDecoderSkip*: the results are then meaningless) or picks
-  // other schedules of the same arithmetic not yet measured on a GPU (kDecoderBulkCopy,
-  // kDecoderBarrierWarp, kDecoderAcqRel); `trace`, when set, receives block 0's clock64() as each
-  // phase starts and at the end: [n_layers · 6 + 1].
+  // another schedule of the same arithmetic (kDecoderAcqRel, kDecoderPackAttn); `trace`, when set,
+  // receives block 0's clock64() at each of a layer's kDecoderMarks points and at the end:
+  // [n_layers · kDecoderMarks + 1].
   unsigned diag = 0;
   long long* trace = nullptr;
   // Set by decoder_plan: the grid, rows a block per phase, the shared-memory layout.
@@ -296,12 +296,16 @@ constexpr unsigned kDecoderSkipWeights = 1;  // no weight tile is loaded
 constexpr unsigned kDecoderSkipGemv = 2;     // the projections' phases compute nothing
 constexpr unsigned kDecoderSkipRope = 4;     // no q/k norm, RoPE or KV store
 constexpr unsigned kDecoderSkipAttn = 8;     // no attention
-// Schedules: the weight rows by TMA bulk copies on an mbarrier (not 16-byte cp.async pieces); the
-// barrier's thread in the last warp, which then loads no weights (not thread 0); the barriers and
-// attention tickets by release/acquire atomics (not fence.sc, as cooperative groups' grid sync).
-constexpr unsigned kDecoderBulkCopy = 16;
-constexpr unsigned kDecoderBarrierWarp = 32;
+constexpr unsigned kDecoderSkipReduce = 16;  // attention splits without their reduce
+// Schedules: the barriers and attention tickets by release/acquire atomics (not fence.sc, as
+// cooperative groups' grid sync); a block's attention units on consecutive (head, split) items
+// (not the items dealt to the blocks in turn).
 constexpr unsigned kDecoderAcqRel = 64;
+constexpr unsigned kDecoderPackAttn = 128;
+// Trace points of a layer: 0 qkv phase start, 1 its tile landed, 2 RoPE start, 3 attention start,
+// 4 block 0's first split written, 5 block 0's attention items done, 6 o_proj start, 7 gate_up
+// start, 8 its tile landed, 9 down start.
+constexpr int kDecoderMarks = 10;
 // The device's grid for the launch (one block per SM) and its largest shared memory a block.
 int decoder_blocks(int* blocks, size_t* max_smem);
 // Tiles the phases over `blocks` and lays out shared memory; cudaErrorInvalidValue when the

@@ -44,66 +44,10 @@ static_assert(kSplitWarps * (kMaxHeadDim + 2) <= kReduceWarps * kMaxHeadDim);
 // every block is resident, so this only fires on a bug): ~10 s of L2 round trips.
 constexpr long long kMaxSpins = 1ll << 25;
 
-// The TMA's bulk copies: one instruction moves a whole weight row into shared memory and
-// completes on an mbarrier, which counts the bytes (no load slots held while it flies).
-// sm_90 instructions: the compute_80 PTX gets empty bodies and never runs the bulk schedule
-// (the kernel takes it only where __CUDA_ARCH__ >= 900).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-constexpr bool kHasBulk = true;
-__device__ __forceinline__ unsigned smem_u32(const void* p) {
-  return unsigned(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint64_t* m) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(m)) : "memory");
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-}
-__device__ __forceinline__ void mbar_expect(uint64_t* m, unsigned bytes) {
-  asm volatile(
-      "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
-          smem_u32(m)),
-      "r"(bytes)
-      : "memory");
-}
-__device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, uint64_t* m) {
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // after the generic reads
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
-          "r"(smem_u32(dst)),
-      "l"(src), "r"(bytes), "r"(smem_u32(m))
-      : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* m, unsigned parity) {
-  asm volatile(
-      "{\n .reg .pred p;\n WAIT_%=:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      " @!p bra WAIT_%=;\n}" ::"r"(smem_u32(m)),
-      "r"(parity)
-      : "memory");
-}
-#else
-constexpr bool kHasBulk = false;
-__device__ __forceinline__ void mbar_init(uint64_t*) {}
-__device__ __forceinline__ void mbar_expect(uint64_t*, unsigned) {}
-__device__ __forceinline__ void bulk_copy(void*, const void*, unsigned, uint64_t*) {}
-__device__ __forceinline__ void mbar_wait(uint64_t*, unsigned) {}
-#endif
-
-// The weight tiles' loader: TMA bulk copies of whole rows issued by warp 0, one mbarrier per
-// buffer (bulk); or cp.async pieces from every issuing thread, one group per tile, so a phase
-// waits with wait_group 1 for the tile issued two tiles ago.
-struct Tiles {
-  uint64_t* mbar = nullptr;  // [2] in shared memory
-  unsigned parity = 0;       // bit b: the parity of buffer b's next phase
-  bool bulk = false;
-  int issuers = kThreads;
-};
-
-// Waits until buffer b's tile has landed, for every thread.
-__device__ __forceinline__ void tile_ready(Tiles& t, int b) {
-  if (t.bulk) {
-    mbar_wait(t.mbar + b, (t.parity >> b) & 1u);
-    t.parity ^= 1u << b;
-    return;
-  }
+// The weight tiles: cp.async pieces from every thread, one group per tile, so a phase waits with
+// wait_group 1 for the tile issued two tiles ago. (TMA bulk rows on an mbarrier, and the barrier's
+// thread in a warp that loads no weights, measured no faster on an H100: docs/PERFORMANCE.md.)
+__device__ __forceinline__ void tile_ready() {
   cp_async_wait<1>();
   __syncthreads();
 }
@@ -130,12 +74,12 @@ __device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
 
 // Every block arrives, then waits for all: the writes before it are visible to every block after
 // it. *bar counts arrivals over the launch; target: this block's count of barriers passed ×
-// blocks. `who` arrives and polls. sc: the fence.sc pattern of cooperative groups' grid sync (the
-// measured schedule); else release/acquire atomics (kDecoderAcqRel, not measured yet).
-__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target, int who, bool sc) {
+// blocks. Thread 0 arrives and polls. sc: the fence.sc pattern of cooperative groups' grid sync;
+// else release/acquire atomics (kDecoderAcqRel).
+__device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target, bool sc) {
   __syncthreads();
   target += gridDim.x;
-  if (int(threadIdx.x) == who) {
+  if (threadIdx.x == 0) {
     long long spins = 0;
     if (sc) {
       __threadfence();
@@ -152,28 +96,23 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, unsigned& target, in
   __syncthreads();
 }
 
+// The decode-step tool's clock (DecoderArgs::trace): block 0's thread 0 at mark m of layer l.
+__device__ __forceinline__ void mark(const DecoderArgs& a, int l, int m) {
+  if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[kDecoderMarks * l + m] = clock64();
+}
+
 // Named barrier of one attention unit's 128 threads (ids 1 .. kUnits; 0 is __syncthreads').
 __device__ __forceinline__ void unit_sync(int unit) {
   asm volatile("bar.sync %0, %1;" ::"r"(unit + 1), "r"(kSplitWarps * 32) : "memory");
 }
 
-// Copies rows [0, nrows) of a tile into buffer b (buf), row j from src(j), row_bytes each (a
-// 16-byte multiple). Every thread calls it after the buffer's last reader has passed a
-// __syncthreads.
+// Copies rows [0, nrows) of a tile into buf, row j from src(j), row_bytes each (a 16-byte
+// multiple), as one cp.async group. Every thread calls it after the buffer's last reader has
+// passed a __syncthreads; skip: the group is committed empty (kDecoderSkipWeights).
 template <class Src>
-__device__ void issue_tile(Tiles& t, int b, char* buf, int nrows, int row_bytes, Src src) {
-  if (t.bulk) {
-    if (threadIdx.x >= 32) return;
-    // The buffer's earlier reads were the generic proxy's; the copies (bulk_copy fences first)
-    // are the async proxy's.
-    if (threadIdx.x == 0) mbar_expect(t.mbar + b, unsigned(nrows * row_bytes));
-    __syncwarp();
-    for (int j = int(threadIdx.x); j < nrows; j += 32)
-      bulk_copy(buf + size_t(j) * row_bytes, src(j), unsigned(row_bytes), t.mbar + b);
-    return;
-  }
-  const int chunks = row_bytes / 16, total = nrows * chunks;
-  for (int i = int(threadIdx.x); i < total && int(threadIdx.x) < t.issuers; i += t.issuers) {
+__device__ void issue_tile(bool skip, char* buf, int nrows, int row_bytes, Src src) {
+  const int chunks = row_bytes / 16, total = skip ? 0 : nrows * chunks;
+  for (int i = int(threadIdx.x); i < total; i += kThreads) {
     const int j = i / chunks, c = i - j * chunks;
     cp_async16(buf + size_t(j) * row_bytes + c * 16, src(j) + c * 16);
   }
@@ -184,14 +123,6 @@ __device__ void issue_tile(Tiles& t, int b, char* buf, int nrows, int row_bytes,
 __device__ __forceinline__ int block_rows(int per, int total, int& r0) {
   r0 = int(blockIdx.x) * per;
   return max(0, min(per, total - r0));
-}
-
-// Threads that stream weights, and the one that arrives at the grid barriers.
-__device__ __forceinline__ int issuers(const DecoderArgs& a) {
-  return a.diag & kDecoderBarrierWarp ? kThreads - 32 : kThreads;
-}
-__device__ __forceinline__ int barrier_thread(const DecoderArgs& a) {
-  return a.diag & kDecoderBarrierWarp ? kThreads - 32 : 0;
 }
 
 __device__ __forceinline__ const char* row_of(const void* w, int r, int cols) {
@@ -206,28 +137,31 @@ __device__ __forceinline__ const char* qkv_row(const DecoderArgs& a, const Decod
   return row_of(L.wv, r - a.q_rows - a.kv_dim, a.dim);
 }
 
-__device__ void issue_q(Tiles& t, char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+__device__ void issue_q(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_q, a.q_rows + 2 * a.kv_dim, r0);
-  issue_tile(t, 0, buf, n, a.dim * 2, [&](int j) { return qkv_row(a, L, r0 + j); });
+  issue_tile(a.diag & kDecoderSkipWeights, buf, n, a.dim * 2,
+             [&](int j) { return qkv_row(a, L, r0 + j); });
 }
-__device__ void issue_o(Tiles& t, char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+__device__ void issue_o(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_o, a.dim, r0);
-  issue_tile(t, 1, buf, n, a.q_rows * 2, [&](int j) { return row_of(L.wo, r0 + j, a.q_rows); });
+  issue_tile(a.diag & kDecoderSkipWeights, buf, n, a.q_rows * 2,
+             [&](int j) { return row_of(L.wo, r0 + j, a.q_rows); });
 }
 // Gate rows at tile rows [0, n), up rows at [rows_g, rows_g + n).
-__device__ void issue_g(Tiles& t, char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+__device__ void issue_g(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_g, a.ffn, r0), per = a.rows_g;
-  issue_tile(t, 0, buf, n == 0 ? 0 : per + n, a.dim * 2, [&](int j) {
+  issue_tile(a.diag & kDecoderSkipWeights, buf, n == 0 ? 0 : per + n, a.dim * 2, [&](int j) {
     return j < per ? row_of(L.wg, r0 + min(j, n - 1), a.dim) : row_of(L.wu, r0 + j - per, a.dim);
   });
 }
-__device__ void issue_d(Tiles& t, char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
+__device__ void issue_d(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_d, a.dim, r0);
-  issue_tile(t, 1, buf, n, a.ffn * 2, [&](int j) { return row_of(L.wd, r0 + j, a.ffn); });
+  issue_tile(a.diag & kDecoderSkipWeights, buf, n, a.ffn * 2,
+             [&](int j) { return row_of(L.wd, r0 + j, a.ffn); });
 }
 
 // The contract dot of xs (shared fp32) with one tile row, as the staged kernels run it: lane k
@@ -429,17 +363,23 @@ __device__ void attn_reduce(const DecoderArgs& a, int h, int unit, int uw, float
 }
 
 // A: the units walk (head, split) items; the unit that takes a head's last ticket (one per split,
-// an acq_rel atomic; reset for the next layer) reduces that head.
-__device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, float* unit_smem) {
+// an acq_rel atomic; reset for the next layer) reduces that head. Items go to blocks in turn, so
+// with fewer items than units each takes its own SM (kDecoderPackAttn: a block's units take
+// consecutive items, the schedule first measured).
+__device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, float* unit_smem,
+                           int layer) {
   __shared__ int last[kUnits];
-  const bool sc = !(a.diag & kDecoderAcqRel);
+  const bool sc = !(a.diag & kDecoderAcqRel), pack = a.diag & kDecoderPackAttn;
   const int warp = int(threadIdx.x) / 32, unit = warp / kSplitWarps, uw = warp % kSplitWarps;
   float* us = unit_smem + unit * kUnitFloats;
   const int items = a.q_heads * a.splits;
-  for (int it = int(blockIdx.x) * kUnits + unit; it < items; it += int(gridDim.x) * kUnits) {
+  const int first =
+      pack ? int(blockIdx.x) * kUnits + unit : unit * int(gridDim.x) + int(blockIdx.x);
+  for (int it = first; it < items; it += int(gridDim.x) * kUnits) {
     const int h = it / a.splits;
     attn_split_any(a, L, h, it % a.splits, unit, uw, us);
     unit_sync(unit);  // the unit's work row is written
+    if (it == first) mark(a, layer, 4);
     if (uw == 0 && threadIdx.x % 32 == 0) {
       // Releases this unit's row, acquires the rows of the units that took tickets before it.
       const unsigned before = sc ? (__threadfence(), atomicAdd(a.head_tickets + h, 1u))
@@ -449,7 +389,7 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
     unit_sync(unit);
     if (last[unit]) {
       if (sc) __threadfence();
-      attn_reduce(a, h, unit, uw, us);
+      if (!(a.diag & kDecoderSkipReduce)) attn_reduce(a, h, unit, uw, us);
       if (uw == 0 && threadIdx.x % 32 == 0) atomicExch(a.head_tickets + h, 0u);
     }
     unit_sync(unit);  // before the unit's scratch is reused
@@ -513,11 +453,6 @@ __device__ void phase_g(const DecoderArgs& a, const DecoderLayerArgs& L, const c
   }
 }
 
-// The decode-step tool's phase clock (DecoderArgs::trace).
-__device__ __forceinline__ void mark(const DecoderArgs& a, int i) {
-  if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[i] = clock64();
-}
-
 template <WType W>
 __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
   extern __shared__ float4 smem4[];
@@ -526,61 +461,55 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
   char* buf1 = buf0 + a.buf1_offset;
   float* xs = reinterpret_cast<float*>(buf0 + a.xs_offset);
   float* us = reinterpret_cast<float*>(buf0 + a.unit_offset);
-  __shared__ uint64_t mbar[2];
   unsigned target = 0;
-  const int bt = barrier_thread(a);
-  const bool sc = !(a.diag & kDecoderAcqRel);
-  const bool weights = !(a.diag & kDecoderSkipWeights), gemv = !(a.diag & kDecoderSkipGemv);
-  Tiles t;
-  t.mbar = mbar, t.bulk = kHasBulk && weights && (a.diag & kDecoderBulkCopy);
-  t.issuers = issuers(a);
-  if (t.bulk) {
-    if (threadIdx.x == 0) mbar_init(mbar), mbar_init(mbar + 1);
-    __syncthreads();
-  }
-  weights ? issue_q(t, buf0, a, a.layers[0]) : cp_async_commit();
-  weights ? issue_o(t, buf1, a, a.layers[0]) : cp_async_commit();
+  const bool sc = !(a.diag & kDecoderAcqRel), gemv = !(a.diag & kDecoderSkipGemv);
+  issue_q(buf0, a, a.layers[0]);
+  issue_o(buf1, a, a.layers[0]);
   for (int l = 0; l < a.n_layers; ++l) {
     const DecoderLayerArgs& L = a.layers[l];
     const bool last = l + 1 == a.n_layers;
-    mark(a, 6 * l);
-    tile_ready(t, 0);
+    mark(a, l, 0);
+    tile_ready();
+    mark(a, l, 1);
     if (gemv) phase_qkv<W>(a, L, buf0, xs, red);
     __syncthreads();  // buffer 0 is free: the gate/up tile streams in during R and A
-    weights ? issue_g(t, buf0, a, L) : cp_async_commit();
-    grid_barrier(a.barrier, target, bt, sc);
-    mark(a, 6 * l + 1);
+    issue_g(buf0, a, L);
+    grid_barrier(a.barrier, target, sc);
+    mark(a, l, 2);
     if (!(a.diag & kDecoderSkipRope)) phase_rope(a, L);
-    grid_barrier(a.barrier, target, bt, sc);
-    mark(a, 6 * l + 2);
-    if (!(a.diag & kDecoderSkipAttn)) phase_attn(a, L, us);
-    grid_barrier(a.barrier, target, bt, sc);
-    mark(a, 6 * l + 3);
-    tile_ready(t, 1);
+    grid_barrier(a.barrier, target, sc);
+    mark(a, l, 3);
+    if (!(a.diag & kDecoderSkipAttn)) phase_attn(a, L, us, l);
+    mark(a, l, 5);
+    grid_barrier(a.barrier, target, sc);
+    mark(a, l, 6);
+    tile_ready();
     if (gemv) phase_proj<W>(a, buf1, xs, a.attn, a.q_rows, a.attn_out, true);
     __syncthreads();
-    weights ? issue_d(t, buf1, a, L) : cp_async_commit();
-    grid_barrier(a.barrier, target, bt, sc);
-    mark(a, 6 * l + 4);
-    tile_ready(t, 0);
+    issue_d(buf1, a, L);
+    grid_barrier(a.barrier, target, sc);
+    mark(a, l, 7);
+    tile_ready();
+    mark(a, l, 8);
     if (gemv) phase_g<W>(a, L, buf0, xs, red);
     __syncthreads();
-    if (weights && !last)
-      issue_q(t, buf0, a, a.layers[l + 1]);
-    else if (!t.bulk)
+    if (!last)
+      issue_q(buf0, a, a.layers[l + 1]);
+    else
       cp_async_commit();
-    grid_barrier(a.barrier, target, bt, sc);
-    mark(a, 6 * l + 5);
-    tile_ready(t, 1);
+    grid_barrier(a.barrier, target, sc);
+    mark(a, l, 9);
+    tile_ready();
     if (gemv) phase_proj<W>(a, buf1, xs, a.mlp_act, a.ffn, a.mlp_out, !last);
     if (last) break;
     __syncthreads();
-    weights ? issue_o(t, buf1, a, a.layers[l + 1]) : cp_async_commit();
-    grid_barrier(a.barrier, target, bt, sc);
+    issue_o(buf1, a, a.layers[l + 1]);
+    grid_barrier(a.barrier, target, sc);
   }
   cp_async_wait<0>();
   __syncthreads();
-  mark(a, 6 * a.n_layers);
+  if (a.trace && blockIdx.x == 0 && threadIdx.x == 0)
+    a.trace[kDecoderMarks * a.n_layers] = clock64();
 }
 
 int ceil_div(int a, int b) {
