@@ -218,6 +218,29 @@ void persistent_step(const Stack& s, const cu::DecoderArgs& a, cudaStream_t st) 
   BW_CHECK(cu::argmax(s.token, s.logits, kVocab, st));
 }
 
+// The persistent step (schedule `diag`) against the per-op fused step from the same cache and
+// token: the logits bit for bit. Each step's argmax overwrites the token it embeds, so both start
+// from the same one.
+void compare_logits(const Stack& s, cu::DecoderArgs a, cudaStream_t st, unsigned diag) {
+  a.diag = diag;
+  std::vector<float> want(static_cast<size_t>(kVocab)), got(static_cast<size_t>(kVocab));
+  const int32_t tok = 42;
+  BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
+  fused_step(s, st);
+  BW_CHECK(cudaMemcpy(want.data(), s.logits, want.size() * 4, cudaMemcpyDeviceToHost));
+  BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
+  BW_CHECK(cudaMemset(s.logits, 0xff, size_t(kVocab) * 4));  // NaN: every logit must be written
+  persistent_step(s, a, st);
+  BW_CHECK(cudaMemcpy(got.data(), s.logits, got.size() * 4, cudaMemcpyDeviceToHost));
+  size_t differ = 0;
+  for (size_t i = 0; i < got.size(); ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
+  std::printf(
+      "  persistent step (diag %u) logits against the per-op fused step's: %zu of %zu "
+      "differ%s\n",
+      diag, differ, got.size(), differ ? " (BAD)" : " (bit-identical)");
+  BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
+}
+
 // Block 0's clock between the kernel's trace points (cu::kDecoderMarks a layer), averaged over
 // the layers: where a layer's time goes.
 void persistent_trace(const Stack& s, cu::DecoderArgs a, cudaStream_t st, unsigned diag) {
@@ -255,41 +278,31 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   cu::DecoderArgs a = persistent_args(s);
   std::printf("  persistent: %d blocks, %zu bytes of shared memory a block\n", a.blocks,
               a.smem_bytes);
-  {  // the same step both ways from the same cache and token: the logits bit for bit
-    // Each step's argmax overwrites the token it embeds, so both start from the same one.
-    std::vector<float> want(static_cast<size_t>(kVocab)), got(static_cast<size_t>(kVocab));
-    const int32_t tok = 42;
-    BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
-    fused_step(s, st);
-    BW_CHECK(cudaMemcpy(want.data(), s.logits, want.size() * 4, cudaMemcpyDeviceToHost));
-    BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
-    BW_CHECK(cudaMemset(s.logits, 0xff, size_t(kVocab) * 4));  // NaN: every logit must be written
-    persistent_step(s, a, st);
-    BW_CHECK(cudaMemcpy(got.data(), s.logits, got.size() * 4, cudaMemcpyDeviceToHost));
-    size_t differ = 0;
-    for (size_t i = 0; i < got.size(); ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
-    std::printf("  persistent step's logits against the per-op fused step's: %zu of %zu differ%s\n",
-                differ, got.size(), differ ? " (BAD)" : " (bit-identical)");
-    BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
-  }
+  // The schedules of the same arithmetic: the logits bit for bit.
+  for (const unsigned diag : {0u, unsigned(cu::kDecoderAcqRel), unsigned(cu::kDecoderPackAttn),
+                              unsigned(cu::kDecoderReduceInO)})
+    compare_logits(s, a, st, diag);
   const unsigned none =
       cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn;
   const unsigned quiet = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv;
   const struct {
     const char* name;
     unsigned diag;
-  } runs[] = {{"the layers as one persistent launch", 0},
-              {"  release/acquire barriers and tickets", cu::kDecoderAcqRel},
-              {"  a block's units on consecutive items", cu::kDecoderPackAttn},
-              {"  without attention", cu::kDecoderSkipAttn},
-              {"  without the attention's reduce", cu::kDecoderSkipReduce},
-              {"  without q/k norm + RoPE + KV store", cu::kDecoderSkipRope},
-              {"  weights streamed, no arithmetic",
-               cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
-              {"  no weights: RoPE and attention", quiet},
-              {"  no weights: RoPE and attention, consecutive", quiet | cu::kDecoderPackAttn},
-              {"  barriers alone", none},
-              {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel}};
+  } runs[] = {
+      {"the layers as one persistent launch", 0},
+      {"  release/acquire barriers and tickets", cu::kDecoderAcqRel},
+      {"  a block's units on consecutive items", cu::kDecoderPackAttn},
+      {"  no tickets: every block reduces in o_proj", cu::kDecoderReduceInO},
+      {"  no tickets, release/acquire barriers", cu::kDecoderReduceInO | cu::kDecoderAcqRel},
+      {"  without attention", cu::kDecoderSkipAttn},
+      {"  without the attention's reduce", cu::kDecoderSkipReduce},
+      {"  without q/k norm + RoPE + KV store", cu::kDecoderSkipRope},
+      {"  weights streamed, no arithmetic",
+       cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
+      {"  no weights: RoPE and attention", quiet},
+      {"  no weights: RoPE and attention, consecutive", quiet | cu::kDecoderPackAttn},
+      {"  barriers alone", none},
+      {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel}};
   for (const auto& r : runs) {
     a.diag = r.diag;
     cudaGraphExec_t ge = bw_capture(st, [&] { persistent_step(s, a, st); });
@@ -298,7 +311,8 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
     std::printf("  %-48s graph %.3f ms = %.0f tok/s, %.1f%% of roofline, %.2fx the fused step\n",
                 r.name, ms, 1e3 / ms, 100.0 * (1e3 / ms) / roof, fused_ms / ms);
   }
-  for (const unsigned diag : {0u, unsigned(cu::kDecoderPackAttn)}) persistent_trace(s, a, st, diag);
+  for (const unsigned diag : {0u, unsigned(cu::kDecoderReduceInO)})
+    persistent_trace(s, a, st, diag);
 }
 
 }  // namespace

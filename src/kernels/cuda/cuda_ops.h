@@ -283,7 +283,8 @@ struct DecoderArgs {
   unsigned* head_tickets = nullptr;  // [q_heads] zero, and left zero by each launch
   // Diagnostics for the decode-step tool (tests/cuda/decode_step.cpp), 0 / nullptr in the engine:
   // `diag` leaves parts of the work out (kDecoderSkip*: the results are then meaningless) or picks
-  // another schedule of the same arithmetic (kDecoderAcqRel, kDecoderPackAttn); `trace`, when set,
+  // another schedule of the same arithmetic (kDecoderAcqRel, kDecoderPackAttn,
+  // kDecoderReduceInO); `trace`, when set,
   // receives block 0's clock64() at each of a layer's kDecoderMarks points and at the end:
   // [n_layers · kDecoderMarks + 1].
   unsigned diag = 0;
@@ -302,6 +303,9 @@ constexpr unsigned kDecoderSkipReduce = 16;  // attention splits without their r
 // (not the items dealt to the blocks in turn).
 constexpr unsigned kDecoderAcqRel = 64;
 constexpr unsigned kDecoderPackAttn = 128;
+// The attention without tickets: splits only, then every block reduces every head itself as the
+// o_proj phase's input (not the unit taking a head's last ticket reducing it).
+constexpr unsigned kDecoderReduceInO = 256;
 // Trace points of a layer: 0 qkv phase start, 1 its tile landed, 2 RoPE start, 3 attention start,
 // 4 block 0's first split written, 5 block 0's attention items done, 6 o_proj start, 7 gate_up
 // start, 8 its tile landed, 9 down start.

@@ -288,7 +288,7 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   unit_sync(unit);
   float* o = a.work + (int64_t(h) * a.splits + sp) * (hd + 2);
   for (int64_t d = uw * 32 + lane; d < hd + 2; d += kSplitWarps * 32) o[d] = split_merge(part, d);
-  if (!(a.diag & kDecoderAcqRel)) __threadfence();  // the row, before the unit's ticket
+  if (!(a.diag & (kDecoderAcqRel | kDecoderReduceInO))) __threadfence();  // before the ticket
 }
 
 __device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
@@ -380,6 +380,7 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
     attn_split_any(a, L, h, it % a.splits, unit, uw, us);
     unit_sync(unit);  // the unit's work row is written
     if (it == first) mark(a, layer, 4);
+    if (a.diag & kDecoderReduceInO) continue;  // the grid barrier publishes the rows
     if (uw == 0 && threadIdx.x % 32 == 0) {
       // Releases this unit's row, acquires the rows of the units that took tickets before it.
       const unsigned before = sc ? (__threadfence(), atomicAdd(a.head_tickets + h, 1u))
@@ -396,15 +397,91 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
   }
 }
 
+// O's input without tickets (kDecoderReduceInO): every block reduces every head's splits itself
+// into xs, a warp a head, with flash_reduce_kernel's arithmetic in its order: e_k and l as its
+// warp 0 forms them (lane k holds splits k and k + 32), the partial of reduce warp r = the sum over
+// splits k = r, r + kReduceWarps, ... in turn, the partials added in warp order, rounded once.
+// The first kReduceWarps splits' values are loaded with the (m, l) pairs, in one round trip.
+// Block 0 also stores attn.
+template <int VPL>
+__device__ void reduce_head(const DecoderArgs& a, int h, float* xs, int lane) {
+  const int splits = a.splits;
+  const int64_t hd = a.head_dim, stride = hd + 2;
+  const float* w = a.work + int64_t(h) * splits * stride;
+  const float m0 = lane < splits ? __ldcg(w + lane * stride) : -INFINITY;
+  const float m1 = lane + 32 < splits ? __ldcg(w + (lane + 32) * stride) : -INFINITY;
+  const float l0 = lane < splits ? __ldcg(w + lane * stride + 1) : 0.0f;
+  const float l1 = lane + 32 < splits ? __ldcg(w + (lane + 32) * stride + 1) : 0.0f;
+  float v[kReduceWarps][VPL];
+#pragma unroll
+  for (int r = 0; r < kReduceWarps; ++r)
+#pragma unroll
+    for (int c = 0; c < VPL; ++c) {
+      const int64_t d = lane + 32 * c;
+      v[r][c] = r < splits && d < hd ? __ldcg(w + r * stride + 2 + d) : 0.0f;
+    }
+  const float M = warp_max(fmaxf(m0, m1));
+  const float e0 = m0 != -INFINITY ? expf(m0 - M) : 0.0f;
+  const float e1 = m1 != -INFINITY ? expf(m1 - M) : 0.0f;
+  float l = 0.0f;
+  if (lane < splits) l += l0 * e0;
+  if (lane + 32 < splits) l += l1 * e1;
+  l = warp_fold(l);
+  const float inv_l = 1.0f / __shfl_sync(0xffffffffu, l, 0);
+  float s[VPL];
+#pragma unroll
+  for (int r = 0; r < kReduceWarps; ++r) {
+    float acc[VPL] = {};
+    for (int k = r; k < splits; k += kReduceWarps) {
+      const float e = __shfl_sync(0xffffffffu, k < 32 ? e0 : e1, k % 32);
+#pragma unroll
+      for (int c = 0; c < VPL; ++c) {
+        const int64_t d = lane + 32 * c;
+        const float vk = k == r ? v[r][c] : d < hd ? __ldcg(w + k * stride + 2 + d) : 0.0f;
+        if (d < hd) acc[c] += vk * e;
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < VPL; ++c) s[c] = r == 0 ? acc[c] : s[c] + acc[c];
+  }
+#pragma unroll
+  for (int c = 0; c < VPL; ++c) {
+    const int64_t d = lane + 32 * c;
+    if (d >= hd) continue;
+    const float o = round_act(a.act, s[c] * inv_l);
+    xs[h * hd + d] = o;
+    if (blockIdx.x == 0) a.attn[h * hd + d] = o;
+  }
+}
+
+__device__ void reduce_heads(const DecoderArgs& a, float* xs) {
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  for (int h = warp; h < a.q_heads; h += kWarps) {
+    if (a.head_dim <= 32)
+      reduce_head<1>(a, h, xs, lane);
+    else if (a.head_dim <= 64)
+      reduce_head<2>(a, h, xs, lane);
+    else if (a.head_dim <= 128)
+      reduce_head<4>(a, h, xs, lane);
+    else
+      reduce_head<8>(a, h, xs, lane);
+  }
+  __syncthreads();
+}
+
 // O and D: out = round(dot) over this block's rows of a [dim, cols] weight with x [cols]; with
 // `add`, gemv_add_residual's staged epilogue: s = h + out (fp32); sum = s; h = round(s). O:
 // o_proj on attn; D: down_proj on mlp_act, the next layer's add, or plain for the last layer (as
 // linear: the final norm adds it).
+// x == nullptr: O's input is formed from the attention splits (reduce_heads).
 template <WType W>
 __device__ void phase_proj(const DecoderArgs& a, const char* tile, float* xs, const float* x,
                            int cols, float* out, bool add) {
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  stage_x(xs, x, cols);
+  if (x)
+    stage_x(xs, x, cols);
+  else
+    reduce_heads(a, xs);
   int r0;
   const int n = block_rows(a.rows_o, a.dim, r0);
   for (int j = warp; j < n; j += kWarps) {
@@ -484,7 +561,9 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
     grid_barrier(a.barrier, target, sc);
     mark(a, l, 6);
     tile_ready();
-    if (gemv) phase_proj<W>(a, buf1, xs, a.attn, a.q_rows, a.attn_out, true);
+    if (gemv)
+      phase_proj<W>(a, buf1, xs, a.diag & kDecoderReduceInO ? nullptr : a.attn, a.q_rows,
+                    a.attn_out, true);
     __syncthreads();
     issue_d(buf1, a, L);
     grid_barrier(a.barrier, target, sc);
