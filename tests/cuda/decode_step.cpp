@@ -280,7 +280,8 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
               a.smem_bytes);
   // The schedules of the same arithmetic: the logits bit for bit.
   for (const unsigned diag : {0u, unsigned(cu::kDecoderAcqRel), unsigned(cu::kDecoderPackAttn),
-                              unsigned(cu::kDecoderReduceInO)})
+                              unsigned(cu::kDecoderReduceInO), unsigned(cu::kDecoderRopeInAttn),
+                              unsigned(cu::kDecoderRopeInAttn | cu::kDecoderReduceInO)})
     compare_logits(s, a, st, diag);
   const unsigned none =
       cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn;

@@ -284,7 +284,7 @@ struct DecoderArgs {
   // Diagnostics for the decode-step tool (tests/cuda/decode_step.cpp), 0 / nullptr in the engine:
   // `diag` leaves parts of the work out (kDecoderSkip*: the results are then meaningless) or picks
   // another schedule of the same arithmetic (kDecoderAcqRel, kDecoderPackAttn,
-  // kDecoderReduceInO); `trace`, when set,
+  // kDecoderReduceInO, kDecoderRopeInAttn); `trace`, when set,
   // receives block 0's clock64() at each of a layer's kDecoderMarks points and at the end:
   // [n_layers · kDecoderMarks + 1].
   unsigned diag = 0;
@@ -306,6 +306,9 @@ constexpr unsigned kDecoderPackAttn = 128;
 // The attention without tickets: splits only, then every block reduces every head itself as the
 // o_proj phase's input (not the unit taking a head's last ticket reducing it).
 constexpr unsigned kDecoderReduceInO = 256;
+// No RoPE phase: each attention unit forms its q head's norm + RoPE, and the units whose split
+// holds the new position the k and v rows they store, one grid barrier a layer fewer.
+constexpr unsigned kDecoderRopeInAttn = 512;
 // Trace points of a layer: 0 qkv phase start, 1 its tile landed, 2 RoPE start, 3 attention start,
 // 4 block 0's first split written, 5 block 0's attention items done, 6 o_proj start, 7 gate_up
 // start, 8 its tile landed, 9 down start.

@@ -39,7 +39,7 @@ constexpr int kUnits = kWarps / kSplitWarps;  // attention units per block
 // and 1 / l; the split's part[kSplitWarps][kMaxHeadDim + 2] fits in front of it.
 constexpr int kMaxSplits = 64;
 constexpr int kUnitFloats = kReduceWarps * kMaxHeadDim + kMaxSplits + 4;
-static_assert(kSplitWarps * (kMaxHeadDim + 2) <= kReduceWarps * kMaxHeadDim);
+static_assert(kSplitWarps * (kMaxHeadDim + 2) + 2 * kMaxHeadDim <= kUnitFloats);  // part, qs, ks
 // Barrier spins before the kernel traps instead of hanging (a cooperative launch guarantees
 // every block is resident, so this only fires on a bug): ~10 s of L2 round trips.
 constexpr long long kMaxSpins = 1ll << 25;
@@ -239,7 +239,7 @@ __device__ void phase_rope(const DecoderArgs& a, const DecoderLayerArgs& L) {
 // per-op kernel's two dependent round trips a key become one a batch.
 template <int VPL, int KB>
 __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp, int unit,
-                           int uw, float* us) {
+                           int uw, float* us, const float* qs) {
   auto part = reinterpret_cast<float(*)[kMaxHeadDim + 2]>(us);
   const int lane = int(threadIdx.x) % 32;
   const int64_t hd = a.head_dim, kvh = h / (a.q_heads / a.kv_heads), ch = kvh * hd;
@@ -249,7 +249,8 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   float qr[VPL], acc[VPL];
 #pragma unroll
   for (int c = 0; c < VPL; ++c) {
-    qr[c] = lane + 32 * c < hd ? __ldcg(qh + lane + 32 * c) : 0.0f;
+    const int64_t d = lane + 32 * c;
+    qr[c] = d < hd ? (qs ? qs[d] : __ldcg(qh + d)) : 0.0f;
     acc[c] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
@@ -291,16 +292,46 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   if (!(a.diag & (kDecoderAcqRel | kDecoderReduceInO))) __threadfence();  // before the ticket
 }
 
+// qs: the q head in shared memory (kDecoderRopeInAttn), else read from q.
 __device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
-                               int unit, int uw, float* us) {
+                               int unit, int uw, float* us, const float* qs) {
   if (a.head_dim <= 32)
-    attn_split<1, 4>(a, L, h, sp, unit, uw, us);
+    attn_split<1, 4>(a, L, h, sp, unit, uw, us, qs);
   else if (a.head_dim <= 64)
-    attn_split<2, 4>(a, L, h, sp, unit, uw, us);
+    attn_split<2, 4>(a, L, h, sp, unit, uw, us, qs);
   else if (a.head_dim <= 128)
-    attn_split<4, 4>(a, L, h, sp, unit, uw, us);
+    attn_split<4, 4>(a, L, h, sp, unit, uw, us, qs);
   else
-    attn_split<8, 2>(a, L, h, sp, unit, uw, us);
+    attn_split<8, 2>(a, L, h, sp, unit, uw, us, qs);
+}
+
+// kDecoderRopeInAttn, before a unit's split: its q head's norm + RoPE (norm_rope_head, as
+// phase_rope runs it, on a copy in the unit's scratch qs) and, by the unit whose split holds the
+// new position, the kv head's k (norm + RoPE) and v stored in the cache at *pos, which its split
+// then reads back. The units of the group's other q heads store the same bits there.
+__device__ void attn_rope(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp, int unit,
+                          int uw, float* qs) {
+  const int lane = int(threadIdx.x) % 32;
+  const int64_t hd = a.head_dim, half = hd / 2, p = *a.pos;
+  const float *cp = a.cos_tab + p * half, *sn = a.sin_tab + p * half;
+  const int64_t chunk = (p + 1 + a.splits - 1) / a.splits, j0 = sp * chunk;
+  const bool holds_pos = j0 <= p && p < j0 + chunk;
+  const int64_t c0 = h / (a.q_heads / a.kv_heads) * hd, row = p * a.kv_dim + c0;
+  if (uw == 0) {
+    for (int64_t i = lane; i < hd; i += 32) qs[i] = __ldcg(a.q + h * hd + i);
+    __syncwarp();
+    norm_rope_head(qs, hd, L.q_norm, a.eps, cp, sn, a.act, lane);
+  } else if (uw == 1 && holds_pos) {
+    float* ks = qs + kMaxHeadDim;
+    for (int64_t i = lane; i < hd; i += 32) ks[i] = __ldcg(a.k + c0 + i);
+    __syncwarp();
+    norm_rope_head(ks, hd, L.k_norm, a.eps, cp, sn, a.act, lane);
+    __syncwarp();
+    for (int64_t i = lane; i < hd; i += 32) kv_store(L.kc, row + i, c0 + i, ks[i]);
+  } else if (uw == 2 && holds_pos) {
+    for (int64_t i = lane; i < hd; i += 32) kv_store(L.vc, row + i, c0 + i, __ldcg(a.v + c0 + i));
+  }
+  unit_sync(unit);  // qs, and the new K and V rows, before the split reads them
 }
 
 // This lane's values of split k's accumulator (0 past the end), read past L1: other blocks wrote
@@ -377,7 +408,12 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
       pack ? int(blockIdx.x) * kUnits + unit : unit * int(gridDim.x) + int(blockIdx.x);
   for (int it = first; it < items; it += int(gridDim.x) * kUnits) {
     const int h = it / a.splits;
-    attn_split_any(a, L, h, it % a.splits, unit, uw, us);
+    float* qs = nullptr;
+    if (a.diag & kDecoderRopeInAttn) {
+      qs = us + kSplitWarps * (kMaxHeadDim + 2);  // after the split's part
+      attn_rope(a, L, h, it % a.splits, unit, uw, qs);
+    }
+    attn_split_any(a, L, h, it % a.splits, unit, uw, us, qs);
     unit_sync(unit);  // the unit's work row is written
     if (it == first) mark(a, layer, 4);
     if (a.diag & kDecoderReduceInO) continue;  // the grid barrier publishes the rows
@@ -553,8 +589,10 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
     issue_g(buf0, a, L);
     grid_barrier(a.barrier, target, sc);
     mark(a, l, 2);
-    if (!(a.diag & kDecoderSkipRope)) phase_rope(a, L);
-    grid_barrier(a.barrier, target, sc);
+    if (!(a.diag & (kDecoderSkipRope | kDecoderRopeInAttn))) {
+      phase_rope(a, L);
+      grid_barrier(a.barrier, target, sc);
+    }
     mark(a, l, 3);
     if (!(a.diag & kDecoderSkipAttn)) phase_attn(a, L, us, l);
     mark(a, l, 5);
