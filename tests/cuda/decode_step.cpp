@@ -278,32 +278,32 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   cu::DecoderArgs a = persistent_args(s);
   std::printf("  persistent: %d blocks, %zu bytes of shared memory a block\n", a.blocks,
               a.smem_bytes);
-  // The schedules of the same arithmetic: the logits bit for bit.
-  for (const unsigned diag : {0u, unsigned(cu::kDecoderAcqRel), unsigned(cu::kDecoderPackAttn),
-                              unsigned(cu::kDecoderReduceInO), unsigned(cu::kDecoderRopeInAttn),
-                              unsigned(cu::kDecoderRopeInAttn | cu::kDecoderReduceInO)})
+  // The schedules of the same arithmetic: the logits bit for bit. `first`: the schedule first
+  // measured (a RoPE phase, tickets, a block's units on consecutive items).
+  const unsigned first = cu::kDecoderRopePhase | cu::kDecoderTickets | cu::kDecoderPackAttn;
+  for (const unsigned diag :
+       {0u, unsigned(cu::kDecoderAcqRel), unsigned(cu::kDecoderTickets),
+        unsigned(cu::kDecoderRopePhase), first, unsigned(first | cu::kDecoderAcqRel)})
     compare_logits(s, a, st, diag);
-  const unsigned none =
-      cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn;
+  const unsigned none = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipAttn;
   const unsigned quiet = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv;
   const struct {
     const char* name;
     unsigned diag;
   } runs[] = {
       {"the layers as one persistent launch", 0},
-      {"  release/acquire barriers and tickets", cu::kDecoderAcqRel},
-      {"  a block's units on consecutive items", cu::kDecoderPackAttn},
-      {"  no tickets: every block reduces in o_proj", cu::kDecoderReduceInO},
-      {"  no tickets, release/acquire barriers", cu::kDecoderReduceInO | cu::kDecoderAcqRel},
-      {"  without attention", cu::kDecoderSkipAttn},
-      {"  without the attention's reduce", cu::kDecoderSkipReduce},
-      {"  without q/k norm + RoPE + KV store", cu::kDecoderSkipRope},
-      {"  weights streamed, no arithmetic",
-       cu::kDecoderSkipGemv | cu::kDecoderSkipRope | cu::kDecoderSkipAttn},
-      {"  no weights: RoPE and attention", quiet},
-      {"  no weights: RoPE and attention, consecutive", quiet | cu::kDecoderPackAttn},
-      {"  barriers alone", none},
-      {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel}};
+      {"  release/acquire barriers", cu::kDecoderAcqRel},
+      {"  with tickets (the last split's unit reduces)", cu::kDecoderTickets},
+      {"  with a RoPE phase", cu::kDecoderRopePhase},
+      {"  the schedule first measured", first},
+      {"  the schedule first measured, items dealt", first & ~cu::kDecoderPackAttn},
+      {"  without attention (and its RoPE)", cu::kDecoderSkipAttn},
+      {"  weights streamed, no arithmetic", cu::kDecoderSkipGemv | cu::kDecoderSkipAttn},
+      {"  no weights: attention with its RoPE", quiet},
+      {"  no weights: the first schedule's RoPE and attention", quiet | first},
+      {"  barriers alone (5 a layer)", none},
+      {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel},
+      {"  barriers alone (6 a layer)", none | cu::kDecoderRopePhase | cu::kDecoderSkipRope}};
   for (const auto& r : runs) {
     a.diag = r.diag;
     cudaGraphExec_t ge = bw_capture(st, [&] { persistent_step(s, a, st); });
@@ -312,8 +312,7 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
     std::printf("  %-48s graph %.3f ms = %.0f tok/s, %.1f%% of roofline, %.2fx the fused step\n",
                 r.name, ms, 1e3 / ms, 100.0 * (1e3 / ms) / roof, fused_ms / ms);
   }
-  for (const unsigned diag : {0u, unsigned(cu::kDecoderReduceInO)})
-    persistent_trace(s, a, st, diag);
+  for (const unsigned diag : {0u, first}) persistent_trace(s, a, st, diag);
 }
 
 }  // namespace

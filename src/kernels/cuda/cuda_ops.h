@@ -284,7 +284,7 @@ struct DecoderArgs {
   // Diagnostics for the decode-step tool (tests/cuda/decode_step.cpp), 0 / nullptr in the engine:
   // `diag` leaves parts of the work out (kDecoderSkip*: the results are then meaningless) or picks
   // another schedule of the same arithmetic (kDecoderAcqRel, kDecoderPackAttn,
-  // kDecoderReduceInO, kDecoderRopeInAttn); `trace`, when set,
+  // kDecoderTickets, kDecoderRopePhase); `trace`, when set,
   // receives block 0's clock64() at each of a layer's kDecoderMarks points and at the end:
   // [n_layers · kDecoderMarks + 1].
   unsigned diag = 0;
@@ -295,20 +295,20 @@ struct DecoderArgs {
 };
 constexpr unsigned kDecoderSkipWeights = 1;  // no weight tile is loaded
 constexpr unsigned kDecoderSkipGemv = 2;     // the projections' phases compute nothing
-constexpr unsigned kDecoderSkipRope = 4;     // no q/k norm, RoPE or KV store
-constexpr unsigned kDecoderSkipAttn = 8;     // no attention
-constexpr unsigned kDecoderSkipReduce = 16;  // attention splits without their reduce
-// Schedules: the barriers and attention tickets by release/acquire atomics (not fence.sc, as
-// cooperative groups' grid sync); a block's attention units on consecutive (head, split) items
-// (not the items dealt to the blocks in turn).
+constexpr unsigned kDecoderSkipRope = 4;  // no q/k norm, RoPE or KV store (with kDecoderRopePhase)
+constexpr unsigned kDecoderSkipAttn = 8;  // no attention
+constexpr unsigned kDecoderSkipReduce = 16;  // attention splits without their reduce (with tickets)
+// Schedules of the same arithmetic, each the kernel's before it was measured slower (or not
+// faster) on an H100: the barriers and attention tickets by release/acquire atomics (not fence.sc,
+// as cooperative groups' grid sync); a block's attention units on consecutive (head, split) items
+// (not the items dealt to the blocks in turn); the unit taking a head's last split ticket reduces
+// it (not every block reducing every head as the o_proj phase's input); a RoPE phase of its own,
+// a warp a head, between qkv and the attention (not each attention unit forming its q head's norm
+// + RoPE, and the unit holding the new position the k and v rows it stores).
 constexpr unsigned kDecoderAcqRel = 64;
 constexpr unsigned kDecoderPackAttn = 128;
-// The attention without tickets: splits only, then every block reduces every head itself as the
-// o_proj phase's input (not the unit taking a head's last ticket reducing it).
-constexpr unsigned kDecoderReduceInO = 256;
-// No RoPE phase: each attention unit forms its q head's norm + RoPE, and the units whose split
-// holds the new position the k and v rows they store, one grid barrier a layer fewer.
-constexpr unsigned kDecoderRopeInAttn = 512;
+constexpr unsigned kDecoderTickets = 256;
+constexpr unsigned kDecoderRopePhase = 512;
 // Trace points of a layer: 0 qkv phase start, 1 its tile landed, 2 RoPE start, 3 attention start,
 // 4 block 0's first split written, 5 block 0's attention items done, 6 o_proj start, 7 gate_up
 // start, 8 its tile landed, 9 down start.

@@ -289,10 +289,10 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   unit_sync(unit);
   float* o = a.work + (int64_t(h) * a.splits + sp) * (hd + 2);
   for (int64_t d = uw * 32 + lane; d < hd + 2; d += kSplitWarps * 32) o[d] = split_merge(part, d);
-  if (!(a.diag & (kDecoderAcqRel | kDecoderReduceInO))) __threadfence();  // before the ticket
+  if ((a.diag & kDecoderTickets) && !(a.diag & kDecoderAcqRel)) __threadfence();  // the ticket
 }
 
-// qs: the q head in shared memory (kDecoderRopeInAttn), else read from q.
+// qs: the q head in shared memory (attn_rope), else read from q (kDecoderRopePhase).
 __device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
                                int unit, int uw, float* us, const float* qs) {
   if (a.head_dim <= 32)
@@ -305,7 +305,7 @@ __device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, 
     attn_split<8, 2>(a, L, h, sp, unit, uw, us, qs);
 }
 
-// kDecoderRopeInAttn, before a unit's split: its q head's norm + RoPE (norm_rope_head, as
+// Before a unit's split (without kDecoderRopePhase): its q head's norm + RoPE (norm_rope_head, as
 // phase_rope runs it, on a copy in the unit's scratch qs) and, by the unit whose split holds the
 // new position, the kv head's k (norm + RoPE) and v stored in the cache at *pos, which its split
 // then reads back. The units of the group's other q heads store the same bits there.
@@ -409,14 +409,14 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
   for (int it = first; it < items; it += int(gridDim.x) * kUnits) {
     const int h = it / a.splits;
     float* qs = nullptr;
-    if (a.diag & kDecoderRopeInAttn) {
+    if (!(a.diag & kDecoderRopePhase)) {
       qs = us + kSplitWarps * (kMaxHeadDim + 2);  // after the split's part
       attn_rope(a, L, h, it % a.splits, unit, uw, qs);
     }
     attn_split_any(a, L, h, it % a.splits, unit, uw, us, qs);
     unit_sync(unit);  // the unit's work row is written
     if (it == first) mark(a, layer, 4);
-    if (a.diag & kDecoderReduceInO) continue;  // the grid barrier publishes the rows
+    if (!(a.diag & kDecoderTickets)) continue;  // the grid barrier publishes the rows
     if (uw == 0 && threadIdx.x % 32 == 0) {
       // Releases this unit's row, acquires the rows of the units that took tickets before it.
       const unsigned before = sc ? (__threadfence(), atomicAdd(a.head_tickets + h, 1u))
@@ -433,7 +433,7 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
   }
 }
 
-// O's input without tickets (kDecoderReduceInO): every block reduces every head's splits itself
+// O's input (without kDecoderTickets): every block reduces every head's splits itself
 // into xs, a warp a head, with flash_reduce_kernel's arithmetic in its order: e_k and l as its
 // warp 0 forms them (lane k holds splits k and k + 32), the partial of reduce warp r = the sum over
 // splits k = r, r + kReduceWarps, ... in turn, the partials added in warp order, rounded once.
@@ -589,7 +589,7 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
     issue_g(buf0, a, L);
     grid_barrier(a.barrier, target, sc);
     mark(a, l, 2);
-    if (!(a.diag & (kDecoderSkipRope | kDecoderRopeInAttn))) {
+    if ((a.diag & kDecoderRopePhase) && !(a.diag & kDecoderSkipRope)) {
       phase_rope(a, L);
       grid_barrier(a.barrier, target, sc);
     }
@@ -600,8 +600,8 @@ __global__ void __launch_bounds__(kThreads, 1) decoder_kernel(DecoderArgs a) {
     mark(a, l, 6);
     tile_ready();
     if (gemv)
-      phase_proj<W>(a, buf1, xs, a.diag & kDecoderReduceInO ? nullptr : a.attn, a.q_rows,
-                    a.attn_out, true);
+      phase_proj<W>(a, buf1, xs, a.diag & kDecoderTickets ? a.attn : nullptr, a.q_rows, a.attn_out,
+                    true);
     __syncthreads();
     issue_d(buf1, a, L);
     grid_barrier(a.barrier, target, sc);
