@@ -12,17 +12,20 @@
 // statements in the same order: the contract dot per row (lane k FMAs elements k, k + 32, ...,
 // then warp_fold), the staged kernels' sums of squares (block_sum_squares over the same active
 // threads), norm_rope_head, the attention's 4-warp splits, their merge and the 8-warp reduce's
-// summation order (a 4-warp unit forms the 8 warps' partials in turn), and the same roundings.
+// summation order, and the same roundings.
 //
 // Phases of layer l (B = a grid barrier):
 //   Q   rmsnorm_qkv on sum: every block normalises the row itself, then its rows of [wq; wk; wv]
-//   B   R   qk_norm_rope_kv_append: a warp per q head, k head (rotated, stored) and v head
-//   B   A   attention: 4-warp units per (head, split); the last unit of a head reduces it
-//   B   O   o_proj with the residual add in the epilogue (gemv_add_residual)
+//   B   A   attention: 4-warp units per (head, split), items dealt to the blocks in turn; each
+//           unit ropes its q head (qk_norm_rope_kv_append's statements), the units whose split
+//           holds the new position also the k head, and store k and v there
+//   B   O   every block reduces every head's splits (flash_reduce's order), then o_proj with the
+//           residual add in the epilogue (gemv_add_residual)
 //   B   G   add_rmsnorm's norm on sum, then gate_up_silu (rmsnorm_gate_up_silu; block 0 stores
 //           normed)
 //   B   D   down_proj with the next layer's residual add (gemv_add_residual), or plain for the
 //           last layer
+// (DecoderArgs::diag selects the schedules measured before: a RoPE phase, ticket reduces.)
 // Weight tiles: Q and G use buffer 0, O and D buffer 1; a phase's tile is issued right after the
 // phase two before it has finished with that buffer, so one group is in flight beyond the one a
 // phase waits for (cp.async.wait_group 1).
