@@ -279,8 +279,8 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   std::printf("  persistent: %d blocks, %zu bytes of shared memory a block\n", a.blocks,
               a.smem_bytes);
   // The schedules of the same arithmetic: the logits bit for bit. `first`: the schedule first
-  // measured (a RoPE phase, tickets, a block's units on consecutive items).
-  const unsigned first = cu::kDecoderRopePhase | cu::kDecoderTickets | cu::kDecoderPackAttn;
+  // measured (a RoPE phase, tickets, a block's units on consecutive items), the engine's.
+  const unsigned first = cu::kDecoderEngineSchedule;
   for (const unsigned diag :
        {0u, unsigned(cu::kDecoderAcqRel), unsigned(cu::kDecoderTickets),
         unsigned(cu::kDecoderRopePhase), first, unsigned(first | cu::kDecoderAcqRel)})

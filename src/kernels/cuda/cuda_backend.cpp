@@ -524,6 +524,7 @@ bool CudaBackend::decoder_stack(const DecoderStack& s) {
   a.splits = attention_splits_for(1, s.layers[0].kv->capacity);
   a.eps = s.eps, a.scale = 1.0f / std::sqrt(float(s.head_dim)), a.act = act_of(s.act);
   a.cos_tab = s.rope.cos, a.sin_tab = s.rope.sin, a.pos = s.pos0;
+  a.diag = cu::kDecoderEngineSchedule;
   a.hidden = s.hidden, a.sum = s.sum, a.normed = s.normed, a.q = s.q, a.k = s.k, a.v = s.v;
   a.attn = s.attn, a.attn_out = s.attn_out, a.mlp_act = s.mlp_act, a.mlp_out = s.mlp_out;
   const cu::WType wt = wtype_of(dt);

@@ -281,10 +281,10 @@ struct DecoderArgs {
   float* work = nullptr;             // attention_flash_work_floats({1, q_heads, ...}, splits)
   unsigned* barrier = nullptr;       // [1] the grid barrier's counter (zeroed before each launch)
   unsigned* head_tickets = nullptr;  // [q_heads] zero, and left zero by each launch
-  // Diagnostics for the decode-step tool (tests/cuda/decode_step.cpp), 0 / nullptr in the engine:
-  // `diag` leaves parts of the work out (kDecoderSkip*: the results are then meaningless) or picks
-  // another schedule of the same arithmetic (kDecoderAcqRel, kDecoderPackAttn,
-  // kDecoderTickets, kDecoderRopePhase); `trace`, when set,
+  // The schedule, and diagnostics for the decode-step tool (tests/cuda/decode_step.cpp); the
+  // engine sets kDecoderEngineSchedule and no trace. `diag` picks a schedule of the same
+  // arithmetic (kDecoderAcqRel, kDecoderPackAttn, kDecoderTickets, kDecoderRopePhase) or leaves
+  // parts of the work out (kDecoderSkip*: the results are then meaningless); `trace`, when set,
   // receives block 0's clock64() at each of a layer's kDecoderMarks points and at the end:
   // [n_layers · kDecoderMarks + 1].
   unsigned diag = 0;
@@ -309,6 +309,10 @@ constexpr unsigned kDecoderAcqRel = 64;
 constexpr unsigned kDecoderPackAttn = 128;
 constexpr unsigned kDecoderTickets = 256;
 constexpr unsigned kDecoderRopePhase = 512;
+// The schedule the engine runs (CudaBackend::decoder_stack): the one measured and tested on a GPU
+// (docs/PERFORMANCE.md). The kernel's own schedule (0: five phases, no tickets) is bit-identical
+// by construction but has not yet run on a GPU; the decode-step tool measures it beside this one.
+constexpr unsigned kDecoderEngineSchedule = kDecoderRopePhase | kDecoderTickets | kDecoderPackAttn;
 // Trace points of a layer: 0 qkv phase start, 1 its tile landed, 2 RoPE start, 3 attention start,
 // 4 block 0's first split written, 5 block 0's attention items done, 6 o_proj start, 7 gate_up
 // start, 8 its tile landed, 9 down start.
