@@ -441,7 +441,7 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
 // into xs, a warp a head, with flash_reduce_kernel's arithmetic in its order: e_k and l as its
 // warp 0 forms them (lane k holds splits k and k + 32), the partial of reduce warp r = the sum over
 // splits k = r, r + kReduceWarps, ... in turn, the partials added in warp order, rounded once.
-// The first kReduceWarps splits' values are loaded with the (m, l) pairs, in one round trip.
+// The first splits' values are loaded with the (m, l) pairs, in one round trip.
 // Block 0 also stores attn.
 template <int VPL>
 __device__ void reduce_head(const DecoderArgs& a, int h, float* xs, int lane) {
@@ -452,9 +452,10 @@ __device__ void reduce_head(const DecoderArgs& a, int h, float* xs, int lane) {
   const float m1 = lane + 32 < splits ? __ldcg(w + (lane + 32) * stride) : -INFINITY;
   const float l0 = lane < splits ? __ldcg(w + lane * stride + 1) : 0.0f;
   const float l1 = lane + 32 < splits ? __ldcg(w + (lane + 32) * stride + 1) : 0.0f;
-  float v[kReduceWarps][VPL];
+  constexpr int P = VPL <= 4 ? kReduceWarps : 4;  // splits preloaded: 32 registers at most
+  float v[P][VPL];
 #pragma unroll
-  for (int r = 0; r < kReduceWarps; ++r)
+  for (int r = 0; r < P; ++r)
 #pragma unroll
     for (int c = 0; c < VPL; ++c) {
       const int64_t d = lane + 32 * c;
@@ -477,7 +478,9 @@ __device__ void reduce_head(const DecoderArgs& a, int h, float* xs, int lane) {
 #pragma unroll
       for (int c = 0; c < VPL; ++c) {
         const int64_t d = lane + 32 * c;
-        const float vk = k == r ? v[r][c] : d < hd ? __ldcg(w + k * stride + 2 + d) : 0.0f;
+        const float vk = k == r && r < P ? v[r % P][c]
+                         : d < hd        ? __ldcg(w + k * stride + 2 + d)
+                                         : 0.0f;
         if (d < hd) acc[c] += vk * e;
       }
     }
