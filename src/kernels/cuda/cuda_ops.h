@@ -297,14 +297,13 @@ constexpr unsigned kDecoderSkipWeights = 1;  // no weight tile is loaded
 constexpr unsigned kDecoderSkipGemv = 2;     // the projections' phases compute nothing
 constexpr unsigned kDecoderSkipRope = 4;  // no q/k norm, RoPE or KV store (with kDecoderRopePhase)
 constexpr unsigned kDecoderSkipAttn = 8;  // no attention
-constexpr unsigned kDecoderSkipReduce = 16;  // attention splits without their reduce (with tickets)
-// Schedules of the same arithmetic, each the kernel's before it was measured slower (or not
-// faster) on an H100: the barriers and attention tickets by release/acquire atomics (not fence.sc,
-// as cooperative groups' grid sync); a block's attention units on consecutive (head, split) items
-// (not the items dealt to the blocks in turn); the unit taking a head's last split ticket reduces
-// it (not every block reducing every head as the o_proj phase's input); a RoPE phase of its own,
-// a warp a head, between qkv and the attention (not each attention unit forming its q head's norm
-// + RoPE, and the unit holding the new position the k and v rows it stores).
+// Schedules of the same arithmetic (the kernel's own in parentheses): the barriers and attention
+// tickets by release/acquire atomics (not fence.sc, as cooperative groups' grid sync); a block's
+// attention units on consecutive (head, split) items (not the items dealt to the blocks in turn),
+// as the schedule first measured on an H100 ran them; the unit taking a head's last split ticket
+// reduces it (not every block reducing every head as the o_proj phase's input); a RoPE phase of its
+// own, a warp a head, between qkv and the attention (not each attention unit forming its q head's
+// norm and RoPE, and the unit holding the new position the k and v rows it stores).
 constexpr unsigned kDecoderAcqRel = 64;
 constexpr unsigned kDecoderPackAttn = 128;
 constexpr unsigned kDecoderTickets = 256;

@@ -430,7 +430,7 @@ __device__ void phase_attn(const DecoderArgs& a, const DecoderLayerArgs& L, floa
     unit_sync(unit);
     if (last[unit]) {
       if (sc) __threadfence();
-      if (!(a.diag & kDecoderSkipReduce)) attn_reduce(a, h, unit, uw, us);
+      attn_reduce(a, h, unit, uw, us);
       if (uw == 0 && threadIdx.x % 32 == 0) atomicExch(a.head_tickets + h, 0u);
     }
     unit_sync(unit);  // before the unit's scratch is reused
