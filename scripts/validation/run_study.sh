@@ -6,7 +6,7 @@
 #   scripts/validation/run_study.sh [OUT_DIR] [-j N] [--static-only]   (default build/validation, N = 2)
 # --static-only: no probe runs; the measurements are the committed ones (docs/validation/study.csv,
 # measure.py committed), and only the static check and the fit are redone: for a change of the
-# static figures or rules (minutes, not the probe sweep's 70-95 min). Valid while the probe and
+# static figures or rules (under a minute, not the probe sweep's 6 min). Valid while the probe and
 # the kernel plans are those that measured the committed rows.
 # Needs build/fusecheck and ../shared (the transformers-made checkpoints and stories260K).
 # Resumable: the probe and check rows already in OUT_DIR are kept (delete OUT_DIR for a fresh run).
