@@ -7,24 +7,19 @@ OUT_DIR as measure.py's (run_study.sh OUT_DIR --static-only writes the zoo's mod
 The zoo's fixtures have no tokenizer, so the probe's input is its seeded pseudo-random sequences,
 four of --tokens each (src/probe/probe.cpp calibration_inputs): the study measured 4 x 64; another
 length draws other sequences from the same generator, and as many positions a sequence."""
-import csv, json, os, subprocess, sys
+import csv, os, sys
 from concurrent.futures import ThreadPoolExecutor
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from measure import ROOT, model_dir, probe
 
 
 def arg(name, default):
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
 
 
-def probe(binary, d, prof, tokens):
-    r = subprocess.run(["nice", "-n", "10", binary, "probe", d, "--kernels", prof, "--no-cache",
-                        "--json", "--tokens", str(tokens), "--greedy-tokens", "0"],
-                       capture_output=True, text=True)
-    if r.returncode not in (0, 2):
-        raise RuntimeError(f"probe {d} {prof}: exit {r.returncode}: {r.stderr.strip()}")
-    j = json.loads(r.stdout)
-    return j["verdict"], j["fused_vs_fp32"]["kl_mean"] - j["standard_vs_fp32"]["kl_mean"]
+def verdict_and_added_kl(binary, d, prof, tokens):
+    verdict, std_kl, fused_kl = probe(binary, d, prof, tokens)[:3]
+    return verdict, fused_kl - std_kl
 
 
 def main():
@@ -40,9 +35,8 @@ def main():
     rows.sort(key=lambda r: float(r["fused_kl"]) - float(r["std_kl"]))
 
     def one(r):
-        z = zoo[r["model"]]
-        d = os.path.join(ROOT, z["path"]) if z["source"] == "path" else os.path.join(out, "models", r["model"])
-        return r, [probe(binary, d, r["profile"], t) for t in lengths]
+        d = model_dir(out, zoo[r["model"]])
+        return r, [verdict_and_added_kl(binary, d, r["profile"], t) for t in lengths]
 
     flips = [0] * len(lengths)
     print("| model | profile | dtype | layers | 4 x 64: added KL, verdict | "

@@ -56,9 +56,11 @@ def model_dir(out, row):
     return os.path.join(out, "models", row["model"])
 
 
-def probe(binary, d, prof):
+def probe(binary, d, prof, tokens=64):
+    """The probe's measurement columns (MEASURED[2:]); tokens: per calibration sequence (the study
+    measures 4 x 64; calibration_noise.py others)."""
     r = subprocess.run(["nice", "-n", "10", binary, "probe", d, "--kernels", prof, "--no-cache",
-                        "--json", "--tokens", "64", "--greedy-tokens", "0"],
+                        "--json", "--tokens", str(tokens), "--greedy-tokens", "0"],
                        capture_output=True, text=True)
     if r.returncode not in (0, 2):
         raise RuntimeError(f"probe {d} {prof}: exit {r.returncode}: {r.stderr.strip()}")

@@ -236,6 +236,14 @@ __device__ void phase_rope(const DecoderArgs& a, const DecoderLayerArgs& L) {
   }
 }
 
+// Keys [j0, j1) of split sp over the *pos + 1 cached positions, as flash_split_kernel splits them.
+// attn_rope stores the new K and V row in the unit whose range holds *pos, the one whose split
+// reads it back: both take the range from here.
+__device__ __forceinline__ void split_keys(const DecoderArgs& a, int sp, int64_t& j0, int64_t& j1) {
+  const int64_t n_ctx = int64_t(*a.pos) + 1, chunk = (n_ctx + a.splits - 1) / a.splits;
+  j0 = sp * chunk, j1 = min(n_ctx, j0 + chunk);
+}
+
 // One (head h, split sp) of flash_split_kernel by a 4-warp unit; writes the split's work row.
 // VPL = values a lane holds (head_dim <= 32 · VPL). Unit warp uw walks the same keys as the
 // kernel's warp uw (j0 + uw, + 4, ...) with the same arithmetic (key_dot's FMA chain and fold,
@@ -247,8 +255,8 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   auto part = reinterpret_cast<float(*)[kMaxHeadDim + 2]>(us);
   const int lane = int(threadIdx.x) % 32;
   const int64_t hd = a.head_dim, kvh = h / (a.q_heads / a.kv_heads), ch = kvh * hd;
-  const int64_t n_ctx = int64_t(*a.pos) + 1, chunk = (n_ctx + a.splits - 1) / a.splits;
-  const int64_t j0 = sp * chunk, j1 = min(n_ctx, j0 + chunk);
+  int64_t j0, j1;
+  split_keys(a, sp, j0, j1);
   const float* qh = a.q + h * hd;
   float qr[VPL], acc[VPL];
 #pragma unroll
@@ -318,8 +326,9 @@ __device__ void attn_rope(const DecoderArgs& a, const DecoderLayerArgs& L, int h
   const int lane = int(threadIdx.x) % 32;
   const int64_t hd = a.head_dim, half = hd / 2, p = *a.pos;
   const float *cp = a.cos_tab + p * half, *sn = a.sin_tab + p * half;
-  const int64_t chunk = (p + 1 + a.splits - 1) / a.splits, j0 = sp * chunk;
-  const bool holds_pos = j0 <= p && p < j0 + chunk;
+  int64_t j0, j1;
+  split_keys(a, sp, j0, j1);
+  const bool holds_pos = j0 <= p && p < j1;
   const int64_t c0 = h / (a.q_heads / a.kv_heads) * hd, row = p * a.kv_dim + c0;
   if (uw == 0) {
     for (int64_t i = lane; i < hd; i += 32) qs[i] = __ldcg(a.q + h * hd + i);
