@@ -65,6 +65,22 @@ TEST(EngineLimits, GenerationPastMaxContextStopsWithANote) {
   EXPECT_EQ(fits.exit_code, 0) << fits.err;
 }
 
+// An explicit --max-context past max_position_embeddings runs (the user asked for it) but says
+// the positions beyond it were never trained; up to it, nothing is said.
+TEST(EngineLimits, MaxContextPastTheTrainedContextWarns) {
+  auto cfg = nlohmann::json::parse(testing::read_text(fixture_dir() + "/config.json"));
+  const int64_t trained = cfg.at("max_position_embeddings").get<int64_t>();
+  const std::string gen = "generate " + fixture_dir() + " --token-ids 1,2 -n 1 --max-context ";
+  RunResult past = run_cli(gen + std::to_string(trained + 1));
+  EXPECT_EQ(past.exit_code, 0) << past.err;
+  EXPECT_NE(past.err.find("past the model's max_position_embeddings " + std::to_string(trained)),
+            std::string::npos)
+      << past.err;
+  RunResult at = run_cli(gen + std::to_string(trained));
+  EXPECT_EQ(at.exit_code, 0) << at.err;
+  EXPECT_EQ(at.err.find("max_position_embeddings"), std::string::npos) << at.err;
+}
+
 // Regression: the "needs N MiB of KV cache" message multiplied --max-context by the bytes per
 // position in int64 (signed overflow, UB; it printed "-1 MiB" for INT64_MAX).
 TEST(EngineLimits, HugeMaxContextIsRefusedWithoutOverflow) {

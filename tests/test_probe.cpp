@@ -3,6 +3,7 @@
 // outranking the static check in both directions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -79,6 +80,29 @@ TEST(Probe, ExtremeGainsBreakPerTensorInt8KvButNotPerChannel) {
             j["standard_vs_fp32"]["kl_mean"].get<double>() + 0.01);
   auto per_channel = run_cli("probe " + m + " --json --no-cache --kernels fused-int8kv-channel");
   EXPECT_EQ(nlohmann::json::parse(per_channel.out)["verdict"], "COMPATIBLE") << per_channel.out;
+}
+
+// Past max_position_embeddings the probe would judge positions the model was never trained at:
+// one line, exit 3, naming the config; up to it the probe runs. The limit is config.json's.
+TEST(Probe, RefusesPositionsPastTheTrainedContext) {
+  const std::string m = testing::data_dir() + "/hf/qwen3-tiny/bf16";
+  auto cfg = nlohmann::json::parse(testing::read_text(m + "/config.json"));
+  const int64_t trained = cfg.at("max_position_embeddings").get<int64_t>();
+  ASSERT_GT(trained, 16);
+  const auto refused = [&](const std::string& flags) {
+    auto r = run_cli("probe " + m + " --no-cache " + flags);
+    EXPECT_EQ(r.exit_code, 3) << flags << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find(m + "/config.json: max_position_embeddings is " + std::to_string(trained)),
+              std::string::npos)
+        << r.err;
+  };
+  refused("--tokens " + std::to_string(trained + 1) + " --greedy-tokens 0");
+  // The greedy run continues the first sequence's 16-token prefix.
+  refused("--tokens 16 --greedy-tokens " + std::to_string(trained - 15));
+  auto edge = run_cli("probe " + m + " --no-cache --json --tokens 16 --greedy-tokens " +
+                      std::to_string(trained - 16));
+  EXPECT_EQ(edge.exit_code, 0) << edge.err;
 }
 
 // The fixture the issue names: Qwen3-0.6B's published k_norm statistics at test size.

@@ -16,6 +16,14 @@ namespace fusecheck {
 
 Result<std::vector<std::vector<int32_t>>> calibration_inputs(const Model& m, int64_t tokens,
                                                              const std::string& prompts_file) {
+  // Past the trained context the probe would judge positions no real run of the model reaches
+  // (RoPE is defined there, the weights were never fitted there): refuse rather than measure them.
+  const int64_t trained = m.config().max_position_embeddings;
+  if (trained > 0 && tokens > trained)
+    return make_error(
+        "{}/config.json: max_position_embeddings is {}; calibration sequences of {} tokens would "
+        "measure positions the model was not trained at",
+        m.dir(), trained, tokens);
   std::vector<std::vector<int32_t>> out;
   const std::string tok_path = m.dir() + "/tokenizer.json";
   if (!prompts_file.empty() || std::ifstream(tok_path).good()) {
@@ -258,6 +266,12 @@ Result<ProbeResult> run_probe(const Model& m, const ProbeOptions& opt) {
   const auto& first = opt.inputs.front();
   std::vector<int32_t> prompt(first.begin(), first.begin() + std::min<size_t>(first.size(), 16));
   r.greedy_tokens = opt.greedy_tokens;
+  const int64_t trained = m.config().max_position_embeddings;
+  if (trained > 0 && static_cast<int64_t>(prompt.size()) + opt.greedy_tokens > trained)
+    return make_error(
+        "{}/config.json: max_position_embeddings is {}; {} greedy tokens after a {}-token prompt "
+        "would pass it",
+        m.dir(), trained, opt.greedy_tokens, prompt.size());
   if (opt.greedy_tokens > 0) {
     FC_ASSIGN(div, greedy_divergence(m, prompt, opt.greedy_tokens, standard, fused));
     r.greedy_divergence = div;
