@@ -1,6 +1,8 @@
 // Hostile config.json files and missing or misshapen norm tensors: one clear error line (exit 3)
 // from `fusecheck check`, never a crash or a huge allocation.
 #include <chrono>
+#include <utility>
+#include <vector>
 
 #include "malformed_testing.h"
 
@@ -113,6 +115,35 @@ TEST(MalformedCheckpoint, NormWithWrongShape) {
   m.weights.at(k_norm(0)).shape = {2, 2};
   m.write();
   EXPECT_TRUE(IsError(check(m.dir), m.st_path(), "has shape [2, 2], expected [4]"));
+}
+
+// A thresholds file is read key by key over the built-in one: a key nothing reads (a typo, at the
+// top or inside "weights") would leave the default in force unseen, so it is an input error
+// naming the file and the key. "comment" is allowed; the known keys still apply.
+TEST(MalformedConfig, ThresholdsFileWithAnUnknownKey) {
+  TinyModel m;
+  m.write();
+  TempDir t;
+  const std::string file = t / "thresholds.json";
+  for (const auto& [text, key] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"max_safe_weight_ratoi": 30})", "\"max_safe_weight_ratoi\""},
+           {R"({"weights": {"weight_ratio": 0.4, "amplification": 0.3, "extreme_layers": 0.2,
+                "varaince": 0.1}})",
+            "\"varaince\" in \"weights\""}}) {
+    write_text(file, text);
+    CheckOptions o = no_cache();
+    o.thresholds_file = file;
+    EXPECT_TRUE(IsError(check_model(m.dir, o), file, "unknown key " + key));
+    RunResult r = run_cli("check " + shq(m.dir) + " --no-cache --thresholds " + shq(file));
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  write_text(file, R"({"comment": "stricter", "max_safe_weight_ratio": 1.5})");
+  CheckOptions o = no_cache();
+  o.thresholds_file = file;
+  auto r = check_model(m.dir, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->thresholds.max_safe_weight_ratio, 1.5);
 }
 
 }  // namespace

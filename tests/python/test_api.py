@@ -133,7 +133,8 @@ def test_bad_arguments_raise_check_error():
         fusecheck.check_model(path, "no-such-profile", use_cache=False)
     assert_check_error(e)
     assert str(e.value) == cli_error("check", path, "--kernels", "no-such-profile", "--no-cache")
-    for bad in [{"max_safe_weight_ratio": -1}, {"max_safe_weight_ratio": "x"}]:
+    for bad in [{"max_safe_weight_ratio": -1}, {"max_safe_weight_ratio": "x"},
+                {"max_safe_weight_ratoi": 30}]:
         with pytest.raises(fusecheck.CheckError) as e:
             fusecheck.check_model(path, thresholds=bad, use_cache=False)
         assert_check_error(e)
