@@ -50,5 +50,33 @@ TEST(ArchProfiles, FaultsAreOneLineErrors) {
   }
 }
 
+// A key nothing reads is refused at every level, naming where it is: a misspelt tensor name in
+// "layer" would otherwise leave, e.g., the q_norm unapplied by the engine while the profile loads.
+TEST(ArchProfiles, UnknownKeysAreRefusedAtEveryLevel) {
+  const std::string decoder = R"(, "decoder": {"embed_tokens": "e", "final_norm": "n",
+    "layer": {"input_norm": "a", "q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o",
+    "post_attention_norm": "p", "gate_proj": "g", "up_proj": "u", "down_proj": "d"X}})";
+  const auto with = [&](const std::string& x) {
+    return profile(decoder.substr(0, decoder.find('X')) + x +
+                   decoder.substr(decoder.find('X') + 1));
+  };
+  ASSERT_TRUE(ArchRegistry::parse(with(""), "p.json").ok());
+  ASSERT_TRUE(ArchRegistry::parse(with(R"(, "comment": "documented")"), "p.json").ok());
+  const std::pair<std::string, std::string> cases[] = {
+      {with(R"(, "q_nrom": "qn")"),
+       "p.json: architecture \"a\" decoder layer: unknown key \"q_nrom\""},
+      {profile(R"(, "gain_conventoin": "w")"),
+       "p.json: architecture \"a\": unknown key \"gain_conventoin\""},
+      {R"({"architectures": [], "architecture": []})", "p.json: unknown key \"architecture\""},
+      {profile().replace(profile().find("\"size\""), 6, "\"sise\""),
+       "p.json: architecture \"a\" norm \"r\": unknown key \"sise\""},
+  };
+  for (const auto& [doc, want] : cases) {
+    auto r = ArchRegistry::parse(doc, "p.json");
+    ASSERT_FALSE(r.ok()) << doc;
+    EXPECT_EQ(r.error().message, want);
+  }
+}
+
 }  // namespace
 }  // namespace fusecheck

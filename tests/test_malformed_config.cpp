@@ -129,7 +129,7 @@ TEST(MalformedConfig, ThresholdsFileWithAnUnknownKey) {
            {R"({"max_safe_weight_ratoi": 30})", "\"max_safe_weight_ratoi\""},
            {R"({"weights": {"weight_ratio": 0.4, "amplification": 0.3, "extreme_layers": 0.2,
                 "varaince": 0.1}})",
-            "\"varaince\" in \"weights\""}}) {
+            "\"varaince\""}}) {
     write_text(file, text);
     CheckOptions o = no_cache();
     o.thresholds_file = file;

@@ -7,6 +7,7 @@
 #include "io/checkpoint.h"
 #include "util/atomic_file.h"
 #include "util/embedded.h"
+#include "util/known_keys.h"
 
 namespace fusecheck {
 
@@ -73,6 +74,12 @@ std::optional<std::string_view> string_field(Object obj, std::string_view key) {
   return std::nullopt;
 }
 
+Status known_keys(Object obj, std::initializer_list<std::string_view> known,
+                  const std::string& where) {
+  for (auto kv : obj) FC_TRY(known_key(kv.key, known, where));
+  return ok_status();
+}
+
 template <class E>
 Status pick(Object j, const char* key, std::initializer_list<std::pair<const char*, E>> options,
             E& out, const std::string& where) {
@@ -106,6 +113,7 @@ Result<std::vector<std::string>> strings(Object j, const char* key, const std::s
 Status parse_decoder(Element e, DecoderTensors& out, const std::string& where) {
   Object d, l;
   if (e.get_object().get(d)) return make_error("{}: \"decoder\" must be an object", where);
+  FC_TRY(known_keys(d, {"embed_tokens", "final_norm", "lm_head", "layer"}, where + " decoder"));
   auto str = [&](Object obj, const char* key, std::string& dst) -> Status {
     auto it = field(obj, key);
     if (!it) return ok_status();
@@ -139,6 +147,11 @@ Status parse_decoder(Element e, DecoderTensors& out, const std::string& where) {
       {"gate_proj", &out.gate_proj},
       {"up_proj", &out.up_proj},
       {"down_proj", &out.down_proj}};
+  for (auto kv : l) {
+    bool known = kv.key == "comment";
+    for (auto& [key, dst] : fields) known = known || kv.key == key;
+    if (!known) return make_error("{} decoder layer: unknown key \"{}\"", where, printable(kv.key));
+  }
   for (auto& [key, dst] : fields) FC_TRY(str(l, key, *dst));
   for (const std::string* required :
        {&out.embed_tokens, &out.final_norm, &out.input_norm, &out.q_proj, &out.k_proj, &out.v_proj,
@@ -163,7 +176,8 @@ Status parse_norms(Object a, std::vector<NormSpec>& norms, const std::string& wh
     NormSpec s;
     s.role = *role;
     s.tensor = *tensor;
-    std::string nw = where + " norm \"" + s.role + "\"";
+    std::string nw = where + " norm \"" + printable(s.role) + "\"";
+    FC_TRY(known_keys(n, {"role", "tensor", "kind", "size"}, nw));
     FC_TRY(pick<NormKind>(n, "kind",
                           {{"block", NormKind::kBlock},
                            {"q", NormKind::kQ},
@@ -188,7 +202,11 @@ Result<ArchProfile> parse_profile(Element el, const std::string& source) {
     return make_error("{}: every architecture needs a \"name\"", source);
   ArchProfile p;
   p.name = *name;
-  std::string where = source + ": architecture \"" + p.name + "\"";
+  std::string where = source + ": architecture \"" + printable(p.name) + "\"";
+  FC_TRY(known_keys(a,
+                    {"name", "model_types", "tensor_prefixes", "gain_convention", "qk_norm_scope",
+                     "norms", "decoder"},
+                    where));
   FC_ASSIGN(types, strings(a, "model_types", where));
   p.model_types = std::move(types);
   FC_ASSIGN(prefixes, strings(a, "tensor_prefixes", where));
@@ -224,6 +242,7 @@ Result<ArchRegistry> ArchRegistry::parse(std::string_view text, const std::strin
   if (parser.parse(padded).get(root) || root.get_object().get(root_obj) ||
       !(list = field(root_obj, "architectures")) || list->get_array().get(archs))
     return make_error("{}: expected a JSON object with an \"architectures\" array", source);
+  FC_TRY(known_keys(root_obj, {"schema", "architectures"}, source));
   ArchRegistry reg;
   for (Element a : archs) {
     FC_ASSIGN(p, parse_profile(a, source));

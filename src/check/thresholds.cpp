@@ -1,6 +1,5 @@
 #include "check/thresholds.h"
 
-#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -9,6 +8,7 @@
 #include "io/checkpoint.h"
 #include "util/atomic_file.h"
 #include "util/embedded.h"
+#include "util/known_keys.h"
 
 namespace fusecheck {
 
@@ -24,26 +24,17 @@ Status read_number(const json& j, const char* key, double& out, const std::strin
   return ok_status();
 }
 
-// A key the file sets but nothing reads (a typo, a field of another version) would leave the
-// default in force while the user believes it changed: refuse it. "comment" is documentation.
-Status only_known_keys(const json& j, std::initializer_list<std::string_view> known,
-                       const std::string& source, std::string_view where) {
-  for (const auto& [key, value] : j.items())
-    if (key != "comment" && std::find(known.begin(), known.end(), key) == known.end())
-      return make_error("{}: unknown key \"{}\"{}", source, key, where);
-  return ok_status();
-}
 }  // namespace
 
 Result<Thresholds> apply_thresholds_json(const Thresholds& base, std::string_view text,
                                          const std::string& source) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return make_error("{}: expected a JSON object", source);
-  FC_TRY(only_known_keys(
+  FC_TRY(json_known_keys(
       j,
       {"max_safe_weight_ratio", "max_safe_amplification", "extreme_weight_threshold",
        "max_safe_gain_cv", "compatible_score", "warning_score", "weights"},
-      source, ""));
+      source));
   Thresholds t = base;
   FC_TRY(read_number(j, "max_safe_weight_ratio", t.max_safe_weight_ratio, source));
   FC_TRY(read_number(j, "max_safe_amplification", t.max_safe_amplification, source));
@@ -53,8 +44,8 @@ Result<Thresholds> apply_thresholds_json(const Thresholds& base, std::string_vie
   FC_TRY(read_number(j, "warning_score", t.warning_score, source));
   if (auto w = j.find("weights"); w != j.end()) {
     if (!w->is_object()) return make_error("{}: \"weights\" must be an object", source);
-    FC_TRY(only_known_keys(*w, {"weight_ratio", "amplification", "extreme_layers", "variance"},
-                           source, " in \"weights\""));
+    FC_TRY(json_known_keys(*w, {"weight_ratio", "amplification", "extreme_layers", "variance"},
+                           source + ": \"weights\""));
     FC_TRY(read_number(*w, "weight_ratio", t.weights.weight_ratio, source));
     FC_TRY(read_number(*w, "amplification", t.weights.amplification, source));
     FC_TRY(read_number(*w, "extreme_layers", t.weights.extreme_layers, source));

@@ -7,6 +7,7 @@
 #include "kernels/dot_choice.h"
 #include "util/atomic_file.h"
 #include "util/embedded.h"
+#include "util/known_keys.h"
 
 namespace fusecheck {
 
@@ -65,6 +66,7 @@ Status read_unit(const json& p, const char* key, double& out, const std::string&
 // "kv_cache": {"format": same|fp16|int8|fp8_e4m3, "scale": per_tensor|per_channel}.
 Status parse_kv_cache(const json& kv, NumericsProfile& np, const std::string& where) {
   if (!kv.is_object()) return make_error("{}: \"kv_cache\" must be an object", where);
+  FC_TRY(json_known_keys(kv, {"format", "scale"}, where + ": \"kv_cache\""));
   FC_ASSIGN(fmt, read_string(kv, "format", "same", where));
   FC_ASSIGN(scale, read_string(kv, "scale", "per_tensor", where));
   static constexpr std::pair<const char*, KvFormat> kFormats[] = {{"same", KvFormat::kSame},
@@ -107,6 +109,13 @@ Status parse_fusion(const json& fu, NumericsProfile& np, const std::string& wher
 // "static_rules": the per-profile thresholds of the static screen (docs/VALIDATION.md).
 Status parse_static_rules(const json& sr, StaticRules& r, const std::string& where) {
   if (!sr.is_object()) return make_error("{}: \"static_rules\" must be an object", where);
+  FC_TRY(json_known_keys(
+      sr,
+      {"incompatible_above_amplification", "warning_above_amplification",
+       "incompatible_above_key_loss", "warning_above_key_loss", "incompatible_above_depth_key_loss",
+       "warning_above_depth_key_loss", "warning_above_floor_key_loss", "warning_above_rounding",
+       "warning_above_floor_accumulation", "best_without_qk_norm", "worst"},
+      where + ": \"static_rules\""));
   for (auto& [key, dst] :
        {std::pair<const char*, double*>{"incompatible_above_amplification",
                                         &r.incompatible_above_amplification},
@@ -151,7 +160,10 @@ Status parse_dots(const json& dots, std::vector<DotSpec>& out, const std::string
       return make_error("{}: every \"dots\" entry needs a \"name\"", source);
     DotSpec s;
     s.name = d["name"].get<std::string>();
-    const std::string where = source + ": dot \"" + s.name + "\"";
+    const std::string where = source + ": dot \"" + printable(s.name) + "\"";
+    FC_TRY(json_known_keys(
+        d, {"name", "description", "isa", "rounds", "weights", "bit_identical_across_isas"},
+        where));
     if (!parse_dot_choice(s.name))
       return make_error("{}: not a dot product the engine runs (contract, bf16-pairs)", where);
     FC_ASSIGN(description, read_string(d, "description", "", where));
@@ -185,13 +197,18 @@ Result<NumericsRegistry> NumericsRegistry::parse(std::string_view text, const st
   if (root.is_discarded() || !root.is_object() || !root.contains("profiles") ||
       !root["profiles"].is_array())
     return make_error("{}: expected a JSON object with a \"profiles\" array", source);
+  FC_TRY(json_known_keys(root, {"profiles", "dots"}, source));
   NumericsRegistry reg;
   for (const auto& p : root["profiles"]) {
     NumericsProfile np;
     if (!p.is_object() || !p.contains("name") || !p["name"].is_string())
       return make_error("{}: every kernel profile needs a \"name\"", source);
     np.name = p["name"].get<std::string>();
-    const std::string where = source + ": kernel profile \"" + np.name + "\"";
+    const std::string where = source + ": kernel profile \"" + printable(np.name) + "\"";
+    FC_TRY(json_known_keys(p,
+                           {"name", "description", "activation_unit_roundoff",
+                            "accumulation_unit_roundoff", "kv_cache", "fusion", "static_rules"},
+                           where));
     FC_ASSIGN(description, read_string(p, "description", "", where));
     np.description = description;
     FC_TRY(read_unit(p, "activation_unit_roundoff", np.activation_unit_roundoff, where));
