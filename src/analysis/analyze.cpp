@@ -83,6 +83,30 @@ std::vector<GainStats> all_gain_stats(const std::vector<NormGains>& norms, doubl
   return stats;  // the jthreads join first
 }
 
+// Per role (e.g. every layer's k_norm): the largest gain over the layers, where it is, their
+// median and how many layers hold an extreme gain.
+void summarise_roles(Analysis& a,
+                     const std::map<std::string, std::vector<const NormReport*>>& by_role) {
+  for (const auto& [role, reports] : by_role) {
+    RoleSummary s;
+    s.role = role;
+    s.layers = int64_t(reports.size());
+    std::vector<double> maxima;
+    for (const NormReport* r : reports) {
+      maxima.push_back(r->stats.max_abs);
+      if (r->stats.max_abs > s.max_of_max || s.max_layer < 0) {
+        s.max_of_max = r->stats.max_abs;
+        s.max_layer = r->layer;
+      }
+      if (r->stats.count_above_extreme > 0) ++s.layers_above_extreme;
+    }
+    std::sort(maxima.begin(), maxima.end());
+    const size_t m = maxima.size();
+    s.median_of_max = m % 2 ? maxima[m / 2] : 0.5 * (maxima[m / 2 - 1] + maxima[m / 2]);
+    a.roles.push_back(s);
+  }
+}
+
 }  // namespace
 
 Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
@@ -155,24 +179,7 @@ Analysis analyze_gains(const ModelConfig& config, QkNormScope qk_scope,
   a.depth_accumulation_amplification = std::sqrt(acc_sq);
   set_model_rounding(a, kBf16UnitRoundoff);
 
-  for (const auto& [role, reports] : by_role) {
-    RoleSummary s;
-    s.role = role;
-    s.layers = int64_t(reports.size());
-    std::vector<double> maxima;
-    for (const NormReport* r : reports) {
-      maxima.push_back(r->stats.max_abs);
-      if (r->stats.max_abs > s.max_of_max || s.max_layer < 0) {
-        s.max_of_max = r->stats.max_abs;
-        s.max_layer = r->layer;
-      }
-      if (r->stats.count_above_extreme > 0) ++s.layers_above_extreme;
-    }
-    std::sort(maxima.begin(), maxima.end());
-    const size_t m = maxima.size();
-    s.median_of_max = m % 2 ? maxima[m / 2] : 0.5 * (maxima[m / 2 - 1] + maxima[m / 2]);
-    a.roles.push_back(s);
-  }
+  summarise_roles(a, by_role);
   return a;
 }
 

@@ -37,6 +37,42 @@ double gaussian_quant_mse(double sigma, double step, int levels) {
   return std::max(0.0, mse);
 }
 
+// (2) of logit_noise: the logit variance from keys stored in a lossy cache (cached values change
+// the attention output, not the logits, so only keys enter here). s_pair, max_k2: logit_noise's.
+double cache_variance(std::span<const float> g_q, std::span<const float> g_k,
+                      const NumericsProfile& kernels, double s_pair, double max_k2) {
+  const size_t d = g_q.size(), half = d / 2;
+  const double c = kPeakFactor;
+  switch (kernels.kv_format) {
+    case KvFormat::kSame:
+    case KvFormat::kFp16:  // finer than bf16: adds nothing beyond (1), but can overflow
+      break;
+    case KvFormat::kInt8:
+      // A rotated key channel of pair p is ~N(0, Kp); its quantization error (mse_p) multiplies
+      // the query channel (variance Qp): var += (2/d) sum_p Qp * mse_p.
+      // Per tensor: one step for every channel, set by the largest key, c * max|k| / 127.
+      // Per channel: each pair's own step, c * sqrt(2 Kp) / 127.
+      {
+        double sum = 0;
+        for (size_t i = 0; i < half; ++i) {
+          const size_t j = i + half;
+          const double qp = 0.5 * (double(g_q[i]) * g_q[i] + double(g_q[j]) * g_q[j]);
+          const double kp = 0.5 * (double(g_k[i]) * g_k[i] + double(g_k[j]) * g_k[j]);
+          const double peak = kernels.kv_scale == KvScale::kPerTensor ? max_k2 : 2 * kp;
+          const double step = c * std::sqrt(peak) / 127.0;
+          sum += qp * (step > 0 ? gaussian_quant_mse(std::sqrt(kp), step, 127) : 0.0);
+        }
+        return sum * 2.0 / double(d);
+      }
+    case KvFormat::kFp8E4M3: {
+      // 3 mantissa bits: relative unit roundoff 2^-4 for normal values.
+      const double u8 = 1.0 / 16.0;
+      return (u8 * u8 * kRelVar) * s_pair;
+    }
+  }
+  return 0.0;
+}
+
 }  // namespace
 
 LogitNoise logit_noise(std::span<const float> g_q, std::span<const float> g_k,
@@ -71,39 +107,8 @@ LogitNoise logit_noise(std::span<const float> g_q, std::span<const float> g_k,
   // (1) Fusion moves the rounding of q and of k: 2 * u^2 * kRelVar * S_pair.
   const double ua = kernels.activation_unit_roundoff;
   const double var1 = 2.0 * (ua * ua * kRelVar) * s_pair;
-  double var2 = 0;
-  // (2) Keys stored in a lossy cache. Cached values change the attention output, not the logits,
-  // so only keys enter here.
-  const double c = kPeakFactor;
-  switch (kernels.kv_format) {
-    case KvFormat::kSame:
-    case KvFormat::kFp16:  // finer than bf16: adds nothing beyond (1), but can overflow
-      break;
-    case KvFormat::kInt8:
-      // A rotated key channel of pair p is ~N(0, Kp); its quantization error (mse_p) multiplies
-      // the query channel (variance Qp): var += (2/d) sum_p Qp * mse_p.
-      // Per tensor: one step for every channel, set by the largest key, c * max|k| / 127.
-      // Per channel: each pair's own step, c * sqrt(2 Kp) / 127.
-      {
-        double sum = 0;
-        for (size_t i = 0; i < half; ++i) {
-          const size_t j = i + half;
-          const double qp = 0.5 * (double(g_q[i]) * g_q[i] + double(g_q[j]) * g_q[j]);
-          const double kp = 0.5 * (double(g_k[i]) * g_k[i] + double(g_k[j]) * g_k[j]);
-          const double peak = kernels.kv_scale == KvScale::kPerTensor ? max_k2 : 2 * kp;
-          const double step = c * std::sqrt(peak) / 127.0;
-          sum += qp * (step > 0 ? gaussian_quant_mse(std::sqrt(kp), step, 127) : 0.0);
-        }
-        var2 = sum * 2.0 / double(d);
-      }
-      break;
-    case KvFormat::kFp8E4M3: {
-      // 3 mantissa bits: relative unit roundoff 2^-4 for normal values.
-      const double u8 = 1.0 / 16.0;
-      var2 = (u8 * u8 * kRelVar) * s_pair;
-      break;
-    }
-  }
+  // (2) Keys stored in a lossy cache.
+  const double var2 = cache_variance(g_q, g_k, kernels, s_pair, max_k2);
   // (3) A narrow accumulator rounds every partial sum of q.k; partial sums grow like a random walk,
   // sum_m E[s_m^2] ~ (d^2 / 2) S_pair, and the 1/sqrt(d) scale divides the variance by d.
   const double uacc = kernels.accumulation_unit_roundoff;

@@ -165,36 +165,11 @@ bool over(double figure, double limit) {
   return limit > 0 && (figure > limit || std::isnan(figure));
 }
 
-// The profile's measured rules (data/kernels.json static_rules, fitted in docs/VALIDATION.md).
-void apply_profile_rules(const Analysis& a, const NumericsProfile& kernels, bool any_scored,
-                         Score& s) {
+// The key-cache loss rules of apply_profile_rules: per layer, accumulated over depth, and against
+// the model dtype's own rounding. finding(verdict, layer, message) records one.
+template <class Finding>
+void apply_key_loss_rules(const Analysis& a, const NumericsProfile& kernels, Finding&& finding) {
   const StaticRules& rules = kernels.static_rules;
-  const auto at_least = [&](Verdict v) { s.verdict = std::max(s.verdict, v); };
-  const auto finding = [&](Verdict v, int64_t layer, std::string message) {
-    at_least(v);
-    s.findings.push_back({v == Verdict::kIncompatible ? "error" : "warning", layer,
-                          std::move(message) + " (docs/VALIDATION.md)"});
-  };
-  // The cap applies to the score's verdict; the profile's fitted rules below may still raise it.
-  if (int(s.verdict) > rules.worst) {
-    s.verdict = Verdict(rules.worst);
-    s.findings.push_back(
-        {"note", a.worst_layer,
-         fmt::format(
-             "Profile \"{}\": the score alone was not a measured predictor (docs/VALIDATION.md), "
-             "so it gives at most {}; the profile's fitted rules decide",
-             kernels.name, verdict_name(s.verdict))});
-  }
-  if (over(a.amplification, rules.incompatible_above_amplification))
-    finding(Verdict::kIncompatible, a.worst_layer,
-            fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, above which "
-                        "profile \"{}\" was measured to break models",
-                        a.amplification, rules.incompatible_above_amplification, kernels.name));
-  else if (over(a.amplification, rules.warning_above_amplification))
-    finding(Verdict::kWarning, a.worst_layer,
-            fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, where profile "
-                        "\"{}\" starts to be measured incompatible",
-                        a.amplification, rules.warning_above_amplification, kernels.name));
   const char* keys_from = a.layers.empty() || !a.layers[size_t(a.key_loss_layer)].keys_from_k_proj
                               ? "q/k norm gains"
                               : "k_proj rows";
@@ -228,6 +203,39 @@ void apply_profile_rules(const Analysis& a, const NumericsProfile& kernels, bool
                         "exceeds {:g}, where profile \"{}\" starts to be measured incompatible",
                         a.num_layers, a.model_unit_roundoff, a.floor_key_loss, keys_from,
                         rules.warning_above_floor_key_loss, kernels.name));
+}
+
+// The profile's measured rules (data/kernels.json static_rules, fitted in docs/VALIDATION.md).
+void apply_profile_rules(const Analysis& a, const NumericsProfile& kernels, bool any_scored,
+                         Score& s) {
+  const StaticRules& rules = kernels.static_rules;
+  const auto at_least = [&](Verdict v) { s.verdict = std::max(s.verdict, v); };
+  const auto finding = [&](Verdict v, int64_t layer, std::string message) {
+    at_least(v);
+    s.findings.push_back({v == Verdict::kIncompatible ? "error" : "warning", layer,
+                          std::move(message) + " (docs/VALIDATION.md)"});
+  };
+  // The cap applies to the score's verdict; the profile's fitted rules below may still raise it.
+  if (int(s.verdict) > rules.worst) {
+    s.verdict = Verdict(rules.worst);
+    s.findings.push_back(
+        {"note", a.worst_layer,
+         fmt::format(
+             "Profile \"{}\": the score alone was not a measured predictor (docs/VALIDATION.md), "
+             "so it gives at most {}; the profile's fitted rules decide",
+             kernels.name, verdict_name(s.verdict))});
+  }
+  if (over(a.amplification, rules.incompatible_above_amplification))
+    finding(Verdict::kIncompatible, a.worst_layer,
+            fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, above which "
+                        "profile \"{}\" was measured to break models",
+                        a.amplification, rules.incompatible_above_amplification, kernels.name));
+  else if (over(a.amplification, rules.warning_above_amplification))
+    finding(Verdict::kWarning, a.worst_layer,
+            fmt::format("Predicted logit-noise amplification {:.1f}x exceeds {:g}, where profile "
+                        "\"{}\" starts to be measured incompatible",
+                        a.amplification, rules.warning_above_amplification, kernels.name));
+  apply_key_loss_rules(a, kernels, finding);
   if (over(a.floor_accumulation_loss, rules.warning_above_floor_accumulation))
     finding(Verdict::kWarning, a.worst_layer,
             fmt::format("The narrow attention accumulator's noise accumulated over {} layers "
