@@ -65,7 +65,7 @@ TEST(EngineLimits, GenerationPastMaxContextStopsWithANote) {
   EXPECT_EQ(fits.exit_code, 0) << fits.err;
 }
 
-// An explicit --max-context past max_position_embeddings runs (the user asked for it) but says
+// An explicit --max-context past max_position_embeddings runs (the user asked for it) but notes
 // the positions beyond it were never trained; up to it, nothing is said.
 TEST(EngineLimits, MaxContextPastTheTrainedContextWarns) {
   auto cfg = nlohmann::json::parse(testing::read_text(fixture_dir() + "/config.json"));

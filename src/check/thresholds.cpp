@@ -1,9 +1,7 @@
 #include "check/thresholds.h"
 
 #include <cmath>
-#include <initializer_list>
 #include <nlohmann/json.hpp>
-#include <string_view>
 
 #include "io/checkpoint.h"
 #include "util/atomic_file.h"
@@ -23,7 +21,6 @@ Status read_number(const json& j, const char* key, double& out, const std::strin
   out = it->get<double>();
   return ok_status();
 }
-
 }  // namespace
 
 Result<Thresholds> apply_thresholds_json(const Thresholds& base, std::string_view text,

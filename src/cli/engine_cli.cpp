@@ -126,10 +126,10 @@ Result<LoadedEngine> load_engine(const EngineArgs& a) {
         "--max-context",
         a.max_context, double(a.max_context) * double(per_pos) / double(1 << 20), avail >> 20);
   if (const int64_t trained = model.config().max_position_embeddings; trained > 0 && ctx > trained)
-    std::fprintf(stderr,
-                 "warning: --max-context %lld is past the model's max_position_embeddings %lld; "
-                 "positions beyond it were never trained\n",
-                 static_cast<long long>(ctx), static_cast<long long>(trained));
+    note(fmt::format(
+        "--max-context {} is past the model's max_position_embeddings {}; positions beyond it "
+        "were never trained",
+        ctx, trained));
   KernelRequest req = a.kernels;
   if (!a.kernels_name.empty()) req.kernels = a.kernels_name, req.use_custom_kernels = true;
   // The environment's overrides, read here so the library never reads the environment.
