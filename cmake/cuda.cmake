@@ -44,8 +44,9 @@ target_compile_options(fusecheck_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -ffp-contract=off>
   # sm_90a machine code for Hopper, compute_80 PTX that the driver compiles for other GPUs.
   # --fmad=false: a * b + c stays two roundings unless the code calls fmaf, as on the CPU.
+  # -lineinfo: source lines for ncu's stall sampling and compute-sanitizer (no effect on the code).
   $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -gencode=arch=compute_90a,code=sm_90a
-    -gencode=arch=compute_80,code=compute_80 --fmad=false -Xcompiler=-Wall,-Wextra
+    -gencode=arch=compute_80,code=compute_80 --fmad=false -lineinfo -Xcompiler=-Wall,-Wextra
     -Wno-deprecated-gpu-targets>)
 target_link_libraries(fusecheck_cuda PUBLIC CUDA::cudart_static CUDA::cublasLt)
 set_target_properties(fusecheck_cuda PROPERTIES OUTPUT_NAME fusecheck_cuda_kernels)

@@ -223,25 +223,28 @@ void persistent_step(const Stack& s, const cu::DecoderArgs& a, cudaStream_t st,
 
 // The persistent step (schedule `diag`) against the per-op fused step from the same cache and
 // token: the logits bit for bit. Each step's argmax overwrites the token it embeds, so both start
-// from the same one.
+// from the same one. Every copy is ordered on the step's stream `st` (non-blocking: a plain
+// cudaMemcpy would not wait for it), and the host reads only after the stream has finished.
 void compare_logits(const Stack& s, cu::DecoderArgs a, cudaStream_t st, unsigned diag) {
   a.diag = diag;
+  const size_t bytes = size_t(kVocab) * 4;
   std::vector<float> want(static_cast<size_t>(kVocab)), got(static_cast<size_t>(kVocab));
-  const int32_t tok = 42;
-  BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
+  static const int32_t tok = 42;
+  BW_CHECK(cudaMemcpyAsync(s.token, &tok, 4, cudaMemcpyHostToDevice, st));
   fused_step(s, st);
-  BW_CHECK(cudaMemcpy(want.data(), s.logits, want.size() * 4, cudaMemcpyDeviceToHost));
-  BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
-  BW_CHECK(cudaMemset(s.logits, 0xff, size_t(kVocab) * 4));  // NaN: every logit must be written
+  BW_CHECK(cudaMemcpyAsync(want.data(), s.logits, bytes, cudaMemcpyDeviceToHost, st));
+  BW_CHECK(cudaMemcpyAsync(s.token, &tok, 4, cudaMemcpyHostToDevice, st));
+  BW_CHECK(cudaMemsetAsync(s.logits, 0xff, bytes, st));  // NaN: every logit must be written
   persistent_step(s, a, st);
-  BW_CHECK(cudaMemcpy(got.data(), s.logits, got.size() * 4, cudaMemcpyDeviceToHost));
+  BW_CHECK(cudaMemcpyAsync(got.data(), s.logits, bytes, cudaMemcpyDeviceToHost, st));
+  BW_CHECK(cudaMemcpyAsync(s.token, &tok, 4, cudaMemcpyHostToDevice, st));
+  BW_CHECK(cudaStreamSynchronize(st));
   size_t differ = 0;
   for (size_t i = 0; i < got.size(); ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
   std::printf(
       "  persistent step (diag %u) logits against the per-op fused step's: %zu of %zu "
       "differ%s\n",
       diag, differ, got.size(), differ ? " (BAD)" : " (bit-identical)");
-  BW_CHECK(cudaMemcpy(s.token, &tok, 4, cudaMemcpyHostToDevice));
 }
 
 // Block 0's clock between the kernel's trace points (cu::kDecoderMarks a layer), averaged over
