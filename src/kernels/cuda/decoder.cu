@@ -25,8 +25,8 @@
 //           normed)
 //   B   D   down_proj with the next layer's residual add (gemv_add_residual), or plain for the
 //           last layer
-// DecoderArgs::diag selects the schedule measured first, which the engine runs until this one has
-// run on a GPU (kDecoderEngineSchedule): a RoPE phase of its own, ticket reduces.
+// DecoderArgs::diag selects the schedule measured first, which the engine runs
+// (kDecoderEngineSchedule): a RoPE phase of its own, ticket reduces. Both ran at the same speed.
 // Weight tiles: Q and G use buffer 0, O and D buffer 1; a phase's tile is issued right after the
 // phase two before it has finished with that buffer, so one group is in flight beyond the one a
 // phase waits for (cp.async.wait_group 1).
