@@ -289,7 +289,8 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   const unsigned first = cu::kDecoderEngineSchedule;
   for (const unsigned diag :
        {0u, unsigned(cu::kDecoderAcqRel), unsigned(cu::kDecoderTickets),
-        unsigned(cu::kDecoderRopePhase), first, unsigned(first | cu::kDecoderAcqRel)})
+        unsigned(cu::kDecoderRopePhase), first, unsigned(first | cu::kDecoderAcqRel),
+        unsigned(cu::kDecoderKeyAtATime)})
     compare_logits(s, a, st, diag);
   const unsigned none = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipAttn;
   const unsigned quiet = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv;
@@ -306,6 +307,10 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
       {"  without attention (and its RoPE)", cu::kDecoderSkipAttn},
       {"  weights streamed, no arithmetic", cu::kDecoderSkipGemv | cu::kDecoderSkipAttn},
       {"  no weights: attention with its RoPE", quiet},
+      {"  no weights: the same, a key at a time", quiet | cu::kDecoderKeyAtATime},
+      {"  no weights: the same, the split alone",
+       quiet | cu::kDecoderRopePhase | cu::kDecoderSkipRope},
+      {"  a key at a time", cu::kDecoderKeyAtATime},
       {"  no weights: the first schedule's RoPE and attention", quiet | first},
       {"  barriers alone (5 a layer)", none},
       {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel},

@@ -311,6 +311,8 @@ __device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, 
     attn_split<1, 4>(a, L, h, sp, unit, uw, us, qs);
   else if (a.head_dim <= 64)
     attn_split<2, 4>(a, L, h, sp, unit, uw, us, qs);
+  else if (a.head_dim <= 128 && (a.diag & kDecoderKeyAtATime))
+    attn_split<4, 1>(a, L, h, sp, unit, uw, us, qs);
   else if (a.head_dim <= 128)
     attn_split<4, 4>(a, L, h, sp, unit, uw, us, qs);
   else
