@@ -290,7 +290,7 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
   for (const unsigned diag :
        {0u, unsigned(cu::kDecoderAcqRel), unsigned(cu::kDecoderTickets),
         unsigned(cu::kDecoderRopePhase), first, unsigned(first | cu::kDecoderAcqRel),
-        unsigned(cu::kDecoderKeyAtATime)})
+        unsigned(cu::kDecoderKeyAtATime), unsigned(cu::kDecoderGenericKv)})
     compare_logits(s, a, st, diag);
   const unsigned none = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv | cu::kDecoderSkipAttn;
   const unsigned quiet = cu::kDecoderSkipWeights | cu::kDecoderSkipGemv;
@@ -311,6 +311,8 @@ void persistent_benchmark(const Stack& s, cudaStream_t st, double fused_ms, doub
       {"  no weights: the same, the split alone",
        quiet | cu::kDecoderRopePhase | cu::kDecoderSkipRope},
       {"  a key at a time", cu::kDecoderKeyAtATime},
+      {"  cache loads through kv_load's runtime switch", cu::kDecoderGenericKv},
+      {"  no weights: attention, kv_load's runtime switch", quiet | cu::kDecoderGenericKv},
       {"  no weights: the first schedule's RoPE and attention", quiet | first},
       {"  barriers alone (5 a layer)", none},
       {"  barriers alone, release/acquire", none | cu::kDecoderAcqRel},

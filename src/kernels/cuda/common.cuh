@@ -74,6 +74,20 @@ __device__ __forceinline__ float kv_load(const KvView& kv, int64_t i, int64_t c)
   return 0.0f;
 }
 
+// kv_load for a cache of format T known at compile time (F32, BF16, F16: no scale), the same
+// value: a loop of these issues its loads back to back, where kv_load's runtime switch can leave
+// each load's conversion, and so a stall on it, before the next load.
+template <KvType T>
+__device__ __forceinline__ float kv_load_as(const void* data, int64_t i) {
+  static_assert(T == KvType::F32 || T == KvType::BF16 || T == KvType::F16);
+  if constexpr (T == KvType::F32)
+    return static_cast<const float*>(data)[i];
+  else if constexpr (T == KvType::BF16)
+    return bf16_bits_to_f32(static_cast<const uint16_t*>(data)[i]);
+  else
+    return __half2float(static_cast<const __half*>(data)[i]);
+}
+
 // Stores v as cache element dst (row · kv_dim + c, c the channel) in the cache's format: F32 as
 // is, BF16/F16 rounded to nearest even, INT8 the CPU's int8_roundtrip code clamp(rint(v / s),
 // ±127), FP8 e4m3 of v / s saturating.

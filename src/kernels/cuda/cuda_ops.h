@@ -298,6 +298,7 @@ constexpr unsigned kDecoderSkipGemv = 2;     // the projections' phases compute 
 constexpr unsigned kDecoderSkipRope = 4;  // no q/k norm, RoPE or KV store (with kDecoderRopePhase)
 constexpr unsigned kDecoderSkipAttn = 8;  // no attention
 constexpr unsigned kDecoderKeyAtATime = 16;  // attention warps load one key's K and V, not four
+constexpr unsigned kDecoderGenericKv = 32;   // attention loads through kv_load's runtime switch
 // Schedules of the same arithmetic (the kernel's own in parentheses): the barriers and attention
 // tickets by release/acquire atomics (not fence.sc, as cooperative groups' grid sync); a block's
 // attention units on consecutive (head, split) items (not the items dealt to the blocks in turn),

@@ -249,7 +249,8 @@ __device__ __forceinline__ void split_keys(const DecoderArgs& a, int sp, int64_t
 // kernel's warp uw (j0 + uw, + 4, ...) with the same arithmetic (key_dot's FMA chain and fold,
 // online_weights, online_value), but loads KB keys' K and V rows before their arithmetic: the
 // per-op kernel's two dependent round trips a key become one a batch.
-template <int VPL, int KB>
+// T: the cache's format (kv_load_as), or INT8 for kv_load's runtime switch (kDecoderGenericKv).
+template <int VPL, int KB, KvType T>
 __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp, int unit,
                            int uw, float* us, const float* qs) {
   auto part = reinterpret_cast<float(*)[kMaxHeadDim + 2]>(us);
@@ -258,6 +259,7 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   int64_t j0, j1;
   split_keys(a, sp, j0, j1);
   const float* qh = a.q + h * hd;
+  const void *kd = L.kc.data, *vd = L.vc.data;  // read once, not per element
   float qr[VPL], acc[VPL];
 #pragma unroll
   for (int c = 0; c < VPL; ++c) {
@@ -275,8 +277,13 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
       for (int c = 0; c < VPL; ++c) {
         const int64_t d = lane + 32 * c;
         const bool live = jb + b * kSplitWarps < j1 && d < hd;
-        kr[b][c] = live ? kv_load(L.kc, off + d, ch + d) : 0.0f;
-        vr[b][c] = live ? kv_load(L.vc, off + d, ch + d) : 0.0f;
+        if constexpr (T == KvType::INT8) {
+          kr[b][c] = live ? kv_load(L.kc, off + d, ch + d) : 0.0f;
+          vr[b][c] = live ? kv_load(L.vc, off + d, ch + d) : 0.0f;
+        } else {
+          kr[b][c] = live ? kv_load_as<T>(kd, off + d) : 0.0f;
+          vr[b][c] = live ? kv_load_as<T>(vd, off + d) : 0.0f;
+        }
       }
     }
 #pragma unroll
@@ -304,19 +311,33 @@ __device__ void attn_split(const DecoderArgs& a, const DecoderLayerArgs& L, int 
   if ((a.diag & kDecoderTickets) && !(a.diag & kDecoderAcqRel)) __threadfence();  // the ticket
 }
 
-// qs: the q head in shared memory (attn_rope), else read from q (kDecoderRopePhase).
+template <KvType T>
+__device__ void attn_split_as(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
+                              int unit, int uw, float* us, const float* qs) {
+  if (a.head_dim <= 32)
+    attn_split<1, 4, T>(a, L, h, sp, unit, uw, us, qs);
+  else if (a.head_dim <= 64)
+    attn_split<2, 4, T>(a, L, h, sp, unit, uw, us, qs);
+  else if (a.head_dim <= 128 && (a.diag & kDecoderKeyAtATime))
+    attn_split<4, 1, T>(a, L, h, sp, unit, uw, us, qs);
+  else if (a.head_dim <= 128)
+    attn_split<4, 4, T>(a, L, h, sp, unit, uw, us, qs);
+  else
+    attn_split<8, 2, T>(a, L, h, sp, unit, uw, us, qs);
+}
+
+// qs: the q head in shared memory (attn_rope), else read from q (kDecoderRopePhase). The cache's
+// format picks the loads once a split (decoder_stack passes F32, BF16 or F16 caches only).
 __device__ void attn_split_any(const DecoderArgs& a, const DecoderLayerArgs& L, int h, int sp,
                                int unit, int uw, float* us, const float* qs) {
-  if (a.head_dim <= 32)
-    attn_split<1, 4>(a, L, h, sp, unit, uw, us, qs);
-  else if (a.head_dim <= 64)
-    attn_split<2, 4>(a, L, h, sp, unit, uw, us, qs);
-  else if (a.head_dim <= 128 && (a.diag & kDecoderKeyAtATime))
-    attn_split<4, 1>(a, L, h, sp, unit, uw, us, qs);
-  else if (a.head_dim <= 128)
-    attn_split<4, 4>(a, L, h, sp, unit, uw, us, qs);
+  if (a.diag & kDecoderGenericKv)
+    attn_split_as<KvType::INT8>(a, L, h, sp, unit, uw, us, qs);
+  else if (L.kc.type == KvType::BF16)
+    attn_split_as<KvType::BF16>(a, L, h, sp, unit, uw, us, qs);
+  else if (L.kc.type == KvType::F16)
+    attn_split_as<KvType::F16>(a, L, h, sp, unit, uw, us, qs);
   else
-    attn_split<8, 2>(a, L, h, sp, unit, uw, us, qs);
+    attn_split_as<KvType::F32>(a, L, h, sp, unit, uw, us, qs);
 }
 
 // Before a unit's split (without kDecoderRopePhase): its q head's norm + RoPE (norm_rope_head, as
