@@ -133,39 +133,46 @@ __device__ __forceinline__ const char* row_of(const void* w, int r, int cols) {
   return static_cast<const char*>(w) + size_t(r) * size_t(cols) * 2;  // bf16 / f16
 }
 
-// [wq; wk; wv] row r of the stacked projections.
-__device__ __forceinline__ const char* qkv_row(const DecoderArgs& a, const DecoderLayerArgs& L,
-                                               int r) {
-  if (r < a.q_rows) return row_of(L.wq, r, a.dim);
-  if (r < a.q_rows + a.kv_dim) return row_of(L.wk, r - a.q_rows, a.dim);
-  return row_of(L.wv, r - a.q_rows - a.kv_dim, a.dim);
-}
-
+// The issue_* functions read the layer's weight pointers into registers first: the table is in
+// global memory, and each cp.async's "memory" clobber would otherwise make every 16-byte piece
+// reload its row's pointer (a dependent load before each copy).
 __device__ void issue_q(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_q, a.q_rows + 2 * a.kv_dim, r0);
-  issue_tile(a.diag & kDecoderSkipWeights, buf, n, a.dim * 2,
-             [&](int j) { return qkv_row(a, L, r0 + j); });
+  const void *wq = L.wq, *wk = L.wk, *wv = L.wv;  // [wq; wk; wv] stacked by rows
+  const int q_rows = a.q_rows, kv_dim = a.kv_dim, dim = a.dim;
+  issue_tile(a.diag & kDecoderSkipWeights, buf, n, dim * 2, [=](int j) {
+    const int r = r0 + j;
+    if (r < q_rows) return row_of(wq, r, dim);
+    if (r < q_rows + kv_dim) return row_of(wk, r - q_rows, dim);
+    return row_of(wv, r - q_rows - kv_dim, dim);
+  });
 }
 __device__ void issue_o(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_o, a.dim, r0);
-  issue_tile(a.diag & kDecoderSkipWeights, buf, n, a.q_rows * 2,
-             [&](int j) { return row_of(L.wo, r0 + j, a.q_rows); });
+  const void* wo = L.wo;
+  const int cols = a.q_rows;
+  issue_tile(a.diag & kDecoderSkipWeights, buf, n, cols * 2,
+             [=](int j) { return row_of(wo, r0 + j, cols); });
 }
 // Gate rows at tile rows [0, n), up rows at [rows_g, rows_g + n).
 __device__ void issue_g(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_g, a.ffn, r0), per = a.rows_g;
-  issue_tile(a.diag & kDecoderSkipWeights, buf, n == 0 ? 0 : per + n, a.dim * 2, [&](int j) {
-    return j < per ? row_of(L.wg, r0 + min(j, n - 1), a.dim) : row_of(L.wu, r0 + j - per, a.dim);
+  const void *wg = L.wg, *wu = L.wu;
+  const int dim = a.dim;
+  issue_tile(a.diag & kDecoderSkipWeights, buf, n == 0 ? 0 : per + n, dim * 2, [=](int j) {
+    return j < per ? row_of(wg, r0 + min(j, n - 1), dim) : row_of(wu, r0 + j - per, dim);
   });
 }
 __device__ void issue_d(char* buf, const DecoderArgs& a, const DecoderLayerArgs& L) {
   int r0;
   const int n = block_rows(a.rows_d, a.dim, r0);
-  issue_tile(a.diag & kDecoderSkipWeights, buf, n, a.ffn * 2,
-             [&](int j) { return row_of(L.wd, r0 + j, a.ffn); });
+  const void* wd = L.wd;
+  const int cols = a.ffn;
+  issue_tile(a.diag & kDecoderSkipWeights, buf, n, cols * 2,
+             [=](int j) { return row_of(wd, r0 + j, cols); });
 }
 
 // The contract dot of xs (shared fp32) with one tile row, as the staged kernels run it: lane k
