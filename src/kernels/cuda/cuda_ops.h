@@ -313,7 +313,9 @@ constexpr unsigned kDecoderRopePhase = 512;
 // The schedule the engine runs (CudaBackend::decoder_stack), the one measured first. The kernel's
 // own schedule (0: five phases, no tickets) passed the same GPU tests and ran at the same speed on
 // an H100 (docs/PERFORMANCE.md), so neither replaced the other; the decode-step tool times both.
-constexpr unsigned kDecoderEngineSchedule = kDecoderRopePhase | kDecoderTickets | kDecoderPackAttn;
+// The engine keeps the cache loads that ran on a GPU (kDecoderGenericKv) until the typed ones have.
+constexpr unsigned kDecoderEngineSchedule =
+    kDecoderRopePhase | kDecoderTickets | kDecoderPackAttn | kDecoderGenericKv;
 // Trace points of a layer: 0 qkv phase start, 1 its tile landed, 2 RoPE start, 3 attention start,
 // 4 block 0's first split written, 5 block 0's attention items done, 6 o_proj start, 7 gate_up
 // start, 8 its tile landed, 9 down start.
