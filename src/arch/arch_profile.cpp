@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "io/checkpoint.h"
@@ -147,11 +148,10 @@ Status parse_decoder(Element e, DecoderTensors& out, const std::string& where) {
       {"gate_proj", &out.gate_proj},
       {"up_proj", &out.up_proj},
       {"down_proj", &out.down_proj}};
-  for (auto kv : l) {
-    bool known = kv.key == "comment";
-    for (auto& [key, dst] : fields) known = known || kv.key == key;
-    if (!known) return make_error("{} decoder layer: unknown key \"{}\"", where, printable(kv.key));
-  }
+  for (auto kv : l)
+    if (kv.key != "comment" && std::none_of(std::begin(fields), std::end(fields),
+                                            [&](const auto& f) { return kv.key == f.first; }))
+      return unknown_key(kv.key, where + " decoder layer");
   for (auto& [key, dst] : fields) FC_TRY(str(l, key, *dst));
   for (const std::string* required :
        {&out.embed_tokens, &out.final_norm, &out.input_norm, &out.q_proj, &out.k_proj, &out.v_proj,

@@ -106,45 +106,46 @@ Status parse_fusion(const json& fu, NumericsProfile& np, const std::string& wher
   return ok_status();
 }
 
-// "static_rules": the per-profile thresholds of the static screen (docs/VALIDATION.md).
+// "static_rules": the per-profile thresholds of the static screen (docs/VALIDATION.md): limits
+// (non-negative numbers) and verdicts, by key; these two tables are also the keys it takes.
+constexpr std::pair<std::string_view, double StaticRules::*> kRuleLimits[] = {
+    {"incompatible_above_amplification", &StaticRules::incompatible_above_amplification},
+    {"warning_above_amplification", &StaticRules::warning_above_amplification},
+    {"incompatible_above_key_loss", &StaticRules::incompatible_above_key_loss},
+    {"warning_above_key_loss", &StaticRules::warning_above_key_loss},
+    {"incompatible_above_depth_key_loss", &StaticRules::incompatible_above_depth_key_loss},
+    {"warning_above_depth_key_loss", &StaticRules::warning_above_depth_key_loss},
+    {"warning_above_floor_key_loss", &StaticRules::warning_above_floor_key_loss},
+    {"warning_above_rounding", &StaticRules::warning_above_rounding},
+    {"warning_above_floor_accumulation", &StaticRules::warning_above_floor_accumulation}};
+constexpr std::pair<std::string_view, int StaticRules::*> kRuleVerdicts[] = {
+    {"best_without_qk_norm", &StaticRules::best_without_qk_norm}, {"worst", &StaticRules::worst}};
+
 Status parse_static_rules(const json& sr, StaticRules& r, const std::string& where) {
   if (!sr.is_object()) return make_error("{}: \"static_rules\" must be an object", where);
-  FC_TRY(json_known_keys(
-      sr,
-      {"incompatible_above_amplification", "warning_above_amplification",
-       "incompatible_above_key_loss", "warning_above_key_loss", "incompatible_above_depth_key_loss",
-       "warning_above_depth_key_loss", "warning_above_floor_key_loss", "warning_above_rounding",
-       "warning_above_floor_accumulation", "best_without_qk_norm", "worst"},
-      where + ": \"static_rules\""));
-  for (auto& [key, dst] :
-       {std::pair<const char*, double*>{"incompatible_above_amplification",
-                                        &r.incompatible_above_amplification},
-        {"warning_above_amplification", &r.warning_above_amplification},
-        {"incompatible_above_key_loss", &r.incompatible_above_key_loss},
-        {"warning_above_key_loss", &r.warning_above_key_loss},
-        {"incompatible_above_depth_key_loss", &r.incompatible_above_depth_key_loss},
-        {"warning_above_depth_key_loss", &r.warning_above_depth_key_loss},
-        {"warning_above_floor_key_loss", &r.warning_above_floor_key_loss},
-        {"warning_above_rounding", &r.warning_above_rounding},
-        {"warning_above_floor_accumulation", &r.warning_above_floor_accumulation}}) {
+  const auto in = [](const auto& table, std::string_view key) {
+    return std::any_of(std::begin(table), std::end(table), [&](auto& e) { return e.first == key; });
+  };
+  for (auto it = sr.begin(); it != sr.end(); ++it)
+    if (it.key() != "comment" && !in(kRuleLimits, it.key()) && !in(kRuleVerdicts, it.key()))
+      return unknown_key(it.key(), where + ": \"static_rules\"");
+  for (const auto& [key, field] : kRuleLimits) {
     auto it = sr.find(key);
     if (it == sr.end()) continue;
     if (!it->is_number() || it->get<double>() < 0)
       return make_error("{}: static_rules.{} must be a non-negative number", where, key);
-    *dst = it->get<double>();
+    r.*field = it->get<double>();
   }
-  for (auto& [key, dst] :
-       {std::pair<const char*, int*>{"best_without_qk_norm", &r.best_without_qk_norm},
-        {"worst", &r.worst}}) {
+  for (const auto& [key, field] : kRuleVerdicts) {
     auto it = sr.find(key);
     if (it == sr.end()) continue;
     const std::string v = it->is_string() ? it->get<std::string>() : "";
     if (v == "COMPATIBLE")
-      *dst = 0;
+      r.*field = 0;
     else if (v == "WARNING")
-      *dst = 1;
+      r.*field = 1;
     else if (v == "INCOMPATIBLE")
-      *dst = 2;
+      r.*field = 2;
     else
       return make_error("{}: static_rules.{} must be COMPATIBLE, WARNING or INCOMPATIBLE", where,
                         key);

@@ -13,11 +13,16 @@
 
 namespace fusecheck {
 
+// The error for a key that is not "comment" and not one the object's reader takes.
+inline Error unknown_key(std::string_view key, const std::string& where) {
+  return make_error("{}: unknown key \"{}\"", where, printable(key));
+}
+
 inline Status known_key(std::string_view key, std::initializer_list<std::string_view> known,
                         const std::string& where) {
   if (key == "comment" || std::find(known.begin(), known.end(), key) != known.end())
     return ok_status();
-  return make_error("{}: unknown key \"{}\"", where, printable(key));
+  return unknown_key(key, where);
 }
 
 // Every key of an nlohmann::json object (a template, so this header needs no JSON library).
